@@ -1,0 +1,1 @@
+"""HTTP: enqueue and status for other services, campaigns, and provider callbacks."""

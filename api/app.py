@@ -1,0 +1,67 @@
+"""The HTTP service (``notifyq api``): FastAPI, OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api import callbacks, notifications
+from tasks.runtime import Runtime
+from worker.settings import Settings
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    app = FastAPI(
+        title="notifyq",
+        version="0.1.0",
+        description="Voice notifications and SMS codes, inside every cap and window.",
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime or Runtime.build(settings)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"errors": errors}, status_code=422)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> JSONResponse:
+        rt: Runtime = app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            rt.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # health reports every failure as data
+            checks["redis"] = f"error: {type(exc).__name__}"
+        try:
+            with rt.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(notifications.router)
+    app.include_router(callbacks.router)
+    return app

@@ -1,0 +1,120 @@
+"""``/v1/notifications``: enqueue one or a batch, read one back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from api.auth import require_api_key
+from api.schemas import Accepted, BatchIn, BatchItem, BatchOut, Errors, NotificationIn
+from providers.base import FieldError, InvalidRequest
+from tasks.enqueue import enqueue_many
+from tasks.requests import RouteLeg, SendRequest
+from tasks.runtime import Runtime
+from tasks.views import notification_view
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["notifications"])
+
+
+def to_request(body: NotificationIn) -> SendRequest:
+    return SendRequest(
+        provider=body.provider,
+        to=body.to,
+        template=body.template,
+        content=body.content,
+        params=tuple(body.params),
+        options=body.options,
+        route=tuple(
+            RouteLeg(leg.provider, leg.template, leg.content, tuple(leg.params), leg.options)
+            for leg in body.route
+        ),
+        idempotency_key=body.idempotency_key,
+        not_before=body.not_before,
+    )
+
+
+def errors_body(errors: list[FieldError]) -> dict[str, Any]:
+    return {"errors": [{"field": e.field, "message": e.message} for e in errors]}
+
+
+def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    out = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"] if p != "body"]
+        out.append(
+            FieldError(
+                prefix + ".".join(loc) if loc else prefix.rstrip(".") or "body", error["msg"]
+            )
+        )
+    return out
+
+
+@router.post(
+    "/notifications",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={
+        200: {
+            "model": Accepted,
+            "description": "the idempotency key named an earlier notification",
+        },
+        422: {"model": Errors},
+    },
+)
+def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
+    runtime: Runtime = request.app.state.runtime
+    (result,) = enqueue_many([to_request(body)], runtime=runtime)
+    if isinstance(result, InvalidRequest):
+        return JSONResponse(errors_body(result.errors), status_code=422)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return Accepted(id=result.id, status=result.status.value)
+
+
+@router.post("/notifications:batch", response_model=BatchOut, responses={422: {"model": Errors}})
+def create_batch(body: BatchIn, request: Request) -> Any:
+    """Up to 1,000 notifications; each is validated on its own and the answer lists, per
+    item, its id or its errors. Valid items are stored in one transaction."""
+    runtime: Runtime = request.app.state.runtime
+    requests: list[SendRequest | None] = []
+    items: list[BatchItem] = []
+    for index, raw in enumerate(body.notifications):
+        try:
+            requests.append(to_request(NotificationIn.model_validate(raw)))
+            items.append(BatchItem(index=index))
+        except ValidationError as exc:
+            requests.append(None)
+            errs = pydantic_errors(exc)
+            items.append(
+                BatchItem(
+                    index=index, errors=[{"field": e.field, "message": e.message} for e in errs]
+                )
+            )
+    valid = [r for r in requests if r is not None]
+    results = iter(enqueue_many(valid, runtime=runtime) if valid else [])
+    for item, req in zip(items, requests, strict=True):
+        if req is None:
+            continue
+        result = next(results)
+        if isinstance(result, InvalidRequest):
+            item.errors = [{"field": e.field, "message": e.message} for e in result.errors]
+        else:
+            item.id, item.status, item.created = result.id, result.status.value, result.created
+    accepted = sum(1 for i in items if i.id is not None)
+    return BatchOut(accepted=accepted, rejected=len(items) - accepted, items=items)
+
+
+@router.get(
+    "/notifications/{notification_id}", responses={404: {"description": "no such notification"}}
+)
+def get_notification(notification_id: int, request: Request) -> Any:
+    runtime: Runtime = request.app.state.runtime
+    if not 0 < notification_id < 2**63:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification")
+    view = notification_view(runtime.notifications, notification_id)
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification")
+    return view

@@ -1,0 +1,363 @@
+"""What every provider module shares: the request and result types, the outcome classes,
+number handling, and the Provider protocol.
+
+Provider modules are *sans-IO*: they turn messages into a :class:`Call` and a
+:class:`Reply` into results, and never touch the network themselves. The transport
+(``providers/http.py``) performs calls; the dispatch task decides what each outcome
+means for the notification. So a provider module can be read, and tested, as a pure
+description of its API.
+
+Errors raised here, as a tree::
+
+    ProviderError
+     ├── InvalidRequest        a request refused at the door, with one FieldError per field
+     ├── MissingCredentials    a provider used without its settings (names the setting)
+     └── UnreadableReply       a body that is not what the provider documents
+                               (caught by :func:`parse_or_classify`; never escapes a send)
+
+A send never raises for what the provider answered: every answer, including a
+network failure or an HTML error page, becomes a :class:`SendResult` with an
+:class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+# -- outcomes -------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """What an answer means for the notification (the dispatch task maps it to an action)."""
+
+    #: the provider took it; a receipt or report will follow
+    ACCEPTED = "accepted"
+    #: the recipient or the content is wrong: retrying cannot help
+    PERMANENT = "permanent"
+    #: the provider refused because of its per-number cap: wait, then try again
+    CAPPED = "capped"
+    #: balance, frozen, IP, auth, not enabled: nothing passes until a human acts
+    ACCOUNT = "account"
+    #: 5xx, maintenance, network busy, a connect error: try again after a backoff
+    TRANSIENT = "transient"
+    #: we cannot know whether the call was placed (a read timeout after sending)
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class CodeRule:
+    outcome: Outcome
+    meaning: str
+    #: for CAPPED: how long the provider blocks the number (seconds) after this answer
+    block_seconds: float | None = None
+
+
+CodeTable = Mapping[str, CodeRule]
+
+
+def rule_for(table: CodeTable, code: object) -> CodeRule:
+    """The rule for a provider code; an unknown code is transient (and keeps its code)."""
+    rule = table.get(str(code))
+    return rule if rule is not None else CodeRule(Outcome.TRANSIENT, "undocumented code")
+
+
+# -- requests and results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ProviderError(Exception):
+    """Base of every error a provider module raises."""
+
+
+class InvalidRequest(ProviderError):
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+class MissingCredentials(ProviderError):
+    def __init__(self, provider: str, setting: str) -> None:
+        self.provider = provider
+        self.setting = setting
+        super().__init__(f"{provider}: set {setting} to use this provider")
+
+
+class UnreadableReply(ProviderError):
+    """A reply body the provider's documents do not describe."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A request as a caller wrote it, before validation."""
+
+    provider: str
+    to: str
+    template: str | None = None
+    content: str | None = None
+    params: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A draft that passed validation: the number in E.164, options in their types."""
+
+    to: str
+    template: str | None
+    content: str | None
+    params: tuple[str, ...]
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a provider needs to place one call, built from the ledger row at send time."""
+
+    id: int
+    to: str
+    template: str | None = None
+    content: str | None = None
+    params: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request, described; the transport performs it."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] | None = None
+    form: Mapping[str, str] | None = None
+    json: Any = None
+    #: safe to repeat after a read failure (a query, never a send or a pull-and-delete)
+    idempotent: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = ""
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UnreadableReply(f"not JSON: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: int
+    outcome: Outcome
+    #: the provider's own code, as it sent it ("2", "4081", "-16", "http:503", "net:connect")
+    code: str
+    detail: str = ""
+    #: the provider's reference for receipts: voiceid, callId, voiceId
+    ref: str | None = None
+    block_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """A receipt, callback or report line, reduced to what the ledger needs."""
+
+    ref: str
+    delivered: bool
+    code: str
+    message: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def results_for(
+    messages: Sequence[Message],
+    rule: CodeRule,
+    code: object,
+    detail: str = "",
+    ref: str | None = None,
+) -> list[SendResult]:
+    """The same answer for every message of one request."""
+    return [
+        SendResult(m.id, rule.outcome, str(code), detail or rule.meaning, ref, rule.block_seconds)
+        for m in messages
+    ]
+
+
+def classify_http_failure(messages: Sequence[Message], reply: Reply, why: str) -> list[SendResult]:
+    """A reply whose body we cannot read. 5xx/429: transient. 401/403/404: misconfigured
+    account or URL, nothing will pass. A 2xx we cannot read: the provider may have taken
+    it, so ambiguous — never resend a phone call on a guess."""
+    status = reply.status
+    if status >= 500 or status == 429:
+        outcome = Outcome.TRANSIENT
+    elif status in (401, 403, 404):
+        outcome = Outcome.ACCOUNT
+    elif 200 <= status < 300:
+        outcome = Outcome.AMBIGUOUS
+    else:
+        outcome = Outcome.TRANSIENT
+    return [SendResult(m.id, outcome, f"http:{status}", why[:200]) for m in messages]
+
+
+def parse_or_classify(
+    messages: Sequence[Message], reply: Reply, parse: Callable[[Reply], list[SendResult]]
+) -> list[SendResult]:
+    """Run a provider's parser; an undocumented body becomes a classified result."""
+    try:
+        return parse(reply)
+    except (UnreadableReply, KeyError, TypeError, ValueError, AttributeError) as exc:
+        return classify_http_failure(messages, reply, f"unreadable reply: {exc}")
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+LANDLINE_TYPES = {PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def parse_number(raw: str, region: str = "CN") -> phonenumbers.PhoneNumber | None:
+    """Any common spelling (``13800138000``, ``+86 138 0013 8000``, ``8613800138000``)."""
+    text = (raw or "").strip()
+    if not text or len(text) > 32:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    # "8613800138000": a country code written without "+"
+    if (
+        region == "CN"
+        and not text.startswith("+")
+        and digits.startswith("86")
+        and len(digits) == 13
+    ):
+        text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mainland(e164_number: str) -> str:
+    """Mainland China number as dialled at home: 11-digit mobile, or 0 + area + number."""
+    national = e164_number.removeprefix("+86")
+    return national if national.startswith("1") else "0" + national
+
+
+def mask(number: str | None) -> str:
+    """``+8613800138000`` → ``138****8000``: enough to recognise, not enough to call."""
+    if not number:
+        return ""
+    digits = number.lstrip("+")
+    if number.startswith("+86"):
+        digits = digits[2:]
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def check_number(
+    raw: str,
+    *,
+    kinds: set[PhoneNumberType] | None,
+    region: str = "CN",
+    country: int | None = 86,
+    what: str,
+) -> tuple[str | None, list[FieldError]]:
+    number = parse_number(raw, region)
+    if number is None:
+        return None, [FieldError("to", f"not a valid phone number ({what})")]
+    if country is not None and number.country_code != country:
+        return None, [FieldError("to", f"must be {what}")]
+    if kinds is not None and phonenumbers.number_type(number) not in kinds:
+        return None, [FieldError("to", f"must be {what}")]
+    return e164(number), []
+
+
+def int_option(
+    options: Mapping[str, Any], name: str, low: int, high: int, errors: list[FieldError]
+) -> int | None:
+    if name not in options or options[name] in (None, ""):
+        return None
+    value = options[name]
+    try:
+        number = int(str(value))
+    except ValueError:
+        errors.append(FieldError(f"options.{name}", "must be a whole number"))
+        return None
+    if not low <= number <= high:
+        errors.append(FieldError(f"options.{name}", f"must be between {low} and {high}"))
+        return None
+    return number
+
+
+def unknown_options(options: Mapping[str, Any], known: set[str], errors: list[FieldError]) -> None:
+    for name in options:
+        if name not in known:
+            errors.append(
+                FieldError(
+                    f"options.{name}",
+                    f"unknown option (known: {', '.join(sorted(known)) or 'none'})",
+                )
+            )
+
+
+# -- the protocol -------------------------------------------------------------------------
+
+
+class Provider(abc.ABC):
+    """One provider API. Subclasses are pure: build calls, parse replies."""
+
+    name: ClassVar[str]
+    #: recipients one request may carry (itniotech 1000, APISpace batch 1000, ihuyi 1)
+    max_batch: ClassVar[int] = 1
+    #: the receipts of this provider arrive by a report pull, not a push
+    pulls_reports: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def validate(self, draft: Draft) -> Valid:
+        """Refuse bad input with every field's reason (raise InvalidRequest)."""
+
+    @abc.abstractmethod
+    def build_send(self, messages: Sequence[Message], now: float) -> Call:
+        """One request for these messages (len ≤ max_batch, same :meth:`batch_key`).
+        Sign here, at send time, with ``now``: never at enqueue."""
+
+    @abc.abstractmethod
+    def parse_send(self, messages: Sequence[Message], reply: Reply) -> list[SendResult]:
+        """One result per message, in order."""
+
+    def batch_key(self, message: Message) -> Hashable:
+        """Messages with equal keys may share one request (same content, same options)."""
+        return (
+            message.template,
+            message.content,
+            message.params,
+            tuple(sorted(message.options.items())),
+        )
+
+    def send_results(self, messages: Sequence[Message], reply: Reply) -> list[SendResult]:
+        return parse_or_classify(messages, reply, lambda r: self.parse_send(messages, r))

@@ -1,0 +1,165 @@
+"""The one HTTP transport every provider call goes through.
+
+One ``httpx.AsyncClient`` per process, on an event loop of its own thread: worker
+threads hand it whole batches of calls and wait, so a dispatch task can place dozens of
+calls at once without a thread per call, and every call shares one connection pool
+with explicit limits and connect/read/write/pool timeouts.
+
+Failures become outcomes here, once, for every provider:
+
+- connect error, connect timeout, pool timeout: the request never left, so it is
+  retried at once (tenacity, a few short tries), then TRANSIENT;
+- read timeout, a dropped connection after the request was written: AMBIGUOUS — the
+  provider may have placed the call; only an :attr:`~providers.base.Call.idempotent`
+  call (a balance query) is retried on these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from providers.base import Call, Reply
+
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+MAYBE_SENT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A call that got no reply. ``sent`` says whether it may have reached the provider."""
+
+    sent: bool
+    kind: str
+    detail: str
+
+    @property
+    def code(self) -> str:
+        return f"net:{self.kind}"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    write_timeout: float = 10.0
+    pool_timeout: float = 10.0
+    max_connections: int = 400
+    #: below the usual server keep-alive (5 s on many), so we never reuse a dying socket
+    keepalive_expiry: float = 4.0
+    connect_retries: int = 3
+
+
+class Transport:
+    """Thread-safe: any thread may call :meth:`perform`; the loop thread does the I/O."""
+
+    def __init__(self, settings: HttpSettings | None = None) -> None:
+        self.settings = settings or HttpSettings()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._pid = 0
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # started, and not forked since
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="notifyq-http", daemon=True)
+                thread.start()
+                self._client = asyncio.run_coroutine_threadsafe(self._make_client(), loop).result()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    async def _make_client(self) -> httpx.AsyncClient:
+        s = self.settings
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=s.connect_timeout,
+                read=s.read_timeout,
+                write=s.write_timeout,
+                pool=s.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=s.max_connections,
+                max_keepalive_connections=s.max_connections,
+                keepalive_expiry=s.keepalive_expiry,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": "notifyq"},
+        )
+
+    def perform(self, call: Call) -> Reply | Failure:
+        return self.perform_all([call])[0]
+
+    def perform_all(self, calls: Sequence[Call]) -> list[Reply | Failure]:
+        """Place every call concurrently; one reply or failure per call, in order."""
+        if not calls:
+            return []
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._gather(calls), loop)
+        return future.result()
+
+    async def _gather(self, calls: Sequence[Call]) -> list[Reply | Failure]:
+        return list(await asyncio.gather(*(self._one(call) for call in calls)))
+
+    async def _one(self, call: Call) -> Reply | Failure:
+        assert self._client is not None
+        retry_on = NOT_SENT + MAYBE_SENT if call.idempotent else NOT_SENT
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(retry_on),
+                stop=stop_after_attempt(self.settings.connect_retries),
+                wait=wait_exponential_jitter(initial=0.05, max=1.0),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.request(
+                        call.method,
+                        call.url,
+                        headers=dict(call.headers),
+                        params=call.params,
+                        data=call.form,
+                        json=call.json,
+                    )
+                    body = await response.aread()
+                    return Reply(
+                        response.status_code, body, response.headers.get("content-type", "")
+                    )
+        except NOT_SENT as exc:
+            return Failure(sent=False, kind=type(exc).__name__, detail=_safe(exc))
+        except MAYBE_SENT as exc:
+            return Failure(sent=True, kind=type(exc).__name__, detail=_safe(exc))
+        except httpx.HTTPError as exc:
+            return Failure(sent=True, kind=type(exc).__name__, detail=_safe(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is not None and self._client is not None and self._pid == os.getpid():
+                asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result(
+                    timeout=5
+                )
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = self._client = None
+
+
+def _safe(exc: Exception) -> str:
+    """An error's text without the URL's query (which may carry a number)."""
+    return type(exc).__name__ if not str(exc) else str(exc).split("?")[0][:200]

@@ -1,0 +1,204 @@
+"""What every emulator shares: configuration, the clock, the ledger, outcomes, faults,
+and the pusher that delivers receipts with a provider's retry rule."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("notifyq.sandbox")
+
+#: receipt outcome kinds a test can seed for a number (by its last digits)
+KINDS = ("answered", "no-answer", "busy", "vacant", "off", "rejected")
+
+
+@dataclass
+class SandboxConfig:
+    ihuyi_account: str = "sandbox"
+    ihuyi_apikey: str = "sandbox-apikey"
+    ihuyi_receipt_url: str | None = None
+    ihuyi_template_url: str | None = None
+    jumdata_app_id: str = "sandbox"
+    jumdata_app_secret: str = "sandbox-secret"
+    #: jumdata's calling window, Beijing time; "" = always (tests whose clock is not Beijing's day)
+    jumdata_window: str = "09:00-21:00"
+    apispace_token: str = "sandbox-token"
+    itniotech_api_key: str = "sandbox"
+    itniotech_api_secret: str = "sandbox-secret"
+    #: how far a signed time stamp may be from ours, seconds
+    stamp_tolerance: float = 300.0
+    #: receipts arrive this long after the call (seconds, before time_scale)
+    receipt_delay: float = 2.0
+    #: multiplies every sandbox delay: receipt delays and the 60 s push retry steps
+    time_scale: float = 1.0
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    timeout_rate: float = 0.0
+    #: how long a "timeout" fault holds the request (longer than the client waits)
+    timeout_hold: float = 60.0
+    #: last digits → outcome kind, e.g. {"0000": "no-answer"}
+    outcomes: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The config without credentials (for GET /_sandbox/config)."""
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if not any(s in k for s in ("apikey", "secret", "token", "api_key"))
+        }
+
+
+@dataclass
+class Call:
+    seq: int
+    provider: str
+    api: str
+    at: float
+    number: str | None
+    code: str
+    placed: bool
+    ref: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger:
+    """Every request the sandbox answered, in order; ``placed`` marks real phone calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._seq = itertools.count(1)
+
+    def add(
+        self,
+        provider: str,
+        api: str,
+        number: str | None,
+        code: str,
+        placed: bool,
+        ref: str | None = None,
+        **fields: Any,
+    ) -> Call:
+        call = Call(
+            next(self._seq), provider, api, time.time(), number, str(code), placed, ref, fields
+        )
+        self.calls.append(call)
+        return call
+
+    def query(self, provider: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        return [
+            asdict(c)
+            for c in self.calls
+            if c.seq > since and (provider is None or c.provider == provider)
+        ]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+class SlidingCounter:
+    """Arrival times of placed calls per key, for the providers' own per-number caps."""
+
+    def __init__(self, keep: float = 86400.0) -> None:
+        self.keep = keep
+        self.times: dict[str, deque[float]] = defaultdict(deque)
+
+    def count(self, key: str, window: float, now: float) -> int:
+        times = self.times[key]
+        while times and times[0] <= now - self.keep:
+            times.popleft()
+        return sum(1 for t in times if t > now - window)
+
+    def add(self, key: str, now: float) -> None:
+        self.times[key].append(now)
+
+
+class Sandbox:
+    """The shared state of one sandbox server."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.ledger = Ledger()
+        self.random = random.Random(config.seed)
+        self._refs = itertools.count(int(time.time()) % 100000 * 100000)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.client: httpx.AsyncClient | None = None
+        self.pushes: list[dict[str, Any]] = []
+
+    def new_ref(self, prefix: str = "") -> str:
+        return f"{prefix}{next(self._refs)}"
+
+    def outcome_for(self, number: str) -> str:
+        for suffix, kind in sorted(self.config.outcomes.items(), key=lambda kv: -len(kv[0])):
+            if number.endswith(suffix):
+                return kind
+        return "answered"
+
+    def stamp_fresh(self, stamp: float) -> bool:
+        return abs(time.time() - stamp) <= self.config.stamp_tolerance
+
+    async def fault(self) -> str | None:
+        """Latency first, then maybe a fault: "fail" (answer 500) or "timeout" (hold)."""
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        roll = self.random.random()
+        if roll < self.config.fail_rate:
+            return "fail"
+        if roll < self.config.fail_rate + self.config.timeout_rate:
+            return "timeout"
+        return None
+
+    async def hold(self) -> None:
+        await asyncio.sleep(self.config.timeout_hold)
+
+    def later(self, delay: float, job: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay * self.config.time_scale)
+            await job()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def push(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        *,
+        tries: int = 3,
+        step: float = 60.0,
+        expect: str = "success",
+    ) -> None:
+        """POST a form until the receiver answers ``expect``; after each failure wait
+        ``step`` more than the time before (60 s, then 120 s), at most ``tries`` tries."""
+        assert self.client is not None
+        wait = 0.0
+        for attempt in range(1, tries + 1):
+            try:
+                response = await self.client.post(url, data=dict(form))
+                ok = response.status_code == 200 and response.text.strip() == expect
+            except httpx.HTTPError:
+                ok = False
+            self.pushes.append(
+                {
+                    "url": url.rsplit("/callbacks/", maxsplit=1)[-1].split("/", 1)[-1],
+                    "attempt": attempt,
+                    "ok": ok,
+                    "at": time.time(),
+                }
+            )
+            if ok:
+                return
+            wait += step
+            if attempt < tries:
+                await asyncio.sleep(wait * self.config.time_scale)
+        log.warning("push to a receiver failed %d times; giving up as the provider does", tries)

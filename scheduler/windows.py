@@ -1,0 +1,98 @@
+"""Calling windows: the hours of the day, in a time zone, during which a call may start.
+
+``"09:00-21:00"`` opens at 09:00 and closes at 21:00 local time; a window whose end is
+before its start (``"21:00-09:00"``) runs over midnight; ``"00:00-24:00"`` and the empty
+string mean always. The next opening is computed on local dates and converted back,
+so it is right across midnight and across daylight-saving changes (a local opening time
+that does not exist on a spring-forward day opens at the first instant after the gap).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class WindowSyntaxError(ValueError):
+    """A window setting that is not ``HH:MM-HH:MM``."""
+
+
+@dataclass(frozen=True)
+class CallingWindow:
+    start: time
+    #: ``None`` stands for 24:00, the end of the day
+    end: time | None
+    zone: ZoneInfo
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end is None else self.end.strftime("%H:%M")
+        return f"{self.start.strftime('%H:%M')}-{end} {self.zone.key}"
+
+    def in_zone(self, zone: ZoneInfo) -> CallingWindow:
+        return CallingWindow(self.start, self.end, zone)
+
+    def is_open(self, at: datetime) -> bool:
+        local = at.astimezone(self.zone).time()
+        if self.end is None:
+            return local >= self.start
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_opening(self, at: datetime) -> datetime:
+        """``at`` itself when open, else the first later instant at which it opens."""
+        if self.is_open(at):
+            return at
+        local_day = at.astimezone(self.zone).date()
+        for offset in range(3):
+            naive = datetime.combine(local_day + timedelta(days=offset), self.start)
+            # fold=0 on an ambiguous time takes the first occurrence; a time in a
+            # spring-forward gap maps to the instant just after the gap.
+            opening = naive.replace(tzinfo=self.zone).astimezone(UTC)
+            opening = opening.replace(tzinfo=UTC)
+            if opening > at and self.is_open(opening):
+                return opening
+            if opening > at:  # a gap swallowed the opening time: first open minute after
+                probe = opening
+                for _ in range(180):
+                    probe += timedelta(minutes=1)
+                    if self.is_open(probe):
+                        return probe
+        raise AssertionError(f"window {self} never opens after {at}")  # unreachable
+
+
+def parse_window(text: str | None, zone: ZoneInfo) -> CallingWindow | None:
+    if not text or not text.strip():
+        return None
+    match = _WINDOW.match(text)
+    if not match:
+        raise WindowSyntaxError(f"{text!r} is not a window like '09:00-21:00'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+        raise WindowSyntaxError(f"{text!r} has an hour or minute out of range")
+    start = time(h1, m1)
+    end = None if h2 == 24 else time(h2, m2)
+    if end is None and start == time(0, 0):
+        return None  # 00:00-24:00: always open
+    if end == start:
+        raise WindowSyntaxError(f"{text!r} opens and closes at the same minute")
+    return CallingWindow(start, end, zone)
+
+
+def next_opening_all(windows: Sequence[CallingWindow], at: datetime) -> datetime | None:
+    """The first instant from ``at`` at which every window is open (a number spanning
+    several time zones); ``None`` if they share no hour in the coming week."""
+    moment = at
+    for _ in range(64):
+        later = max(window.next_opening(moment) for window in windows)
+        if later == moment:
+            return moment
+        moment = later
+        if moment - at > timedelta(days=7):
+            return None
+    return None

@@ -1,0 +1,137 @@
+"""Who of a batch may be sent now, in the order DESIGN.md gives: circuit, window, the
+provider's throughput, then every per-number cap — and for the others, until when.
+
+The per-number caps are checked last because they are the only check that *records*
+something for the recipient; nothing that a later check would refuse takes a slot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as number_zones
+
+from scheduler.caps import CapCheck
+from scheduler.windows import CallingWindow, next_opening_all
+from tasks.runtime import Runtime
+from worker.metrics import CAP_LATENCY
+from worker.settings import ProviderPolicy
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not now: try again at ``until`` (epoch s) — ``reason`` says what holds it back."""
+
+    id: int
+    until: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hop:
+    """The provider is unavailable and the route has another: move to that leg."""
+
+    id: int
+    leg: dict[str, Any]
+    rest: list[Any]
+    reason: str
+
+
+@dataclass
+class Admission:
+    go: list[Any]
+    waits: list[Wait]
+    hops: list[Hop]
+    #: providers whose half-open circuit lets this batch send its one probe
+    probes: set[str]
+
+
+@lru_cache(maxsize=4096)
+def _zones_of(number: str) -> tuple[str, ...]:
+    try:
+        zones = number_zones.time_zones_for_number(phonenumbers.parse(number))
+    except phonenumbers.NumberParseException:
+        return ()
+    return tuple(z for z in zones if z != "Etc/Unknown")
+
+
+def windows_for(policy: ProviderPolicy, number: str) -> list[CallingWindow]:
+    if policy.window is None:
+        return []
+    if policy.local_time:
+        zones = _zones_of(number)
+        if zones:
+            return [policy.window.in_zone(ZoneInfo(zone)) for zone in zones]
+    return [policy.window]
+
+
+def admit(rt: Runtime, rows: Sequence[Any], now: float) -> Admission:
+    out = Admission(go=[], waits=[], hops=[], probes=set())
+    by_provider: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_provider[row.provider].append(row)
+    candidates: list[Any] = []
+    for provider, rows_of_provider in by_provider.items():
+        policy = rt.policies[provider]
+        group = _circuit(rt, provider, rows_of_provider, now, out)
+        group = _window(policy, provider, group, now, out)
+        if group and policy.rate:
+            rate = rt.rates.take(f"provider:{provider}", policy.rate, len(group))
+            if not rate.allowed:
+                assert rate.retry_at is not None
+                out.waits += [Wait(row.id, rate.retry_at, f"rate:{provider}") for row in group]
+                group = []
+        candidates += group
+    checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
+    with CAP_LATENCY.time():
+        decisions = rt.caps.hit_many(checks)
+    for row, decision in zip(candidates, decisions, strict=True):
+        if decision.allowed:
+            out.go.append(row)
+        else:
+            assert decision.retry_at is not None
+            out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))
+    return out
+
+
+def _circuit(rt: Runtime, provider: str, group: list[Any], now: float, out: Admission) -> list[Any]:
+    state = rt.circuit.state(provider, now)
+    if state.allowed and not state.probe:
+        return group
+    passing = group[:1] if state.allowed else []  # half-open: exactly one probe
+    if passing:
+        out.probes.add(provider)
+    retry_at = state.retry_at if state.retry_at is not None else now + 5.0
+    for row in group[len(passing) :]:
+        if row.route:
+            leg, *rest = row.route
+            out.hops.append(Hop(row.id, leg, rest, f"circuit:{provider}"))
+        else:
+            out.waits.append(Wait(row.id, retry_at, f"circuit:{provider}"))
+    return passing
+
+
+def _window(
+    policy: ProviderPolicy, provider: str, group: list[Any], now: float, out: Admission
+) -> list[Any]:
+    if policy.window is None:
+        return group
+    moment = datetime.fromtimestamp(now, UTC)
+    open_now = []
+    for row in group:
+        windows = windows_for(policy, row.to)
+        opening = next_opening_all(windows, moment)
+        if opening is None:  # the number's zones share no hour: the configured zone decides
+            opening = policy.window.next_opening(moment)
+        if opening <= moment:
+            open_now.append(row)
+        else:
+            out.waits.append(Wait(row.id, opening.timestamp(), f"window:{provider}"))
+    return open_now

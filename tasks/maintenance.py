@@ -1,0 +1,72 @@
+"""The clockwork on beat: release what is due, sweep what is stuck.
+
+- ``notifyq.release_due`` (every ``NOTIFYQ_PUMP_INTERVAL``, 1 s): the deferred set's
+  due members go to the workers in dispatch batches.
+- ``notifyq.sweep`` (every ``NOTIFYQ_SWEEP_INTERVAL``): rows ``sending`` past the
+  sending timeout lost their worker (→ ``unknown``, or resent if the operator chose);
+  waiting rows whose time and last hand-off are both older than the grace were lost
+  on the way (a broker message gone, the deferred set flushed) and are handed out
+  again — dispatch is idempotent, so a false alarm costs one no-op task; receipts
+  that arrived before their notification was recorded are applied.
+
+One sweeper at a time (a Redis lock), though two would only duplicate no-op work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from scheduler.deferred import pump
+from tasks.dispatch import resolve_stuck_sending
+from tasks.publish import publish_dispatch
+from tasks.runtime import Runtime, get_runtime
+from worker.app import celery
+
+log = logging.getLogger(__name__)
+
+PUMP_BATCH = 500
+PUMP_MOST = 20_000
+
+
+@celery.task(name="notifyq.release_due")
+def release_due() -> int:
+    return release(get_runtime())
+
+
+def release(rt: Runtime) -> int:
+    def hand_over(ids: Sequence[int]) -> None:
+        rt.notifications.mark_published(ids)
+        publish_dispatch(ids, batch=rt.settings.dispatch_batch)
+
+    return pump(rt.deferred, hand_over, batch=PUMP_BATCH, most=PUMP_MOST)
+
+
+@celery.task(name="notifyq.sweep")
+def sweep() -> dict[str, int]:
+    rt = get_runtime()
+    lock = rt.redis.lock(
+        "nq:lock:sweep", timeout=max(30, rt.settings.sweep_interval * 3), blocking=False
+    )
+    if not lock.acquire():
+        return {"skipped": 1}
+    try:
+        return sweep_once(rt)
+    finally:
+        lock.release()
+
+
+def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
+    now = time.time() if now is None else now
+    settings = rt.settings
+    stuck = rt.notifications.stale_sending(before=now - settings.sending_timeout, limit=1000)
+    resolved = resolve_stuck_sending(rt, stuck) if stuck else []
+    lost = rt.notifications.stale_waiting(before=now - settings.sweep_grace, limit=5000)
+    if lost:
+        log.warning("sweeper: re-driving %d notification(s) whose hand-off was lost", len(lost))
+        rt.notifications.mark_published(lost, now=now)
+        publish_dispatch(lost, batch=settings.dispatch_batch)
+    with rt.db.write() as conn:
+        matched = rt.receipts.apply(conn, None, now)
+    return {"unknown": len(resolved), "redriven": len(lost), "receipts": len(matched)}

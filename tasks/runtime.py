@@ -1,0 +1,106 @@
+"""The parts one process works with, built once from the settings (after any fork).
+
+This is the composition root: it wires the store, Redis, the scheduler parts and the
+provider clients together and hands them to the tasks; none of those parts knows the
+others.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from redis import Redis
+
+from providers import registry
+from providers.base import Provider
+from providers.http import HttpSettings, Transport
+from scheduler.caps import CapLimiter
+from scheduler.circuit import CircuitBreaker
+from scheduler.deferred import DeferredSet
+from scheduler.rates import RateLimiter
+from worker.migrate import ensure_schema
+from worker.settings import ProviderPolicy, Settings, get_settings
+from worker.store import Database, NotificationStore, ReceiptStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    notifications: NotificationStore
+    receipts: ReceiptStore
+    redis: Redis
+    caps: CapLimiter
+    rates: RateLimiter
+    deferred: DeferredSet
+    circuit: CircuitBreaker
+    providers: dict[str, Provider]
+    policies: dict[str, ProviderPolicy]
+    transport: Transport
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        ensure_schema(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        notifications = NotificationStore(db)
+        client = Redis.from_url(
+            settings.redis_url,
+            max_connections=max(64, settings.worker_concurrency + 16),
+            health_check_interval=30,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+        )
+        providers = registry.build_all(settings)
+        return cls(
+            settings=settings,
+            db=db,
+            notifications=notifications,
+            receipts=ReceiptStore(db, notifications),
+            redis=client,
+            caps=CapLimiter(client, margin=settings.cap_margin),
+            rates=RateLimiter(client),
+            deferred=DeferredSet(client),
+            circuit=CircuitBreaker(client, cooldown=settings.circuit_cooldown),
+            providers=providers,
+            policies={name: settings.policy(name) for name in registry.NAMES},
+            transport=Transport(
+                HttpSettings(
+                    connect_timeout=settings.http_connect_timeout,
+                    read_timeout=settings.http_read_timeout,
+                    write_timeout=settings.http_write_timeout,
+                    pool_timeout=settings.http_pool_timeout,
+                    max_connections=settings.http_max_connections,
+                )
+            ),
+        )
+
+    def redis_now(self) -> float:
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1_000_000
+
+    def close(self) -> None:
+        self.transport.close()
+        self.redis.close()
+        self.db.dispose()
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+_pid = 0
+
+
+def get_runtime() -> Runtime:
+    global _current, _pid
+    with _lock:
+        if _current is None or _pid != os.getpid():
+            _current, _pid = Runtime.build(get_settings()), os.getpid()
+        return _current
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """For embedding (tests, the demo): use this runtime instead of one from the env."""
+    global _current, _pid
+    with _lock:
+        _current, _pid = runtime, os.getpid()

@@ -1,0 +1,1 @@
+"""The long-running side: the Celery app, settings, the store (SQLAlchemy) and the CLI."""

@@ -1,0 +1,57 @@
+"""The Celery app, ``worker.app:celery`` (so ``celery -A worker.app flower`` works).
+
+JSON only; tasks carry notification ids, never numbers or texts. Acknowledged late and
+rejected (requeued) when a worker dies, one message prefetched per thread: a message
+is only gone once its notification's new state is committed. Task events are on so
+Flower shows every task, its retries and its runtime.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from scheduler.beat import CONTROL_QUEUE, schedule
+from worker.settings import Settings, get_settings
+
+DISPATCH_QUEUE = "notifyq"
+#: longer than any retry countdown (retry_max ≤ 900 s), or a Redis broker would hand an
+#: ETA message to a second worker while the first still holds it
+VISIBILITY_TIMEOUT = 1800
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("notifyq", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_queues=[Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE)],
+        task_default_queue=DISPATCH_QUEUE,
+        task_routes={
+            "notifyq.release_due": {"queue": CONTROL_QUEUE},
+            "notifyq.sweep": {"queue": CONTROL_QUEUE},
+            "notifyq.poll_reports": {"queue": CONTROL_QUEUE},
+            "notifyq.campaigns": {"queue": CONTROL_QUEUE},
+        },
+        worker_pool=settings.worker_pool,
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        imports=["tasks.dispatch", "tasks.maintenance"],
+        beat_schedule=schedule(settings),
+        timezone=settings.timezone,
+    )
+    return app
+
+
+celery = make_celery(get_settings())

@@ -1,0 +1,24 @@
+"""The ``notifyq`` command line (spec/interface.md): exit 0 on success, 2 on bad input
+with a one-line reason naming the field, 1 on any other failure."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.cli import db, ihuyi, messages, services
+
+app = typer.Typer(
+    name="notifyq",
+    help="Voice-call notifications and SMS verification codes, inside every cap and window.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+messages.register(app)
+services.register(app)
+app.add_typer(db.app, name="db")
+app.add_typer(ihuyi.app, name="ihuyi")
+
+
+def main() -> None:
+    app()

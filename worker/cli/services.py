@@ -1,0 +1,157 @@
+"""The long-running parts: ``worker``, ``beat``, ``api``, ``flower``, ``sandbox``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker.cli.common import exits, fail, settings
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings=EXTRA)(worker)
+    app.command(context_settings=EXTRA)(beat)
+    app.command()(api)
+    app.command(context_settings=EXTRA)(flower)
+    app.command()(sandbox)
+
+
+def _prepare() -> None:
+    from worker.logs import setup
+    from worker.migrate import ensure_schema
+
+    config = settings()
+    setup(config.log_level)
+    with exits():
+        ensure_schema(config.database_url)
+
+
+def worker(ctx: typer.Context) -> None:
+    """A Celery worker for every notifyq queue, with the benchmarked pool and concurrency
+    (NOTIFYQ_WORKER_POOL, NOTIFYQ_WORKER_CONCURRENCY); any celery worker option may follow."""
+    _prepare()
+    config = settings()
+    from worker.app import celery
+
+    argv = [
+        "worker",
+        "--pool",
+        config.worker_pool,
+        "--concurrency",
+        str(config.worker_concurrency),
+        "--loglevel",
+        config.log_level,
+        "--events",
+        *ctx.args,
+    ]
+    celery.worker_main(argv)
+
+
+def beat(ctx: typer.Context) -> None:
+    """The clock: releases deferred notifications, sweeps, polls reports, runs campaigns."""
+    _prepare()
+    config = settings()
+    from worker.app import celery
+
+    schedule = Path("var") / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery.start(["beat", "--loglevel", config.log_level, "--schedule", str(schedule), *ctx.args])
+
+
+def api(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """The HTTP API and the provider callbacks (OpenAPI at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _prepare()
+    config = settings()
+    if not config.api_keys:
+        typer.echo("warning: NOTIFYQ_API_KEYS is empty: every /v1 request will get 401", err=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_config=None, timeout_keep_alive=30)
+
+
+def flower(ctx: typer.Context) -> None:
+    """Flower, the Celery dashboard, for worker.app:celery (tasks, retries, workers)."""
+    from worker.app import celery
+
+    celery.start(["flower", *ctx.args])
+
+
+def sandbox(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 9000,
+    latency_ms: Annotated[float, typer.Option(help="added to every answer")] = 0.0,
+    fail_rate: Annotated[
+        float, typer.Option(help="share of requests answered with HTTP 500")
+    ] = 0.0,
+    timeout_rate: Annotated[
+        float, typer.Option(help="share of requests placed, then held past the client's timeout")
+    ] = 0.0,
+    timeout_hold: Annotated[
+        float, typer.Option(help="seconds a timeout fault holds the request")
+    ] = 60.0,
+    time_scale: Annotated[
+        float, typer.Option(help="multiplies receipt delays and push retry steps")
+    ] = 1.0,
+    receipt_delay: Annotated[float, typer.Option(help="seconds from call to receipt")] = 2.0,
+    outcome: Annotated[
+        list[str] | None, typer.Option(help="SUFFIX=KIND, e.g. 0000=no-answer (repeatable)")
+    ] = None,
+    jumdata_window: Annotated[
+        str, typer.Option(help="jumdata's calling window, Beijing time; '' = always")
+    ] = "09:00-21:00",
+    seed: Annotated[int | None, typer.Option(help="random seed for faults")] = None,
+) -> None:
+    """Emulators of all five provider APIs, with the credentials of these settings."""
+    import uvicorn
+
+    from providers.sandbox.app import create_app
+    from providers.sandbox.state import KINDS, SandboxConfig
+    from worker.cli.common import parse_options
+    from worker.logs import setup
+
+    config = settings()
+    setup(config.log_level)
+    outcomes = parse_options(outcome or [], "--outcome")
+    for suffix, kind in outcomes.items():
+        if kind not in KINDS or not suffix.isdigit():
+            fail(f"outcome: {suffix}={kind} (digits=one of {', '.join(KINDS)})", 2)
+    secret = lambda value: value.get_secret_value() if value is not None else None  # noqa: E731
+    defaults = SandboxConfig()
+    sandbox_config = SandboxConfig(
+        ihuyi_account=config.ihuyi_account or defaults.ihuyi_account,
+        ihuyi_apikey=secret(config.ihuyi_apikey) or defaults.ihuyi_apikey,
+        ihuyi_receipt_url=config.callback_url("ihuyi/receipt"),
+        ihuyi_template_url=config.callback_url("ihuyi/template"),
+        jumdata_app_id=config.jumdata_app_id or defaults.jumdata_app_id,
+        jumdata_app_secret=secret(config.jumdata_app_secret) or defaults.jumdata_app_secret,
+        jumdata_window=jumdata_window,
+        apispace_token=secret(config.apispace_token) or defaults.apispace_token,
+        itniotech_api_key=secret(config.itniotech_api_key) or defaults.itniotech_api_key,
+        itniotech_api_secret=secret(config.itniotech_api_secret) or defaults.itniotech_api_secret,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        timeout_rate=timeout_rate,
+        timeout_hold=timeout_hold,
+        time_scale=time_scale,
+        receipt_delay=receipt_delay,
+        outcomes=outcomes,
+        seed=seed,
+    )
+    uvicorn.run(
+        create_app(sandbox_config),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+    )

@@ -1,0 +1,86 @@
+"""Engine set-up for the two stores we support, and the write transaction both share.
+
+SQLite is the embedded default: WAL (readers never wait for the writer), a busy
+timeout, ``synchronous=NORMAL`` (durable at each checkpoint, safe in WAL), and every
+write transaction opened with ``BEGIN IMMEDIATE`` so it takes the write lock up front
+instead of failing on the read-to-write upgrade. Within one process, writers queue on
+a lock of ours before they queue inside SQLite: a thread pool of hundreds would
+otherwise spin in SQLite's busy handler, whose back-off sleeps grow to 100 ms.
+
+PostgreSQL is the production store: plain READ COMMITTED transactions; correctness
+under concurrency comes from compare-and-set updates (see ``notifications.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+_WRITE = "notifyq_write"
+
+
+class Database:
+    """One engine and the way to open read and write transactions on it."""
+
+    def __init__(self, url: str, *, pool_size: int = 16, max_overflow: int = 64) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, pool_size, max_overflow)
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            )
+        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        with self._write_lock, self.engine.connect() as plain:
+            conn = plain.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA cache_size=-16000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writing = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine

@@ -1,0 +1,305 @@
+"""The notifications ledger: insert with idempotency, read, and guarded transitions.
+
+A transition is a compare-and-set: the row changes only if its status is one the
+change expects *and* one :data:`~worker.store.status.ALLOWED_FROM` permits; the event
+row is written in the same transaction. Rows are read ``FOR UPDATE`` (PostgreSQL) or
+under SQLite's single write lock first, so a batch of changes costs three statements
+however many rows it touches, and the events record the true previous status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from worker.store.db import Database
+from worker.store.schema import Event, Notification
+from worker.store.status import ALLOWED_FROM, WAITING, Status
+
+log = logging.getLogger(__name__)
+
+N = Notification.__table__
+E = Event.__table__
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A validated request, number already in E.164."""
+
+    provider: str
+    to: str
+    template: str | None = None
+    content: str | None = None
+    params: Sequence[str] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    route: Sequence[Mapping[str, Any]] | None = None
+    idempotency_key: str | None = None
+    campaign_id: int | None = None
+    not_before: float | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    status: Status
+    #: False when the idempotency key named an earlier notification
+    created: bool
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One wanted transition. ``expect`` narrows the statuses it may start from."""
+
+    id: int
+    to: Status
+    reason: str | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] | None = None
+    expect: frozenset[Status] | None = None
+    count_attempt: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    id: int
+    from_status: Status
+    to: Status
+
+
+class IllegalTransition(Exception):
+    """Raised only by callers that demand a transition; the store itself logs and skips."""
+
+
+class NotificationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writing new rows -------------------------------------------------------------
+
+    def insert(
+        self, drafts: Sequence[NewNotification], *, now: float | None = None
+    ) -> list[Enqueued]:
+        """Store drafts in one transaction; a known idempotency key returns the first row."""
+        now = time.time() if now is None else now
+        try:
+            with self.db.write() as conn:
+                return self._insert(conn, drafts, now)
+        except IntegrityError:
+            # Another writer stored one of our keys between our look-up and our insert
+            # (PostgreSQL only: SQLite writers are serialised). Once more, now it is seen.
+            with self.db.write() as conn:
+                return self._insert(conn, drafts, now)
+
+    def _insert(
+        self, conn: Connection, drafts: Sequence[NewNotification], now: float
+    ) -> list[Enqueued]:
+        keys = [d.idempotency_key for d in drafts if d.idempotency_key]
+        existing: dict[str, Row[Any]] = {}
+        if keys:
+            rows = conn.execute(
+                select(N.c.idempotency_key, N.c.id, N.c.status, N.c.next_attempt_at).where(
+                    N.c.idempotency_key.in_(keys)
+                )
+            )
+            existing = {row.idempotency_key: row for row in rows}
+        fresh = [d for d in drafts if not d.idempotency_key or d.idempotency_key not in existing]
+        seen: set[str] = set()
+        unique_fresh: list[NewNotification] = []
+        for draft in fresh:  # one key twice in one batch: the first one wins
+            if draft.idempotency_key:
+                if draft.idempotency_key in seen:
+                    continue
+                seen.add(draft.idempotency_key)
+            unique_fresh.append(draft)
+        ids: list[int] = []
+        if unique_fresh:
+            result = conn.execute(
+                insert(N).returning(N.c.id, sort_by_parameter_order=True),
+                [_row(d, now) for d in unique_fresh],
+            )
+            ids = [row.id for row in result]
+        made = dict(zip((id(d) for d in unique_fresh), ids, strict=True))
+        by_key = {d.idempotency_key: made[id(d)] for d in unique_fresh if d.idempotency_key}
+        out: list[Enqueued] = []
+        for draft in drafts:
+            if id(draft) in made:
+                status = _initial_status(draft, now)
+                nxt = draft.not_before if status is Status.DEFERRED else now
+                out.append(Enqueued(made[id(draft)], status, True, nxt))
+            elif draft.idempotency_key in existing:
+                row = existing[draft.idempotency_key]
+                out.append(Enqueued(row.id, Status(row.status), False, row.next_attempt_at))
+            else:  # the key repeated inside this batch
+                out.append(Enqueued(by_key[draft.idempotency_key], Status.QUEUED, False))
+        return out
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, notification_id: int) -> Row[Any] | None:
+        with self.db.read() as conn:
+            return conn.execute(select(N).where(N.c.id == notification_id)).first()
+
+    def load(self, conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+        return list(conn.execute(select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)))
+
+    def events(self, notification_id: int) -> list[Row[Any]]:
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(E).where(E.c.notification_id == notification_id).order_by(E.c.id)
+                )
+            )
+
+    def count_by_status(self, ids: Iterable[int] | None = None) -> dict[str, int]:
+        from sqlalchemy import func
+
+        query = select(N.c.status, func.count()).group_by(N.c.status)
+        if ids is not None:
+            query = query.where(N.c.id.in_(list(ids)))
+        with self.db.read() as conn:
+            return {Status(status).value: count for status, count in conn.execute(query)}
+
+    # -- transitions ------------------------------------------------------------------
+
+    def transition(
+        self, changes: Sequence[Change], *, now: float | None = None, conn: Connection | None = None
+    ) -> list[Applied]:
+        """Apply what the guards allow; log and skip the rest. Returns what was applied."""
+        if not changes:
+            return []
+        now = time.time() if now is None else now
+        if conn is not None:
+            return self._transition(conn, changes, now)
+        with self.db.write() as own:
+            return self._transition(own, changes, now)
+
+    def _transition(self, conn: Connection, changes: Sequence[Change], now: float) -> list[Applied]:
+        ids = sorted({c.id for c in changes})
+        query = select(N.c.id, N.c.status, N.c.attempts).where(N.c.id.in_(ids)).order_by(N.c.id)
+        if not self.db.is_sqlite:
+            query = query.with_for_update()
+        current = {row.id: (Status(row.status), row.attempts) for row in conn.execute(query)}
+        applied: list[Applied] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        events: list[dict[str, Any]] = []
+        for change in changes:
+            if change.id not in current:
+                log.warning(
+                    "transition to %s refused: notification %s does not exist", change.to, change.id
+                )
+                continue
+            status, attempts = current[change.id]
+            allowed = ALLOWED_FROM[change.to]
+            if change.expect is not None:
+                allowed = allowed & change.expect
+            if status not in allowed:
+                log.warning(
+                    "transition refused: notification %s is %s, not one of %s (wanted %s)",
+                    change.id,
+                    status,
+                    ",".join(sorted(allowed)),
+                    change.to,
+                )
+                continue
+            values = {
+                "status": change.to.value,
+                "reason": change.reason,
+                "updated_at": now,
+                **change.values,
+            }
+            if change.count_attempt:
+                values["attempts"] = attempts + 1
+                attempts += 1
+            current[change.id] = (change.to, attempts)
+            params = {f"v_{k}": v for k, v in values.items()}
+            params.update(b_id=change.id, b_from=status.value)
+            updates[tuple(sorted(values))].append(params)
+            events.append(
+                {
+                    "notification_id": change.id,
+                    "at": now,
+                    "from_status": status,
+                    "to_status": change.to,
+                    "reason": change.reason,
+                    "detail": dict(change.detail) if change.detail else None,
+                }
+            )
+            applied.append(Applied(change.id, status, change.to))
+        for columns, rows in updates.items():
+            stmt = (
+                update(N)
+                .where(and_(N.c.id == bindparam("b_id"), N.c.status == bindparam("b_from")))
+                .values({column: bindparam(f"v_{column}") for column in columns})
+            )
+            conn.execute(stmt, rows)
+        if events:
+            conn.execute(insert(E), events)
+        return applied
+
+    # -- bookkeeping for the pump and the sweeper --------------------------------------
+
+    def mark_published(self, ids: Sequence[int], *, now: float | None = None) -> None:
+        if not ids:
+            return
+        now = time.time() if now is None else now
+        with self.db.write() as conn:
+            conn.execute(update(N).where(N.c.id.in_(list(ids))).values(published_at=now))
+
+    def stale_waiting(self, *, before: float, limit: int) -> list[int]:
+        """Waiting rows due before ``before`` whose last hand-off is older than it too."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(N.c.id)
+                .where(
+                    N.c.status.in_([s.value for s in WAITING]),
+                    N.c.next_attempt_at <= before,
+                    or_(N.c.published_at.is_(None), N.c.published_at <= before),
+                    N.c.campaign_id.is_(None) | N.c.published_at.is_not(None),
+                )
+                .order_by(N.c.next_attempt_at)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
+    def stale_sending(self, *, before: float, limit: int) -> list[int]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(N.c.id)
+                .where(N.c.status == Status.SENDING.value, N.c.updated_at <= before)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
+
+def _initial_status(draft: NewNotification, now: float) -> Status:
+    return Status.DEFERRED if draft.not_before and draft.not_before > now else Status.QUEUED
+
+
+def _row(draft: NewNotification, now: float) -> dict[str, Any]:
+    status = _initial_status(draft, now)
+    return {
+        "provider": draft.provider,
+        "to": draft.to,
+        "template": draft.template,
+        "content": draft.content,
+        "params": list(draft.params),
+        "options": dict(draft.options),
+        "route": [dict(leg) for leg in draft.route] if draft.route else None,
+        "status": status,
+        "reason": "scheduled" if status is Status.DEFERRED else None,
+        "attempts": 0,
+        "idempotency_key": draft.idempotency_key,
+        "campaign_id": draft.campaign_id,
+        "next_attempt_at": draft.not_before if status is Status.DEFERRED else now,
+        "published_at": None if status is Status.DEFERRED or draft.campaign_id else now,
+        "created_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,174 @@
+"""The ledger's tables, as typed SQLAlchemy 2 models.
+
+Times are epoch seconds (UTC) in floating point: they compare the same on SQLite and
+PostgreSQL, and they are the same numbers Redis uses as sorted-set scores and in the
+cap scripts, so no conversion sits between the ledger and the scheduler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.store.status import Status
+
+#: BIGINT on PostgreSQL; on SQLite an INTEGER PRIMARY KEY, the rowid itself.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+StatusColumn = Enum(
+    Status,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda enum: [member.value for member in enum],
+    validate_strings=True,
+)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        float: Double,
+    }
+
+
+class Campaign(Base):
+    """A reminder campaign: many notifications released to the workers as they keep up."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    route: Mapped[list[Any] | None] = mapped_column(JSON)
+    template: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rate: Mapped[str | None] = mapped_column(String(32))
+    cron: Mapped[str | None] = mapped_column(String(64))
+    start_at: Mapped[float | None]
+    next_run_at: Mapped[float | None]
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class Notification(Base):
+    """One notification to one number: the ledger row every status change is written to."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_ref", "provider", "provider_ref"),
+        Index("ix_notifications_campaign", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    #: E.164, so every spelling of one number shares its caps
+    to: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the fail-over legs not yet tried: [{provider, template, content, params, options}]
+    route: Mapped[list[Any] | None] = mapped_column(JSON)
+    status: Mapped[Status] = mapped_column(StatusColumn)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    provider_code: Mapped[str | None] = mapped_column(String(32))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    #: not before this moment (a cap, a window, a backoff or the caller's not_before)
+    next_attempt_at: Mapped[float | None]
+    #: when a dispatch task for this row was last published (the sweeper's clue)
+    published_at: Mapped[float | None]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class Event(Base):
+    """One status change, written in the same transaction as the change itself."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[float]
+    from_status: Mapped[Status | None] = mapped_column(StatusColumn)
+    to_status: Mapped[Status] = mapped_column(StatusColumn)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Receipt(Base):
+    """A delivery receipt, callback or report, kept even before its notification is known."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_receipts_ref"),
+        Index("ix_receipts_unmatched", "applied_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str] = mapped_column(String(64))
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[float]
+    notification_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite")
+    )
+    applied_at: Mapped[float | None]
+
+
+class ReportPull(Base):
+    """The raw body of one pull of a pull-and-delete report endpoint, committed before parsing."""
+
+    __tablename__ = "report_pulls"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    pulled_at: Mapped[float]
+    body: Mapped[str] = mapped_column(Text)
+    reports: Mapped[int | None] = mapped_column(Integer)
+    parsed_at: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+class ProviderTemplate(Base):
+    """A template filed with a provider (ihuyi AddTemplate) and its audit state."""
+
+    __tablename__ = "provider_templates"
+    __table_args__ = (UniqueConstraint("provider", "template_id", name="uq_provider_template"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    template_id: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[float]
