@@ -213,7 +213,7 @@ def _after_write(
         rt.deferred.add(deferred)
     hopped = [h.id for h in hops if (h.id, Status.QUEUED) in done]
     if hopped:
-        publish_dispatch(hopped, batch=rt.settings.dispatch_batch)
+        publish_dispatch(rt.celery, hopped, batch=rt.settings.dispatch_batch)
 
 
 def resolve_stuck_sending(rt: Runtime, ids: Sequence[int]) -> list[Applied]:
@@ -244,7 +244,7 @@ def resolve_stuck_sending(rt: Runtime, ids: Sequence[int]) -> list[Applied]:
     for a in applied:
         log.warning("notification %s was left sending by a lost worker: now %s", a.id, a.to)
     if rt.settings.on_ambiguous == "resend" and applied:
-        publish_dispatch([a.id for a in applied], batch=rt.settings.dispatch_batch)
+        publish_dispatch(rt.celery, [a.id for a in applied], batch=rt.settings.dispatch_batch)
     return applied
 
 

@@ -86,7 +86,7 @@ def hand_off(rt: Runtime, created: Sequence[Enqueued]) -> None:
         if later:
             rt.deferred.add(later)
         if now_ids:
-            publish_dispatch(now_ids, batch=rt.settings.dispatch_batch)
+            publish_dispatch(rt.celery, now_ids, batch=rt.settings.dispatch_batch)
     except (RedisError, OperationalError, OSError) as exc:
         log.warning(
             "stored %d notification(s) but could not hand them to Redis (%s); "

@@ -38,7 +38,7 @@ def release_due() -> int:
 def release(rt: Runtime) -> int:
     def hand_over(ids: Sequence[int]) -> None:
         rt.notifications.mark_published(ids)
-        publish_dispatch(ids, batch=rt.settings.dispatch_batch)
+        publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
 
     return pump(rt.deferred, hand_over, batch=PUMP_BATCH, most=PUMP_MOST)
 
@@ -66,7 +66,7 @@ def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
     if lost:
         log.warning("sweeper: re-driving %d notification(s) whose hand-off was lost", len(lost))
         rt.notifications.mark_published(lost, now=now)
-        publish_dispatch(lost, batch=settings.dispatch_batch)
+        publish_dispatch(rt.celery, lost, batch=settings.dispatch_batch)
     with rt.db.write() as conn:
         matched = rt.receipts.apply(conn, None, now)
     return {"unknown": len(resolved), "redriven": len(lost), "receipts": len(matched)}

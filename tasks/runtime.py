@@ -11,6 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from celery import Celery
 from redis import Redis
 
 from providers import registry
@@ -20,6 +21,7 @@ from scheduler.caps import CapLimiter
 from scheduler.circuit import CircuitBreaker
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
+from worker.app import make_celery
 from worker.migrate import ensure_schema
 from worker.settings import ProviderPolicy, Settings, get_settings
 from worker.store import Database, NotificationStore, ReceiptStore
@@ -39,6 +41,8 @@ class Runtime:
     providers: dict[str, Provider]
     policies: dict[str, ProviderPolicy]
     transport: Transport
+    #: the producer side of the Celery app, bound to these settings' broker
+    celery: Celery
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -74,6 +78,7 @@ class Runtime:
                     max_connections=settings.http_max_connections,
                 )
             ),
+            celery=make_celery(settings),
         )
 
     def redis_now(self) -> float:

@@ -1,0 +1,43 @@
+# notifyq: `make demo` and `make test` do the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install redis lint format lock bench clean
+
+demo: install redis
+	$(BIN)/notifyq demo
+
+test: install redis
+	$(BIN)/pytest
+
+# The venv, installed from the pinned versions in constraints.txt (regenerate: make lock).
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A redis-server binary: tests and the demo start their own on a free port.
+redis:
+	@scripts/ensure-redis
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lock: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^notifyq' > constraints.txt
+
+bench: install redis
+	$(BIN)/python bench/caps.py --quick
+	$(BIN)/python bench/dispatch.py --quick
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,229 @@
+"""Fixtures that start real services: Redis (private, free port), the store (SQLite, and
+PostgreSQL when NOTIFYQ_TEST_POSTGRES_URL is set), and notifyq's own processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.services import RedisServer, Stack, free_port, wait_until
+
+TEST_CREDENTIALS = {
+    "NOTIFYQ_IHUYI_ACCOUNT": "cf_test01",
+    "NOTIFYQ_IHUYI_APIKEY": "ihuyi-apikey-7d1c0e55b9f3",
+    "NOTIFYQ_JUMDATA_APP_ID": "jumdata-app-42",
+    "NOTIFYQ_JUMDATA_APP_SECRET": "jumdata-secret-9f8e7d6c",
+    "NOTIFYQ_APISPACE_TOKEN": "apispace-token-5a4b3c2d",
+    "NOTIFYQ_ITNIOTECH_API_KEY": "itnio-key-bDqJ",
+    "NOTIFYQ_ITNIOTECH_API_SECRET": "itnio-secret-0c9b8a",
+    "NOTIFYQ_ITNIOTECH_APP_ID": "4luaKsL2",
+    "NOTIFYQ_CALLBACK_TOKEN": "callback-token-e3f1a9",
+    "NOTIFYQ_API_KEYS": "api-key-one-71f2,api-key-two-0b9c",
+}
+SECRETS = [v for k, v in TEST_CREDENTIALS.items() if any(s in k for s in ("APIKEY", "SECRET", "TOKEN", "API_KEY"))]
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of the tests' own (or NOTIFYQ_TEST_REDIS_URL): never someone's data."""
+    given = os.environ.get("NOTIFYQ_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def redis_url(redis_base: str) -> str:
+    """A flushed Redis database for this test (its own index, so module stacks survive)."""
+    url = make_url_db(redis_base, next(_databases) % 16)
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def make_url_db(base: str, db: int) -> str:
+    return base.rsplit("/", 1)[0] + f"/{db}"
+
+
+# -- the store ------------------------------------------------------------------------------
+
+BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("NOTIFYQ_TEST_POSTGRES_URL") else [])
+
+
+def postgres_database() -> tuple[str, Callable[[], None]]:
+    admin_url = os.environ["NOTIFYQ_TEST_POSTGRES_URL"]
+    url = make_url(admin_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"nq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite always; PostgreSQL too when NOTIFYQ_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'notifyq.db'}"
+        return
+    url, drop = postgres_database()
+    from worker.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'notifyq.db'}"
+
+
+# -- a whole system -----------------------------------------------------------------------
+
+
+class System:
+    """Settings shared by the test process and the notifyq processes it starts."""
+
+    def __init__(self, directory: Path, redis_url: str, database_url: str, **overrides: str) -> None:
+        self.directory = directory
+        self.sandbox_port = free_port()
+        self.api_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        env = {
+            "NOTIFYQ_REDIS_URL": redis_url,
+            "NOTIFYQ_DATABASE_URL": database_url,
+            **TEST_CREDENTIALS,
+            "NOTIFYQ_IHUYI_BASE_URL": self.sandbox_url,
+            "NOTIFYQ_JUMDATA_BASE_URL": self.sandbox_url,
+            "NOTIFYQ_APISPACE_BASE_URL": self.sandbox_url,
+            "NOTIFYQ_APISPACE_REPORT_BASE_URL": self.sandbox_url,
+            "NOTIFYQ_ITNIOTECH_BASE_URL": self.sandbox_url,
+            "NOTIFYQ_PUBLIC_URL": self.api_url,
+            "NOTIFYQ_JUMDATA_WINDOW": "",
+            "NOTIFYQ_SWEEP_INTERVAL": "2",
+            "NOTIFYQ_LOG_LEVEL": "INFO",
+        }
+        env.update({k if k.startswith("NOTIFYQ_") else f"NOTIFYQ_{k.upper()}": str(v) for k, v in overrides.items()})
+        self.env = env
+        self.stack = Stack(directory, env)
+        self._runtime = None
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        from worker.settings import Settings
+
+        values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in self.env.items()}
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    @property
+    def runtime(self):  # type: ignore[no-untyped-def]
+        if self._runtime is None:
+            from tasks.runtime import Runtime
+
+            self._runtime = Runtime.build(self.settings)
+        return self._runtime
+
+    def start(self, *, workers: int = 1, concurrency: int = 8, beat: bool = False, api: bool = True, sandbox_args: tuple[str, ...] = ("--receipt-delay", "0.3")) -> System:
+        self.stack.sandbox(self.sandbox_port, *sandbox_args)
+        if api:
+            self.stack.api(self.api_port)
+        for _ in range(workers):
+            self.stack.worker("--concurrency", str(concurrency))
+        if beat:
+            self.stack.beat()
+        return self
+
+    def cli(self, *args: str) -> Any:
+        import subprocess
+
+        from tests.services import NOTIFYQ
+
+        return subprocess.run([NOTIFYQ, *args], capture_output=True, text=True, env={**os.environ, **self.env}, cwd=self.directory, timeout=60)
+
+    def status(self, notification_id: int) -> str:
+        row = self.runtime.notifications.get(notification_id)
+        return row.status.value if hasattr(row.status, "value") else str(row.status)
+
+    def wait_for(self, ids: list[int], statuses: set[str], timeout: float = 30) -> dict[int, str]:
+        def done() -> dict[int, str] | None:
+            current = {i: self.status(i) for i in ids}
+            return current if all(s in statuses for s in current.values()) else None
+
+        try:
+            return wait_until(done, timeout, interval=0.2, what=f"{len(ids)} notification(s) to reach {statuses}")
+        except TimeoutError:
+            counts: dict[str, int] = {}
+            for i in ids:
+                counts[self.status(i)] = counts.get(self.status(i), 0) + 1
+            raise TimeoutError(f"not all reached {statuses}: {counts}\n--- logs ---\n{self.stack.logs()[-4000:]}") from None
+
+    def ledger(self, provider: str | None = None) -> list[dict[str, Any]]:
+        params = {"provider": provider} if provider else {}
+        return httpx.get(f"{self.sandbox_url}/_sandbox/calls", params=params, timeout=30).json()["calls"]
+
+    def sandbox_pushes(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.sandbox_url}/_sandbox/pushes", timeout=10).json()["pushes"]
+
+    def sandbox_config(self, **changes: Any) -> dict[str, Any]:
+        return httpx.post(f"{self.sandbox_url}/_sandbox/config", json=changes, timeout=10).json()
+
+    def close(self) -> None:
+        self.stack.stop()
+        if self._runtime is not None:
+            self._runtime.close()
+
+
+@pytest.fixture
+def make_system(tmp_path: Path, redis_url: str, sqlite_url: str) -> Iterator[Callable[..., System]]:
+    systems: list[System] = []
+
+    def factory(database_url: str | None = None, **overrides: str) -> System:
+        system = System(tmp_path / f"system{len(systems)}", redis_url, database_url or sqlite_url, **overrides)
+        system.directory.mkdir(parents=True, exist_ok=True)
+        systems.append(system)
+        return system
+
+    yield factory
+    for system in systems:
+        system.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Anything that reads the settings from this process's environment instead of a
+    # fixture would reach for a real service; point it nowhere so it fails loudly.
+    os.environ["NOTIFYQ_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    os.environ["NOTIFYQ_DATABASE_URL"] = "sqlite:///" + str(Path(config.rootpath) / "var" / "pytest-unused.db")
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,151 @@
+"""The ledger on SQLite and (when configured) PostgreSQL: idempotent inserts, guarded
+transitions with their events, receipts before and after their notification."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from worker.migrate import ensure_schema
+from worker.store import (
+    Change,
+    Database,
+    NewNotification,
+    NewReceipt,
+    NotificationStore,
+    ReceiptStore,
+    Status,
+)
+
+
+@pytest.fixture
+def store(database_url: str) -> NotificationStore:
+    ensure_schema(database_url)
+    return NotificationStore(Database(database_url))
+
+
+def draft(key: str | None = None, to: str = "+8613800138000") -> NewNotification:
+    return NewNotification(provider="ihuyi", to=to, content="您好", idempotency_key=key)
+
+
+def test_insert_stores_queued_rows_with_no_event_yet(store: NotificationStore) -> None:
+    (result,) = store.insert([draft()])
+    row = store.get(result.id)
+    assert (result.created, result.status, row.status, row.attempts) == (True, Status.QUEUED, Status.QUEUED, 0)
+    assert store.events(result.id) == []
+
+
+def test_the_same_idempotency_key_returns_the_first_notification(store: NotificationStore) -> None:
+    (first,) = store.insert([draft("order-9633")])
+    (again,) = store.insert([draft("order-9633", to="+8613900139000")])
+    assert (again.id, again.created) == (first.id, False)
+    assert store.get(first.id).to == "+8613800138000"
+
+
+def test_a_key_repeated_inside_one_batch_stores_one_row(store: NotificationStore) -> None:
+    results = store.insert([draft("k"), draft("k"), draft()])
+    assert results[0].id == results[1].id and results[0].created and not results[1].created
+    assert store.count_by_status() == {"queued": 2}
+
+
+def test_concurrent_inserts_with_one_key_store_one_row(store: NotificationStore) -> None:
+    ids: list[int] = []
+
+    def insert() -> None:
+        ids.append(store.insert([draft("race")])[0].id)
+
+    threads = [threading.Thread(target=insert) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 1
+    assert store.count_by_status() == {"queued": 1}
+
+
+def test_a_legal_transition_writes_its_event_in_the_same_change(store: NotificationStore) -> None:
+    (n,) = store.insert([draft()])
+    applied = store.transition([Change(n.id, Status.SENDING, count_attempt=True)])
+    assert [(a.from_status, a.to) for a in applied] == [(Status.QUEUED, Status.SENDING)]
+    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})])
+    row = store.get(n.id)
+    assert (row.status, row.attempts, row.provider_ref) == (Status.SENT, 1, "604")
+    events = store.events(n.id)
+    assert [(e.from_status, e.to_status) for e in events] == [
+        (Status.QUEUED, Status.SENDING),
+        (Status.SENDING, Status.SENT),
+    ]
+    assert events[1].detail == {"code": "2"}
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ([], Status.SENT),  # queued → sent skips sending
+        ([], Status.DELIVERED),
+        ([Status.SENDING, Status.SENT], Status.SENDING),  # never send again once sent
+        ([Status.SENDING, Status.SENT, Status.DELIVERED], Status.UNDELIVERED),
+        ([Status.CANCELLED], Status.SENDING),
+        ([Status.SENDING, Status.UNKNOWN], Status.SENDING),
+    ],
+)
+def test_an_illegal_transition_is_refused_and_changes_nothing(store: NotificationStore, path: list[Status], illegal: Status) -> None:
+    (n,) = store.insert([draft()])
+    for status in path:
+        assert store.transition([Change(n.id, status)])
+    before = store.get(n.id).status
+    assert store.transition([Change(n.id, illegal)]) == []
+    assert store.get(n.id).status == before
+    assert len(store.events(n.id)) == len(path)
+
+
+def test_expect_narrows_a_transition_to_a_compare_and_set(store: NotificationStore) -> None:
+    (n,) = store.insert([draft()])
+    assert store.transition([Change(n.id, Status.FAILED, expect=frozenset({Status.SENDING}))]) == []
+    assert store.get(n.id).status == Status.QUEUED
+
+
+def test_only_one_of_two_racing_claims_wins(store: NotificationStore) -> None:
+    (n,) = store.insert([draft()])
+    wins: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def claim() -> None:
+        barrier.wait()
+        wins.extend(a.id for a in store.transition([Change(n.id, Status.SENDING)]))
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins == [n.id]
+
+
+def test_a_receipt_before_its_send_is_kept_and_applied_once_sent(store: NotificationStore) -> None:
+    receipts = ReceiptStore(store.db, store)
+    (n,) = store.insert([draft()])
+    early = NewReceipt("ihuyi", "604", delivered=False, code="-6", message="无人接听")
+    assert receipts.record([early]) == []
+    assert receipts.pending() == 1
+    store.transition([Change(n.id, Status.SENDING)])
+    with store.db.write() as conn:
+        store.transition([Change(n.id, Status.SENT, values={"provider_ref": "604"})], conn=conn)
+        applied = receipts.apply(conn, [("ihuyi", "604")], 0.0)
+    assert [(a.id, a.to) for a in applied] == [(n.id, Status.UNDELIVERED)]
+    assert store.get(n.id).reason == "receipt:-6"
+    assert receipts.pending() == 0
+
+
+def test_the_same_receipt_three_times_changes_nothing_after_the_first(store: NotificationStore) -> None:
+    receipts = ReceiptStore(store.db, store)
+    (n,) = store.insert([draft()])
+    store.transition([Change(n.id, Status.SENDING)])
+    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "77"})])
+    first = receipts.record([NewReceipt("ihuyi", "77", delivered=True, code="2")])
+    assert [a.to for a in first] == [Status.DELIVERED]
+    for _ in range(2):
+        assert receipts.record([NewReceipt("ihuyi", "77", delivered=False, code="-6")]) == []
+    assert store.get(n.id).status == Status.DELIVERED
+    assert len(store.events(n.id)) == 3
