@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from api import callbacks, notifications
+from api import callbacks, campaigns, notifications
 from tasks.runtime import Runtime
+from worker.metrics import LedgerCollector
 from worker.settings import Settings
 
 
@@ -58,10 +59,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             status_code=200 if healthy else 503,
         )
 
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(app.state.runtime))
+
     @app.get("/metrics", tags=["operations"])
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        """This process's counters, and gauges read from the ledger and Redis."""
+        body = generate_latest(REGISTRY) + generate_latest(registry)
+        return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(notifications.router)
+    app.include_router(campaigns.router)
     app.include_router(callbacks.router)
     return app

@@ -6,15 +6,19 @@ nothing, refuses an oversized one with 413, and hides behind the token (404 if w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import PlainTextResponse
 
 from api.auth import require_callback_token
+from providers.apispace import ApispaceSms
+from providers.base import DeliveryReceipt
 from providers.ihuyi import Ihuyi
+from providers.itniotech import Itniotech
+from providers.jumdata import Jumdata
 from tasks.runtime import Runtime
 from worker.store import NewReceipt
 from worker.store.templates import TemplateStore
@@ -28,6 +32,13 @@ SUCCESS = PlainTextResponse("success")
 
 async def read_form(request: Request) -> Mapping[str, Any]:
     """The form (or JSON object) body, within the size limit; 400/413 otherwise."""
+    data = await read_body(request, arrays=False)
+    return cast(Mapping[str, Any], data)  # arrays=False admits a form or an object only
+
+
+async def read_body(request: Request, *, arrays: bool) -> Mapping[str, Any] | list[Any]:
+    """The form or JSON body, within the size limit; 400/413 otherwise. With ``arrays``
+    a JSON array is taken too: providers that batch their receipts push arrays."""
     limit = request.app.state.settings.callback_max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -48,9 +59,9 @@ async def read_form(request: Request) -> Mapping[str, Any]:
             data = json.loads(text)
         except ValueError:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not a JSON object")
-        return data
+        if isinstance(data, dict) or (arrays and isinstance(data, list)):
+            return data
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not a JSON object")
     try:
         return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
     except ValueError:
@@ -90,6 +101,60 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
         request,
         lambda: templates.upsert("ihuyi", audit.template_id, state=state, message=audit.message),
     )
+    return SUCCESS
+
+
+@router.post("/jumdata", response_class=PlainTextResponse)
+async def jumdata_result(request: Request) -> PlainTextResponse:
+    """jumdata's call result (form, or JSON): ``callStatus`` 0 answered, 1 not."""
+    form = await read_form(request)
+    try:
+        receipt = Jumdata.parse_callback(form)
+    except (KeyError, ValueError, TypeError):
+        raise bad("not a jumdata call result") from None
+    runtime: Runtime = request.app.state.runtime
+    record = NewReceipt(
+        "jumdata",
+        receipt.ref,
+        receipt.delivered,
+        receipt.code,
+        receipt.message,
+        dict(receipt.detail),
+    )
+    await _in_thread(request, lambda: runtime.receipts.record([record]))
+    return SUCCESS
+
+
+@router.post("/apispace-sms", response_class=PlainTextResponse)
+async def apispace_sms_reports(request: Request) -> PlainTextResponse:
+    """APISpace's SMS delivery reports (ASSUMED push, JSON object or array): one receipt
+    per number, matched by ``msgId`` and number (``providers.apispace.sms_ref``)."""
+    return await _receipts(request, "apispace-sms", ApispaceSms.parse_receipts)
+
+
+@router.post("/itniotech", response_class=PlainTextResponse)
+async def itniotech_results(request: Request) -> PlainTextResponse:
+    """itniotech's call results (ASSUMED push, JSON object or array), by ``voiceId``."""
+    return await _receipts(request, "itniotech", Itniotech.parse_receipts)
+
+
+async def _receipts(
+    request: Request, provider: str, parse: Callable[[Any], list[DeliveryReceipt]]
+) -> PlainTextResponse:
+    """Parse every receipt of a push before storing any (one bad entry refuses the whole
+    push, so the provider repeats it whole), store them in one transaction, then say
+    ``success``."""
+    body = await read_body(request, arrays=True)
+    try:
+        receipts = parse(body)
+    except (KeyError, ValueError, TypeError):
+        raise bad(f"not a {provider} receipt push") from None
+    runtime: Runtime = request.app.state.runtime
+    records = [
+        NewReceipt(provider, r.ref, r.delivered, r.code, r.message, dict(r.detail))
+        for r in receipts
+    ]
+    await _in_thread(request, lambda: runtime.receipts.record(records))
     return SUCCESS
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -190,6 +191,80 @@ class DeliveryReceipt:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReportPage:
+    """One pull of a report endpoint: the receipts it held, and how many entries it held
+    in all (readable or not), since a *full* page — not a page of good entries — is what
+    says there may be more to pull."""
+
+    receipts: list[DeliveryReceipt]
+    size: int
+    #: entries that were not reports we can read (kept in the journal for a human)
+    skipped: int = 0
+
+
+def json_answer(reply: Reply, key: str) -> dict[str, Any]:
+    """A JSON object that holds ``key`` (a provider's code or status), else UnreadableReply."""
+    data = reply.json()
+    if not isinstance(data, dict) or key not in data:
+        raise UnreadableReply(f"JSON without {key!r}")
+    return data
+
+
+#: receipts one push may carry: far more than any provider batches, few enough that a
+#: body of junk cannot make us build an unbounded list
+MAX_PUSHED = 10000
+
+
+def pushed_entries(body: Any) -> list[Mapping[str, Any]]:
+    """The reports of a pushed body that holds one report object or a JSON array of them
+    (providers that batch their receipts send arrays). TypeError/ValueError when it is
+    neither, or an array is empty or holds anything but objects: a push we cannot read
+    whole is refused whole, so the provider repeats it rather than half of it being lost."""
+    if isinstance(body, Mapping):
+        return [body]
+    if not isinstance(body, list):
+        raise TypeError("a push is a report object or an array of them")
+    if not body or len(body) > MAX_PUSHED:
+        raise ValueError(f"a pushed array holds 1 to {MAX_PUSHED} reports")
+    if not all(isinstance(entry, Mapping) for entry in body):
+        raise TypeError("a pushed array holds report objects only")
+    return body
+
+
+def required_text(entry: Mapping[str, Any], name: str, limit: int) -> str:
+    """A field a pushed report cannot do without, as text of 1 to ``limit`` characters;
+    KeyError/ValueError otherwise (naming the field, never echoing its value, since a
+    value may be a phone number)."""
+    value = entry[name]
+    if value is None or isinstance(value, Mapping | list | bool):
+        raise ValueError(f"{name} is not text")
+    text = str(value).strip()
+    if not 1 <= len(text) <= limit:
+        raise ValueError(f"{name} must be 1 to {limit} characters")
+    return text
+
+
+def pair_by_number(
+    messages: Sequence[Message],
+    entries: Iterable[Any],
+    *,
+    message_number: Callable[[Message], str],
+    entry_number: Callable[[Any], str],
+) -> list[Any | None]:
+    """Each message with the provider's entry for its number (per-recipient answers of a
+    batch), ``None`` where the provider said nothing about it. One request may carry a
+    number twice, so entries are handed out in order, each once."""
+    waiting: dict[str, deque[Any]] = defaultdict(deque)
+    for entry in entries:
+        waiting[entry_number(entry)].append(entry)
+    paired: list[Any | None] = []
+    for message in messages:
+        queue = waiting.get(message_number(message))
+        paired.append(queue.popleft() if queue else None)
+    return paired
+
+
 def results_for(
     messages: Sequence[Message],
     rule: CodeRule,
@@ -314,6 +389,17 @@ def int_option(
     return number
 
 
+def joinable_params(params: Sequence[str], separators: str, errors: list[FieldError]) -> None:
+    """Variables the provider receives joined in one field (``"a,b"``): a value holding a
+    separator would split into two, so it is refused rather than sent shifted."""
+    for index, value in enumerate(params):
+        if not value:
+            errors.append(FieldError(f"params[{index}]", "may not be empty"))
+        elif any(sep in value for sep in separators):
+            shown = " or ".join(repr(sep) for sep in separators)
+            errors.append(FieldError(f"params[{index}]", f"may not contain {shown}"))
+
+
 def unknown_options(options: Mapping[str, Any], known: set[str], errors: list[FieldError]) -> None:
     for name in options:
         if name not in known:
@@ -361,3 +447,13 @@ class Provider(abc.ABC):
 
     def send_results(self, messages: Sequence[Message], reply: Reply) -> list[SendResult]:
         return parse_or_classify(messages, reply, lambda r: self.parse_send(messages, r))
+
+    # -- report pulls (only where :attr:`pulls_reports`) ------------------------------------
+
+    def report_call(self, count: int) -> Call:
+        """One pull of up to ``count`` reports (never idempotent: pull-and-delete)."""
+        raise NotImplementedError(f"{self.name} pushes its receipts; it has no report pull")
+
+    def read_report(self, reply: Reply) -> ReportPage:
+        """A pulled page; UnreadableReply when the page itself is not one."""
+        raise NotImplementedError(f"{self.name} pushes its receipts; it has no report pull")

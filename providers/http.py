@@ -126,7 +126,7 @@ class Transport:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(retry_on),
                 stop=stop_after_attempt(self.settings.connect_retries),
-                wait=wait_exponential_jitter(initial=0.05, max=1.0),
+                wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
                 reraise=True,
             ):
                 with attempt:

@@ -10,13 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from providers.apispace import ApispaceSms, ApispaceVoice
 from providers.base import Provider
 from providers.ihuyi import Ihuyi
+from providers.itniotech import Itniotech
+from providers.jumdata import Jumdata
 
 Factory = Callable[[Any], Provider]
 
 FACTORIES: dict[str, Factory] = {
+    "apispace-voice": lambda s: ApispaceVoice(
+        s.apispace_token, s.apispace_base_url, s.apispace_report_base_url
+    ),
+    "apispace-sms": lambda s: ApispaceSms(s.apispace_token, s.apispace_base_url),
     "ihuyi": lambda s: Ihuyi(s.ihuyi_account, s.ihuyi_apikey, s.ihuyi_base_url),
+    "jumdata": lambda s: Jumdata(
+        s.jumdata_app_id, s.jumdata_app_secret, s.jumdata_base_url, s.callback_url("jumdata")
+    ),
+    "itniotech": lambda s: Itniotech(
+        s.itniotech_api_key, s.itniotech_api_secret, s.itniotech_app_id, s.itniotech_base_url
+    ),
 }
 
 NAMES: tuple[str, ...] = ("apispace-voice", "apispace-sms", "ihuyi", "jumdata", "itniotech")

@@ -24,6 +24,6 @@ def schedule(settings: Any) -> dict[str, dict[str, Any]]:
     return {
         "release-due": every(settings.pump_interval, "notifyq.release_due"),
         "sweep": every(settings.sweep_interval, "notifyq.sweep"),
-        "poll-apispace-reports": every(settings.apispace_report_interval, "notifyq.poll_reports"),
+        "poll-reports": every(settings.apispace_report_interval, "notifyq.poll_reports"),
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
     }

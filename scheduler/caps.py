@@ -5,20 +5,29 @@ Redis's clock, so any number of workers agree and no two can both take the last 
 Windows slide (a log of the last attempts, not fixed buckets): "3/minute" means at most
 3 in any 60 s, and a refusal says exactly when the tightest cap frees.
 
-Memory: the log is packed — 6 bytes a time — into one string per number with a TTL of
-the longest window, so a number costs a key and a few dozen bytes while it is active
-and nothing once it is not (``bench/caps.py`` measures it).
+Memory: the log is packed into one string per number (a 6-byte time, then each later
+attempt as a varint of milliseconds after the one before; layout in ``caps.lua``) with
+a TTL of the longest window (plus the margin). Three attempts, each within 35 minutes of
+the one before, take 12 bytes and fit Redis's smallest string allocation, so an active
+number costs about 150 bytes of Redis in all and an inactive one nothing
+(``bench/caps.py`` measures it).
 
 Key layout: ``nq:cap:<provider>:{<digits>}``; the hash tag keeps the key on one slot
-per number should the caps move to a Redis Cluster.
+per number should the caps move to a Redis Cluster. The key is per E.164 number: the
+caller normalises (``+86 138…``, ``86138…`` and ``138…`` are one number only after
+normalisation; this module does not guess). A key of up to 30 characters (ihuyi or
+apispace and a Chinese mobile number) fits Redis's 32-byte allocation; a longer one
+costs 16 bytes more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from scheduler import scripts
 from scheduler.limits import Cap
@@ -58,9 +67,13 @@ class CapLimiter:
         self._block = scripts.load(client, "caps_block")
 
     def _args(self, caps: Sequence[Cap]) -> list[int]:
-        args = [self.margin_ms]
+        """The longest window (the key's TTL), then (window, amount) per cap, in ms, each
+        window widened by the margin here so the script does no more than it must."""
+        args = [0]
         for cap in caps:
-            args += [cap.window * 1000, cap.amount]
+            window = cap.window * 1000 + self.margin_ms
+            args += [window, cap.amount]
+            args[0] = max(args[0], window)
         return args
 
     def hit(self, provider: str, number: str, caps: Sequence[Cap]) -> Decision:
@@ -71,22 +84,40 @@ class CapLimiter:
         return _decision(reply, caps)
 
     def hit_many(self, checks: Sequence[CapCheck]) -> list[Decision]:
-        """Many numbers in one round trip; each number's check is still its own atomic call."""
-        if not checks:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for check in checks:
-            if check.caps:
-                self._hit(
-                    keys=[cap_key(check.provider, check.number)],
-                    args=self._args(check.caps),
-                    client=pipe,
-                )
-        replies = iter(pipe.execute())
+        """Many numbers in one round trip; each number's check is still its own atomic call.
+
+        Plain EVALSHA commands in a pipeline, not redis-py's pipelined ``Script`` (which
+        asks ``SCRIPT EXISTS`` first: a second round trip on every batch). A Redis that
+        lost its scripts answers NOSCRIPT to each call without running it, so those are
+        loaded and sent again: nothing is recorded twice.
+        """
+        todo = [check for check in checks if check.caps]
+        calls = [[cap_key(check.provider, check.number), *self._args(check.caps)] for check in todo]
+        replies = iter(self._evalsha_many(calls))
         return [
             _decision(next(replies), check.caps) if check.caps else Decision(True, now=0.0)
             for check in checks
         ]
+
+    def _evalsha_many(self, calls: list[list[Any]]) -> list[Any]:
+        if not calls:
+            return []
+        replies = self._pipeline(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            self._hit.sha = self.client.script_load(self._hit.script)
+            for i, reply in zip(missing, self._pipeline([calls[i] for i in missing]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for key, *args in calls:
+            pipe.evalsha(self._hit.sha, 1, key, *args)
+        return pipe.execute(raise_on_error=False)
 
     def block(self, provider: str, number: str, seconds: float) -> float:
         """The provider refused this number for a cap: try nothing before now + seconds."""
@@ -94,9 +125,9 @@ class CapLimiter:
         return int(until) / 1000
 
 
-def _decision(reply: Sequence[int], caps: Sequence[Cap]) -> Decision:
-    allowed, now_ms, retry_ms, index = (int(x) for x in reply)
-    if allowed:
-        return Decision(True, now=now_ms / 1000)
+def _decision(reply: int | Sequence[int], caps: Sequence[Cap]) -> Decision:
+    if isinstance(reply, int):  # allowed: the script answers with its clock alone
+        return Decision(True, now=reply / 1000)
+    now_ms, retry_ms, index = (int(x) for x in reply)
     cap = PROVIDER_BLOCK if index == 0 else caps[index - 1].text
     return Decision(False, now=now_ms / 1000, retry_at=retry_ms / 1000, cap=cap)

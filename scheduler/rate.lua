@@ -2,7 +2,7 @@
 -- rate, all rates of one key checked together and taken only if all pass.
 --
 -- KEYS[1]  a hash: field = rate index, value = theoretical arrival time (ms, float)
--- ARGV[1]  how many sends to take (a batch takes several at once)
+-- ARGV[1]  how many sends to take (a batch takes several at once, all or none)
 -- ARGV[2..] pairs: window_ms, amount
 --
 -- Returns {allowed (1|0), now_ms, retry_at_ms}.
@@ -14,6 +14,7 @@ local quantity = tonumber(ARGV[1])
 local new_tats = {}
 local retry_at = 0
 local longest = 0
+local latest = now
 for i = 2, #ARGV, 2 do
   local window = tonumber(ARGV[i])
   local amount = tonumber(ARGV[i + 1])
@@ -23,17 +24,24 @@ for i = 2, #ARGV, 2 do
   local new_tat = tat + interval * quantity
   -- allowed while the backlog stays within one window's worth (a burst of ``amount``)
   local allow_at = new_tat - window
+  if quantity > amount then
+    -- a take bigger than a whole burst would never fit: it goes alone, once nothing is
+    -- outstanding, and what follows waits until it has drained at the rate
+    allow_at = tat
+  end
   if allow_at > now then
     if allow_at > retry_at then retry_at = allow_at end
   end
   new_tats[#new_tats + 1] = i
   new_tats[#new_tats + 1] = new_tat
   if window > longest then longest = window end
+  if new_tat > latest then latest = new_tat end
 end
 
 if retry_at > 0 then
   return {0, math.floor(now), math.ceil(retry_at)}
 end
 redis.call('HSET', KEYS[1], unpack(new_tats))
-redis.call('PEXPIRE', KEYS[1], math.ceil(longest * 2))
+-- kept while any backlog is outstanding (an oversized take runs past one window)
+redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(longest * 2, latest - now + longest)))
 return {1, math.floor(now), 0}

@@ -3,6 +3,12 @@
 Checked *before* the per-number caps: a throughput slot taken by a send that a number
 cap then refuses is a little lost throughput, while a number-cap slot taken by a send
 that the throughput cap refuses would be a lost call for that recipient.
+
+A take is all or none: a batch of ``quantity`` sends passes while the backlog stays
+within one burst (``amount``). A batch bigger than a whole burst could never pass that
+way and would wait for ever, so it goes alone once nothing is outstanding, and the
+takes after it wait until it has drained at the rate (the average holds; that one
+burst is the batch). Keep batches within the burst where the provider counts bursts.
 """
 
 from __future__ import annotations

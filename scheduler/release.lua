@@ -8,7 +8,8 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]))
-if #due > 0 then
-  redis.call('ZREM', KEYS[1], unpack(due))
+-- in slices: unpack() of more than a few thousand values overflows Lua's C stack
+for i = 1, #due, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(due, i, math.min(i + 999, #due)))
 end
 return due

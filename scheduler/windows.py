@@ -4,7 +4,9 @@
 before its start (``"21:00-09:00"``) runs over midnight; ``"00:00-24:00"`` and the empty
 string mean always. The next opening is computed on local dates and converted back,
 so it is right across midnight and across daylight-saving changes (a local opening time
-that does not exist on a spring-forward day opens at the first instant after the gap).
+that does not exist on a spring-forward day opens at the first instant after the gap,
+03:00 for a 02:30 opening in New York; an opening that a fall-back day shows twice
+opens at its first occurrence).
 """
 
 from __future__ import annotations
@@ -51,19 +53,33 @@ class CallingWindow:
         local_day = at.astimezone(self.zone).date()
         for offset in range(3):
             naive = datetime.combine(local_day + timedelta(days=offset), self.start)
-            # fold=0 on an ambiguous time takes the first occurrence; a time in a
-            # spring-forward gap maps to the instant just after the gap.
-            opening = naive.replace(tzinfo=self.zone).astimezone(UTC)
-            opening = opening.replace(tzinfo=UTC)
+            first = naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+            second = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+            # an ordinary local time (first == second), or one that a fall-back day shows
+            # twice (first < second): its first occurrence. A time that a spring-forward
+            # gap swallowed reads as first > second (fold=0 takes the offset before the
+            # change, fold=1 the one after): the window opens when the gap ends.
+            opening = first if first <= second else _gap_end(second, first, self.zone)
             if opening > at and self.is_open(opening):
                 return opening
-            if opening > at:  # a gap swallowed the opening time: first open minute after
-                probe = opening
-                for _ in range(180):
-                    probe += timedelta(minutes=1)
-                    if self.is_open(probe):
-                        return probe
         raise AssertionError(f"window {self} never opens after {at}")  # unreachable
+
+
+def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first second with the new UTC offset between ``before`` and ``after``.
+
+    Offsets change on whole seconds, so a bisection on whole seconds finds the change
+    exactly (about a dozen steps for a one-hour gap).
+    """
+    low, high = int(before.timestamp()), int(after.timestamp())
+    old = before.astimezone(zone).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(zone).utcoffset() == old:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def parse_window(text: str | None, zone: ZoneInfo) -> CallingWindow | None:

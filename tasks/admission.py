@@ -72,7 +72,9 @@ def windows_for(policy: ProviderPolicy, number: str) -> list[CallingWindow]:
     return [policy.window]
 
 
-def admit(rt: Runtime, rows: Sequence[Any], now: float) -> Admission:
+def admit(
+    rt: Runtime, rows: Sequence[Any], now: float, campaign_rates: dict[int, Any] | None = None
+) -> Admission:
     out = Admission(go=[], waits=[], hops=[], probes=set())
     by_provider: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
@@ -89,6 +91,7 @@ def admit(rt: Runtime, rows: Sequence[Any], now: float) -> Admission:
                 out.waits += [Wait(row.id, rate.retry_at, f"rate:{provider}") for row in group]
                 group = []
         candidates += group
+    candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out)
     checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
     with CAP_LATENCY.time():
         decisions = rt.caps.hit_many(checks)
@@ -99,6 +102,29 @@ def admit(rt: Runtime, rows: Sequence[Any], now: float) -> Admission:
             assert decision.retry_at is not None
             out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))
     return out
+
+
+def _campaign_rates(
+    rt: Runtime, rows: list[Any], rates: dict[int, Any], out: Admission
+) -> list[Any]:
+    """A campaign's own throughput cap, taken for all its rows of this batch at once."""
+    by_campaign: dict[int, list[Any]] = defaultdict(list)
+    passing: list[Any] = []
+    for row in rows:
+        if row.campaign_id is not None and rates.get(row.campaign_id):
+            by_campaign[row.campaign_id].append(row)
+        else:
+            passing.append(row)
+    for campaign_id, group in by_campaign.items():
+        rate = rt.rates.take(f"campaign:{campaign_id}", rates[campaign_id], len(group))
+        if rate.allowed:
+            passing += group
+        else:
+            assert rate.retry_at is not None
+            out.waits += [
+                Wait(row.id, rate.retry_at, f"rate:campaign:{campaign_id}") for row in group
+            ]
+    return passing
 
 
 def _circuit(rt: Runtime, provider: str, group: list[Any], now: float, out: Admission) -> list[Any]:

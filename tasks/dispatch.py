@@ -34,12 +34,14 @@ from providers.base import (
 )
 from providers.http import Failure
 from tasks.admission import Hop, Wait, admit
+from tasks.campaigns import CampaignState, campaign_states
 from tasks.outcomes import hop_change, plan, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
 from worker.metrics import CALL_LATENCY, DEFERRALS, RETRIES, TRANSITIONS
 from worker.store import Applied, Change, Status
+from worker.store.campaigns import CANCELLED, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,18 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     now = rt.redis_now()
     with rt.db.read() as conn:
         rows = rt.notifications.load(conn, ids)
-    ready, stuck, early = _triage(rt, rows, now, report)
+    campaign_ids = {row.campaign_id for row in rows if row.campaign_id is not None}
+    states = campaign_states(rt, campaign_ids) if campaign_ids else {}
+    ready, stuck, early, held = _triage(rt, rows, now, report, states)
+    if held:
+        _write(rt, held)
     if stuck:
         resolve_stuck_sending(rt, [row.id for row in stuck])
     if early:
         rt.deferred.add((row.id, row.next_attempt_at) for row in early)
     if not ready:
         return report
-    admission = admit(rt, ready, now)
+    admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
     changes = [wait_change(w) for w in admission.waits] + [
         hop_change(h, now) for h in admission.hops
     ]
@@ -115,9 +121,14 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
 
 
 def _triage(
-    rt: Runtime, rows: Sequence[Any], now: float, report: Report
-) -> tuple[list[Any], list[Any], list[Any]]:
-    ready, stuck, early = [], [], []
+    rt: Runtime, rows: Sequence[Any], now: float, report: Report, states: dict[int, CampaignState]
+) -> tuple[list[Any], list[Any], list[Any], list[Change]]:
+    """Sort a batch: ready to admit, stuck in ``sending``, woken early, and rows of a
+    campaign that is not running (paused: back to its pool; cancelled: cancelled)."""
+    ready: list[Any] = []
+    stuck: list[Any] = []
+    early: list[Any] = []
+    held: list[Change] = []
     sending_deadline = time.time() - rt.settings.sending_timeout
     for row in rows:
         status = Status(row.status)
@@ -126,23 +137,28 @@ def _triage(
                 stuck.append(row)
             else:
                 report.skipped += 1
-        elif not status.is_waiting or (
-            row.campaign_id is not None and not campaign_allows(rt, row.campaign_id)
-        ):
+        elif not status.is_waiting:
+            report.skipped += 1
+        elif row.campaign_id is not None and states[row.campaign_id].status != RUNNING:
+            held.append(_hold(row, states[row.campaign_id].status))
             report.skipped += 1
         elif row.next_attempt_at is not None and row.next_attempt_at > now + EARLY_SLACK:
             early.append(row)
             report.skipped += 1
         else:
             ready.append(row)
-    return ready, stuck, early
+    return ready, stuck, early, held
 
 
-def campaign_allows(rt: Runtime, campaign_id: int) -> bool:
-    """Campaign control lives in tasks/campaigns.py; a row of a paused campaign waits."""
-    from tasks.campaigns import campaign_is_running
-
-    return campaign_is_running(rt, campaign_id)
+def _hold(row: Any, campaign_status: str) -> Change:
+    if campaign_status == CANCELLED:
+        return Change(
+            row.id, Status.CANCELLED, reason="campaign:cancelled", values={"next_attempt_at": None}
+        )
+    # paused (or not started): back to the campaign's pool, released again on resume
+    return Change(
+        row.id, Status.QUEUED, reason=f"campaign:{campaign_status}", values={"published_at": None}
+    )
 
 
 def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:

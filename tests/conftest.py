@@ -31,7 +31,11 @@ TEST_CREDENTIALS = {
     "NOTIFYQ_CALLBACK_TOKEN": "callback-token-e3f1a9",
     "NOTIFYQ_API_KEYS": "api-key-one-71f2,api-key-two-0b9c",
 }
-SECRETS = [v for k, v in TEST_CREDENTIALS.items() if any(s in k for s in ("APIKEY", "SECRET", "TOKEN", "API_KEY"))]
+SECRETS = [
+    v
+    for k, v in TEST_CREDENTIALS.items()
+    if any(s in k for s in ("APIKEY", "SECRET", "TOKEN", "API_KEY"))
+]
 
 
 # -- Redis ------------------------------------------------------------------------------
@@ -44,7 +48,7 @@ def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendfsync=None)
     server.start()
     yield server.url
     server.stop()
@@ -113,7 +117,9 @@ def sqlite_url(tmp_path: Path) -> str:
 class System:
     """Settings shared by the test process and the notifyq processes it starts."""
 
-    def __init__(self, directory: Path, redis_url: str, database_url: str, **overrides: str) -> None:
+    def __init__(
+        self, directory: Path, redis_url: str, database_url: str, **overrides: str
+    ) -> None:
         self.directory = directory
         self.sandbox_port = free_port()
         self.api_port = free_port()
@@ -131,9 +137,15 @@ class System:
             "NOTIFYQ_PUBLIC_URL": self.api_url,
             "NOTIFYQ_JUMDATA_WINDOW": "",
             "NOTIFYQ_SWEEP_INTERVAL": "2",
+            "NOTIFYQ_WORKER_METRICS_PORT": "0",
             "NOTIFYQ_LOG_LEVEL": "INFO",
         }
-        env.update({k if k.startswith("NOTIFYQ_") else f"NOTIFYQ_{k.upper()}": str(v) for k, v in overrides.items()})
+        env.update(
+            {
+                k if k.startswith("NOTIFYQ_") else f"NOTIFYQ_{k.upper()}": str(v)
+                for k, v in overrides.items()
+            }
+        )
         self.env = env
         self.stack = Stack(directory, env)
         self._runtime = None
@@ -153,7 +165,15 @@ class System:
             self._runtime = Runtime.build(self.settings)
         return self._runtime
 
-    def start(self, *, workers: int = 1, concurrency: int = 8, beat: bool = False, api: bool = True, sandbox_args: tuple[str, ...] = ("--receipt-delay", "0.3")) -> System:
+    def start(
+        self,
+        *,
+        workers: int = 1,
+        concurrency: int = 8,
+        beat: bool = False,
+        api: bool = True,
+        sandbox_args: tuple[str, ...] = ("--receipt-delay", "0.3"),
+    ) -> System:
         self.stack.sandbox(self.sandbox_port, *sandbox_args)
         if api:
             self.stack.api(self.api_port)
@@ -168,7 +188,14 @@ class System:
 
         from tests.services import NOTIFYQ
 
-        return subprocess.run([NOTIFYQ, *args], capture_output=True, text=True, env={**os.environ, **self.env}, cwd=self.directory, timeout=60)
+        return subprocess.run(
+            [NOTIFYQ, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            cwd=self.directory,
+            timeout=60,
+        )
 
     def status(self, notification_id: int) -> str:
         row = self.runtime.notifications.get(notification_id)
@@ -180,16 +207,22 @@ class System:
             return current if all(s in statuses for s in current.values()) else None
 
         try:
-            return wait_until(done, timeout, interval=0.2, what=f"{len(ids)} notification(s) to reach {statuses}")
+            return wait_until(
+                done, timeout, interval=0.2, what=f"{len(ids)} notification(s) to reach {statuses}"
+            )
         except TimeoutError:
             counts: dict[str, int] = {}
             for i in ids:
                 counts[self.status(i)] = counts.get(self.status(i), 0) + 1
-            raise TimeoutError(f"not all reached {statuses}: {counts}\n--- logs ---\n{self.stack.logs()[-4000:]}") from None
+            raise TimeoutError(
+                f"not all reached {statuses}: {counts}\n--- logs ---\n{self.stack.logs()[-4000:]}"
+            ) from None
 
     def ledger(self, provider: str | None = None) -> list[dict[str, Any]]:
         params = {"provider": provider} if provider else {}
-        return httpx.get(f"{self.sandbox_url}/_sandbox/calls", params=params, timeout=30).json()["calls"]
+        return httpx.get(f"{self.sandbox_url}/_sandbox/calls", params=params, timeout=30).json()[
+            "calls"
+        ]
 
     def sandbox_pushes(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.sandbox_url}/_sandbox/pushes", timeout=10).json()["pushes"]
@@ -208,7 +241,9 @@ def make_system(tmp_path: Path, redis_url: str, sqlite_url: str) -> Iterator[Cal
     systems: list[System] = []
 
     def factory(database_url: str | None = None, **overrides: str) -> System:
-        system = System(tmp_path / f"system{len(systems)}", redis_url, database_url or sqlite_url, **overrides)
+        system = System(
+            tmp_path / f"system{len(systems)}", redis_url, database_url or sqlite_url, **overrides
+        )
         system.directory.mkdir(parents=True, exist_ok=True)
         systems.append(system)
         return system
@@ -222,7 +257,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Anything that reads the settings from this process's environment instead of a
     # fixture would reach for a real service; point it nowhere so it fails loudly.
     os.environ["NOTIFYQ_REDIS_URL"] = "redis://127.0.0.1:1/0"
-    os.environ["NOTIFYQ_DATABASE_URL"] = "sqlite:///" + str(Path(config.rootpath) / "var" / "pytest-unused.db")
+    os.environ["NOTIFYQ_DATABASE_URL"] = "sqlite:///" + str(
+        Path(config.rootpath) / "var" / "pytest-unused.db"
+    )
 
 
 def now() -> float:

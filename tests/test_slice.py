@@ -34,7 +34,9 @@ def test_send_reaches_delivered_through_the_pushed_receipt(make_system) -> None:
     assert view["status"] == "delivered"
     assert view["to"] == "138****8000"
     assert [(e["from"], e["to"]) for e in view["events"]] == [
-        ("queued", "sending"), ("sending", "sent"), ("sent", "delivered"),
+        ("queued", "sending"),
+        ("sending", "sent"),
+        ("sent", "delivered"),
     ]
     (call,) = system.ledger("ihuyi")
     assert (call["number"], call["code"], call["placed"]) == ("13800138000", "2", True)
@@ -75,9 +77,14 @@ def test_the_receipt_callback_refuses_a_wrong_token_and_a_malformed_body(make_sy
     system: System = make_system().start(workers=0)
     base = f"{system.api_url}/callbacks"
     token = system.env["NOTIFYQ_CALLBACK_TOKEN"]
-    assert httpx.post(f"{base}/wrong/ihuyi/receipt", data={"code": "2", "voiceid": "1"}).status_code == 404
+    assert (
+        httpx.post(f"{base}/wrong/ihuyi/receipt", data={"code": "2", "voiceid": "1"}).status_code
+        == 404
+    )
     assert httpx.post(f"{base}/{token}/ihuyi/receipt", data={"code": "2"}).status_code == 400
     assert system.runtime.receipts.pending() == 0
-    ok = httpx.post(f"{base}/{token}/ihuyi/receipt", data={"code": "2", "voiceid": "99", "talktime": "3"})
+    ok = httpx.post(
+        f"{base}/{token}/ihuyi/receipt", data={"code": "2", "voiceid": "99", "talktime": "3"}
+    )
     assert (ok.status_code, ok.text) == (200, "success")
     assert system.runtime.receipts.pending() == 1

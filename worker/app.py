@@ -9,6 +9,7 @@ Flower shows every task, its retries and its runtime.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
 from scheduler.beat import CONTROL_QUEUE, schedule
@@ -47,7 +48,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        imports=["tasks.dispatch", "tasks.maintenance"],
+        imports=["tasks.dispatch", "tasks.maintenance", "tasks.reports", "tasks.campaigns"],
         beat_schedule=schedule(settings),
         timezone=settings.timezone,
     )
@@ -55,3 +56,18 @@ def make_celery(settings: Settings) -> Celery:
 
 
 celery = make_celery(get_settings())
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    from worker.metrics import serve_worker_metrics
+
+    serve_worker_metrics(get_settings().worker_metrics_port)
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """Our format and redaction filters instead of Celery's own logging set-up."""
+    from worker.logs import setup
+
+    setup(get_settings().log_level)

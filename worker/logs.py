@@ -42,7 +42,8 @@ def setup(level: str = "INFO") -> None:
         handler._notifyq = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "hpack", "multipart", "python_multipart"):
+    # celery.beat logs every tick at INFO (once a second for the pump): keep its warnings
+    for noisy in ("httpx", "httpcore", "hpack", "multipart", "python_multipart", "celery.beat"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactCallbackToken())

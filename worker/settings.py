@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     worker_pool: Literal["threads", "gevent", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(200, ge=1)
     db_pool_size: int = Field(16, ge=1)
+    #: each worker serves its own counters here (0 = any free port; unset = not served)
+    worker_metrics_port: int | None = 9808
     callback_max_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
 

@@ -3,6 +3,7 @@
 ``GET /_sandbox/calls[?provider=&since=]`` the ledger; ``DELETE`` clears it.
 ``GET|POST /_sandbox/config`` reads or changes latency, fault rates and outcomes live.
 ``GET /_sandbox/pushes`` what was pushed to receivers, and whether they said success.
+``GET /_sandbox/reports`` how many APISpace voice reports wait to be pulled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from providers.sandbox.apispace import ApispaceEmulator
 from providers.sandbox.ihuyi import IhuyiEmulator
+from providers.sandbox.itniotech import ItniotechEmulator
+from providers.sandbox.jumdata import JumdataEmulator
 from providers.sandbox.state import Sandbox, SandboxConfig
 
 LIVE = {
@@ -26,6 +30,7 @@ LIVE = {
     "timeout_rate",
     "timeout_hold",
     "outcomes",
+    "refusals",
     "receipt_delay",
     "time_scale",
     "jumdata_window",
@@ -35,7 +40,13 @@ LIVE = {
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:
     sandbox = Sandbox(config or SandboxConfig())
-    emulators = [IhuyiEmulator(sandbox)]
+    apispace = ApispaceEmulator(sandbox)
+    emulators = [
+        IhuyiEmulator(sandbox),
+        apispace,
+        JumdataEmulator(sandbox),
+        ItniotechEmulator(sandbox),
+    ]
 
     async def calls(request: Request) -> Response:
         if request.method == "DELETE":
@@ -60,6 +71,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     async def pushes(_: Request) -> Response:
         return JSONResponse({"pushes": sandbox.pushes})
 
+    async def reports(_: Request) -> Response:
+        return JSONResponse({"waiting": len(apispace.reports)})
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -72,6 +86,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/_sandbox/calls", calls, methods=["GET", "DELETE"]),
         Route("/_sandbox/config", config_route, methods=["GET", "POST"]),
         Route("/_sandbox/pushes", pushes, methods=["GET"]),
+        Route("/_sandbox/reports", reports, methods=["GET"]),
     ]
     for emulator in emulators:
         routes += emulator.routes()

@@ -142,6 +142,9 @@ class IhuyiEmulator:
             or (mobile.startswith("0") and 10 <= len(mobile) <= 12)
         ):
             return {"code": 406, "msg": "手机格式不正确"}
+        seeded = self.sandbox.refusal_for(mobile)
+        if seeded is not None:
+            return {"code": int(seeded), "msg": "seeded refusal"}
         if "【变量】" in content:
             return {"code": 4072, "msg": "提交的语音内容必须与报备过的模板格式相匹配"}
         if self.balance <= 0:

@@ -32,8 +32,12 @@ class SandboxConfig:
     #: jumdata's calling window, Beijing time; "" = always (tests whose clock is not Beijing's day)
     jumdata_window: str = "09:00-21:00"
     apispace_token: str = "sandbox-token"
+    #: where SMS delivery reports are pushed (APISpace's console binding; None: no push)
+    apispace_sms_receipt_url: str | None = None
     itniotech_api_key: str = "sandbox"
     itniotech_api_secret: str = "sandbox-secret"
+    #: where call results are pushed (itniotech's console binding; None: no push)
+    itniotech_receipt_url: str | None = None
     #: how far a signed time stamp may be from ours, seconds
     stamp_tolerance: float = 300.0
     #: receipts arrive this long after the call (seconds, before time_scale)
@@ -47,14 +51,18 @@ class SandboxConfig:
     timeout_hold: float = 60.0
     #: last digits → outcome kind, e.g. {"0000": "no-answer"}
     outcomes: dict[str, str] = field(default_factory=dict)
+    #: last digits → the provider's refusal code at send time, e.g. {"9999": "4030"};
+    #: "*" refuses every number (an account-wide fault such as a spent balance)
+    refusals: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
 
     def public(self) -> dict[str, Any]:
-        """The config without credentials (for GET /_sandbox/config)."""
+        """The config without credentials (for GET /_sandbox/config); receipt URLs carry
+        the callback token in their path, so they are left out too."""
         return {
             k: v
             for k, v in asdict(self).items()
-            if not any(s in k for s in ("apikey", "secret", "token", "api_key"))
+            if not any(s in k for s in ("apikey", "secret", "token", "api_key", "_url"))
         }
 
 
@@ -143,6 +151,13 @@ class Sandbox:
                 return kind
         return "answered"
 
+    def refusal_for(self, number: str) -> str | None:
+        """The code a test seeded for this number's send, if any (longest suffix wins)."""
+        for suffix, code in sorted(self.config.refusals.items(), key=lambda kv: -len(kv[0])):
+            if suffix == "*" or number.endswith(suffix):
+                return code
+        return None
+
     def stamp_fresh(self, stamp: float) -> bool:
         return abs(time.time() - stamp) <= self.config.stamp_tolerance
 
@@ -172,19 +187,24 @@ class Sandbox:
     async def push(
         self,
         url: str,
-        form: Mapping[str, str],
+        form: Mapping[str, str] | None = None,
         *,
+        json: Any = None,
         tries: int = 3,
         step: float = 60.0,
         expect: str = "success",
     ) -> None:
-        """POST a form until the receiver answers ``expect``; after each failure wait
-        ``step`` more than the time before (60 s, then 120 s), at most ``tries`` tries."""
+        """POST a form — or, given ``json``, a JSON body (APISpace SMS, itniotech) —
+        until the receiver answers ``expect``; after each failure wait ``step`` more
+        than the time before (60 s, then 120 s), at most ``tries`` tries."""
         assert self.client is not None
+        if (form is None) == (json is None):
+            raise TypeError("push takes a form or json, not both or neither")
+        body: dict[str, Any] = {"json": json} if json is not None else {"data": dict(form or {})}
         wait = 0.0
         for attempt in range(1, tries + 1):
             try:
-                response = await self.client.post(url, data=dict(form))
+                response = await self.client.post(url, **body)
                 ok = response.status_code == 200 and response.text.strip() == expect
             except httpx.HTTPError:
                 ok = False

@@ -27,7 +27,10 @@ def test_submit_password_matches_the_seed_example() -> None:
 
 
 def test_getnum_password_matches_the_seed_example() -> None:
-    assert getnum_password(SEED_ACCOUNT, SEED_APIKEY, "1451544941") == "73f6e7a36e0fd30ad7eea940ca1896b2"
+    assert (
+        getnum_password(SEED_ACCOUNT, SEED_APIKEY, "1451544941")
+        == "73f6e7a36e0fd30ad7eea940ca1896b2"
+    )
 
 
 def client() -> Ihuyi:
@@ -87,12 +90,16 @@ def test_submit_code_has_its_outcome_in_json_and_xml(code: str, outcome: Outcome
 
 @pytest.mark.parametrize(("code", "seconds"), [("4080", 1), ("4081", 60), ("4082", 86400)])
 def test_cap_codes_say_how_long_the_number_is_blocked(code: str, seconds: int) -> None:
-    (result,) = client().send_results([MESSAGE], Reply(200, f'{{"code":{code},"msg":"x","voiceid":"0"}}'.encode()))
+    (result,) = client().send_results(
+        [MESSAGE], Reply(200, f'{{"code":{code},"msg":"x","voiceid":"0"}}'.encode())
+    )
     assert result.block_seconds == seconds
 
 
 def test_an_unknown_code_is_transient_and_keeps_its_code() -> None:
-    (result,) = client().send_results([MESSAGE], Reply(200, b'{"code":9999,"msg":"new","voiceid":"0"}'))
+    (result,) = client().send_results(
+        [MESSAGE], Reply(200, b'{"code":9999,"msg":"new","voiceid":"0"}')
+    )
     assert (result.outcome, result.code) == (Outcome.TRANSIENT, "9999")
 
 
@@ -107,7 +114,9 @@ def test_an_unknown_code_is_transient_and_keeps_its_code() -> None:
         (404, b"not found", Outcome.ACCOUNT),
     ],
 )
-def test_an_undocumented_body_is_classified_never_raised(status: int, body: bytes, outcome: Outcome) -> None:
+def test_an_undocumented_body_is_classified_never_raised(
+    status: int, body: bytes, outcome: Outcome
+) -> None:
     (result,) = client().send_results([MESSAGE], Reply(status, body))
     assert result.outcome is outcome
 
@@ -120,7 +129,9 @@ def test_submit_is_a_signed_post_with_no_password_in_the_url() -> None:
     assert call.form["mobile"] == "13800138000"
     assert call.form["time"] == "1451544941"
     assert call.form["format"] == "json"
-    assert call.form["password"] == submit_password("acct", "key", "13800138000", MESSAGE.content, 1451544941)
+    assert call.form["password"] == submit_password(
+        "acct", "key", "13800138000", MESSAGE.content, 1451544941
+    )
 
 
 def test_a_landline_goes_out_with_its_area_code() -> None:
@@ -129,7 +140,8 @@ def test_a_landline_goes_out_with_its_area_code() -> None:
 
 
 @pytest.mark.parametrize(
-    "spelling", ["13800138000", "+86 138 0013 8000", "8613800138000", "+8613800138000", "138-0013-8000"]
+    "spelling",
+    ["13800138000", "+86 138 0013 8000", "8613800138000", "+8613800138000", "138-0013-8000"],
 )
 def test_every_spelling_of_a_number_normalises_to_one_e164(spelling: str) -> None:
     valid = client().validate(Draft("ihuyi", spelling, content="您好"))
@@ -149,7 +161,10 @@ def test_a_landline_with_area_code_is_accepted() -> None:
         (Draft("ihuyi", "13800138000", content="您的客户【变量】将于2天后过生日"), "content"),
         (Draft("ihuyi", "13800138000", content="x" * 501), "content"),
         (Draft("ihuyi", "13800138000", content="x", template="123"), "template"),
-        (Draft("ihuyi", "13800138000", content="x", options={"playTimes": "2"}), "options.playTimes"),
+        (
+            Draft("ihuyi", "13800138000", content="x", options={"playTimes": "2"}),
+            "options.playTimes",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
@@ -160,14 +175,29 @@ def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None
 
 def test_receipt_push_is_parsed() -> None:
     receipt = Ihuyi.parse_receipt(
-        {"code": "-6", "msg": "无人接听", "mobilephone": "13800138000", "talktime": "0", "voiceid": "60495654", "report_time": "2018-05-24 17:46:50"}
+        {
+            "code": "-6",
+            "msg": "无人接听",
+            "mobilephone": "13800138000",
+            "talktime": "0",
+            "voiceid": "60495654",
+            "report_time": "2018-05-24 17:46:50",
+        }
     )
     assert (receipt.ref, receipt.delivered, receipt.code) == ("60495654", False, "-6")
     assert Ihuyi.parse_receipt({"code": "2", "voiceid": "1", "talktime": "12"}).delivered
 
 
 @pytest.mark.parametrize(
-    "form", [{}, {"code": "2"}, {"voiceid": "1"}, {"code": "7", "voiceid": "1"}, {"code": "2", "voiceid": "0"}, {"code": "2", "voiceid": "1", "talktime": "x"}]
+    "form",
+    [
+        {},
+        {"code": "2"},
+        {"voiceid": "1"},
+        {"code": "7", "voiceid": "1"},
+        {"code": "2", "voiceid": "0"},
+        {"code": "2", "voiceid": "1", "talktime": "x"},
+    ],
 )
 def test_a_malformed_receipt_is_refused(form: dict[str, str]) -> None:
     with pytest.raises((KeyError, ValueError)):
@@ -182,6 +212,9 @@ def test_template_audit_push_is_parsed() -> None:
 def test_admin_answers_are_read_with_their_values() -> None:
     ok = Ihuyi.parse_admin(Reply(200, b'{"code":2,"msg":"ok","num":"856"}'), "num")
     assert (ok.ok, ok.value) == (True, "856")
-    denied = Ihuyi.parse_admin(Reply(200, b"<GetNumResult><code>405</code><msg>bad</msg><num>0</num></GetNumResult>"), "num")
+    denied = Ihuyi.parse_admin(
+        Reply(200, b"<GetNumResult><code>405</code><msg>bad</msg><num>0</num></GetNumResult>"),
+        "num",
+    )
     assert (denied.ok, denied.outcome, denied.value) == (False, Outcome.ACCOUNT, None)
     assert set(ADMIN_CODES) >= {"2", "400", "401", "402", "404", "405", "4050", "407", "408"}

@@ -32,7 +32,12 @@ def draft(key: str | None = None, to: str = "+8613800138000") -> NewNotification
 def test_insert_stores_queued_rows_with_no_event_yet(store: NotificationStore) -> None:
     (result,) = store.insert([draft()])
     row = store.get(result.id)
-    assert (result.created, result.status, row.status, row.attempts) == (True, Status.QUEUED, Status.QUEUED, 0)
+    assert (result.created, result.status, row.status, row.attempts) == (
+        True,
+        Status.QUEUED,
+        Status.QUEUED,
+        0,
+    )
     assert store.events(result.id) == []
 
 
@@ -68,7 +73,9 @@ def test_a_legal_transition_writes_its_event_in_the_same_change(store: Notificat
     (n,) = store.insert([draft()])
     applied = store.transition([Change(n.id, Status.SENDING, count_attempt=True)])
     assert [(a.from_status, a.to) for a in applied] == [(Status.QUEUED, Status.SENDING)]
-    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})])
+    store.transition(
+        [Change(n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})]
+    )
     row = store.get(n.id)
     assert (row.status, row.attempts, row.provider_ref) == (Status.SENT, 1, "604")
     events = store.events(n.id)
@@ -90,7 +97,9 @@ def test_a_legal_transition_writes_its_event_in_the_same_change(store: Notificat
         ([Status.SENDING, Status.UNKNOWN], Status.SENDING),
     ],
 )
-def test_an_illegal_transition_is_refused_and_changes_nothing(store: NotificationStore, path: list[Status], illegal: Status) -> None:
+def test_an_illegal_transition_is_refused_and_changes_nothing(
+    store: NotificationStore, path: list[Status], illegal: Status
+) -> None:
     (n,) = store.insert([draft()])
     for status in path:
         assert store.transition([Change(n.id, status)])
@@ -138,7 +147,9 @@ def test_a_receipt_before_its_send_is_kept_and_applied_once_sent(store: Notifica
     assert receipts.pending() == 0
 
 
-def test_the_same_receipt_three_times_changes_nothing_after_the_first(store: NotificationStore) -> None:
+def test_the_same_receipt_three_times_changes_nothing_after_the_first(
+    store: NotificationStore,
+) -> None:
     receipts = ReceiptStore(store.db, store)
     (n,) = store.insert([draft()])
     store.transition([Change(n.id, Status.SENDING)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import db, ihuyi, messages, services
+from worker.cli import campaigns, db, ihuyi, messages, services
 
 app = typer.Typer(
     name="notifyq",
@@ -18,6 +18,7 @@ messages.register(app)
 services.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(ihuyi.app, name="ihuyi")
+app.add_typer(campaigns.app, name="campaign")
 
 
 def main() -> None:

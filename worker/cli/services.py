@@ -135,6 +135,8 @@ def sandbox(
         jumdata_app_secret=secret(config.jumdata_app_secret) or defaults.jumdata_app_secret,
         jumdata_window=jumdata_window,
         apispace_token=secret(config.apispace_token) or defaults.apispace_token,
+        apispace_sms_receipt_url=config.callback_url("apispace-sms"),
+        itniotech_receipt_url=config.callback_url("itniotech"),
         itniotech_api_key=secret(config.itniotech_api_key) or defaults.itniotech_api_key,
         itniotech_api_secret=secret(config.itniotech_api_secret) or defaults.itniotech_api_secret,
         latency_ms=latency_ms,

@@ -48,27 +48,53 @@ class Base(DeclarativeBase):
 
 
 class Campaign(Base):
-    """A reminder campaign: many notifications released to the workers as they keep up."""
+    """A reminder campaign: many notifications released to the workers as they keep up.
+
+    Its notifications are ordinary rows (``campaign_id`` set) that start unreleased
+    (``published_at`` is NULL); the fan-out releases them in chunks. A recurring
+    (cron) campaign keeps its recipients in ``campaign_recipients`` and materialises a
+    run of notifications from them at each occurrence.
+    """
 
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
+    #: importing → scheduled → running → completed; paused, cancelled beside them
     status: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str] = mapped_column(String(32))
     route: Mapped[list[Any] | None] = mapped_column(JSON)
     template: Mapped[str | None] = mapped_column(String(128))
     content: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: this campaign's own throughput cap (limits notation), beside the provider's caps
     rate: Mapped[str | None] = mapped_column(String(32))
     cron: Mapped[str | None] = mapped_column(String(64))
-    start_at: Mapped[float | None]
+    #: the next moment to start (one-off ``--at``, or the cron's next occurrence)
     next_run_at: Mapped[float | None]
+    started_at: Mapped[float | None]
+    runs: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+    #: the first rejected rows: [{row, field, message}]
     errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[float]
     updated_at: Mapped[float]
+
+
+class CampaignRecipient(Base):
+    """A recurring campaign's recipient, kept to materialise each run."""
+
+    __tablename__ = "campaign_recipients"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column(Integer)
+    to: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class Notification(Base):
@@ -78,7 +104,7 @@ class Notification(Base):
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_at"),
         Index("ix_notifications_ref", "provider", "provider_ref"),
-        Index("ix_notifications_campaign", "campaign_id", "status"),
+        Index("ix_notifications_campaign", "campaign_id", "status", "published_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 03:24:40.389564
+Create Date: 2026-11-27 04:18:55.628446
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def upgrade() -> None:
         sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("rate", sa.String(length=32), nullable=True),
         sa.Column("cron", sa.String(length=64), nullable=True),
-        sa.Column("start_at", sa.Double(), nullable=True),
         sa.Column("next_run_at", sa.Double(), nullable=True),
+        sa.Column("started_at", sa.Double(), nullable=True),
+        sa.Column("runs", sa.Integer(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("rejected", sa.Integer(), nullable=False),
         sa.Column("errors", sa.JSON(), nullable=False),
@@ -103,6 +104,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "campaign_recipients",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column(
+            "campaign_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("row", sa.Integer(), nullable=False),
+        sa.Column("to", sa.String(length=20), nullable=False),
+        sa.Column("content", sa.Text(), nullable=True),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("campaign_recipients", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_campaign_recipients_campaign_id"), ["campaign_id"], unique=False
+        )
+
+    op.create_table(
         "notifications",
         sa.Column(
             "id",
@@ -156,7 +180,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("idempotency_key"),
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.create_index("ix_notifications_campaign", ["campaign_id", "status"], unique=False)
+        batch_op.create_index(
+            "ix_notifications_campaign", ["campaign_id", "status", "published_at"], unique=False
+        )
         batch_op.create_index("ix_notifications_due", ["status", "next_attempt_at"], unique=False)
         batch_op.create_index("ix_notifications_ref", ["provider", "provider_ref"], unique=False)
 
@@ -235,6 +261,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_notifications_campaign")
 
     op.drop_table("notifications")
+    with op.batch_alter_table("campaign_recipients", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_campaign_recipients_campaign_id"))
+
+    op.drop_table("campaign_recipients")
     op.drop_table("report_pulls")
     with op.batch_alter_table("receipts", schema=None) as batch_op:
         batch_op.drop_index("ix_receipts_unmatched")

@@ -1,0 +1,121 @@
+"""``/v1/campaigns``: create from a recipients list or CSV text, read progress, control."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.auth import require_api_key
+from api.notifications import errors_body
+from providers.base import FieldError, InvalidRequest
+from tasks import campaigns
+from tasks.requests import parse_time
+from tasks.runtime import Runtime
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["campaigns"])
+
+MAX_INLINE = 100_000
+
+
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(max_length=32)
+    name: str = Field("", max_length=200)
+    template: str | None = Field(None, max_length=128)
+    content: str | None = Field(None, max_length=2000)
+    options: dict[str, Any] = Field(default_factory=dict)
+    rate: str | None = Field(None, max_length=32)
+    at: str | float | None = None
+    cron: str | None = Field(None, max_length=64)
+    #: recipients inline: [{"mobile": "...", "<variable>": "..."}]
+    recipients: list[dict[str, str | int | float | None]] | None = Field(
+        None, max_length=MAX_INLINE
+    )
+    #: or the same as CSV text (a ``mobile`` column, one column per variable)
+    csv: str | None = Field(None, max_length=20_000_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CampaignIn:
+        if (self.recipients is None) == (self.csv is None):
+            raise ValueError("give recipients or csv (one of them)")
+        return self
+
+
+@router.post(
+    "/campaigns",
+    status_code=status.HTTP_201_CREATED,
+    responses={422: {"description": "bad input, nothing stored"}},
+)
+def create_campaign(body: CampaignIn, request: Request) -> Any:
+    runtime: Runtime = request.app.state.runtime
+    errors: list[FieldError] = []
+    at = parse_time(body.at, "at", errors)
+    if errors:
+        return JSONResponse(errors_body(errors), status_code=422)
+    spec = campaigns.CampaignSpec(
+        provider=body.provider,
+        name=body.name,
+        template=body.template,
+        content=body.content,
+        options=body.options,
+        rate=body.rate,
+        at=at,
+        cron=body.cron,
+    )
+    try:
+        if body.csv is not None:
+            result = campaigns.import_campaign(runtime, spec, io.StringIO(body.csv))
+        else:
+            result = campaigns.import_records(runtime, spec, body.recipients or [])
+    except InvalidRequest as exc:
+        return JSONResponse(errors_body(exc.errors), status_code=422)
+    return {
+        "id": result.id,
+        "status": result.status,
+        "accepted": result.total,
+        "rejected": result.rejected,
+        "errors": result.errors,
+    }
+
+
+@router.get("/campaigns/{campaign_id}")
+def get_campaign(campaign_id: int, request: Request) -> Any:
+    view = (
+        campaigns.progress(request.app.state.runtime, campaign_id)
+        if 0 < campaign_id < 2**63
+        else None
+    )
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
+    return view
+
+
+def _control(action: str, campaign_id: int, request: Request) -> Any:
+    runtime: Runtime = request.app.state.runtime
+    if not 0 < campaign_id < 2**63 or campaigns.campaigns(runtime).get(campaign_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
+    try:
+        getattr(campaigns, action)(runtime, campaign_id)
+    except campaigns.CampaignStateError as exc:
+        return JSONResponse({"errors": [{"field": "id", "message": str(exc)}]}, status_code=409)
+    return campaigns.progress(runtime, campaign_id)
+
+
+@router.post("/campaigns/{campaign_id}/pause")
+def pause_campaign(campaign_id: int, request: Request) -> Any:
+    return _control("pause", campaign_id, request)
+
+
+@router.post("/campaigns/{campaign_id}/resume")
+def resume_campaign(campaign_id: int, request: Request) -> Any:
+    return _control("resume", campaign_id, request)
+
+
+@router.post("/campaigns/{campaign_id}/cancel")
+def cancel_campaign(campaign_id: int, request: Request) -> Any:
+    return _control("cancel", campaign_id, request)

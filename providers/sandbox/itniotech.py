@@ -1,0 +1,175 @@
+"""itniotech emulated: ``POST /voice/sendGroup``.
+
+Checks the ``Api-Key`` (``-1``), the ``Timestamp`` in seconds (``-16`` when more than
+``stamp_tolerance``, 300 s by default, from the sandbox's clock), the
+``Sign = md5(apiKey + apiSecret + timestamp)`` (``-1``), and the body: ``callee`` (at
+most 1000), ``fileId``, ``appId`` and the option ranges (``-22``). Answers one entry per
+callee: a callee that is not a valid number of 7–15 digits with its country code gets
+``terminationCode`` ``"10001"`` (the sandbox's own code; the seed names none) and no
+call; so does a callee with a refusal seeded for it (``SandboxConfig.refusals``),
+unless the seeded code is a status (``-10``…), which refuses the whole request. Every
+other callee is called, and ``receipt_delay × time_scale`` later its result is pushed
+as one JSON object to ``itniotech_receipt_url`` (the ASSUMED push of
+``providers/itniotech.py``), repeated up to 3 times until the receiver says
+``success``. Result ``status`` ``"0"`` is answered; the other codes are the sandbox's
+own (:data:`CALL_STATUS`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import phonenumbers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from providers.itniotech import INT_OPTIONS, MAX_BATCH, MAX_CALLED_INFO, PATH, sign
+from providers.sandbox.state import Sandbox
+
+PROVIDER = "itniotech"
+INVALID_CALLEE = "10001"
+
+#: outcome kind → (status, reason, seconds talked) of the pushed call result
+CALL_STATUS = {
+    "answered": ("0", "answered", 12),
+    "no-answer": ("1", "no answer", 0),
+    "busy": ("2", "busy", 0),
+    "vacant": ("3", "invalid number", 0),
+    "off": ("4", "switched off", 0),
+    "rejected": ("5", "rejected", 0),
+}
+
+
+def refused(status: str, reason: str) -> dict[str, Any]:
+    return {"status": status, "reason": reason, "data": []}
+
+
+def valid_callee(callee: str) -> bool:
+    if not callee.isdigit() or not 7 <= len(callee) <= 15:
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse("+" + callee))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def body_failure(body: Any) -> dict[str, Any] | None:
+    if not isinstance(body, dict):
+        return refused("-22", "参数异常: body")
+    callees = [c for c in str(body.get("callee") or "").split(",") if c]
+    if not callees or len(callees) > MAX_BATCH:
+        return refused("-22", "参数异常: callee")
+    if not body.get("fileId") or not body.get("appId"):
+        return refused("-22", "参数异常: fileId, appId")
+    for name, low, high in INT_OPTIONS:
+        value = body.get(name)
+        if value in (None, ""):
+            continue
+        if not str(value).isdigit() or not low <= int(value) <= high:
+            return refused("-22", f"参数异常: {name}")
+    if len(str(body.get("calledInfo") or "")) > MAX_CALLED_INFO:
+        return refused("-22", "参数异常: calledInfo")
+    return None
+
+
+class ItniotechEmulator:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def routes(self) -> list[Route]:
+        return [Route(PATH, self.handle, methods=["POST"])]
+
+    async def handle(self, request: Request) -> Response:
+        fault = await self.sandbox.fault()
+        ledger = self.sandbox.ledger
+        if fault == "fail":
+            ledger.add(PROVIDER, "sendGroup", None, "http:500", False)
+            return Response(
+                "<html><body>502 Bad Gateway</body></html>", status_code=500, media_type="text/html"
+            )
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        failure = self._auth(request) or body_failure(body) or self._seeded(body)
+        if failure is not None:
+            ledger.add(PROVIDER, "sendGroup", None, failure["status"], False)
+            return JSONResponse(failure)
+        request_id = self.sandbox.new_ref("R")
+        callees = [callee for callee in str(body["callee"]).split(",") if callee]
+        data = [self._call(callee, body, request_id) for callee in callees]
+        if fault == "timeout":
+            await self.sandbox.hold()
+        return JSONResponse({"status": "0", "reason": "success", "data": data})
+
+    def _auth(self, request: Request) -> dict[str, Any] | None:
+        cfg = self.sandbox.config
+        key = request.headers.get("Api-Key", "")
+        stamp = request.headers.get("Timestamp", "")
+        if key != cfg.itniotech_api_key:
+            return refused("-1", "账号认证异常")
+        if not stamp.isdigit() or not self.sandbox.stamp_fresh(int(stamp)):
+            return refused("-16", "时间戳过期")
+        if request.headers.get("Sign", "") != sign(key, cfg.itniotech_api_secret, stamp):
+            return refused("-1", "账号认证异常")
+        return None
+
+    def _seeded(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A seeded status (``-10``…) refuses the whole request; other seeded codes are a
+        callee's ``terminationCode`` (see :meth:`_call`)."""
+        for callee in str(body["callee"]).split(","):
+            code = self.sandbox.refusal_for(callee)
+            if code is not None and code.startswith("-"):
+                return refused(code, "seeded refusal")
+        return None
+
+    def _call(self, callee: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        seen = {
+            "request": request_id,
+            "template": body.get("fileId"),
+            "options": {
+                k: body[k]
+                for k in ("displayNum", "maxDuration", "maxRingingTime", "loopCount")
+                if k in body
+            },
+        }
+        code = INVALID_CALLEE if not valid_callee(callee) else self.sandbox.refusal_for(callee)
+        if code is not None:
+            self.sandbox.ledger.add(PROVIDER, "sendGroup", callee, code, False, **seen)
+            return {
+                "voiceId": "",
+                "callee": callee,
+                "terminationCode": code,
+                "terminationReason": "invalid number" if code == INVALID_CALLEE else "refused",
+            }
+        voice_id = self.sandbox.new_ref()
+        self.sandbox.ledger.add(PROVIDER, "sendGroup", callee, "0", True, ref=voice_id, **seen)
+        self._schedule_result(voice_id, callee)
+        return {
+            "voiceId": voice_id,
+            "callee": callee,
+            "terminationCode": "0",
+            "terminationReason": "success",
+        }
+
+    def _schedule_result(self, voice_id: str, callee: str) -> None:
+        """The call's result, pushed on its own once the call is over (one object: the
+        shape of a single result; the receiver reads arrays too)."""
+        url = self.sandbox.config.itniotech_receipt_url
+        if not url:
+            return
+        status, reason, seconds = CALL_STATUS[self.sandbox.outcome_for(callee)]
+        result = {
+            "voiceId": voice_id,
+            "callee": callee,
+            "status": status,
+            "reason": reason,
+            "duration": seconds,
+            "endTime": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        self.sandbox.later(
+            self.sandbox.config.receipt_delay, lambda: self.sandbox.push(url, json=result)
+        )

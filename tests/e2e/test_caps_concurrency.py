@@ -1,0 +1,153 @@
+"""Issue 4's proof: many workers, one recipient, never past a cap — and what waits,
+waits for exactly the moment its cap frees.
+
+2 worker processes × 20 threads, 300 ihuyi notifications to 5 numbers, each number
+written three ways. The sandbox counts arrivals like ihuyi does; its ledger must show
+no placed call past 1/second, 3/minute or 10/day for any number and no 4080/4081/4082
+refusal; every notification not sent must be ``deferred`` with ``next_attempt_at``
+within 1 s of the moment its tightest cap frees (computed from the ledger's arrivals).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import pytest
+
+from tasks.enqueue import enqueue_many
+from tasks.requests import SendRequest
+from tests.conftest import System
+from tests.services import wait_until
+
+NUMBERS = ["13800138000", "13900139001", "13700137002", "13600136003", "13500135004"]
+CAPS = ((1.0, 1), (60.0, 3), (86400.0, 10))
+
+
+def spellings(national: str) -> list[str]:
+    spaced = f"+86 {national[:3]} {national[3:7]} {national[7:]}"
+    return [national, spaced, f"86{national}"]
+
+
+def arrivals_by_number(system: System) -> dict[str, list[float]]:
+    placed: dict[str, list[float]] = defaultdict(list)
+    for call in system.ledger("ihuyi"):
+        assert call["code"] not in ("4080", "4081", "4082"), (
+            f"the provider refused a call for a cap: {call['code']}"
+        )
+        if call["placed"]:
+            placed[call["number"]].append(call["at"])
+    return {number: sorted(times) for number, times in placed.items()}
+
+
+def assert_within_caps(times: list[float]) -> None:
+    for window, amount in CAPS:
+        for i in range(len(times) - amount):
+            assert times[i + amount] - times[i] >= window, (
+                f"{amount + 1} calls within {times[i + amount] - times[i]:.3f}s (cap {amount}/{window:g}s)"
+            )
+
+
+def frees_at(times: list[float]) -> float:
+    """The first moment another call to this number would pass every cap."""
+    moment = 0.0
+    for window, amount in CAPS:
+        if len(times) >= amount:
+            moment = max(moment, times[len(times) - amount] + window)
+    return moment
+
+
+def check_waiting_rows(
+    system: System, ids: list[int], arrivals: dict[str, list[float]]
+) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for notification_id in ids:
+        row = system.runtime.notifications.get(notification_id)
+        status = str(row.status.value)
+        counts[status] += 1
+        if status in ("sent", "delivered", "undelivered"):
+            continue
+        assert status == "deferred", f"#{notification_id} is {status}"
+        assert row.reason.startswith("cap:ihuyi:"), row.reason
+        national = row.to.removeprefix("+86")
+        expected = frees_at(arrivals.get(national, []))
+        assert abs(row.next_attempt_at - expected) <= 1.0, (
+            f"#{notification_id} waits until {row.next_attempt_at:.3f}, its cap frees at {expected:.3f} ({row.reason})"
+        )
+    return dict(counts)
+
+
+def quiet(system: System, ids: list[int], settle: float = 2.0) -> None:
+    """Wait until no row is queued, sending or retrying (released batches re-deferred)."""
+
+    def settled() -> bool:
+        counts = system.runtime.notifications.count_by_status(ids)
+        return not any(counts.get(s) for s in ("queued", "sending", "retrying"))
+
+    wait_until(settled, 30, interval=0.2, what="dispatch to settle")
+    time.sleep(settle)
+    wait_until(settled, 30, interval=0.2, what="dispatch to settle")
+
+
+@pytest.mark.slow
+def test_two_workers_never_exceed_ihuyi_caps_and_defer_to_the_exact_moment(make_system) -> None:
+    system: System = make_system(sweep_grace="600", sending_timeout="120")
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "1")
+    system.stack.api(system.api_port)
+    for _ in range(2):
+        system.stack.worker("--concurrency", "20")
+    system.stack.beat()
+
+    requests = [
+        SendRequest(
+            provider="ihuyi",
+            to=spellings(NUMBERS[i % 5])[(i // 5) % 3],
+            content=f"您的订单{i}已发货。",
+        )
+        for i in range(300)
+    ]
+    results = enqueue_many(requests, runtime=system.runtime)
+    ids = [r.id for r in results]
+    assert len(set(ids)) == 300
+    rows = {system.runtime.notifications.get(i).to for i in ids}
+    assert rows == {f"+86{n}" for n in NUMBERS}, (
+        "every spelling of a number normalises to one E.164"
+    )
+
+    # First quiet point: each number has had its 3 calls of the first minute.
+    wait_until(
+        lambda: (
+            all(len(t) >= 3 for t in arrivals_by_number(system).values())
+            and len(arrivals_by_number(system)) == 5
+        ),
+        30,
+        interval=0.5,
+        what="3 calls per number",
+    )
+    quiet(system, ids)
+    arrivals = arrivals_by_number(system)
+    assert all(len(t) == 3 for t in arrivals.values()), {n: len(t) for n, t in arrivals.items()}
+    for times in arrivals.values():
+        assert_within_caps(times)
+    counts = check_waiting_rows(system, ids, arrivals)
+    assert counts.get("deferred") == 300 - 15
+
+    # Run until each number has had its 10 calls of the day; then everything else waits a day.
+    wait_until(
+        lambda: all(len(t) >= 10 for t in arrivals_by_number(system).values()),
+        260,
+        interval=1.0,
+        what="10 calls per number",
+    )
+    quiet(system, ids, settle=3.0)
+    arrivals = arrivals_by_number(system)
+    assert {n: len(t) for n, t in arrivals.items()} == dict.fromkeys(NUMBERS, 10)
+    for times in arrivals.values():
+        assert_within_caps(times)
+    counts = check_waiting_rows(system, ids, arrivals)
+    assert counts["deferred"] == 250
+    assert all(
+        system.runtime.notifications.get(i).reason in ("cap:ihuyi:10/day",)
+        for i in ids
+        if system.status(i) == "deferred"
+    )

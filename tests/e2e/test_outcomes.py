@@ -1,0 +1,201 @@
+"""Outcome → action (DESIGN.md step 4) against the sandbox, with real workers and beat:
+transient → retried with backoff (Celery RETRY) then sent or failed; permanent →
+failed; the provider's cap → deferred and our cap state learns; account → the circuit
+opens for everyone and a probe closes it; ambiguous → unknown, never called twice.
+Plus idempotency keys, redelivered tasks and the sweeper."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tasks.dispatch import dispatch_ids
+from tasks.enqueue import enqueue
+from tests.conftest import BACKENDS, System, make_url_db, postgres_database
+from tests.services import wait_until
+from worker.store import Change, NewNotification, Status
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_base: str
+) -> Iterator[System]:
+    directory: Path = tmp_path_factory.mktemp("outcomes")
+    redis_url = make_url_db(redis_base, 15)
+    redis.Redis.from_url(redis_url).flushdb()
+    drop = None
+    if request.param == "postgres":
+        database_url, drop = postgres_database()
+        from worker.migrate import upgrade
+
+        upgrade(database_url)
+    else:
+        database_url = f"sqlite:///{directory / 'notifyq.db'}"
+    system = System(
+        directory,
+        redis_url,
+        database_url,
+        retry_base="0.5",
+        retry_max="2",
+        max_attempts="6",
+        http_read_timeout="1",
+        circuit_cooldown="2",
+        sweep_grace="3",
+        sending_timeout="4",
+        sweep_interval="1",
+    )
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+    system.stack.api(system.api_port)
+    system.stack.worker("--concurrency", "8")
+    system.stack.beat()
+    yield system
+    system.close()
+    if drop:
+        drop()
+
+
+@pytest.fixture(autouse=True)
+def clean_sandbox(system: System) -> Iterator[None]:
+    yield
+    system.sandbox_config(refusals={}, fail_rate=0, timeout_rate=0, latency_ms=0)
+
+
+def send(system: System, number: str, text: str = "您的快递已到。", **kwargs) -> int:  # type: ignore[no-untyped-def]
+    return enqueue("ihuyi", number, content=text, runtime=system.runtime, **kwargs).id
+
+
+def calls_to(system: System, number: str) -> list[dict]:
+    return [c for c in system.ledger("ihuyi") if c["number"] == number]
+
+
+def row(system: System, notification_id: int):  # type: ignore[no-untyped-def]
+    return system.runtime.notifications.get(notification_id)
+
+
+def test_a_transient_failure_is_retried_with_backoff_then_sent(system: System) -> None:
+    system.sandbox_config(refusals={"0101": "0"})
+    nid = send(system, "13800000101")
+    wait_until(lambda: row(system, nid).attempts >= 2, 20, what="two attempts")
+    assert row(system, nid).status in (Status.RETRYING, Status.SENDING)
+    system.sandbox_config(refusals={})
+    system.wait_for([nid], {"delivered"}, timeout=30)
+    statuses = [e.to_status for e in system.runtime.notifications.events(nid)]
+    assert statuses.count(Status.RETRYING) >= 2
+    assert "retry: Retry in" in system.stack.logs(), (
+        "the retry is a Celery retry (Flower shows RETRY)"
+    )
+    times = [
+        e.at for e in system.runtime.notifications.events(nid) if e.to_status == Status.SENDING
+    ]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(gap >= 0.2 for gap in gaps), f"backoff between attempts: {gaps}"
+
+
+def test_a_transient_failure_that_persists_fails_after_max_attempts(system: System) -> None:
+    system.sandbox_config(refusals={"0102": "0"})
+    nid = send(system, "13800000102")
+    system.wait_for([nid], {"failed"}, timeout=40)
+    final = row(system, nid)
+    assert final.attempts == 6
+    assert "gave up after 6 attempts" in final.reason
+    assert len(calls_to(system, "13800000102")) == 6
+
+
+def test_a_permanent_refusal_fails_at_once(system: System) -> None:
+    system.sandbox_config(refusals={"0103": "4030"})
+    nid = send(system, "13800000103")
+    system.wait_for([nid], {"failed"}, timeout=20)
+    final = row(system, nid)
+    assert (final.attempts, final.provider_code) == (1, "4030")
+    assert "4030" in final.reason
+
+
+def test_the_providers_cap_refusal_defers_and_our_cap_state_learns_it(system: System) -> None:
+    system.sandbox_config(refusals={"0104": "4081"})
+    first = send(system, "13800000104")
+    system.wait_for([first], {"deferred"}, timeout=20)
+    deferred = row(system, first)
+    assert deferred.reason == "cap:ihuyi:provider-4081"
+    assert 55 < deferred.next_attempt_at - time.time() <= 61
+    second = send(system, "13800000104", "第二条")
+    system.wait_for([second], {"deferred"}, timeout=20)
+    assert row(system, second).reason == "cap:ihuyi:provider-block"
+    assert len(calls_to(system, "13800000104")) == 1, "no call while the provider blocks the number"
+
+
+def test_an_account_error_opens_the_circuit_for_everyone_and_a_probe_closes_it(
+    system: System,
+) -> None:
+    system.sandbox_config(refusals={"*": "4051"})
+    first = send(system, "13800000105")
+    system.wait_for([first], {"deferred"}, timeout=20)
+    assert row(system, first).reason == "circuit:ihuyi"
+    others = [send(system, f"1380000020{i}") for i in range(3)]
+    system.wait_for(others, {"deferred"}, timeout=20)
+    assert all(row(system, i).reason == "circuit:ihuyi" for i in others)
+    assert not any(calls_to(system, f"1380000020{i}") for i in range(3)), (
+        "no call while the circuit is open"
+    )
+    assert "circuit OPEN for ihuyi" in system.stack.logs()
+    system.sandbox_config(refusals={})
+    system.wait_for([first, *others], {"delivered"}, timeout=40)
+    assert "circuit closed for ihuyi" in system.stack.logs()
+
+
+def test_a_timeout_after_sending_is_unknown_and_never_resent(system: System) -> None:
+    system.sandbox_config(timeout_rate=1.0)
+    nid = send(system, "13800000106")
+    system.wait_for([nid], {"unknown"}, timeout=20)
+    system.sandbox_config(timeout_rate=0)
+    time.sleep(5)  # a sweep or two later, still one call
+    placed = [c for c in calls_to(system, "13800000106") if c["placed"]]
+    assert len(placed) == 1
+    assert row(system, nid).status == Status.UNKNOWN
+
+
+def test_the_same_idempotency_key_sends_once(system: System) -> None:
+    one = system.cli(
+        "send", "ihuyi", "--to", "13800000107", "--content", "一次", "--key", "order-107"
+    )
+    two = system.cli(
+        "send", "ihuyi", "--to", "13800000107", "--content", "一次", "--key", "order-107"
+    )
+    assert one.returncode == two.returncode == 0
+    assert one.stdout == two.stdout
+    system.wait_for([int(one.stdout)], {"delivered"}, timeout=20)
+    time.sleep(1)
+    assert len(calls_to(system, "13800000107")) == 1
+
+
+def test_a_redelivered_task_for_a_finished_row_does_nothing(system: System) -> None:
+    nid = send(system, "13800000108")
+    system.wait_for([nid], {"delivered"}, timeout=20)
+    report = dispatch_ids(system.runtime, [nid])
+    assert (report.sent, report.skipped) == (0, 1)
+    assert len(calls_to(system, "13800000108")) == 1
+
+
+def test_the_sweeper_redrives_a_notification_whose_message_was_lost(system: System) -> None:
+    (stored,) = system.runtime.notifications.insert(
+        [NewNotification(provider="ihuyi", to="+8613800000109", content="丢失的消息")]
+    )  # stored, never published: a lost broker message
+    system.wait_for([stored.id], {"delivered"}, timeout=30)
+    assert "re-driving" in system.stack.logs()
+
+
+def test_the_sweeper_marks_a_row_left_sending_by_a_lost_worker_unknown(system: System) -> None:
+    (stored,) = system.runtime.notifications.insert(
+        [NewNotification(provider="ihuyi", to="+8613800000110", content="x")]
+    )
+    system.runtime.notifications.transition(
+        [Change(stored.id, Status.SENDING)], now=time.time() - 60
+    )
+    system.wait_for([stored.id], {"unknown"}, timeout=20)
+    assert "lost worker" in row(system, stored.id).reason
+    assert calls_to(system, "13800000110") == []

@@ -1,0 +1,425 @@
+"""Per-number caps on a real Redis: sliding windows, exact retry times, the provider's
+own block, many workers at once, and the packed log that keeps a number small."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+
+import phonenumbers
+import pytest
+import redis
+
+from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, Decision, cap_key
+from scheduler.limits import Cap, parse_caps
+
+IHUYI = parse_caps("1/second;3/minute;10/day")
+NUMBER = "+8613800138000"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def caps(client: redis.Redis) -> CapLimiter:
+    """No margin: the windows are exactly as written, so times can be checked exactly."""
+    return CapLimiter(client, margin=0)
+
+
+def redis_now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+def sleep_until(client: redis.Redis, moment: float) -> None:
+    """Sleep until Redis's clock (the one the caps use) has passed ``moment``."""
+    time.sleep(max(0.0, moment - redis_now(client) + 0.005))
+
+
+# -- the packed log, as caps.lua lays it out (to craft states and read them back) --------
+
+
+def pack(times_ms: list[int], blocked_until_ms: int | None = None) -> bytes:
+    out = b"" if blocked_until_ms is None else b"\xff" + blocked_until_ms.to_bytes(6, "big")
+    if times_ms:
+        out += times_ms[0].to_bytes(6, "big")
+        for before, after in pairwise(times_ms):
+            delta = after - before
+            while delta >= 128:
+                out += bytes([128 + delta % 128])
+                delta //= 128
+            out += bytes([delta])
+    return out
+
+
+def unpack(raw: bytes) -> tuple[list[int], int | None]:
+    blocked = None
+    if raw[:1] == b"\xff":
+        blocked, raw = int.from_bytes(raw[1:7], "big"), raw[7:]
+    if not raw:
+        return [], blocked
+    times = [int.from_bytes(raw[:6], "big")]
+    delta, scale = 0, 1
+    for byte in raw[6:]:
+        if byte >= 128:
+            delta += (byte - 128) * scale
+            scale *= 128
+        else:
+            times.append(times[-1] + delta + byte * scale)
+            delta, scale = 0, 1
+    return times, blocked
+
+
+def log_of(client: redis.Redis, number: str = NUMBER, provider: str = "ihuyi") -> list[int]:
+    raw = client.get(cap_key(provider, number))
+    return unpack(raw)[0] if raw else []
+
+
+# -- sliding windows and exact retry times ---------------------------------------------------
+
+
+def test_the_third_call_in_a_second_waits_exactly_until_the_first_ages_out(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    rules = parse_caps("2/second;3/5 seconds")
+    first = caps.hit("ihuyi", NUMBER, rules)
+    assert caps.hit("ihuyi", NUMBER, rules).allowed
+    third = caps.hit("ihuyi", NUMBER, rules)
+    assert first.allowed and not third.allowed
+    assert third.cap == "2/second"
+    assert third.retry_at == pytest.approx(first.now + 1.0, abs=1e-6)
+
+    sleep_until(client, third.retry_at)
+    again = caps.hit("ihuyi", NUMBER, rules)
+    assert again.allowed
+    # now the second cap is the one that holds: three in 5 s, freed by the first's age
+    fourth = caps.hit("ihuyi", NUMBER, rules)
+    assert not fourth.allowed
+    assert fourth.cap == "3/5 seconds"
+    assert fourth.retry_at == pytest.approx(first.now + 5.0, abs=1e-6)
+
+
+def test_an_attempt_counts_for_exactly_one_window(caps: CapLimiter, client: redis.Redis) -> None:
+    rules = parse_caps("1/second")
+    now_ms = int(redis_now(client) * 1000)
+    client.set(cap_key("ihuyi", NUMBER), pack([now_ms - 500]), px=60_000)
+    refused = caps.hit("ihuyi", NUMBER, rules)
+    assert not refused.allowed
+    assert refused.retry_at == (now_ms - 500 + 1000) / 1000
+    client.set(cap_key("ihuyi", NUMBER), pack([now_ms - 1000]), px=60_000)
+    assert caps.hit("ihuyi", NUMBER, rules).allowed
+
+
+def test_the_ihuyi_second_call_within_a_second_is_deferred_by_one_second_plus_margin(
+    client: redis.Redis,
+) -> None:
+    caps = CapLimiter(client, margin=0.5)
+    first = caps.hit("ihuyi", NUMBER, IHUYI)
+    second = caps.hit("ihuyi", NUMBER, IHUYI)
+    assert first.allowed and not second.allowed
+    assert second.cap == "1/second"
+    assert second.retry_at == pytest.approx(first.now + 1.5, abs=1e-6)
+    assert 0 < second.retry_at - second.now <= 1.5
+
+
+def test_fourth_call_in_a_minute_is_deferred_to_when_first_ages_out(client: redis.Redis) -> None:
+    caps = CapLimiter(client, margin=0.25)
+    rules = parse_caps("3/minute;10/day")
+    decisions = [caps.hit("ihuyi", NUMBER, rules) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[3].cap == "3/minute"
+    assert decisions[3].retry_at == pytest.approx(decisions[0].now + 60.25, abs=1e-6)
+    # asking again changes nothing: the same moment
+    assert caps.hit("ihuyi", NUMBER, rules).retry_at == decisions[3].retry_at
+
+
+def test_the_day_cap_holds_all_ten_attempts(caps: CapLimiter, client: redis.Redis) -> None:
+    """Ten in a day, even when a shorter cap with a smaller amount comes first."""
+    rules = parse_caps("5/second;10/day")
+    now_ms = int(redis_now(client) * 1000)
+    earlier = [now_ms - 1_500 + 100 * i for i in range(5)]  # all more than a second ago
+    client.set(cap_key("ihuyi", NUMBER), pack(earlier), px=86_400_000)
+    latest_five = [caps.hit("ihuyi", NUMBER, rules) for _ in range(5)]
+    assert all(d.allowed for d in latest_five)
+    eleventh = caps.hit("ihuyi", NUMBER, rules)
+    # both caps refuse; the later moment (the day cap's) is the one to wait for
+    assert (eleventh.allowed, eleventh.cap) == (False, "10/day")
+    assert eleventh.retry_at == (earlier[0] + 86_400_000) / 1000
+    assert log_of(client)[:5] == earlier
+    assert len(log_of(client)) == 10
+
+
+def test_a_refused_attempt_is_not_recorded(caps: CapLimiter, client: redis.Redis) -> None:
+    rules = parse_caps("2/second")
+    now_ms = int(redis_now(client) * 1000)
+    first, second = now_ms - 800, now_ms - 500
+    client.set(cap_key("ihuyi", NUMBER), pack([first, second]), px=60_000)
+    before = client.get(cap_key("ihuyi", NUMBER))
+    refusals = [caps.hit("ihuyi", NUMBER, rules) for _ in range(5)]
+    assert not any(d.allowed for d in refusals)
+    assert {d.retry_at for d in refusals} == {(first + 1_000) / 1000}
+    assert client.get(cap_key("ihuyi", NUMBER)) == before
+
+    sleep_until(client, (first + 1_000) / 1000)
+    assert caps.hit("ihuyi", NUMBER, rules).allowed
+    # the next one is held by the second real attempt, not by any refused one
+    after = caps.hit("ihuyi", NUMBER, rules)
+    assert not after.allowed
+    assert after.retry_at == (second + 1_000) / 1000
+
+
+def test_no_caps_means_always_allowed_and_nothing_stored(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    assert caps.hit("itniotech", NUMBER, ()) == Decision(True, now=0.0)
+    assert caps.hit_many([CapCheck("itniotech", NUMBER, ())]) == [Decision(True, now=0.0)]
+    assert client.dbsize() == 0
+
+
+# -- keys: per provider and per E.164 number ---------------------------------------------
+
+
+def test_the_key_is_per_provider_and_e164_number_with_a_hash_tag() -> None:
+    assert cap_key("ihuyi", "+8613800138000") == "nq:cap:ihuyi:{8613800138000}"
+    assert cap_key("ihuyi", "8613800138000") == cap_key("ihuyi", "+8613800138000")
+    assert cap_key("jumdata", "+8613800138000") != cap_key("ihuyi", "+8613800138000")
+
+
+def test_mixed_formats_share_a_cap_only_once_the_caller_normalises(caps: CapLimiter) -> None:
+    rules = parse_caps("1/minute")
+    assert caps.hit("ihuyi", "+8613800138000", rules).allowed
+    # "+86…" and "86…" are one E.164 number: one key, so the second is refused
+    assert not caps.hit("ihuyi", "8613800138000", rules).allowed
+    # a national "138…" is not E.164: this module does not guess the country …
+    assert caps.hit("ihuyi", "13800138000", rules).allowed
+    # … so the caller normalises, and then it is the same number again
+    e164 = phonenumbers.format_number(
+        phonenumbers.parse("138 0013 8000", "CN"), phonenumbers.PhoneNumberFormat.E164
+    )
+    assert not caps.hit("ihuyi", e164, rules).allowed
+    # another provider counts its own calls
+    assert caps.hit("jumdata", "+8613800138000", rules).allowed
+
+
+# -- the provider's own block --------------------------------------------------------------
+
+
+def test_a_provider_block_defers_until_it_ends_and_keeps_the_log(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    rules = parse_caps("3/minute")
+    first = caps.hit("ihuyi", NUMBER, rules)
+    until = caps.block("ihuyi", NUMBER, 0.3)
+    assert until == pytest.approx(redis_now(client) + 0.3, abs=0.05)
+    held = caps.hit("ihuyi", NUMBER, rules)
+    assert (held.allowed, held.cap, held.retry_at) == (False, PROVIDER_BLOCK, until)
+
+    sleep_until(client, until)
+    assert caps.hit("ihuyi", NUMBER, rules).allowed
+    assert caps.hit("ihuyi", NUMBER, rules).allowed
+    # the attempt made before the block still counts
+    fourth = caps.hit("ihuyi", NUMBER, rules)
+    assert (fourth.allowed, fourth.cap) == (False, "3/minute")
+    assert fourth.retry_at == pytest.approx(first.now + 60, abs=1e-6)
+    assert unpack(client.get(cap_key("ihuyi", NUMBER)) or b"")[1] is None  # block cleared
+
+
+def test_a_shorter_block_never_shortens_a_longer_one(caps: CapLimiter) -> None:
+    long = caps.block("ihuyi", NUMBER, 120)
+    assert caps.block("ihuyi", NUMBER, 1) == long
+    assert caps.hit("ihuyi", NUMBER, IHUYI).retry_at == long
+
+
+def test_a_block_keeps_the_key_until_it_ends_and_no_shorter_than_the_log(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    key = cap_key("ihuyi", NUMBER)
+    caps.block("ihuyi", NUMBER, 600)
+    assert 599_000 < client.pttl(key) <= 600_000
+    caps.block("ihuyi", "+8613900139000", 1)
+    assert 0 < client.pttl(cap_key("ihuyi", "+8613900139000")) <= 1_000
+    caps.hit("ihuyi", "+8613800138001", IHUYI)
+    caps.block("ihuyi", "+8613800138001", 1)
+    assert client.pttl(cap_key("ihuyi", "+8613800138001")) > 86_000_000
+
+
+# -- TTL, state size, the packed layout --------------------------------------------------------
+
+
+def test_the_ttl_is_the_longest_window_plus_the_margin(client: redis.Redis) -> None:
+    caps = CapLimiter(client, margin=0.5)
+    caps.hit("ihuyi", NUMBER, IHUYI)
+    assert 86_400_500 - 1_000 < client.pttl(cap_key("ihuyi", NUMBER)) <= 86_400_500
+    short = CapLimiter(client, margin=0)
+    short.hit("ihuyi", "+8613800138001", parse_caps("2/second;3/5 seconds"))
+    assert 4_000 < client.pttl(cap_key("ihuyi", "+8613800138001")) <= 5_000
+
+
+def test_three_attempts_a_minute_apart_fit_in_twelve_bytes(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    """What keeps a number to about 150 bytes of Redis: see bench/caps.py."""
+    now_ms = int(redis_now(client) * 1000)
+    client.set(cap_key("ihuyi", NUMBER), pack([now_ms - 130_000, now_ms - 65_000]), px=86_400_000)
+    assert caps.hit("ihuyi", NUMBER, IHUYI).allowed
+    raw = client.get(cap_key("ihuyi", NUMBER)) or b""
+    assert len(raw) <= 12
+    times, blocked = unpack(raw)
+    assert blocked is None
+    assert times[:2] == [now_ms - 130_000, now_ms - 65_000]
+    assert abs(times[2] - now_ms) < 1_000
+
+
+def test_the_log_reads_long_gaps_and_keeps_only_what_a_cap_can_still_use(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    """Gaps of 1 to 5 varint bytes read back exactly; the re-packed log drops attempts
+    older than the longest window and keeps at most the largest amount."""
+    now_ms = int(redis_now(client) * 1000)
+    day = 86_400_000
+    crafted = [now_ms - 6 * day, now_ms - 2 * day, now_ms - 40_000, now_ms - 300, now_ms - 250]
+    rules = (Cap(window=7 * 86400, amount=3, text="3/7 days"),)
+    client.set(cap_key("ihuyi", NUMBER), pack(crafted), px=7 * day)
+    refused = caps.hit("ihuyi", NUMBER, rules)
+    assert not refused.allowed
+    assert refused.retry_at == pytest.approx((now_ms - 40_000 + 7 * day) / 1000, abs=1e-6)
+    assert log_of(client) == crafted  # nothing written on a refusal
+
+    roomy = parse_caps("5/minute;4/2 days")
+    allowed = caps.hit("ihuyi", NUMBER, roomy)
+    assert allowed.allowed
+    kept = log_of(client)
+    # the oldest falls to the largest amount (5 kept), the next to the longest window
+    assert kept[:3] == [now_ms - 40_000, now_ms - 300, now_ms - 250]
+    assert len(kept) == 4 and kept[3] == round(allowed.now * 1000)
+
+
+def test_an_attempt_is_never_recorded_before_the_last_one(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    """Should Redis's clock step back, the log stays ordered and counts for longer."""
+    now_ms = int(redis_now(client) * 1000)
+    ahead = now_ms + 5_000
+    client.set(cap_key("ihuyi", NUMBER), pack([ahead]), px=60_000)
+    assert caps.hit("ihuyi", NUMBER, parse_caps("3/minute")).allowed
+    assert log_of(client) == [ahead, ahead]
+
+
+def test_a_garbled_or_foreign_value_does_not_lock_a_number_out(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    client.set(cap_key("ihuyi", NUMBER), b"\x00\x01", px=60_000)
+    assert caps.hit("ihuyi", NUMBER, IHUYI).allowed
+
+
+# -- many at once -------------------------------------------------------------------------
+
+
+def test_hit_many_equals_the_same_hits_one_by_one(caps: CapLimiter) -> None:
+    rules = parse_caps("2/second;3/minute")
+    other = parse_caps("1/minute")
+    plan = [
+        ("a", rules),
+        ("b", other),
+        ("a", rules),
+        ("c", ()),
+        ("a", rules),
+        ("b", other),
+        ("d", rules),
+        ("a", rules),
+    ]
+    numbers = {"a": "+8613800000001", "b": "+8613800000002", "c": "+8613800000003"}
+    numbers["d"] = "+8613800000004"
+    batched = caps.hit_many([CapCheck("p1", numbers[n], c) for n, c in plan])
+    one_by_one = [caps.hit("p2", numbers[n], c) for n, c in plan]
+
+    assert [(d.allowed, d.cap) for d in batched] == [(d.allowed, d.cap) for d in one_by_one]
+    assert [d.allowed for d in batched] == [True, True, True, True, False, False, True, False]
+    for b, s in zip(batched, one_by_one, strict=True):
+        if not b.allowed:
+            assert b.retry_at is not None and s.retry_at is not None
+            assert b.retry_at - b.now == pytest.approx(s.retry_at - s.now, abs=0.05)
+
+
+def test_a_redis_that_lost_its_scripts_records_each_attempt_once(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    rules = parse_caps("2/minute")
+    client.script_flush()
+    batch = caps.hit_many([CapCheck("ihuyi", NUMBER, rules) for _ in range(3)])
+    assert [d.allowed for d in batch] == [True, True, False]
+    assert len(log_of(client)) == 2
+    client.script_flush()
+    assert not caps.hit("ihuyi", NUMBER, rules).allowed
+    client.script_flush()
+    assert caps.block("ihuyi", NUMBER, 1) > 0
+
+
+def allowed_in_any_window(moments_ms: list[int], window_ms: int) -> int:
+    """The most allowed attempts in any window of ``window_ms`` ending at an attempt."""
+    moments = sorted(moments_ms)
+    most, start = 0, 0
+    for end, moment in enumerate(moments):
+        while moments[start] <= moment - window_ms:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_many_threads_on_one_number_never_exceed_any_cap(client: redis.Redis) -> None:
+    """Eight workers (some batched) race for one number for 1.2 s; the
+    allowed attempts, read back on Redis's clock, never break a window."""
+    caps = CapLimiter(client, margin=0)
+    rules = parse_caps("20/second;30/2 seconds")
+    allowed: list[int] = []
+    refused = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + 1.2
+
+    def worker(batched: bool) -> None:
+        nonlocal refused
+        mine: list[Decision] = []
+        while time.monotonic() < stop:
+            if batched:
+                mine += caps.hit_many([CapCheck("ihuyi", NUMBER, rules)] * 3)
+            else:
+                mine.append(caps.hit("ihuyi", NUMBER, rules))
+        with lock:
+            allowed.extend(round(d.now * 1000) for d in mine if d.allowed)
+            refused += sum(not d.allowed for d in mine)
+
+    threads = [threading.Thread(target=worker, args=(i % 2 == 0,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert refused > 0
+    assert len(allowed) >= 20  # the caps were reached, not merely respected
+    assert allowed_in_any_window(allowed, 1_000) <= 20
+    assert allowed_in_any_window(allowed, 2_000) <= 30
+    recorded = log_of(client)
+    assert recorded == sorted(recorded)
+    assert len(recorded) == min(len(allowed), 30)
+
+
+def test_the_window_analysis_itself_counts_right() -> None:
+    assert allowed_in_any_window([0, 999, 1000, 1001], 1000) == 3
+    assert allowed_in_any_window([0, 1000, 2000], 1000) == 1
+    assert allowed_in_any_window([5, 5, 5], 1) == 3
+
+
+def test_any_other_error_in_a_batch_is_raised_not_swallowed(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    client.hset(cap_key("ihuyi", NUMBER), "not", "a log")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        caps.hit_many(
+            [CapCheck("ihuyi", "+8613800138001", IHUYI), CapCheck("ihuyi", NUMBER, IHUYI)]
+        )

@@ -1,0 +1,114 @@
+"""Provider-wide throughput (GCRA on Redis's clock): a burst, then even spacing; batches
+take several at once, all or none."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from scheduler.limits import parse_caps
+from scheduler.rates import RateDecision, RateLimiter
+
+#: GCRA keeps fractional milliseconds; the script rounds now down and retry_at up
+MS = 0.003
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def rates(client: redis.Redis) -> RateLimiter:
+    return RateLimiter(client)
+
+
+def sleep_until(client: redis.Redis, moment: float) -> None:
+    seconds, micros = client.time()
+    time.sleep(max(0.0, moment - (seconds + micros / 1e6) + 0.003))
+
+
+def test_a_burst_of_the_amount_goes_at_once_then_one_per_interval(
+    rates: RateLimiter, client: redis.Redis
+) -> None:
+    five = parse_caps("5/second")
+    burst = [rates.take("provider:ihuyi", five) for _ in range(5)]
+    assert all(d.allowed for d in burst)
+    sixth = rates.take("provider:ihuyi", five)
+    assert not sixth.allowed
+    assert sixth.retry_at == pytest.approx(burst[0].now + 0.2, abs=MS)
+
+    # from here on: one send every 200 ms, no more
+    assert sixth.retry_at is not None
+    sleep_until(client, sixth.retry_at)
+    assert rates.take("provider:ihuyi", five).allowed
+    next_one = rates.take("provider:ihuyi", five)
+    assert not next_one.allowed
+    assert next_one.retry_at == pytest.approx(sixth.retry_at + 0.2, abs=MS)
+
+
+def test_a_batch_takes_its_whole_quantity_or_nothing(rates: RateLimiter) -> None:
+    ten = parse_caps("10/second")
+    assert rates.take("provider:apispace", ten, 4).allowed
+    assert rates.take("provider:apispace", ten, 4).allowed
+    refused = rates.take("provider:apispace", ten, 4)  # 12 > 10: none of it
+    assert not refused.allowed
+    assert refused.retry_at is not None and refused.retry_at - refused.now <= 0.2 + MS
+    assert rates.take("provider:apispace", ten, 2).allowed  # exactly the 10
+    assert not rates.take("provider:apispace", ten, 1).allowed
+
+
+def test_a_refusal_by_one_rate_takes_nothing_from_the_others(
+    rates: RateLimiter, client: redis.Redis
+) -> None:
+    both = parse_caps("3/second;4/minute")
+    first = [rates.take("k", both) for _ in range(3)]
+    assert all(d.allowed for d in first)
+    held = rates.take("k", both)
+    assert not held.allowed
+    assert held.retry_at == pytest.approx(first[0].now + 1 / 3, abs=MS)
+    sleep_until(client, held.retry_at)
+    # had the refused take spent a per-minute slot, this fourth would be refused
+    assert rates.take("k", both).allowed
+    fifth = rates.take("k", both)
+    assert not fifth.allowed
+    assert fifth.retry_at == pytest.approx(first[0].now + 15, abs=MS)
+
+
+def test_a_batch_bigger_than_a_burst_goes_alone_and_the_next_waits_it_out(
+    rates: RateLimiter, client: redis.Redis
+) -> None:
+    """Without this a batch of 12 under 5/second would be refused for ever."""
+    five = parse_caps("5/second")
+    big = rates.take("provider:ihuyi", five, 12)
+    assert big.allowed
+    # 12 sends at 200 ms each leave 2.4 s of backlog; one more makes 2.6 s, and it may
+    # go when no more than one window (1 s) of that stands
+    after = rates.take("provider:ihuyi", five)
+    assert not after.allowed
+    assert after.retry_at == pytest.approx(big.now + 1.6, abs=MS)
+    another_big = rates.take("provider:ihuyi", five, 12)
+    assert not another_big.allowed
+    assert another_big.retry_at == pytest.approx(big.now + 2.4, abs=MS)
+    # the state outlives the backlog, so nobody sneaks in when it would have expired
+    assert client.pttl("nq:rate:provider:ihuyi") > 2_400
+
+
+def test_keys_are_independent(rates: RateLimiter) -> None:
+    one = parse_caps("1/minute")
+    assert rates.take("provider:a", one).allowed
+    assert not rates.take("provider:a", one).allowed
+    assert rates.take("provider:b", one).allowed
+
+
+def test_no_rate_or_nothing_to_take_is_always_allowed(
+    rates: RateLimiter, client: redis.Redis
+) -> None:
+    assert rates.take("provider:x", ()) == RateDecision(True, now=0.0)
+    assert rates.take("provider:x", parse_caps("1/minute"), 0) == RateDecision(True, now=0.0)
+    assert client.dbsize() == 0

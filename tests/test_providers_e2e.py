@@ -1,0 +1,267 @@
+"""Every provider end to end: ``notifyq send PROVIDER …`` → the store → Redis → a real
+Celery worker → the provider's emulator over HTTP → ``sent``; then the receipt: jumdata's
+callback and the (ASSUMED) APISpace SMS and itniotech pushes to our API, APISpace
+voice's report pulled (journalled first) — to ``delivered`` or ``undelivered``. Numbers
+ending 0000 are seeded as not answered."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from providers.apispace import sms_ref
+from tasks.enqueue import enqueue_many
+from tasks.reports import pull_reports
+from tasks.requests import SendRequest
+from tests.conftest import SECRETS, System
+from tests.services import wait_until
+from worker.store.schema import ReportPull
+
+SANDBOX = ("--receipt-delay", "0.3", "--jumdata-window", "", "--outcome", "0000=no-answer")
+VOICE_TEMPLATE = "1011340330258440200"
+SMS_TEXT = "【Eolink】您的验证码是{$var}，5分钟内有效。"
+
+SENDS = {
+    "voice-ok": ("apispace-voice", "13800131111", "--template", VOICE_TEMPLATE, "--param", "张三"),
+    "voice-no": ("apispace-voice", "13800130000", "--template", VOICE_TEMPLATE, "--param", "李四"),
+    "jum-ok": (
+        "jumdata",
+        "13900131111",
+        "--template",
+        "1001",
+        "--param",
+        "张三",
+        "--option",
+        "playTimes=2",
+    ),
+    "jum-no": ("jumdata", "13900130000", "--template", "1001", "--param", "李四"),
+    "sms": ("apispace-sms", "15800001234", "--content", SMS_TEXT, "--param", "4821"),
+    "sms-no": ("apispace-sms", "15800000000", "--content", SMS_TEXT, "--param", "9731"),
+    "itnio": (
+        "itniotech",
+        "+91 98765 43210",
+        "--template",
+        "12022022570cc.mp3",
+        "--option",
+        "loopCount=2",
+    ),
+    "itnio-no": ("itniotech", "+91 98765 40000", "--template", "12022022570cc.mp3"),
+}
+
+
+def assert_no_leaks(text: str, numbers: tuple[str, ...] = ()) -> None:
+    digits = re.sub(r"[\s-]", "", text)
+    for secret in SECRETS:
+        assert secret not in text, "a credential reached a log"
+    for number in numbers or tuple(send[1] for send in SENDS.values()):
+        assert re.sub(r"\D", "", number) not in digits, "a full phone number reached a log"
+
+
+def test_every_provider_sends_through_the_cli_and_ends_in_its_receipts_status(make_system) -> None:
+    system: System = make_system().start(sandbox_args=SANDBOX)
+    ids: dict[str, int] = {}
+    output = ""
+    for label, (provider, to, *rest) in SENDS.items():
+        sent = system.cli("send", provider, "--to", to, *rest)
+        assert sent.returncode == 0, sent.stderr
+        ids[label] = int(sent.stdout)
+        output += sent.stdout + sent.stderr
+
+    # pushed receipts (jumdata, APISpace SMS, itniotech): on their own
+    pushed = {"jum-ok": "delivered", "jum-no": "undelivered", "sms": "delivered"}
+    pushed |= {"sms-no": "undelivered", "itnio": "delivered", "itnio-no": "undelivered"}
+    system.wait_for([ids[k] for k in pushed], {"delivered", "undelivered"})
+    assert {label: system.status(ids[label]) for label in pushed} == pushed
+    system.wait_for([ids["voice-ok"], ids["voice-no"]], {"sent"})
+
+    # pulled reports (APISpace voice): a failed pull stores nothing and loses nothing;
+    # a page journalled by a run that died before parsing it is parsed first
+    runtime = system.runtime
+    wait_until(lambda: _waiting(system) == 2, 10, what="2 reports filed")
+    orphan = {"callId": "EARLIER-1", "code": "000", "voiceCode": "1000", "result": {}}
+    runtime.receipts.journal("apispace-voice", json.dumps({"code": "0", "data": [orphan]}))
+    system.sandbox_config(fail_rate=1.0)
+    assert pull_reports(runtime) == 1
+    system.sandbox_config(fail_rate=0.0)
+    assert _waiting(system) == 2
+    assert pull_reports(runtime) == 2
+    assert _waiting(system) == 0
+    assert (system.status(ids["voice-ok"]), system.status(ids["voice-no"])) == (
+        "delivered",
+        "undelivered",
+    )
+    with runtime.db.read() as conn:
+        pulls = list(conn.execute(select(ReportPull).order_by(ReportPull.id)))
+    assert [(p.reports, p.error is not None and p.error.startswith("http:500")) for p in pulls] == [
+        (1, False),
+        (None, True),
+        (2, False),
+    ]
+    assert json.loads(pulls[2].body)["code"] == "0"  # the raw body, committed before parsing
+    assert runtime.receipts.unparsed_journal("apispace-voice") == []
+
+    views = {
+        label: json.loads(system.cli("status", str(i), "--json").stdout) for label, i in ids.items()
+    }
+    voice_calls = {
+        c["number"]: c for c in system.ledger("apispace-voice") if c["api"] == "voice-notify"
+    }
+    assert voice_calls["13800131111"]["fields"]["params"] == ["张三"]
+    assert views["voice-ok"]["provider_ref"] == voice_calls["13800131111"]["ref"]
+    assert views["voice-no"]["reason"] == "receipt:1001"
+
+    jum_calls = {c["number"]: c for c in system.ledger("jumdata")}
+    assert jum_calls["13900131111"]["fields"]["notifyData"] == str(ids["jum-ok"])
+    assert jum_calls["13900131111"]["fields"]["playTimes"] == "2"
+    assert jum_calls["13900130000"]["fields"]["playTimes"] is None
+    assert views["jum-ok"]["provider_ref"] == jum_calls["13900131111"]["ref"]
+    assert {p["url"] for p in system.sandbox_pushes() if p["ok"]} == {
+        "jumdata",
+        "apispace-sms",
+        "itniotech",
+    }
+
+    sms_calls = {c["number"]: c for c in system.ledger("apispace-sms")}
+    sms_call = sms_calls["15800001234"]
+    assert sms_call["fields"]["content"] == SMS_TEXT.replace("{$var}", "4821")
+    # one msgId a request, one reference a number: the msgId and a digest of the number
+    assert views["sms"]["provider_ref"] == sms_ref(sms_call["ref"], "15800001234")
+    assert views["sms-no"]["reason"] == "receipt:EXPIRED"
+
+    itnio_calls = {c["number"]: c for c in system.ledger("itniotech")}
+    itnio_call = itnio_calls["919876543210"]
+    assert itnio_call["placed"] is True
+    assert itnio_call["fields"]["options"] == {"loopCount": 2}
+    assert views["itnio"]["provider_ref"] == itnio_call["ref"]
+    assert views["itnio"]["to"] == "919****3210"
+    assert views["itnio-no"]["reason"] == "receipt:1"
+
+    assert_no_leaks(system.stack.logs() + output + json.dumps(views, ensure_ascii=False))
+
+
+def test_one_request_for_many_numbers_gets_each_numbers_own_receipt(make_system) -> None:
+    """One SMS request (one ``msgId``) and one itniotech group call for two numbers each,
+    through a real worker; the sandbox pushes the SMS reports as one array and the call
+    results one by one, and each notification ends in its own number's status."""
+    system: System = make_system().start(sandbox_args=SANDBOX)
+    requests = [
+        SendRequest("apispace-sms", "15800002222", content=SMS_TEXT, params=("1111",)),
+        SendRequest("apispace-sms", "15800010000", content=SMS_TEXT, params=("2222",)),
+        SendRequest("itniotech", "+919876512222", template="f.mp3"),
+        SendRequest("itniotech", "+919876510000", template="f.mp3"),
+    ]
+    results = enqueue_many(requests, runtime=system.runtime)
+    ids = [r.id for r in results]  # type: ignore[union-attr]
+    system.wait_for(ids, {"delivered", "undelivered"})
+    assert [system.status(i) for i in ids] == [
+        "delivered",
+        "undelivered",
+        "delivered",
+        "undelivered",
+    ]
+
+    sms_calls = system.ledger("apispace-sms")
+    assert len(sms_calls) == 2 and len({c["ref"] for c in sms_calls}) == 1  # one request
+    itnio_calls = system.ledger("itniotech")
+    assert len({c["fields"]["request"] for c in itnio_calls}) == 1  # one group call
+    refs = [system.runtime.notifications.get(i).provider_ref for i in ids]
+    assert len(set(refs)) == 4
+    pushes = [(p["url"], p["attempt"], p["ok"]) for p in system.sandbox_pushes()]
+    assert sorted(pushes) == [
+        ("apispace-sms", 1, True),
+        ("itniotech", 1, True),
+        ("itniotech", 1, True),
+    ]
+    assert system.runtime.receipts.pending() == 0
+    assert_no_leaks(system.stack.logs(), tuple(r.to for r in requests))
+
+
+def _waiting(system: System) -> int:
+    return httpx.get(f"{system.sandbox_url}/_sandbox/reports", timeout=10).json()["waiting"]
+
+
+BAD_INPUT = [
+    ("apispace-voice", ["--to", "13800138000", "--template", "T-1"], "template"),
+    (
+        "apispace-voice",
+        ["--to", "13800138000", "--template", "1", "--option", "allowedCallTime=9-21"],
+        "options.allowedCallTime",
+    ),
+    (
+        "apispace-sms",
+        ["--to", "13800138000", "--content", "您的验证码是{$var}", "--param", "1"],
+        "content",
+    ),
+    (
+        "apispace-sms",
+        ["--to", "13800138000", "--content", SMS_TEXT, "--param", "1", "--param", "2"],
+        "params",
+    ),
+    ("jumdata", ["--to", "02151234529", "--template", "1001"], "to"),
+    (
+        "jumdata",
+        ["--to", "13800138000", "--template", "1001", "--option", "playTimes=4"],
+        "options.playTimes",
+    ),
+    ("itniotech", ["--to", "12345", "--template", "f.mp3"], "to"),
+    (
+        "itniotech",
+        ["--to", "+919876543210", "--template", "f.mp3", "--option", "maxRingingTime=10"],
+        "options.maxRingingTime",
+    ),
+]
+
+
+@pytest.mark.parametrize(("provider", "args", "field"), BAD_INPUT)
+def test_bad_input_exits_2_naming_the_field_and_stores_nothing(
+    make_system, provider: str, args: list[str], field: str
+) -> None:
+    system: System = make_system()
+    refused = system.cli("send", provider, *args)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: {field}:"), line
+    assert system.runtime.notifications.count_by_status() == {}
+
+
+def test_the_jumdata_callback_stores_once_and_refuses_what_is_not_one(make_system) -> None:
+    system: System = make_system().start(workers=0)
+    base = f"{system.api_url}/callbacks"
+    token = system.env["NOTIFYQ_CALLBACK_TOKEN"]
+    result = {
+        "callId": "555",
+        "callStatus": "0",
+        "callStatusText": "成功",
+        "callTime": "12",
+        "notifyData": "7",
+    }
+    assert httpx.post(f"{base}/wrong/jumdata", data=result).status_code == 404
+    for malformed in (
+        {"callStatus": "0"},
+        {"callId": "1", "callStatus": "5"},
+        {"callId": "1", "callStatus": "0", "callTime": "x"},
+    ):
+        assert httpx.post(f"{base}/{token}/jumdata", data=malformed).status_code == 400
+    assert (
+        httpx.post(
+            f"{base}/{token}/jumdata",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ).status_code
+        == 400
+    )
+    assert system.runtime.receipts.pending() == 0
+
+    for _ in range(2):  # the provider repeats a push it thinks failed
+        ok = httpx.post(f"{base}/{token}/jumdata", data=result)
+        assert (ok.status_code, ok.text) == (200, "success")
+    as_json = httpx.post(
+        f"{base}/{token}/jumdata", json={"callId": 556, "callStatus": 1, "callTime": 0}
+    )
+    assert (as_json.status_code, as_json.text) == (200, "success")
+    assert system.runtime.receipts.pending() == 2
