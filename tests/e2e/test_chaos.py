@@ -100,21 +100,22 @@ def test_killing_a_worker_three_times_loses_nothing_and_calls_no_one_twice(
     system.stack.beat()
 
     ids: list[int] = []
-    producer = threading.Thread(target=lambda: ids.extend(enqueue_waves(system, 1000, 25, 0.5)))
+    producer = threading.Thread(target=lambda: ids.extend(enqueue_waves(system, 1000, 50, 0.2)))
     producer.start()
-    kills = 0
+    caught = []
     for target in (150, 400, 650):
         wait_until(
             lambda t=target: sum(placed_calls(system).values()) >= t,
             60,
-            interval=0.2,
+            interval=0.1,
             what=f"{target} calls",
         )
+        caught.append(system.runtime.notifications.count_by_status().get("sending", 0))
         victim.kill(signal.SIGKILL)
-        kills += 1
         victim = system.stack.worker("--concurrency", "20", name="victim")
     producer.join()
-    assert kills == 3 and len(ids) == 1000
+    print(f"\nrows sending (both workers) at each of the 3 kills: {caught}")
+    assert len(caught) == 3 and len(ids) == 1000
     system.wait_for(ids, FINAL, timeout=120)
     statuses = check_at_most_once(system, ids)
     assert statuses.get("delivered", 0) + statuses.get("undelivered", 0) >= 900
