@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from worker.settings import Settings  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -52,7 +53,8 @@ def base_env(
         "NOTIFYQ_WORKER_CONCURRENCY": str(concurrency),
         "NOTIFYQ_SWEEP_GRACE": "900",
         "NOTIFYQ_SENDING_TIMEOUT": "900",
-        "NOTIFYQ_LOG_LEVEL": "WARNING",
+        "NOTIFYQ_LOG_LEVEL": "INFO",
+        "NOTIFYQ_TASK_LOG_LEVEL": "WARNING",  # as the ceiling's workers: no line per task
         "PYTHONPATH": str(ROOT),
     }
 
@@ -105,21 +107,27 @@ def ceiling(
 
 
 def notifyq_run(
-    stack: Stack, env: dict[str, str], n: int, batch: int, latency_ms: int, workers: int
+    stack: Stack,
+    env: dict[str, str],
+    n: int,
+    batch: int,
+    latency_ms: int,
+    workers: int,
+    concurrency: int,
 ) -> dict[str, float]:
     from tasks.enqueue import enqueue_many
     from tasks.requests import SendRequest
     from tasks.runtime import Runtime
-    from worker.settings import Settings
     from worker.store.schema import Event, Notification
 
     redis.Redis.from_url(env["NOTIFYQ_REDIS_URL"]).flushdb()
     env["NOTIFYQ_DISPATCH_BATCH"] = str(batch)
+    env["NOTIFYQ_WORKER_CONCURRENCY"] = str(concurrency)
     stack.env.update(env)
     sandbox_port = int(env["NOTIFYQ_IHUYI_BASE_URL"].rsplit(":", 1)[1])
     stack.sandbox(sandbox_port, "--latency-ms", str(latency_ms))
     for i in range(workers):
-        stack.worker(name=f"notifyq{i}", extra_env={"NOTIFYQ_LOG_LEVEL": "WARNING"})
+        stack.worker(name=f"notifyq{i}")
     stack.beat()
     settings = Settings(
         _env_file=None,
@@ -170,19 +178,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="3,000 notifications instead of 20,000"
-    )
+    parser.add_argument("--quick", action="store_true", help="3,000 notifications, not 20,000")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool", default="threads")
-    parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument(
-        "--batch", type=int, default=20, help="notifications per dispatch task in batched mode"
+        "--concurrency", type=int, default=200, help="threads a worker: ceiling and one-task runs"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="notifications a dispatch task (default: setting)"
+    )
+    parser.add_argument(
+        "--batched-concurrency", type=int, default=None, help="threads a worker when batched"
     )
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
+    defaults = Settings(_env_file=None)
+    batch = args.batch or defaults.dispatch_batch
+    batched_threads = args.batched_concurrency or defaults.worker_concurrency
 
     with tempfile.TemporaryDirectory(prefix="nq-bench-") as tmp:
         directory = Path(tmp)
@@ -197,6 +211,7 @@ def main() -> None:
             args.concurrency,
         )
         stack = Stack(directory, dict(env))
+        runs = {}
         try:
             top = ceiling(
                 stack,
@@ -207,21 +222,25 @@ def main() -> None:
                 args.pool,
                 args.concurrency,
             )
-            runs = {}
-            for mode, batch in (
-                ("one task per notification", 1),
-                (f"batches of {args.batch}", args.batch),
-            ):
-                env["NOTIFYQ_DATABASE_URL"] = f"sqlite:///{directory / f'bench-{batch}.db'}"
-                runs[mode] = notifyq_run(stack, dict(env), n, batch, args.latency_ms, args.workers)
+            modes = (
+                ("one task per notification", 1, args.concurrency),
+                (f"batches of {batch}", batch, batched_threads),
+            )
+            for mode, size, threads in modes:
+                env["NOTIFYQ_DATABASE_URL"] = f"sqlite:///{directory / f'bench-{size}.db'}"
+                runs[mode] = notifyq_run(
+                    stack, dict(env), n, size, args.latency_ms, args.workers, threads
+                )
         finally:
             stack.stop()
             server.stop()
 
-    single, batched = runs["one task per notification"], runs[f"batches of {args.batch}"]
+    single, batched = runs["one task per notification"], runs[f"batches of {batch}"]
     print(
         f"\nbench/dispatch.py: {n} notifications, provider latency {args.latency_ms} ms, "
-        f"{args.workers} workers × {args.concurrency} {args.pool}, SQLite, one Redis\n"
+        f"{args.workers} workers, {args.pool} pool, SQLite, one Redis (AOF everysec);\n"
+        f"ceiling and one-task runs at {args.concurrency} threads a worker, "
+        f"batched at {batched_threads} (the default)\n"
     )
     print(f"{'run':38} {'per s':>9} {'vs ceiling':>11} {'p50 ms':>9} {'p99 ms':>9}")
     print(f"{'(a) ceiling: bare Celery sleep tasks':38} {top['per_s']:9.0f} {'100%':>11}")
@@ -252,7 +271,8 @@ def main() -> None:
         "pool": args.pool,
         "workers": args.workers,
         "concurrency": args.concurrency,
-        "batch": args.batch,
+        "batched_concurrency": batched_threads,
+        "batch": batch,
     }
     print(json.dumps(figures))
 

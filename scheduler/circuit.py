@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from scheduler import scripts
+
 log = logging.getLogger(__name__)
 
 MAX_COOLDOWN = 3600.0
@@ -34,6 +36,7 @@ class CircuitBreaker:
     def __init__(self, client: Redis, *, cooldown: float = 60.0) -> None:
         self.client = client
         self.cooldown = cooldown
+        self._open = scripts.load(client, "circuit_open")
 
     @staticmethod
     def _key(provider: str) -> str:
@@ -55,19 +58,25 @@ class CircuitBreaker:
         return CircuitState(False, retry_at=now + min(5.0, self.cooldown), reason=reason)
 
     def open(self, provider: str, reason: str, now: float) -> float:
+        """Open (or re-open after a failed probe) the circuit; returns when it half-opens.
+
+        A burst of account errors from one outage — every call in flight at that moment —
+        opens it once (``circuit_open.lua`` decides atomically); only a failed probe, after
+        the cool-down, opens it again for twice as long."""
         key = self._key(provider)
-        opens = int(self.client.hincrby(key, "opens", 1))
-        cooldown = min(MAX_COOLDOWN, self.cooldown * 2 ** (opens - 1))
-        until = now + cooldown
-        self.client.hset(key, mapping={"until": until, "reason": reason[:200]})
-        self.client.expire(key, int(cooldown + MAX_COOLDOWN))
-        self.client.delete(f"{key}:probe")
-        log.error(
-            "circuit OPEN for %s: %s — its notifications wait %.0fs or fail over; fix the account",
-            provider,
-            reason,
-            cooldown,
+        until, cooldown = (
+            float(x)
+            for x in self._open(
+                keys=[key, f"{key}:probe"], args=[now, self.cooldown, MAX_COOLDOWN, reason[:200]]
+            )
         )
+        if cooldown:
+            log.error(
+                "circuit OPEN for %s: %s — its notifications wait %.0fs or fail over: fix it",
+                provider,
+                reason,
+                cooldown,
+            )
         return until
 
     def close(self, provider: str) -> None:

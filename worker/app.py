@@ -70,4 +70,4 @@ def _logging(**_: object) -> None:
     """Our format and redaction filters instead of Celery's own logging set-up."""
     from worker.logs import setup
 
-    setup(get_settings().log_level)
+    setup(get_settings().log_level, get_settings().task_log_level)

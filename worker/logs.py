@@ -33,7 +33,7 @@ class RedactCallbackToken(logging.Filter):
         return True
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", task_level: str | None = None) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_notifyq", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
@@ -45,5 +45,8 @@ def setup(level: str = "INFO") -> None:
     # celery.beat logs every tick at INFO (once a second for the pump): keep its warnings
     for noisy in ("httpx", "httpcore", "hpack", "multipart", "python_multipart", "celery.beat"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if task_level:
+        for name in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(name).setLevel(task_level)
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactCallbackToken())

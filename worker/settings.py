@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(10.0, gt=0)
     pump_interval: float = Field(1.0, gt=0)
     #: notifications per dispatch task when many are released at once
-    dispatch_batch: int = Field(20, ge=1, le=1000)
+    dispatch_batch: int = Field(50, ge=1, le=1000)
     #: keep at most this many dispatch messages waiting in the broker for campaigns
     release_high_water: int = Field(2000, ge=10)
 
@@ -111,12 +111,14 @@ class Settings(BaseSettings):
     http_max_connections: int = 400
 
     worker_pool: Literal["threads", "gevent", "prefork", "solo"] = "threads"
-    worker_concurrency: int = Field(200, ge=1)
+    worker_concurrency: int = Field(64, ge=1)
     db_pool_size: int = Field(16, ge=1)
     #: each worker serves its own counters here (0 = any free port; unset = not served)
     worker_metrics_port: int | None = 9808
     callback_max_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
+    #: Celery's per-task lines (received, succeeded, retry): WARNING silences them at volume
+    task_log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")
     @classmethod
