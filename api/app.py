@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import callbacks, campaigns, notifications
+from api.auth import ApiKeyGate
 from tasks.runtime import Runtime
 from worker.metrics import LedgerCollector
 from worker.settings import Settings
@@ -37,6 +40,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         return JSONResponse({"errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        """FastAPI answers 400 when it cannot decode a body at all (nested too deep for
+        the JSON parser, or not in its declared charset); no ``/v1`` route raises 400 of
+        its own, so there it is bad input like any other: 422 naming the body."""
+        if exc.status_code == 400 and request.url.path.startswith("/v1/"):
+            unreadable = {"field": "body", "message": "not a JSON document we can read"}
+            return JSONResponse({"errors": [unreadable]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
@@ -68,6 +81,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         body = generate_latest(REGISTRY) + generate_latest(registry)
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(ApiKeyGate, prefix="/v1/")
     app.include_router(notifications.router)
     app.include_router(campaigns.router)
     app.include_router(callbacks.router)

@@ -2,6 +2,12 @@
 receipt is committed (a provider that hears anything else pushes again, up to 3 times),
 is idempotent (a repeat changes nothing), refuses a malformed body with 400 and stores
 nothing, refuses an oversized one with 413, and hides behind the token (404 if wrong).
+
+"Malformed" includes what the ledger could not store: text with NUL or a lone
+surrogate (PostgreSQL and UTF-8 refuse them) and a reference longer than the ledger's
+column. No provider sends those; a body that holds them is refused whole, as any other
+body we cannot read, rather than failing at the insert with a 500 — which a provider
+would take as "try again", three times over.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import PlainTextResponse
 
 from api.auth import require_callback_token
+from api.schemas import unstorable
 from providers.apispace import ApispaceSms
 from providers.base import DeliveryReceipt
 from providers.ihuyi import Ihuyi
@@ -21,6 +28,7 @@ from providers.itniotech import Itniotech
 from providers.jumdata import Jumdata
 from tasks.runtime import Runtime
 from worker.store import NewReceipt
+from worker.store.schema import ProviderTemplate, Receipt
 from worker.store.templates import TemplateStore
 
 router = APIRouter(
@@ -28,6 +36,9 @@ router = APIRouter(
 )
 
 SUCCESS = PlainTextResponse("success")
+#: the ledger's widths for what a callback names: longer cannot be one of ours
+MAX_REF: int = Receipt.__table__.c.provider_ref.type.length  # type: ignore[attr-defined]
+MAX_TEMPLATE_ID: int = ProviderTemplate.__table__.c.template_id.type.length  # type: ignore[attr-defined]
 
 
 async def read_form(request: Request) -> Mapping[str, Any]:
@@ -39,15 +50,22 @@ async def read_form(request: Request) -> Mapping[str, Any]:
 async def read_body(request: Request, *, arrays: bool) -> Mapping[str, Any] | list[Any]:
     """The form or JSON body, within the size limit; 400/413 otherwise. With ``arrays``
     a JSON array is taken too: providers that batch their receipts push arrays."""
+    data = await _decode(request, arrays=arrays)
+    if unstorable(data) is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body holds text we cannot store")
+    return data
+
+
+async def _decode(request: Request, *, arrays: bool) -> Mapping[str, Any] | list[Any]:
     limit = request.app.state.settings.callback_max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body too large")
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "body too large")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "body too large")
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "body too large")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -57,7 +75,7 @@ async def read_body(request: Request, *, arrays: bool) -> Mapping[str, Any] | li
 
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from None
         if isinstance(data, dict) or (arrays and isinstance(data, list)):
             return data
@@ -72,6 +90,12 @@ def bad(reason: str) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, reason)
 
 
+def check_refs(receipts: list[DeliveryReceipt]) -> None:
+    """A reference longer than the ledger keeps names no call of ours: refuse the push."""
+    if any(len(r.ref) > MAX_REF for r in receipts):
+        raise bad("a receipt's reference is longer than any we hand out")
+
+
 @router.post("/ihuyi/receipt", response_class=PlainTextResponse)
 async def ihuyi_receipt(request: Request) -> PlainTextResponse:
     form = await read_form(request)
@@ -79,6 +103,7 @@ async def ihuyi_receipt(request: Request) -> PlainTextResponse:
         receipt = Ihuyi.parse_receipt(form)
     except (KeyError, ValueError, TypeError):
         raise bad("not an ihuyi receipt") from None
+    check_refs([receipt])
     runtime: Runtime = request.app.state.runtime
     record = NewReceipt(
         "ihuyi", receipt.ref, receipt.delivered, receipt.code, receipt.message, dict(receipt.detail)
@@ -94,6 +119,8 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
         audit = Ihuyi.parse_template_audit(form)
     except (KeyError, ValueError, TypeError):
         raise bad("not an ihuyi template audit") from None
+    if len(audit.template_id) > MAX_TEMPLATE_ID:
+        raise bad("not an ihuyi template id")
     runtime: Runtime = request.app.state.runtime
     templates = TemplateStore(runtime.db)
     state = "approved" if audit.approved else "rejected"
@@ -112,6 +139,7 @@ async def jumdata_result(request: Request) -> PlainTextResponse:
         receipt = Jumdata.parse_callback(form)
     except (KeyError, ValueError, TypeError):
         raise bad("not a jumdata call result") from None
+    check_refs([receipt])
     runtime: Runtime = request.app.state.runtime
     record = NewReceipt(
         "jumdata",
@@ -149,6 +177,7 @@ async def _receipts(
         receipts = parse(body)
     except (KeyError, ValueError, TypeError):
         raise bad(f"not a {provider} receipt push") from None
+    check_refs(receipts)
     runtime: Runtime = request.app.state.runtime
     records = [
         NewReceipt(provider, r.ref, r.delivered, r.code, r.message, dict(r.detail))

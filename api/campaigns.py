@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from api.auth import require_api_key
 from api.notifications import errors_body
+from api.schemas import MAX_TEXT, StorableModel
 from providers.base import FieldError, InvalidRequest
 from tasks import campaigns
 from tasks.requests import parse_time
@@ -19,9 +21,12 @@ from tasks.runtime import Runtime
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["campaigns"])
 
 MAX_INLINE = 100_000
+#: a recipient's column name and value: a template variable, never a document
+Column = Annotated[str, StringConstraints(max_length=200)]
+Cell = Annotated[str, StringConstraints(max_length=MAX_TEXT)] | int | float | None
 
 
-class CampaignIn(BaseModel):
+class CampaignIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(max_length=32)
@@ -33,9 +38,7 @@ class CampaignIn(BaseModel):
     at: str | float | None = None
     cron: str | None = Field(None, max_length=64)
     #: recipients inline: [{"mobile": "...", "<variable>": "..."}]
-    recipients: list[dict[str, str | int | float | None]] | None = Field(
-        None, max_length=MAX_INLINE
-    )
+    recipients: list[dict[Column, Cell]] | None = Field(None, max_length=MAX_INLINE)
     #: or the same as CSV text (a ``mobile`` column, one column per variable)
     csv: str | None = Field(None, max_length=20_000_000)
 
@@ -55,6 +58,10 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
     runtime: Runtime = request.app.state.runtime
     errors: list[FieldError] = []
     at = parse_time(body.at, "at", errors)
+    if body.csv is not None:
+        unreadable = csv_error(body.csv)
+        if unreadable:
+            errors.append(FieldError("csv", unreadable))
     if errors:
         return JSONResponse(errors_body(errors), status_code=422)
     spec = campaigns.CampaignSpec(
@@ -69,7 +76,7 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
     )
     try:
         if body.csv is not None:
-            result = campaigns.import_campaign(runtime, spec, io.StringIO(body.csv))
+            result = campaigns.import_campaign(runtime, spec, io.StringIO(body.csv, newline=""))
         else:
             result = campaigns.import_records(runtime, spec, body.recipients or [])
     except InvalidRequest as exc:
@@ -81,6 +88,24 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
         "rejected": result.rejected,
         "errors": result.errors,
     }
+
+
+def csv_error(text: str) -> str | None:
+    """Why the CSV cannot be read whole, or None. The import stores the campaign before
+    it reads the rows, so a file the csv module gives up on half-way (a field past its
+    limit) is read once here first and refused whole. Only a file longer than that
+    limit can hold such a field, so the common, small file is not read twice. The text
+    is read with ``newline=""``, as the csv module wants, so a bare CR ends a row
+    instead of being an error."""
+    if len(text) <= csv.field_size_limit():
+        return None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for _ in reader:
+            pass
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    return None
 
 
 @router.get("/campaigns/{campaign_id}")

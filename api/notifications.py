@@ -9,7 +9,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.auth import require_api_key
-from api.schemas import Accepted, BatchIn, BatchItem, BatchOut, Errors, NotificationIn
+from api.schemas import (
+    Accepted,
+    BatchIn,
+    BatchItem,
+    BatchOut,
+    Errors,
+    FieldErrorOut,
+    NotificationIn,
+)
 from providers.base import FieldError, InvalidRequest
 from tasks.enqueue import enqueue_many
 from tasks.requests import RouteLeg, SendRequest
@@ -38,6 +46,10 @@ def to_request(body: NotificationIn) -> SendRequest:
 
 def errors_body(errors: list[FieldError]) -> dict[str, Any]:
     return {"errors": [{"field": e.field, "message": e.message} for e in errors]}
+
+
+def errors_out(errors: list[FieldError]) -> list[FieldErrorOut]:
+    return [FieldErrorOut(field=e.field, message=e.message) for e in errors]
 
 
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -87,12 +99,7 @@ def create_batch(body: BatchIn, request: Request) -> Any:
             items.append(BatchItem(index=index))
         except ValidationError as exc:
             requests.append(None)
-            errs = pydantic_errors(exc)
-            items.append(
-                BatchItem(
-                    index=index, errors=[{"field": e.field, "message": e.message} for e in errs]
-                )
-            )
+            items.append(BatchItem(index=index, errors=errors_out(pydantic_errors(exc))))
     valid = [r for r in requests if r is not None]
     results = iter(enqueue_many(valid, runtime=runtime) if valid else [])
     for item, req in zip(items, requests, strict=True):
@@ -100,7 +107,7 @@ def create_batch(body: BatchIn, request: Request) -> Any:
             continue
         result = next(results)
         if isinstance(result, InvalidRequest):
-            item.errors = [{"field": e.field, "message": e.message} for e in result.errors]
+            item.errors = errors_out(result.errors)
         else:
             item.id, item.status, item.created = result.id, result.status.value, result.created
     accepted = sum(1 for i in items if i.id is not None)

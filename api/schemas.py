@@ -10,6 +10,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_TEXT = 2000
 
 
+def unstorable(value: Any) -> str | None:
+    """Why ``value`` (a string, or JSON nested to any depth) holds text the ledger cannot
+    keep, or None. PostgreSQL refuses NUL in text; a lone surrogate (``"\\ud800"``
+    is valid JSON) cannot be encoded as UTF-8 for either store. Refused here, at the
+    door, such a value is a 422 naming its field instead of a 500 at the insert — and
+    the same request is refused on SQLite and PostgreSQL alike. Iterative, so JSON
+    nested as deep as the parser allows cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "must not contain NUL characters"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "must be Unicode text (it holds a lone surrogate)"
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+class StorableModel(BaseModel):
+    """A request body whose every field is checked by :func:`unstorable` first."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        reason = unstorable(value)
+        if reason is not None:
+            raise ValueError(reason)
+        return value
+
+
 def iso(moment: float | None) -> str | None:
     return (
         None
@@ -18,7 +55,7 @@ def iso(moment: float | None) -> str | None:
     )
 
 
-class Leg(BaseModel):
+class Leg(StorableModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(max_length=32)

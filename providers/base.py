@@ -33,6 +33,16 @@ from typing import Any, ClassVar
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
+from providers.numbers import (  # noqa: F401 - re-exported: every provider uses them
+    LANDLINE_TYPES,
+    MOBILE_TYPES,
+    e164,
+    fast_cn_mobile,
+    mainland,
+    mask,
+    parse_number,
+)
+
 # -- outcomes -------------------------------------------------------------------------
 
 
@@ -305,53 +315,7 @@ def parse_or_classify(
         return classify_http_failure(messages, reply, f"unreadable reply: {exc}")
 
 
-# -- numbers --------------------------------------------------------------------------------
-
-MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-LANDLINE_TYPES = {PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-
-
-def parse_number(raw: str, region: str = "CN") -> phonenumbers.PhoneNumber | None:
-    """Any common spelling (``13800138000``, ``+86 138 0013 8000``, ``8613800138000``)."""
-    text = (raw or "").strip()
-    if not text or len(text) > 32:
-        return None
-    digits = "".join(ch for ch in text if ch.isdigit())
-    # "8613800138000": a country code written without "+"
-    if (
-        region == "CN"
-        and not text.startswith("+")
-        and digits.startswith("86")
-        and len(digits) == 13
-    ):
-        text = "+" + digits
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return number if phonenumbers.is_valid_number(number) else None
-
-
-def e164(number: phonenumbers.PhoneNumber) -> str:
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def mainland(e164_number: str) -> str:
-    """Mainland China number as dialled at home: 11-digit mobile, or 0 + area + number."""
-    national = e164_number.removeprefix("+86")
-    return national if national.startswith("1") else "0" + national
-
-
-def mask(number: str | None) -> str:
-    """``+8613800138000`` → ``138****8000``: enough to recognise, not enough to call."""
-    if not number:
-        return ""
-    digits = number.lstrip("+")
-    if number.startswith("+86"):
-        digits = digits[2:]
-    if len(digits) <= 7:
-        return "*" * len(digits)
-    return f"{digits[:3]}****{digits[-4:]}"
+# -- numbers (providers/numbers.py; re-exported for the provider modules) -----------------
 
 
 def check_number(
@@ -362,6 +326,16 @@ def check_number(
     country: int | None = 86,
     what: str,
 ) -> tuple[str | None, list[FieldError]]:
+    """The number in E.164, or the reason (naming ``to``) it is not one this provider takes."""
+    if region == "CN" and country == 86:
+        fast = fast_cn_mobile(raw)
+        if fast is not None:
+            number, kind = fast
+            if kind is None:
+                return None, [FieldError("to", f"not a valid phone number ({what})")]
+            if kinds is not None and kind not in kinds:
+                return None, [FieldError("to", f"must be {what}")]
+            return number, []
     number = parse_number(raw, region)
     if number is None:
         return None, [FieldError("to", f"not a valid phone number ({what})")]

@@ -19,6 +19,7 @@ import phonenumbers
 from phonenumbers import timezone as number_zones
 
 from scheduler.caps import CapCheck
+from scheduler.limits import Cap
 from scheduler.windows import CallingWindow, next_opening_all
 from tasks.runtime import Runtime
 from worker.metrics import CAP_LATENCY
@@ -85,13 +86,11 @@ def admit(
         group = _circuit(rt, provider, rows_of_provider, now, out)
         group = _window(policy, provider, group, now, out)
         if group and policy.rate:
-            rate = rt.rates.take(f"provider:{provider}", policy.rate, len(group))
-            if not rate.allowed:
-                assert rate.retry_at is not None
-                out.waits += [Wait(row.id, rate.retry_at, f"rate:{provider}") for row in group]
-                group = []
+            group = _throughput(
+                rt, f"provider:{provider}", policy.rate, group, f"rate:{provider}", now, out
+            )
         candidates += group
-    candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out)
+    candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out, now)
     checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
     with CAP_LATENCY.time():
         decisions = rt.caps.hit_many(checks)
@@ -105,9 +104,9 @@ def admit(
 
 
 def _campaign_rates(
-    rt: Runtime, rows: list[Any], rates: dict[int, Any], out: Admission
+    rt: Runtime, rows: list[Any], rates: dict[int, Any], out: Admission, now: float
 ) -> list[Any]:
-    """A campaign's own throughput cap, taken for all its rows of this batch at once."""
+    """A campaign's own throughput cap, beside its provider's."""
     by_campaign: dict[int, list[Any]] = defaultdict(list)
     passing: list[Any] = []
     for row in rows:
@@ -116,15 +115,36 @@ def _campaign_rates(
         else:
             passing.append(row)
     for campaign_id, group in by_campaign.items():
-        rate = rt.rates.take(f"campaign:{campaign_id}", rates[campaign_id], len(group))
-        if rate.allowed:
-            passing += group
-        else:
-            assert rate.retry_at is not None
-            out.waits += [
-                Wait(row.id, rate.retry_at, f"rate:campaign:{campaign_id}") for row in group
-            ]
+        key, reason = f"campaign:{campaign_id}", f"rate:campaign:{campaign_id}"
+        passing += _throughput(rt, key, rates[campaign_id], group, reason, now, out)
     return passing
+
+
+def _throughput(
+    rt: Runtime,
+    key: str,
+    rates: Sequence[Cap],
+    group: list[Any],
+    reason: str,
+    now: float,
+    out: Admission,
+) -> list[Any]:
+    """Take a throughput cap for as many of ``group`` as one burst allows (never more:
+    the GCRA would let an oversize batch through whole); the rest wait, each for the
+    moment the rate will admit it (one interval apart), so the cap is used, not wasted."""
+    burst = min(rate.amount for rate in rates)
+    interval = max(rate.window / rate.amount for rate in rates)
+    going, rest = group[:burst], group[burst:]
+    taken = rt.rates.take(key, rates, len(going))
+    if not taken.allowed:
+        assert taken.retry_at is not None
+        out.waits += [
+            Wait(row.id, taken.retry_at + i * interval, reason) for i, row in enumerate(group)
+        ]
+        return []
+    start = max(now, taken.now)
+    out.waits += [Wait(row.id, start + (i + 1) * interval, reason) for i, row in enumerate(rest)]
+    return going
 
 
 def _circuit(rt: Runtime, provider: str, group: list[Any], now: float, out: Admission) -> list[Any]:

@@ -59,10 +59,14 @@ celery = make_celery(get_settings())
 
 
 @worker_ready.connect
-def _serve_metrics(**_: object) -> None:
+def _on_ready(**_: object) -> None:
+    """Serve this worker's metrics, and build its runtime and HTTP pools before the first
+    task, so no admitted call waits on start-up work."""
+    from tasks.runtime import get_runtime
     from worker.metrics import serve_worker_metrics
 
     serve_worker_metrics(get_settings().worker_metrics_port)
+    get_runtime().transport.warm()
 
 
 @setup_logging.connect

@@ -17,6 +17,8 @@ import httpx
 
 log = logging.getLogger("notifyq.sandbox")
 
+#: receipts pushed at once (the receivers are our API; more only queues)
+PUSH_CONCURRENCY = 32
 #: receipt outcome kinds a test can seed for a number (by its last digits)
 KINDS = ("answered", "no-answer", "busy", "vacant", "off", "rejected")
 
@@ -141,6 +143,7 @@ class Sandbox:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: httpx.AsyncClient | None = None
         self.pushes: list[dict[str, Any]] = []
+        self._pushing: asyncio.Semaphore | None = None
 
     def new_ref(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._refs)}"
@@ -184,6 +187,13 @@ class Sandbox:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _push_gate(self) -> asyncio.Semaphore:
+        """Pushes wait here, not in httpcore's pool, whose queue scan is quadratic: ten
+        thousand receipts due at once would otherwise stall the sandbox's whole loop."""
+        if self._pushing is None:
+            self._pushing = asyncio.Semaphore(PUSH_CONCURRENCY)
+        return self._pushing
+
     async def push(
         self,
         url: str,
@@ -204,7 +214,8 @@ class Sandbox:
         wait = 0.0
         for attempt in range(1, tries + 1):
             try:
-                response = await self.client.post(url, **body)
+                async with self._push_gate():
+                    response = await self.client.post(url, **body)
                 ok = response.status_code == 200 and response.text.strip() == expect
             except httpx.HTTPError:
                 ok = False

@@ -1,0 +1,267 @@
+"""Enqueue throughput of the HTTP API: single posts against batches, in one run.
+
+One machine, one private Redis, SQLite (the default store), the real ``notifyq api``
+process (uvicorn) over real HTTP; no worker, so the dispatch messages just accumulate in
+the broker. This process drives it with ``httpx.AsyncClient``, ``--concurrency``
+requests in flight:
+
+(a) single  ``POST /v1/notifications``, one notification per request, distinct numbers;
+(b) batch   ``POST /v1/notifications:batch``, ``--batch-size`` (100) per request.
+
+Each request is validated, stored (committed) and published before it is answered, so
+a figure here is *accepted and durable* per second. The issue names no baseline for
+the API, so the two are compared with each other. The client shares the machine's
+cores with the server: on a 2-core machine its own CPU is part of what is measured.
+
+At the end every notification is checked to be in the ledger once, ``queued``, and in
+a dispatch message in the broker.
+
+Prints a table, then as its last line one JSON object:
+``{"enqueue_rps", "p50_ms", "p99_ms", "batch_items_per_s", "batch_p99_ms", ...}``.
+
+    python bench/api.py            # 20,000 single posts, 300 batches of 100
+    python bench/api.py --quick    # 2,000 and 40: the same figures in under 30 s
+    python bench/api.py --py-spy var/api.svg   # and a flame graph of the API process
+    python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy import create_engine, func, select  # noqa: E402
+
+from worker.app import DISPATCH_QUEUE  # noqa: E402
+from worker.store.schema import Notification  # noqa: E402
+from worker.supervise import RedisServer, Stack, free_port  # noqa: E402
+
+KEY = "bench-api-key-3c1d"
+TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+
+
+@dataclass
+class Phase:
+    """What one kind of request did: how many, how long, each request's latency."""
+
+    name: str
+    requests: int
+    items: int
+    seconds: float
+    latencies: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.seconds
+
+
+def notification(n: int) -> dict[str, Any]:
+    """The n-th notification: a distinct mainland mobile each (13x xxxx xxxx)."""
+    return {"provider": "ihuyi", "to": f"13{n:09d}", "content": TEXT}
+
+
+async def drive(
+    base_url: str,
+    requests: int,
+    concurrency: int,
+    make: Callable[[int], tuple[str, dict[str, Any], int]],
+    name: str,
+) -> Phase:
+    """``requests`` posts, ``concurrency`` at a time; every answer must be a success."""
+    latencies: list[float] = []
+    items = 0
+    next_index = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, headers=headers, timeout=60
+    ) as client:
+
+        async def runner() -> None:
+            nonlocal next_index, items
+            while next_index < requests:
+                index = next_index
+                next_index += 1
+                path, body, count = make(index)
+                started = time.perf_counter()
+                answer = await client.post(path, json=body)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code not in (200, 202):
+                    raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:300]}")
+                if path.endswith(":batch") and answer.json()["accepted"] != count:
+                    raise RuntimeError(f"batch {index}: {answer.text[:300]}")
+                items += count
+
+        started = time.perf_counter()
+        await asyncio.gather(*(runner() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return Phase(name, requests, items, seconds, latencies)
+
+
+def check_ledger(database_url: str, redis_url: str, expected: int) -> tuple[int, int]:
+    """Every notification stored once and queued, and every id in a dispatch message."""
+    engine = create_engine(database_url)
+    table = Notification.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(func.count(), func.count(func.distinct(table.c.to))).where(
+                table.c.status == "queued"
+            )
+        ).one()
+    engine.dispose()
+    if tuple(rows) != (expected, expected):
+        raise RuntimeError(f"ledger holds {tuple(rows)} queued/distinct, expected {expected}")
+    client = redis.Redis.from_url(redis_url)
+    messages = client.lrange(DISPATCH_QUEUE, 0, -1)
+    ids: set[int] = set()
+    for raw in messages:
+        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+        ids.update(args[0])
+    if len(ids) != expected:
+        raise RuntimeError(f"broker holds {len(ids)} ids, expected {expected}")
+    return expected, len(messages)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under 30 s")
+    parser.add_argument("--single", type=int, help="single posts (default 20,000; quick 2,000)")
+    parser.add_argument("--batches", type=int, help="batch posts (default 300; quick 40)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=48)
+    parser.add_argument("--py-spy", metavar="FILE", help="record the API process to FILE")
+    args = parser.parse_args()
+    single = args.single or (2_000 if args.quick else 20_000)
+    batches = args.batches or (40 if args.quick else 300)
+    warm = 200
+
+    with tempfile.TemporaryDirectory(prefix="nq-bench-api-") as tmp:
+        directory = Path(tmp)
+        server = RedisServer(directory / "redis")
+        server.start()
+        database_url = f"sqlite:///{directory / 'notifyq.db'}"
+        env = {
+            "NOTIFYQ_REDIS_URL": server.url,
+            "NOTIFYQ_DATABASE_URL": database_url,
+            "NOTIFYQ_API_KEYS": KEY,
+            "PYTHONPATH": str(ROOT),
+        }
+        stack = Stack(directory, env)
+        port = free_port()
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            api = stack.api(port)
+            base_url = f"http://127.0.0.1:{port}"
+            if args.py_spy:
+                kind = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
+                spy = subprocess.Popen(
+                    [PY_SPY, "record", "-p", str(api.process.pid), "-o", args.py_spy]
+                    + ["-r", "200", "-f", kind, "--threads"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            asyncio.run(
+                drive(
+                    base_url,
+                    warm,
+                    args.concurrency,
+                    lambda i: ("/v1/notifications", notification(i), 1),
+                    "warm-up",
+                )
+            )
+            first = warm
+            one = asyncio.run(
+                drive(
+                    base_url,
+                    single,
+                    args.concurrency,
+                    lambda i: ("/v1/notifications", notification(first + i), 1),
+                    "single",
+                )
+            )
+            first += single
+            size = args.batch_size
+
+            def batch(i: int) -> tuple[str, dict[str, Any], int]:
+                start = first + i * size
+                items = [notification(start + k) for k in range(size)]
+                return "/v1/notifications:batch", {"notifications": items}, size
+
+            many = asyncio.run(drive(base_url, batches, min(args.concurrency, 16), batch, "batch"))
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                spy.wait(60)
+            stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
+        finally:
+            if spy is not None and spy.poll() is None:
+                spy.kill()
+            stack.stop()
+            server.stop()
+
+    print(
+        f"notifyq api, one uvicorn process, SQLite, private Redis; client: httpx.AsyncClient "
+        f"in this process ({args.concurrency} in flight for single posts, "
+        f"{min(args.concurrency, 16)} for batches of {size})"
+    )
+    print(f"{'run':34} {'requests':>9} {'req/s':>8} {'items/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for phase, label in (
+        (one, "(a) single POST /v1/notifications"),
+        (many, "(b) batch of 100, :batch"),
+    ):
+        print(
+            f"{label:34} {phase.requests:9d} {phase.rps:8.0f} {phase.items_per_s:9.0f} "
+            f"{phase.quantile(0.50):8.1f} {phase.quantile(0.99):8.1f}"
+        )
+    ratio = many.items_per_s / one.items_per_s
+    print(
+        f"batch vs single: {ratio:.1f}× the notifications per second; "
+        f"ledger checked: {stored} queued once each, in {messages} dispatch messages"
+    )
+    figures = {
+        "enqueue_rps": round(one.rps, 1),
+        "p50_ms": round(one.quantile(0.50), 2),
+        "p99_ms": round(one.quantile(0.99), 2),
+        "mean_ms": round(statistics.fmean(one.latencies) * 1000, 2),
+        "batch_items_per_s": round(many.items_per_s, 1),
+        "batch_rps": round(many.rps, 2),
+        "batch_p50_ms": round(many.quantile(0.50), 2),
+        "batch_p99_ms": round(many.quantile(0.99), 2),
+        "batch_vs_single": round(ratio, 2),
+        "single_requests": one.requests,
+        "batch_requests": many.requests,
+        "batch_size": size,
+        "concurrency": args.concurrency,
+        "batch_concurrency": min(args.concurrency, 16),
+        "store": "sqlite",
+        "quick": args.quick,
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Phone numbers: parsing any usual spelling, E.164, the mainland form, masking.
+
+Every way in validates numbers, and a campaign validates a million of them, so the
+common case — a mainland mobile, spelt with or without +86 and separators — has a fast
+path: libphonenumber decides a Chinese mobile number's validity and type by its leading
+digits (its CN patterns look at no more than the first five), so the answer is looked
+up once per 7-digit prefix and cached. Anything else takes the full parse. A test
+compares the two paths over random numbers (tests/providers/test_numbers.py).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+LANDLINE_TYPES = {PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def parse_number(raw: str, region: str = "CN") -> phonenumbers.PhoneNumber | None:
+    """Any common spelling (``13800138000``, ``+86 138 0013 8000``, ``8613800138000``)."""
+    text = (raw or "").strip()
+    if not text or len(text) > 32:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    # "8613800138000": a country code written without "+"
+    if (
+        region == "CN"
+        and not text.startswith("+")
+        and digits.startswith("86")
+        and len(digits) == 13
+    ):
+        text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mainland(e164_number: str) -> str:
+    """Mainland China number as dialled at home: 11-digit mobile, or 0 + area + number."""
+    national = e164_number.removeprefix("+86")
+    return national if national.startswith("1") else "0" + national
+
+
+def mask(number: str | None) -> str:
+    """``+8613800138000`` → ``138****8000``: enough to recognise, not enough to call."""
+    if not number:
+        return ""
+    digits = number.lstrip("+")
+    if number.startswith("+86"):
+        digits = digits[2:]
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+_SEPARATORS = re.compile(r"[\s\-]")
+_CN_MOBILE = re.compile(r"(?:\+86|0086|86)?(1\d{10})")
+
+
+@lru_cache(maxsize=65536)
+def _cn_prefix(prefix: str) -> PhoneNumberType | None:
+    """The type libphonenumber gives every 11-digit number with this 7-digit prefix
+    (None: not a valid number)."""
+    try:
+        number = phonenumbers.parse(prefix + "0000", "CN")
+    except phonenumbers.NumberParseException:  # e.g. 110…: a service code, not a number
+        return None
+    return phonenumbers.number_type(number) if phonenumbers.is_valid_number(number) else None
+
+
+def fast_cn_mobile(raw: str) -> tuple[str, PhoneNumberType | None] | None:
+    """(E.164, type) for a mainland number starting with 1, spelt simply; None when the
+    spelling needs the full parser."""
+    match = _CN_MOBILE.fullmatch(_SEPARATORS.sub("", raw or ""))
+    if match is None:
+        return None
+    national = match.group(1)
+    return "+86" + national, _cn_prefix(national[:7])

@@ -1,0 +1,213 @@
+"""Campaigns end to end (issue 7): a 10,000-recipient CSV through real workers and the
+sandbox, with back-pressure, pause, resume and cancel — and nothing stray after cancel."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import System
+from tests.services import wait_until
+
+pytestmark = pytest.mark.slow
+
+HIGH_WATER = 10
+
+
+def write_csv(path: Path, rows: int, bad: dict[int, list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["mobile", "name", "amount"])
+        for i in range(rows):
+            writer.writerow(bad.get(i) or [f"139{i:08d}", f"客户{i}", f"{100 + i}.00"])
+
+
+def placed(system: System) -> int:
+    return sum(1 for call in system.ledger("ihuyi") if call["placed"])
+
+
+def show(system: System, campaign_id: int) -> dict:
+    shown = system.cli("campaign", "show", str(campaign_id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def steady(system: System, seconds: float = 3.0) -> int:
+    """Calls placed, once no more are being placed."""
+    before = placed(system)
+    while True:
+        time.sleep(seconds)
+        now = placed(system)
+        if now == before:
+            return now
+        before = now
+
+
+def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
+    make_system, tmp_path: Path
+) -> None:
+    system: System = make_system(
+        release_high_water=str(HIGH_WATER),
+        dispatch_batch="50",
+        pump_interval="0.5",
+        sweep_grace="30",
+    )
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2", "--latency-ms", "20")
+    system.stack.api(system.api_port)
+    system.stack.worker("--concurrency", "16")
+    system.stack.beat()
+    recipients = tmp_path / "borrowers.csv"
+    bad_rows = {
+        10: ["12345", "x", "1"],
+        20: ["13900000020", "只有两列"],
+        30: ["+1 415 555 0100", "y", "2"],
+    }
+    write_csv(recipients, 10_003, bad_rows)
+
+    created = system.cli(
+        "campaign",
+        "create",
+        "--provider",
+        "ihuyi",
+        "--recipients",
+        str(recipients),
+        "--content",
+        "尊敬的{name}，您本期应还{amount}元，请按时还款。",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    answer = json.loads(created.stdout)
+    assert (answer["accepted"], answer["rejected"]) == (10_000, 3)
+    assert {e["row"] for e in answer["errors"]} == {12, 22, 32}, (
+        "row numbers count the header as row 1"
+    )
+    campaign_id = answer["id"]
+
+    broker = redis.Redis.from_url(system.env["NOTIFYQ_REDIS_URL"])
+    depths = []
+    wait_until(
+        lambda: (depths.append(broker.llen("notifyq")) or placed(system)) >= 2000,
+        120,
+        interval=0.1,
+        what="2,000 calls",
+    )
+    assert max(depths) <= HIGH_WATER + 5, (
+        f"the queue held {max(depths)} messages (high water {HIGH_WATER})"
+    )
+
+    assert system.cli("campaign", "pause", str(campaign_id)).returncode == 0
+    paused_at = steady(system)
+    assert show(system, campaign_id)["status"] == "paused"
+    time.sleep(3)
+    assert placed(system) == paused_at, "a paused campaign places no call"
+
+    assert system.cli("campaign", "resume", str(campaign_id)).returncode == 0
+    wait_until(lambda: placed(system) >= 6000, 120, interval=0.2, what="6,000 calls")
+    cancelled = system.cli("campaign", "cancel", str(campaign_id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    after_cancel = steady(system)
+    time.sleep(3)
+    assert placed(system) == after_cancel, "nothing stray goes out after cancel"
+
+    def settled() -> dict | None:
+        view = show(system, campaign_id)
+        open_rows = sum(
+            view["counts"].get(s, 0) for s in ("queued", "deferred", "retrying", "sending", "sent")
+        )
+        return view if open_rows == 0 else None
+
+    view = wait_until(settled, 60, interval=0.5, what="receipts for every placed call")
+    counts = view["counts"]
+    assert view["status"] == "cancelled"
+    assert counts.get("delivered", 0) == after_cancel, (
+        "every placed call was called once and delivered"
+    )
+    assert counts.get("cancelled", 0) == 10_000 - after_cancel
+    assert view["total"] == 10_000 and view["rejected"] == 3
+    calls = [c["fields"]["content"] for c in system.ledger("ihuyi") if c["placed"]]
+    assert len(calls) == len(set(calls)), "no recipient called twice"
+
+
+def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_path: Path) -> None:
+    system: System = make_system(pump_interval="0.5")
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+    system.stack.api(system.api_port)
+    system.stack.worker("--concurrency", "8")
+    system.stack.beat()
+    recipients = tmp_path / "list.csv"
+    write_csv(recipients, 20, {})
+    start = time.time() + 6
+    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)) + "Z"
+    created = system.cli(
+        "campaign",
+        "create",
+        "--provider",
+        "ihuyi",
+        "--recipients",
+        str(recipients),
+        "--content",
+        "您好{name}",
+        "--at",
+        at,
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    campaign_id = json.loads(created.stdout)["id"]
+    time.sleep(3)
+    assert placed(system) == 0 and show(system, campaign_id)["status"] == "scheduled"
+    wait_until(
+        lambda: show(system, campaign_id)["status"] == "completed",
+        60,
+        interval=0.5,
+        what="completed",
+    )
+    first_call = min(c["at"] for c in system.ledger("ihuyi") if c["placed"])
+    assert first_call >= int(start), "nothing before --at"
+    assert show(system, campaign_id)["counts"] == {"delivered": 20}
+
+
+def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
+    system: System = make_system(pump_interval="0.5")
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+    system.stack.api(system.api_port)
+    system.stack.worker("--concurrency", "8")
+    system.stack.beat()
+    recipients = tmp_path / "list.csv"
+    write_csv(recipients, 60, {})
+    created = system.cli(
+        "campaign",
+        "create",
+        "--provider",
+        "ihuyi",
+        "--recipients",
+        str(recipients),
+        "--content",
+        "您好{name}",
+        "--rate",
+        "10/second",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    campaign_id = json.loads(created.stdout)["id"]
+    wait_until(
+        lambda: show(system, campaign_id)["status"] == "completed",
+        60,
+        interval=0.5,
+        what="completed",
+    )
+    times = sorted(c["at"] for c in system.ledger("ihuyi") if c["placed"])
+    assert len(times) == 60
+    # GCRA's promise for 10/second: a burst of at most 10, then one call per 0.1 s — so any
+    # span of L seconds holds at most 10 + L / 0.1 calls (50 ms of slack for arrival jitter)
+    worst = max(
+        (j - i + 1) - (10 + (times[j] - times[i] + 0.05) / 0.1)
+        for i in range(len(times))
+        for j in range(i, len(times))
+    )
+    assert worst <= 0, f"{worst:.1f} calls over the cap's allowance"
+    assert times[-1] - times[0] >= (60 - 10) * 0.1 - 0.05, "60 calls at 10/second take 5 s"

@@ -1,0 +1,55 @@
+"""The fast path for mainland mobiles must agree with libphonenumber, number for number."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from providers.base import MOBILE_TYPES, check_number, mask
+from providers.numbers import fast_cn_mobile
+
+
+def full_parse(raw: str) -> tuple[str | None, phonenumbers.PhoneNumberType | None]:
+    text = raw if not raw.startswith("86") else "+" + raw
+    try:
+        number = phonenumbers.parse(text, "CN")
+    except phonenumbers.NumberParseException:
+        return None, None
+    if not phonenumbers.is_valid_number(number):
+        return None, None
+    return phonenumbers.format_number(
+        number, phonenumbers.PhoneNumberFormat.E164
+    ), phonenumbers.number_type(number)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.from_regex(r"1[0-9]{10}", fullmatch=True), st.sampled_from(["", "+86", "86", "0086", "+86 "])
+)
+def test_the_fast_path_agrees_with_libphonenumber(national: str, prefix: str) -> None:
+    raw = prefix + national
+    fast = fast_cn_mobile(raw)
+    assert fast is not None
+    expected_number, expected_type = full_parse(
+        prefix.strip().replace("0086", "+86") + national if prefix else national
+    )
+    number, kind = fast
+    assert kind == expected_type
+    if kind is not None:
+        assert number == expected_number
+
+
+@pytest.mark.parametrize("raw", ["(138) 0013 8000", "+1 415 555 0100", "021-5123-4529", "", "abc"])
+def test_other_spellings_take_the_full_parser(raw: str) -> None:
+    assert fast_cn_mobile(raw) is None
+
+
+def test_a_number_the_prefix_table_calls_invalid_is_refused_naming_to() -> None:
+    to, errors = check_number("10012345678", kinds=MOBILE_TYPES, what="a mainland mobile")
+    assert to is None and errors[0].field == "to"
+
+
+def test_masking_keeps_three_and_four_digits() -> None:
+    assert mask("+8613800138000") == "138****8000"
