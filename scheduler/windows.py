@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+#: HH:MM-HH:MM (the contract); seconds are accepted too (HH:MM:SS), for short demos and tests
+_WINDOW = re.compile(
+    r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*-\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$"
+)
 
 
 class WindowSyntaxError(ValueError):
@@ -32,8 +35,11 @@ class CallingWindow:
     zone: ZoneInfo
 
     def __str__(self) -> str:
-        end = "24:00" if self.end is None else self.end.strftime("%H:%M")
-        return f"{self.start.strftime('%H:%M')}-{end} {self.zone.key}"
+        def text(moment: time) -> str:
+            return moment.strftime("%H:%M:%S" if moment.second else "%H:%M")
+
+        end = "24:00" if self.end is None else text(self.end)
+        return f"{text(self.start)}-{end} {self.zone.key}"
 
     def in_zone(self, zone: ZoneInfo) -> CallingWindow:
         return CallingWindow(self.start, self.end, zone)
@@ -88,11 +94,11 @@ def parse_window(text: str | None, zone: ZoneInfo) -> CallingWindow | None:
     match = _WINDOW.match(text)
     if not match:
         raise WindowSyntaxError(f"{text!r} is not a window like '09:00-21:00'")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
-        raise WindowSyntaxError(f"{text!r} has an hour or minute out of range")
-    start = time(h1, m1)
-    end = None if h2 == 24 else time(h2, m2)
+    h1, m1, s1, h2, m2, s2 = (int(g or 0) for g in match.groups())
+    if h1 > 23 or max(m1, m2, s1, s2) > 59 or h2 > 24 or (h2 == 24 and (m2 or s2)):
+        raise WindowSyntaxError(f"{text!r} has an hour, minute or second out of range")
+    start = time(h1, m1, s1)
+    end = None if h2 == 24 else time(h2, m2, s2)
     if end is None and start == time(0, 0):
         return None  # 00:00-24:00: always open
     if end == start:

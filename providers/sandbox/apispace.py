@@ -151,7 +151,7 @@ class ApispaceEmulator:
         api = "voice-notify-batch" if batch else "voice-notify"
         fields = {k: str(v) for k, v in (await request.form()).items()}
         numbers = [n.strip() for n in fields.get("mobile", "").split(",") if n.strip()]
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault(VOICE)
         ledger = self.sandbox.ledger
         if fault == "fail":
             ledger.add(VOICE, api, numbers[0] if len(numbers) == 1 else None, "http:500", False)
@@ -240,7 +240,7 @@ class ApispaceEmulator:
     # -- reports ------------------------------------------------------------------------
 
     async def report(self, request: Request) -> Response:
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault(VOICE)
         if fault == "fail":
             self.sandbox.ledger.add(VOICE, "report", None, "http:500", False)
             return html_500()
@@ -260,7 +260,7 @@ class ApispaceEmulator:
     # -- SMS ----------------------------------------------------------------------------
 
     async def sms(self, request: Request) -> Response:
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault(SMS)
         if fault == "fail":
             self.sandbox.ledger.add(SMS, "verifycode", None, "http:500", False)
             return html_500()

@@ -27,6 +27,7 @@ from providers.sandbox.state import Sandbox, SandboxConfig
 LIVE = {
     "latency_ms",
     "fail_rate",
+    "fail_rates",
     "timeout_rate",
     "timeout_hold",
     "outcomes",

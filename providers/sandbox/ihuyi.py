@@ -64,7 +64,7 @@ class IhuyiEmulator:
             fields.update(await request.form())
         method = str(fields.get("method", ""))
         fmt = "json" if fields.get("format") == "json" else "xml"
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault("ihuyi")
         if fault == "fail":
             self.sandbox.ledger.add("ihuyi", method, fields.get("mobile"), "http:500", placed=False)
             return Response(

@@ -83,7 +83,7 @@ class ItniotechEmulator:
         return [Route(PATH, self.handle, methods=["POST"])]
 
     async def handle(self, request: Request) -> Response:
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault("itniotech")
         ledger = self.sandbox.ledger
         if fault == "fail":
             ledger.add(PROVIDER, "sendGroup", None, "http:500", False)

@@ -70,7 +70,7 @@ class JumdataEmulator:
         fields: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
             fields.update({k: str(v) for k, v in (await request.form()).items()})
-        fault = await self.sandbox.fault()
+        fault = await self.sandbox.fault("jumdata")
         if fault == "fail":
             self.sandbox.ledger.add(PROVIDER, "send", fields.get("mobile"), "http:500", False)
             return Response(

@@ -48,6 +48,10 @@ class SandboxConfig:
     time_scale: float = 1.0
     latency_ms: float = 0.0
     fail_rate: float = 0.0
+    #: provider name → its own share of HTTP 500s (one provider faulting, the rest fine)
+    fail_rates: dict[str, float] = field(default_factory=dict)
+    #: provider name → how many of its first requests answer HTTP 500 (a fault for sure)
+    fail_first: dict[str, int] = field(default_factory=dict)
     timeout_rate: float = 0.0
     #: how long a "timeout" fault holds the request (longer than the client waits)
     timeout_hold: float = 60.0
@@ -144,6 +148,7 @@ class Sandbox:
         self.client: httpx.AsyncClient | None = None
         self.pushes: list[dict[str, Any]] = []
         self._pushing: asyncio.Semaphore | None = None
+        self._failed: dict[str, int] = {}
 
     def new_ref(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._refs)}"
@@ -164,14 +169,20 @@ class Sandbox:
     def stamp_fresh(self, stamp: float) -> bool:
         return abs(time.time() - stamp) <= self.config.stamp_tolerance
 
-    async def fault(self) -> str | None:
-        """Latency first, then maybe a fault: "fail" (answer 500) or "timeout" (hold)."""
+    async def fault(self, provider: str | None = None) -> str | None:
+        """Latency first, then maybe a fault: "fail" (answer 500) or "timeout" (hold).
+        A provider's own rate (``fail_rates``) replaces the global ``fail_rate``."""
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
-        roll = self.random.random()
-        if roll < self.config.fail_rate:
+        name = provider or ""
+        if self._failed.get(name, 0) < self.config.fail_first.get(name, 0):
+            self._failed[name] = self._failed.get(name, 0) + 1
             return "fail"
-        if roll < self.config.fail_rate + self.config.timeout_rate:
+        fail_rate = self.config.fail_rates.get(name, self.config.fail_rate)
+        roll = self.random.random()
+        if roll < fail_rate:
+            return "fail"
+        if roll < fail_rate + self.config.timeout_rate:
             return "timeout"
         return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import campaigns, db, ihuyi, messages, services
+from worker.cli import campaigns, db, demo, ihuyi, messages, services
 
 app = typer.Typer(
     name="notifyq",
@@ -19,6 +19,7 @@ services.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(ihuyi.app, name="ihuyi")
 app.add_typer(campaigns.app, name="campaign")
+app.command()(demo.demo)
 
 
 def main() -> None:

@@ -92,6 +92,12 @@ def sandbox(
     fail_rate: Annotated[
         float, typer.Option(help="share of requests answered with HTTP 500")
     ] = 0.0,
+    fail_rate_for: Annotated[
+        list[str] | None, typer.Option(help="PROVIDER=RATE: one provider's own share of HTTP 500s")
+    ] = None,
+    fail_first: Annotated[
+        list[str] | None, typer.Option(help="PROVIDER=N: its first N requests answer HTTP 500")
+    ] = None,
     timeout_rate: Annotated[
         float, typer.Option(help="share of requests placed, then held past the client's timeout")
     ] = 0.0,
@@ -121,6 +127,17 @@ def sandbox(
     config = settings()
     setup(config.log_level)
     outcomes = parse_options(outcome or [], "--outcome")
+    fail_rates: dict[str, float] = {}
+    for name, rate in parse_options(fail_rate_for or [], "--fail-rate-for").items():
+        try:
+            fail_rates[name] = float(rate)
+        except ValueError:
+            fail(f"fail-rate-for: {name}={rate} is not a number", 2)
+    first_failures: dict[str, int] = {}
+    for name, count in parse_options(fail_first or [], "--fail-first").items():
+        if not count.isdigit():
+            fail(f"fail-first: {name}={count} is not a whole number", 2)
+        first_failures[name] = int(count)
     for suffix, kind in outcomes.items():
         if kind not in KINDS or not suffix.isdigit():
             fail(f"outcome: {suffix}={kind} (digits=one of {', '.join(KINDS)})", 2)
@@ -141,6 +158,8 @@ def sandbox(
         itniotech_api_secret=secret(config.itniotech_api_secret) or defaults.itniotech_api_secret,
         latency_ms=latency_ms,
         fail_rate=fail_rate,
+        fail_rates=fail_rates,
+        fail_first=first_failures,
         timeout_rate=timeout_rate,
         timeout_hold=timeout_hold,
         time_scale=time_scale,
