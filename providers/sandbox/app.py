@@ -28,6 +28,7 @@ LIVE = {
     "latency_ms",
     "fail_rate",
     "fail_rates",
+    "fail_first",
     "timeout_rate",
     "timeout_hold",
     "outcomes",
