@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import callbacks, campaigns, notifications
 from api.auth import ApiKeyGate
+from api.coalesce import EnqueueCoalescer
+from tasks.enqueue import enqueue_many
 from tasks.runtime import Runtime
 from worker.metrics import LedgerCollector
 from worker.settings import Settings
@@ -32,6 +34,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runtime = runtime or Runtime.build(settings)
+    app.state.enqueuer = EnqueueCoalescer(
+        lambda requests: enqueue_many(requests, runtime=app.state.runtime)
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -42,13 +42,15 @@ def authorised(settings: Settings, header: str) -> bool:
     )
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
+    """``async`` though it waits for nothing: FastAPI runs a plain ``def`` dependency in
+    its thread pool, a thread hand-off per request for a string comparison."""
     settings: Settings = request.app.state.settings
     if not authorised(settings, request.headers.get("authorization", "")):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORISED, headers=CHALLENGE)
 
 
-def require_callback_token(request: Request, token: str) -> None:
+async def require_callback_token(request: Request, token: str) -> None:
     settings: Settings = request.app.state.settings
     expected = settings.callback_token
     if expected is None or not constant_time_in(token, [expected.get_secret_value()]):

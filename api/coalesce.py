@@ -47,31 +47,35 @@ class EnqueueCoalescer:
         self._enqueue_many = enqueue_many
         self._max_group = max_group
         self._waiting: list[tuple[SendRequest, asyncio.Future[Result]]] = []
-        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
 
     async def enqueue(self, request: SendRequest) -> Result:
         """This request's answer, once it is committed and published (or refused)."""
-        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((request, answer))
-        if not self._draining:
-            self._draining = True
-            drain = asyncio.create_task(self._drain())
-            drain.add_done_callback(_log_crash)
+        drainer = self._drainer
+        # one drainer at a time; a new one when the last has finished (or belonged to an
+        # event loop that is gone: a test client may run each request in a loop of its own)
+        if drainer is None or drainer.done() or drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain())
+            self._drainer.add_done_callback(_log_crash)
         return await answer
 
     async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                group = self._waiting[: self._max_group]
-                del self._waiting[: self._max_group]
-                await self._run(group)
-        finally:
-            self._draining = False
+        while self._waiting:
+            group = self._waiting[: self._max_group]
+            del self._waiting[: self._max_group]
+            await self._run(group)
 
     async def _run(self, group: list[tuple[SendRequest, asyncio.Future[Result]]]) -> None:
         requests = [request for request, _ in group]
         try:
             results = await run_in_threadpool(self._enqueue_many, requests)
+        except asyncio.CancelledError:  # shutting down: the callers hear it too
+            for _, answer in group:
+                answer.cancel()
+            raise
         except Exception as exc:
             if len(group) == 1:
                 _settle(group[0][1], error=exc)
@@ -94,7 +98,7 @@ def _settle(
     result: Result | None = None,
     error: BaseException | None = None,
 ) -> None:
-    if answer.done():  # the caller went away (client disconnected): nothing to tell
+    if answer.done() or answer.get_loop().is_closed():  # the caller is gone: nothing to tell
         return
     if error is not None:
         answer.set_exception(error)

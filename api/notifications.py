@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.auth import require_api_key
+from api.coalesce import EnqueueCoalescer
 from api.schemas import (
     Accepted,
     BatchIn,
@@ -76,9 +77,11 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
         422: {"model": Errors},
     },
 )
-def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
-    runtime: Runtime = request.app.state.runtime
-    (result,) = enqueue_many([to_request(body)], runtime=runtime)
+async def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
+    """Stored and published together with the requests that arrive at the same moment
+    (``api.coalesce``): answered, as ever, only once this one is committed."""
+    coalescer: EnqueueCoalescer = request.app.state.enqueuer
+    result = await coalescer.enqueue(to_request(body))
     if isinstance(result, InvalidRequest):
         return JSONResponse(errors_body(result.errors), status_code=422)
     if not result.created:

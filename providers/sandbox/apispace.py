@@ -13,6 +13,10 @@ and the pull-and-delete voice report store.
 - ``GET /api/voice/report?count=N`` (default 10): pops the N oldest reports and deletes
   them — a timeout fault pops them *and then* holds, so the client loses them, as the
   real endpoint would. The store keeps at most 1,000,000 reports for 72 hours.
+- ``POST /_sandbox/reports/seed`` ``{"count": N, "start": k}`` (a control, not APISpace):
+  files N reports at once for the call ids ``seeded_call_id(k)`` … ``seeded_call_id(k+N-1)``,
+  every tenth unanswered, so a benchmark can put that many calls ``sent`` in the
+  ledger under the same ids and time the pull (``bench/reports.py``).
 
 A refusal seeded for a number (``SandboxConfig.refusals``) answers the whole request
 with that code, since APISpace's codes are per request.
@@ -85,6 +89,16 @@ def html_500() -> Response:
     )
 
 
+def seeded_call_id(n: int) -> str:
+    """The call id of the n-th seeded report (``POST /_sandbox/reports/seed``)."""
+    return f"YYTZSEED{n:010d}"
+
+
+def seeded_kind(n: int) -> str:
+    """Every tenth seeded call went unanswered; the rest were played."""
+    return "no-answer" if n % 10 == 0 else "answered"
+
+
 def valid_voice_number(number: str) -> bool:
     """A mainland mobile (11 digits) or a landline with its area code (0 + 9–11 digits)."""
     if not number.isdigit():
@@ -111,8 +125,11 @@ class ReportStore:
             self.waiting.popleft()
 
     def add(self, report: dict[str, Any]) -> None:
+        self.extend([report])
+
+    def extend(self, reports: list[dict[str, Any]]) -> None:
         now = time.time()
-        self.waiting.append((now, report))
+        self.waiting.extend((now, report) for report in reports)
         self._prune(now)
 
     def pop(self, count: int) -> list[dict[str, Any]]:
@@ -135,6 +152,7 @@ class ApispaceEmulator:
             Route(BATCH_PATH, self.voice, methods=["POST"]),
             Route(SMS_PATH, self.sms, methods=["POST"]),
             Route(REPORT_PATH, self.report, methods=["GET"]),
+            Route("/_sandbox/reports/seed", self.seed, methods=["POST"]),
         ]
 
     def _authorised(self, request: Request) -> bool:
@@ -256,6 +274,23 @@ class ApispaceEmulator:
         if fault == "timeout":
             await self.sandbox.hold()  # popped and gone: the client never sees them
         return JSONResponse({"code": "0", "data": pulled})
+
+    async def seed(self, request: Request) -> Response:
+        """A control: file ``count`` reports for the seeded call ids from ``start`` on."""
+        try:
+            body = await request.json()
+            count, start = int(body["count"]), int(body.get("start", 0))
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'give {"count": N, "start": k}'}, status_code=400)
+        if not 0 < count <= KEEP_REPORTS or start < 0:
+            return JSONResponse({"error": f"count is 1 to {KEEP_REPORTS}"}, status_code=400)
+        self.reports.extend(
+            [
+                self._report(seeded_call_id(n), f"13{n % 10**9:09d}", seeded_kind(n))
+                for n in range(start, start + count)
+            ]
+        )
+        return JSONResponse({"seeded": count, "waiting": len(self.reports)})
 
     # -- SMS ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,32 @@ def test_the_next_opening_is_open_not_earlier_than_asked_and_opens_right_then(
     assert hours.is_open(opening)
     assert opening == at or not hours.is_open(opening - timedelta(seconds=1))
     assert opening - at <= timedelta(days=2)
+
+
+# -- with a controlled clock (time-machine): the window as a worker sees it, reading now ------
+
+
+@pytest.mark.parametrize(
+    ("now_utc", "opens_utc"),
+    [
+        ("2026-11-27T00:30:00Z", "2026-11-27T01:00:00Z"),  # 08:30 Beijing: opens at 09:00
+        ("2026-11-27T05:00:00Z", "2026-11-27T05:00:00Z"),  # 13:00: open now
+        ("2026-11-27T13:00:00Z", "2026-11-28T01:00:00Z"),  # 21:00 sharp: closed until tomorrow
+        ("2026-11-27T16:30:00Z", "2026-11-28T01:00:00Z"),  # 00:30 next day, across midnight
+    ],
+)
+def test_jumdata_window_on_a_travelling_clock(now_utc: str, opens_utc: str) -> None:
+    window = parse_window("09:00-21:00", ZoneInfo("Asia/Shanghai"))
+    assert window is not None
+    with time_machine.travel(datetime.fromisoformat(now_utc), tick=False):
+        opening = window.next_opening(datetime.now(UTC))
+    assert opening == datetime.fromisoformat(opens_utc)
+
+
+def test_a_new_york_window_across_the_spring_forward_night_on_a_travelling_clock() -> None:
+    window = parse_window("09:00-21:00", ZoneInfo("America/New_York"))
+    assert window is not None
+    # 2026-03-08: clocks jump from 02:00 EST to 03:00 EDT; 21:30 EST the evening before
+    with time_machine.travel(datetime(2026, 3, 8, 2, 30, tzinfo=UTC), tick=False):
+        opening = window.next_opening(datetime.now(UTC))
+    assert opening == datetime(2026, 3, 8, 13, 0, tzinfo=UTC), "09:00 EDT is 13:00 UTC"

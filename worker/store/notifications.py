@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 N = Notification.__table__
 E = Event.__table__
+#: ids per ``IN (…)`` (under SQLite's oldest limit of 999 parameters)
+IN_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,12 @@ class NotificationStore:
         query = select(N.c.id, N.c.status, N.c.attempts).where(N.c.id.in_(ids)).order_by(N.c.id)
         if not self.db.is_sqlite:
             query = query.with_for_update()
-        current = {row.id: (Status(row.status), row.attempts) for row in conn.execute(query)}
+        current = {row.id: (Status(row.status), row.attempts) for row in conn.execute(query).all()}
+        # rows given the very same values from the same status are one UPDATE … IN (…);
+        # not when a row changes twice here, whose order the statements must keep
+        shared: dict[tuple[Any, ...], list[int]] | None = (
+            defaultdict(list) if len(ids) == len(changes) else None
+        )
         applied: list[Applied] = []
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         events: list[dict[str, Any]] = []
@@ -219,9 +226,11 @@ class NotificationStore:
                 values["attempts"] = attempts + 1
                 attempts += 1
             current[change.id] = (change.to, attempts)
-            params = {f"v_{k}": v for k, v in values.items()}
-            params.update(b_id=change.id, b_from=status.value)
-            updates[tuple(sorted(values))].append(params)
+            key = _shared_key(status, values) if shared is not None else None
+            if key is not None and shared is not None:
+                shared[key].append(change.id)
+            else:
+                updates[tuple(sorted(values))].append(_params(change.id, status, values))
             events.append(
                 {
                     "notification_id": change.id,
@@ -233,6 +242,18 @@ class NotificationStore:
                 }
             )
             applied.append(Applied(change.id, status, change.to))
+        for (from_status, items), same in (shared or {}).items():
+            if len(same) == 1:
+                values = dict(items)
+                updates[tuple(sorted(values))].append(_params(same[0], from_status, values))
+                continue
+            for start in range(0, len(same), IN_CHUNK):
+                chunk = same[start : start + IN_CHUNK]
+                conn.execute(
+                    update(N)
+                    .where(N.c.id.in_(chunk), N.c.status == from_status.value)
+                    .values(dict(items))
+                )
         for columns, rows in updates.items():
             stmt = (
                 update(N)
@@ -277,6 +298,29 @@ class NotificationStore:
                 .limit(limit)
             )
             return [row.id for row in rows]
+
+
+def _params(notification_id: int, status: Status, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One row's parameters for the per-row compare-and-set UPDATE."""
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(b_id=notification_id, b_from=status.value)
+    return params
+
+
+def _shared_key(status: Status, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What rows changed alike share — the status they leave, the values they get — or
+    None when a value cannot be compared (a JSON column's dict or list).
+
+    A batch from one report page moves a thousand rows ``sent`` → ``delivered`` with
+    the same reason at the same moment: as one ``UPDATE … WHERE id IN (…) AND status =
+    'sent'`` that is one statement instead of a thousand parameter sets, which
+    SQLAlchemy would process one by one in Python (``bench/reports.py``)."""
+    key = (status, tuple(sorted(values.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _initial_status(draft: NewNotification, now: float) -> Status:
