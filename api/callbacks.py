@@ -98,18 +98,8 @@ def check_refs(receipts: list[DeliveryReceipt]) -> None:
 
 @router.post("/ihuyi/receipt", response_class=PlainTextResponse)
 async def ihuyi_receipt(request: Request) -> PlainTextResponse:
-    form = await read_form(request)
-    try:
-        receipt = Ihuyi.parse_receipt(form)
-    except (KeyError, ValueError, TypeError):
-        raise bad("not an ihuyi receipt") from None
-    check_refs([receipt])
-    runtime: Runtime = request.app.state.runtime
-    record = NewReceipt(
-        "ihuyi", receipt.ref, receipt.delivered, receipt.code, receipt.message, dict(receipt.detail)
-    )
-    await _in_thread(request, lambda: runtime.receipts.record([record]))
-    return SUCCESS
+    """ihuyi's delivery receipt (form): ``code`` 2 answered, anything else not."""
+    return await _receipts(request, "ihuyi", lambda form: [Ihuyi.parse_receipt(form)], arrays=False)
 
 
 @router.post("/ihuyi/template", response_class=PlainTextResponse)
@@ -134,23 +124,9 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
 @router.post("/jumdata", response_class=PlainTextResponse)
 async def jumdata_result(request: Request) -> PlainTextResponse:
     """jumdata's call result (form, or JSON): ``callStatus`` 0 answered, 1 not."""
-    form = await read_form(request)
-    try:
-        receipt = Jumdata.parse_callback(form)
-    except (KeyError, ValueError, TypeError):
-        raise bad("not a jumdata call result") from None
-    check_refs([receipt])
-    runtime: Runtime = request.app.state.runtime
-    record = NewReceipt(
-        "jumdata",
-        receipt.ref,
-        receipt.delivered,
-        receipt.code,
-        receipt.message,
-        dict(receipt.detail),
+    return await _receipts(
+        request, "jumdata", lambda form: [Jumdata.parse_callback(form)], arrays=False
     )
-    await _in_thread(request, lambda: runtime.receipts.record([record]))
-    return SUCCESS
 
 
 @router.post("/apispace-sms", response_class=PlainTextResponse)
@@ -167,12 +143,16 @@ async def itniotech_results(request: Request) -> PlainTextResponse:
 
 
 async def _receipts(
-    request: Request, provider: str, parse: Callable[[Any], list[DeliveryReceipt]]
+    request: Request,
+    provider: str,
+    parse: Callable[[Any], list[DeliveryReceipt]],
+    *,
+    arrays: bool = True,
 ) -> PlainTextResponse:
     """Parse every receipt of a push before storing any (one bad entry refuses the whole
     push, so the provider repeats it whole), store them in one transaction, then say
-    ``success``."""
-    body = await read_body(request, arrays=True)
+    ``success``. ``arrays``: the provider may push a JSON array of receipts."""
+    body = await read_body(request, arrays=arrays)
     try:
         receipts = parse(body)
     except (KeyError, ValueError, TypeError):
