@@ -18,9 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 #: HH:MM-HH:MM (the contract); seconds are accepted too (HH:MM:SS), for short demos and tests
-_WINDOW = re.compile(
-    r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*-\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$"
-)
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*-\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 
 class WindowSyntaxError(ValueError):

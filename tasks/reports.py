@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from redis.exceptions import LockError
 
-from providers.base import MissingCredentials, Provider, Reply, UnreadableReply
+from providers.base import MissingCredentials, Provider, Reply, ReportPage, UnreadableReply
 from providers.http import Failure
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
@@ -45,66 +46,119 @@ def pull_reports(rt: Runtime) -> int:
 
 
 def _pull(rt: Runtime, name: str, provider: Provider) -> int:
+    """Pull pages while they come back full, each journalled before it is read.
+
+    The next page is requested as soon as this one is known to be full (journalled
+    and read), and fetched while this one's receipts are stored: the round trip to the
+    provider and its encoding of the page overlap our writing (``bench/reports.py``).
+    The order that matters is kept: a page is journalled, and committed, before it is
+    parsed. What the overlap changes is how long a fetched page waits for its journal
+    row — this page's storing, tens of milliseconds — which is how long a crash could
+    lose it; a crash between a pull and its journal could always lose it.
+    """
     page_size = rt.settings.apispace_report_page
     stored = 0
-    for _ in range(MAX_PAGES):
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{name}") as fetcher:
         try:
-            call = provider.report_call(page_size)
+            pending: Future[Reply | Failure] | None = fetcher.submit(
+                rt.transport.perform, provider.report_call(page_size)
+            )
         except MissingCredentials as exc:
             log.warning("%s reports not pulled: %s", name, exc)
-            break
-        answer = rt.transport.perform(call)
-        if isinstance(answer, Failure):
-            if answer.sent:
-                log.error(
-                    "%s report pull got no answer after it was sent (%s): "
-                    "that page may be lost on the provider's side",
+            return 0
+        pages = 0
+        while pending is not None:
+            answer = pending.result()
+            pending = None
+            pages += 1
+            if isinstance(answer, Failure):
+                _log_failure(name, answer)
+                break
+            try:
+                pull_id = rt.receipts.journal(name, answer.text())
+            except Exception:
+                log.exception(
+                    "%s report page (%d bytes) pulled but not journalled: its reports are lost",
                     name,
-                    answer.code,
+                    len(answer.body),
                 )
-            else:
-                log.warning("%s report pull did not reach the provider (%s)", name, answer.code)
-            break
-        try:
-            pull_id = rt.receipts.journal(name, answer.text())
-        except Exception:
-            log.exception(
-                "%s report page (%d bytes) pulled but not journalled: its reports are lost",
-                name,
-                len(answer.body),
-            )
-            raise
-        count, size = _parse(rt, name, provider, pull_id, answer)
-        stored += count
-        if size < page_size:
-            break
+                raise
+            page = _read(rt, name, provider, pull_id, answer)
+            if page is not None and page.size >= page_size and pages < MAX_PAGES:
+                pending = fetcher.submit(rt.transport.perform, provider.report_call(page_size))
+            if page is None:
+                continue
+            try:
+                stored += _store(rt, name, pull_id, page)
+            except Exception:
+                if pending is not None:  # already pulled: journal it before giving up
+                    _journal_only(rt, name, pending.result())
+                raise
     return stored
+
+
+def _journal_only(rt: Runtime, name: str, answer: Reply | Failure) -> None:
+    """A page pulled while storing the one before failed: journalled for the next run
+    to parse (:func:`_replay_journal`), or, if even that fails, reported lost."""
+    if isinstance(answer, Failure):
+        _log_failure(name, answer)
+        return
+    try:
+        rt.receipts.journal(name, answer.text())
+    except Exception:
+        log.exception(
+            "%s report page (%d bytes) pulled but not journalled: its reports are lost",
+            name,
+            len(answer.body),
+        )
+
+
+def _log_failure(name: str, answer: Failure) -> None:
+    if answer.sent:
+        log.error(
+            "%s report pull got no answer after it was sent (%s): "
+            "that page may be lost on the provider's side",
+            name,
+            answer.code,
+        )
+    else:
+        log.warning("%s report pull did not reach the provider (%s)", name, answer.code)
 
 
 def _replay_journal(rt: Runtime, name: str, provider: Provider) -> int:
     """Bodies journalled by an earlier run that died before parsing them."""
     stored = 0
     for row in rt.receipts.unparsed_journal(name):
-        count, _ = _parse(rt, name, provider, row.id, Reply(200, row.body.encode("utf-8")))
-        stored += count
+        page = _read(rt, name, provider, row.id, Reply(200, row.body.encode("utf-8")))
+        if page is not None:
+            stored += _store(rt, name, row.id, page)
     return stored
 
 
-def _parse(
+def _read(
     rt: Runtime, name: str, provider: Provider, pull_id: int, reply: Reply
-) -> tuple[int, int]:
-    """Parse one journalled body; store its receipts and mark it, in one transaction.
-    Returns (receipts stored, entries on the page)."""
-    now = time.time()
+) -> ReportPage | None:
+    """Parse one journalled body; an unreadable one is marked so in the journal (and
+    kept there) and gives None."""
     try:
-        page = provider.read_report(reply)
+        return provider.read_report(reply)
     except UnreadableReply as exc:
         log.error("%s report pull %d is unreadable: %s (kept in the journal)", name, pull_id, exc)
         with rt.db.write() as conn:
             rt.receipts.mark_journal(
-                conn, pull_id, reports=None, error=f"http:{reply.status} {exc}"[:255], now=now
+                conn,
+                pull_id,
+                reports=None,
+                error=f"http:{reply.status} {exc}"[:255],
+                now=time.time(),
             )
-        return 0, 0
+        return None
+
+
+def _store(rt: Runtime, name: str, pull_id: int, page: ReportPage) -> int:
+    """Store a parsed page's receipts and mark its journal row, in one transaction;
+    returns the receipts on the page."""
+    now = time.time()
     records = [
         NewReceipt(name, r.ref, r.delivered, r.code, r.message, dict(r.detail))
         for r in page.receipts
@@ -113,10 +167,9 @@ def _parse(
     if error:
         log.warning("%s report pull %d: %s (kept in the journal)", name, pull_id, error)
     with rt.db.write() as conn:
-        rt.receipts.insert(conn, records, now)
-        rt.receipts.apply(conn, [(name, r.provider_ref) for r in records], now)
+        rt.receipts.store(conn, records, now)
         rt.receipts.mark_journal(conn, pull_id, reports=len(records), error=error, now=now)
-    return len(records), page.size
+    return len(records)
 
 
 @celery.task(name="notifyq.poll_reports")

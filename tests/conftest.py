@@ -215,7 +215,7 @@ class System:
             for i in ids:
                 counts[self.status(i)] = counts.get(self.status(i), 0) + 1
             raise TimeoutError(
-                f"not all reached {statuses}: {counts}\n--- logs ---\n{self.stack.logs()[-4000:]}"
+                f"not all reached {statuses}: {counts}\n{self.stack.report()}"
             ) from None
 
     def ledger(self, provider: str | None = None) -> list[dict[str, Any]]:

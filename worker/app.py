@@ -26,6 +26,12 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,
+        # A Redis error reply (OOM, LOADING after a restart) reconnects like a lost
+        # connection instead of stopping the worker.
+        broker_channel_error_retry=True,
+        # A dispatch already talking to a provider when Redis goes finishes and records
+        # its outcome; its unacked message comes back and finds the row already final.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         task_serializer="json",
         accept_content=["json"],

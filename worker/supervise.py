@@ -211,6 +211,14 @@ class Stack:
     def logs(self) -> str:
         return "\n".join(p.text() for p in self.procs)
 
+    def report(self, tail: int = 1500) -> str:
+        """Each process: alive or its exit code, and the end of its log (for a failure)."""
+        parts = []
+        for proc in self.procs:
+            state = "alive" if proc.alive() else f"exited {proc.process.returncode}"
+            parts.append(f"--- {proc.name} ({state}) ---\n{proc.text()[-tail:]}")
+        return "\n".join(parts)
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.alive():

@@ -250,7 +250,7 @@ class NotificationStore:
                 chunk = same[start : start + IN_CHUNK]
                 conn.execute(
                     update(N)
-                    .where(N.c.id.in_(chunk), _unindexed(N.c.status) == from_status.value)
+                    .where(N.c.id.in_(chunk), unindexed(N.c.status) == from_status.value)
                     .values(dict(items))
                 )
         for columns, rows in updates.items():
@@ -322,7 +322,7 @@ def _shared_key(status: Status, values: Mapping[str, Any]) -> tuple[Any, ...] | 
     return key
 
 
-def _unindexed(column: Any) -> Any:
+def unindexed(column: Any) -> Any:
     """``column`` in a form no index can serve (the same value on any store).
 
     SQLite keeps no statistics, so for ``id IN (…) AND status = 'sent'`` it guesses

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.store.db import Database
-from worker.store.notifications import Applied, Change, NotificationStore
+from worker.store.notifications import Applied, Change, NotificationStore, unindexed
 from worker.store.schema import Notification, Receipt, ReportPull
 from worker.store.status import Status
 
@@ -59,29 +59,88 @@ class ReceiptStore:
         """Store receipts (a repeat is ignored) and apply those whose notification is sent."""
         now = time.time() if now is None else now
         with self.db.write() as conn:
-            self.insert(conn, receipts, now)
-            return self.apply(conn, [(r.provider, r.provider_ref) for r in receipts], now)
+            return self.store(conn, receipts, now)
+
+    def store(self, conn: Connection, receipts: Sequence[NewReceipt], now: float) -> list[Applied]:
+        """:meth:`insert` then :meth:`apply`, in one pass: what ``record`` and the report
+        pull do, inside the caller's transaction.
+
+        Each chunk of references is looked up in the ledger once, before the insert: a
+        new receipt whose call is ``sent`` is stored already marked applied and its
+        notification moved, where storing first and matching second reads every receipt
+        back and updates it once more (a third of a report page's cost,
+        ``bench/reports.py``). Which receipts are new is what the insert itself returns:
+        one stored before — a repeat, or a concurrent writer's between our look-up and
+        our insert — is applied as it was stored, if it is still pending.
+        """
+        first: dict[tuple[str, str], NewReceipt] = {}
+        for receipt in receipts:  # one reference twice in a batch: the first is stored
+            first.setdefault((receipt.provider, receipt.provider_ref), receipt)
+        by_provider: dict[str, list[NewReceipt]] = {}
+        for (provider, _), receipt in first.items():
+            by_provider.setdefault(provider, []).append(receipt)
+        applied: list[Applied] = []
+        for provider, batch in by_provider.items():
+            for start in range(0, len(batch), IN_CHUNK):
+                applied += self._store_chunk(conn, provider, batch[start : start + IN_CHUNK], now)
+        return applied
+
+    def _store_chunk(
+        self, conn: Connection, provider: str, receipts: Sequence[NewReceipt], now: float
+    ) -> list[Applied]:
+        sent = self._sent(conn, provider, [r.provider_ref for r in receipts])
+        rows = []
+        for r in receipts:
+            row = _receipt_row(r, now)
+            nids = sent.get(r.provider_ref)
+            if nids:
+                row.update(applied_at=now, notification_id=nids[0])
+            rows.append(row)
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = (
+            dialect.insert(R)
+            .on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
+            .returning(R.c.provider_ref)
+        )
+        inserted = set(conn.execute(stmt, rows).scalars())
+        changes = [
+            _change(nid, r.delivered, r.code, _message(r.message))
+            for r in receipts
+            if r.provider_ref in inserted
+            for nid in sent.get(r.provider_ref, ())
+        ]
+        applied = self.notifications.transition(changes, now=now, conn=conn) if changes else []
+        stored_before = [
+            r.provider_ref
+            for r in receipts
+            if r.provider_ref not in inserted and r.provider_ref in sent
+        ]
+        if stored_before:
+            applied += self._apply_rows(conn, self._matches(conn, provider, stored_before), now)
+        return applied
+
+    def _sent(self, conn: Connection, provider: str, refs: Sequence[str]) -> dict[str, list[int]]:
+        """Reference → the ``sent`` notifications it names, found by the (provider,
+        provider_ref) index: the status test is written so that no index serves it (see
+        :meth:`_matches` for why SQLite would otherwise read every ``sent`` row)."""
+        sent: dict[str, list[int]] = {}
+        rows = conn.execute(
+            select(N.c.id, N.c.provider_ref).where(
+                N.c.provider == provider,
+                N.c.provider_ref.in_(refs),
+                unindexed(N.c.status) == Status.SENT.value,
+            )
+        )
+        for nid, ref in rows.all():
+            sent.setdefault(ref, []).append(nid)
+        return sent
 
     def insert(self, conn: Connection, receipts: Sequence[NewReceipt], now: float) -> None:
         if not receipts:
             return
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(R).on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
-        conn.execute(
-            stmt,
-            [
-                {
-                    "provider": r.provider,
-                    "provider_ref": r.provider_ref,
-                    "delivered": r.delivered,
-                    "code": r.code,
-                    "message": (r.message or "")[:255] or None,
-                    "detail": r.detail,
-                    "received_at": now,
-                }
-                for r in receipts
-            ],
-        )
+        conn.execute(stmt, [_receipt_row(r, now) for r in receipts])
 
     def apply(
         self,
@@ -118,8 +177,8 @@ class ReceiptStore:
         As one SQL join (with ``status = 'sent'``), SQLite — which keeps no statistics —
         drives it from the status index and reads every ``sent`` notification for each
         chunk of references: 8 ms a chunk with 30,000 sent, the report pull's largest
-        cost (``bench/reports.py``). For the same reason the status is checked here, not
-        in SQL; the transition checks it again under the write lock in any case.
+        cost (``bench/reports.py``). For the same reason the status test is written so
+        that no index serves it; the transition checks it again under the write lock.
         """
         receipts = conn.execute(
             select(R.c.id, R.c.provider_ref, R.c.delivered, R.c.code, R.c.message).where(
@@ -128,15 +187,7 @@ class ReceiptStore:
         ).all()
         if not receipts:
             return []
-        sent: dict[str, list[int]] = {}
-        rows = conn.execute(
-            select(N.c.id, N.c.provider_ref, N.c.status).where(
-                N.c.provider == provider, N.c.provider_ref.in_([r.provider_ref for r in receipts])
-            )
-        )
-        for row in rows:
-            if Status(row.status) is Status.SENT:
-                sent.setdefault(row.provider_ref, []).append(row.id)
+        sent = self._sent(conn, provider, [r.provider_ref for r in receipts])
         return [
             Match(r.id, nid, r.delivered, r.code, r.message)
             for r in receipts
@@ -146,15 +197,7 @@ class ReceiptStore:
     def _apply_rows(self, conn: Connection, rows: Sequence[Any], now: float) -> list[Applied]:
         if not rows:
             return []
-        changes = [
-            Change(
-                id=row.nid,
-                to=Status.DELIVERED if row.delivered else Status.UNDELIVERED,
-                reason=None if row.delivered else f"receipt:{row.code}",
-                detail={"code": row.code, "message": row.message},
-            )
-            for row in rows
-        ]
+        changes = [_change(row.nid, row.delivered, row.code, row.message) for row in rows]
         applied = self.notifications.transition(changes, now=now, conn=conn)
         conn.execute(
             update(R)
@@ -196,3 +239,31 @@ class ReceiptStore:
                     .order_by(P.c.id)
                 )
             )
+
+
+def _message(message: str | None) -> str | None:
+    return (message or "")[:255] or None
+
+
+def _receipt_row(receipt: NewReceipt, now: float) -> dict[str, Any]:
+    return {
+        "provider": receipt.provider,
+        "provider_ref": receipt.provider_ref,
+        "delivered": receipt.delivered,
+        "code": receipt.code,
+        "message": _message(receipt.message),
+        "detail": receipt.detail,
+        "received_at": now,
+        "applied_at": None,
+        "notification_id": None,
+    }
+
+
+def _change(notification_id: int, delivered: bool, code: str | None, message: str | None) -> Change:
+    """The transition a receipt asks for (its code and words kept in the event)."""
+    return Change(
+        id=notification_id,
+        to=Status.DELIVERED if delivered else Status.UNDELIVERED,
+        reason=None if delivered else f"receipt:{code}",
+        detail={"code": code, "message": message},
+    )
