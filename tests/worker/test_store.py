@@ -160,3 +160,78 @@ def test_the_same_receipt_three_times_changes_nothing_after_the_first(
         assert receipts.record([NewReceipt("ihuyi", "77", delivered=False, code="-6")]) == []
     assert store.get(n.id).status == Status.DELIVERED
     assert len(store.events(n.id)) == 3
+
+
+def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
+    store: NotificationStore,
+) -> None:
+    receipts = ReceiptStore(store.db, store)
+    (n,) = store.insert([draft()])
+    receipts.record([NewReceipt("ihuyi", "905", delivered=True, code="2", message="ok")])
+    store.transition([Change(n.id, Status.SENDING)])
+    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "905"})])
+    # the provider retries its push: the stored copy (not this one) is what applies
+    again = receipts.record([NewReceipt("ihuyi", "905", delivered=False, code="-6")])
+    assert [(a.id, a.to) for a in again] == [(n.id, Status.DELIVERED)]
+    assert receipts.record([NewReceipt("ihuyi", "905", delivered=True, code="2")]) == []
+    assert receipts.pending() == 0
+    final = store.events(n.id)[-1]
+    assert (final.to_status, final.detail) == (Status.DELIVERED, {"code": "2", "message": "ok"})
+
+
+def sent_rows(store: NotificationStore, count: int) -> list[int]:
+    ids = [r.id for r in store.insert([draft(to=f"+861380013{i:04d}") for i in range(count)])]
+    store.transition([Change(i, Status.SENDING) for i in ids])
+    store.transition([Change(i, Status.SENT, values={"provider_ref": f"c{i}"}) for i in ids])
+    return ids
+
+
+def test_a_page_of_receipts_moves_each_row_to_its_outcome(store: NotificationStore) -> None:
+    receipts = ReceiptStore(store.db, store)
+    ids = sent_rows(store, 6)
+    page = [NewReceipt("ihuyi", f"c{i}", delivered=i % 2 == 0, code=str(i % 3)) for i in ids]
+    assert receipts.record([NewReceipt("jumdata", "c1", True, "0")]) == []  # not ihuyi's call
+    applied = receipts.record(page)
+    assert sorted(a.id for a in applied) == ids
+    for i in ids:
+        row, last = store.get(i), store.events(i)[-1]
+        if i % 2 == 0:
+            assert (row.status, row.reason) == (Status.DELIVERED, None)
+        else:
+            assert (row.status, row.reason) == (Status.UNDELIVERED, f"receipt:{i % 3}")
+        assert (last.from_status, last.to_status) == (Status.SENT, row.status)
+        assert last.detail == {"code": str(i % 3), "message": None}
+    assert receipts.pending() == 1  # jumdata's, kept for a notification yet to come
+
+
+def test_moving_many_alike_moves_only_the_rows_still_in_the_source_status(
+    store: NotificationStore,
+) -> None:
+    ids = sent_rows(store, 4)
+    store.transition([Change(ids[0], Status.DELIVERED)])
+    with store.db.write() as conn:
+        applied = store.move_alike(
+            conn,
+            ids,
+            source=Status.SENT,
+            to=Status.UNDELIVERED,
+            reason="receipt:1",
+            details={ids[1]: {"code": "1"}},
+            now=5.0,
+        )
+    assert sorted(a.id for a in applied) == ids[1:]
+    assert store.get(ids[0]).status == Status.DELIVERED
+    assert [e.to_status for e in store.events(ids[0])][-1] == Status.DELIVERED
+    assert store.events(ids[1])[-1].detail == {"code": "1"}
+    assert store.events(ids[2])[-1].detail is None
+
+
+def test_moving_many_alike_refuses_an_illegal_transition(store: NotificationStore) -> None:
+    from worker.store.notifications import IllegalTransition
+
+    (n,) = store.insert([draft()])
+    with store.db.write() as conn, pytest.raises(IllegalTransition):
+        store.move_alike(
+            conn, [n.id], source=Status.QUEUED, to=Status.DELIVERED, reason=None, details={}, now=0
+        )
+    assert store.get(n.id).status == Status.QUEUED

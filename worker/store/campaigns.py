@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, select, update
 
+from worker.store.bulk import Serialized, insert_rows
 from worker.store.db import Database
 from worker.store.notifications import Change, NotificationStore
 from worker.store.schema import Campaign, CampaignRecipient, Notification
@@ -50,7 +51,6 @@ _ROW_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_JSON_COLUMNS = {"params", "options", "route"}
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,6 @@ class CampaignStore:
                 },
             ).scalar_one()
 
-    def _placeholders(self, conn: Connection, columns: Sequence[str]) -> str:
-        if conn.dialect.paramstyle == "qmark":
-            return ", ".join("?" for _ in columns)
-        return ", ".join("%s::json" if c in _JSON_COLUMNS else "%s" for c in columns)
-
     def add_notifications(
         self, campaign: Any, rows: Sequence[CampaignRow], not_before: float
     ) -> None:
@@ -120,15 +115,17 @@ class CampaignStore:
         if not rows:
             return
         now = time.time()
-        options = json.dumps(campaign.options or {}, ensure_ascii=False)
-        route = json.dumps(campaign.route, ensure_ascii=False) if campaign.route else None
+        options = Serialized(json.dumps(campaign.options or {}, ensure_ascii=False))
+        route = (
+            Serialized(json.dumps(campaign.route, ensure_ascii=False)) if campaign.route else None
+        )
         values = [
             (
                 campaign.provider,
                 r.to,
                 campaign.template,
                 r.content,
-                json.dumps(list(r.params), ensure_ascii=False),
+                Serialized(json.dumps(list(r.params), ensure_ascii=False)),
                 options,
                 route,
                 Status.QUEUED.value,
@@ -141,29 +138,14 @@ class CampaignStore:
             for r in rows
         ]
         with self.db.write() as conn:
-            # column names are this module's constants, never input
-            columns = ", ".join(f'"{c}"' for c in _ROW_COLUMNS)
-            marks = self._placeholders(conn, _ROW_COLUMNS)
-            sql = f"INSERT INTO notifications ({columns}) VALUES ({marks})"  # noqa: S608
-            conn.exec_driver_sql(sql, values)
+            insert_rows(conn, N, _ROW_COLUMNS, values)
 
     def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
         if not rows:
             return
+        values = [(campaign_id, r.row, r.to, r.content, list(r.params)) for r in rows]
         with self.db.write() as conn:
-            conn.execute(
-                insert(R),
-                [
-                    {
-                        "campaign_id": campaign_id,
-                        "row": r.row,
-                        "to": r.to,
-                        "content": r.content,
-                        "params": list(r.params),
-                    }
-                    for r in rows
-                ],
-            )
+            insert_rows(conn, R, ("campaign_id", "row", "to", "content", "params"), values)
 
     def materialise_run(self, campaign: Any, not_before: float) -> int:
         """A recurring campaign's occurrence: one notification per kept recipient."""

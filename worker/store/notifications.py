@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from worker.store.bulk import IN_LIST_LIMIT, insert_rows
 from worker.store.db import Database
 from worker.store.schema import Event, Notification
 from worker.store.status import ALLOWED_FROM, WAITING, Status
@@ -27,8 +28,7 @@ log = logging.getLogger(__name__)
 
 N = Notification.__table__
 E = Event.__table__
-#: ids per ``IN (…)`` (under SQLite's oldest limit of 999 parameters)
-IN_CHUNK = 900
+EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
 
 
 @dataclass(frozen=True)
@@ -246,8 +246,8 @@ class NotificationStore:
                 values = dict(items)
                 updates[tuple(sorted(values))].append(_params(same[0], from_status, values))
                 continue
-            for start in range(0, len(same), IN_CHUNK):
-                chunk = same[start : start + IN_CHUNK]
+            for start in range(0, len(same), IN_LIST_LIMIT):
+                chunk = same[start : start + IN_LIST_LIMIT]
                 conn.execute(
                     update(N)
                     .where(N.c.id.in_(chunk), unindexed(N.c.status) == from_status.value)
@@ -260,9 +260,49 @@ class NotificationStore:
                 .values({column: bindparam(f"v_{column}") for column in columns})
             )
             conn.execute(stmt, rows)
-        if events:
-            conn.execute(insert(E), events)
+        insert_rows(conn, E, EVENT_COLUMNS, events)
         return applied
+
+    def move_alike(
+        self,
+        conn: Connection,
+        ids: Sequence[int],
+        *,
+        source: Status,
+        to: Status,
+        reason: str | None,
+        details: Mapping[int, Mapping[str, Any]],
+        now: float,
+    ) -> list[Applied]:
+        """Many rows from one status to another with the same reason: the compare-and-set
+        is one ``UPDATE … WHERE id IN (…) AND status = source RETURNING id`` a chunk, and
+        what it returns is what moved — no read before it, no row-by-row loop. A report
+        page's thousand ``sent`` → ``delivered`` (``bench/reports.py``); anything else
+        goes through :meth:`transition`."""
+        if source not in ALLOWED_FROM[to]:
+            raise IllegalTransition(f"{source} → {to}")
+        moved: list[int] = []
+        for start in range(0, len(ids), IN_LIST_LIMIT):
+            moved += conn.execute(
+                update(N)
+                .where(
+                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
+                    unindexed(N.c.status) == source.value,
+                )
+                .values(status=to.value, reason=reason, updated_at=now)
+                .returning(N.c.id)
+            ).scalars()
+        if len(moved) < len(ids):
+            log.warning(
+                "%d of %d transitions to %s refused: no longer %s",
+                len(ids) - len(moved),
+                len(ids),
+                to,
+                source,
+            )
+        events = [(i, now, source.value, to.value, reason, details.get(i)) for i in moved]
+        insert_rows(conn, E, EVENT_COLUMNS, events)
+        return [Applied(i, source, to) for i in moved]
 
     # -- bookkeeping for the pump and the sweeper --------------------------------------
 

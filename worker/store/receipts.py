@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from worker.store.bulk import IN_LIST_LIMIT, insert_rows
 from worker.store.db import Database
 from worker.store.notifications import Applied, Change, NotificationStore, unindexed
 from worker.store.schema import Notification, Receipt, ReportPull
@@ -26,8 +26,22 @@ from worker.store.status import Status
 R = Receipt.__table__
 N = Notification.__table__
 P = ReportPull.__table__
-#: references per ``IN (…)`` look-up (under SQLite's oldest limit of 999 parameters)
-IN_CHUNK = 900
+UNIQUE_REF = ("provider", "provider_ref")
+RECEIPT_COLUMNS = (
+    "provider",
+    "provider_ref",
+    "delivered",
+    "code",
+    "message",
+    "detail",
+    "received_at",
+    "applied_at",
+    "notification_id",
+)
+
+
+#: (notification id, delivered, code, message): a ``sent`` row and the receipt for it
+Move = tuple[int, bool, str | None, str | None]
 
 
 class Match(NamedTuple):
@@ -81,35 +95,43 @@ class ReceiptStore:
             by_provider.setdefault(provider, []).append(receipt)
         applied: list[Applied] = []
         for provider, batch in by_provider.items():
-            for start in range(0, len(batch), IN_CHUNK):
-                applied += self._store_chunk(conn, provider, batch[start : start + IN_CHUNK], now)
+            for start in range(0, len(batch), IN_LIST_LIMIT):
+                applied += self._store_chunk(
+                    conn, provider, batch[start : start + IN_LIST_LIMIT], now
+                )
         return applied
 
     def _store_chunk(
         self, conn: Connection, provider: str, receipts: Sequence[NewReceipt], now: float
     ) -> list[Applied]:
-        sent = self._sent(conn, provider, [r.provider_ref for r in receipts])
+        refs = [r.provider_ref for r in receipts]
+        sent = self._sent(conn, provider, refs)
+        stored = self._stored(conn, provider, refs)
         rows = []
+        inserted = set()
         for r in receipts:
+            if r.provider_ref in stored:
+                continue
             row = _receipt_row(r, now)
             nids = sent.get(r.provider_ref)
             if nids:
                 row.update(applied_at=now, notification_id=nids[0])
             rows.append(row)
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(R)
-            .on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
-            .returning(R.c.provider_ref)
+            inserted.add(r.provider_ref)
+        # A writer between our look-up and this insert (PostgreSQL; SQLite writers are
+        # serialised) makes its row win and ours a no-op; the notification still moves
+        # once, as every transition is a compare-and-set.
+        insert_rows(conn, R, RECEIPT_COLUMNS, rows, skip_conflicts_on=UNIQUE_REF)
+        applied = self._move_sent(
+            conn,
+            [
+                (nid, r.delivered, r.code, _message(r.message))
+                for r in receipts
+                if r.provider_ref in inserted
+                for nid in sent.get(r.provider_ref, ())
+            ],
+            now,
         )
-        inserted = set(conn.execute(stmt, rows).scalars())
-        changes = [
-            _change(nid, r.delivered, r.code, _message(r.message))
-            for r in receipts
-            if r.provider_ref in inserted
-            for nid in sent.get(r.provider_ref, ())
-        ]
-        applied = self.notifications.transition(changes, now=now, conn=conn) if changes else []
         stored_before = [
             r.provider_ref
             for r in receipts
@@ -118,6 +140,33 @@ class ReceiptStore:
         if stored_before:
             applied += self._apply_rows(conn, self._matches(conn, provider, stored_before), now)
         return applied
+
+    def _move_sent(
+        self,
+        conn: Connection,
+        moves: Sequence[tuple[int, bool, str | None, str | None]],
+        now: float,
+    ) -> list[Applied]:
+        """``sent`` rows to their receipts' outcomes, one guarded statement per outcome."""
+        alike: dict[tuple[Status, str | None], list[int]] = {}
+        details: dict[int, dict[str, Any]] = {}
+        for nid, delivered, code, message in moves:
+            alike.setdefault(_outcome(delivered, code), []).append(nid)
+            details[nid] = {"code": code, "message": message}
+        applied: list[Applied] = []
+        for (to, reason), ids in alike.items():
+            applied += self.notifications.move_alike(
+                conn, ids, source=Status.SENT, to=to, reason=reason, details=details, now=now
+            )
+        return applied
+
+    def _stored(self, conn: Connection, provider: str, refs: Sequence[str]) -> set[str]:
+        """The references among ``refs`` already stored (a repeat of an earlier receipt)."""
+        return set(
+            conn.execute(
+                select(R.c.provider_ref).where(R.c.provider == provider, R.c.provider_ref.in_(refs))
+            ).scalars()
+        )
 
     def _sent(self, conn: Connection, provider: str, refs: Sequence[str]) -> dict[str, list[int]]:
         """Reference → the ``sent`` notifications it names, found by the (provider,
@@ -136,11 +185,8 @@ class ReceiptStore:
         return sent
 
     def insert(self, conn: Connection, receipts: Sequence[NewReceipt], now: float) -> None:
-        if not receipts:
-            return
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(R).on_conflict_do_nothing(index_elements=["provider", "provider_ref"])
-        conn.execute(stmt, [_receipt_row(r, now) for r in receipts])
+        rows = [_receipt_row(r, now) for r in receipts]
+        insert_rows(conn, R, RECEIPT_COLUMNS, rows, skip_conflicts_on=UNIQUE_REF)
 
     def apply(
         self,
@@ -165,8 +211,8 @@ class ReceiptStore:
             by_provider.setdefault(provider, []).append(ref)
         applied: list[Applied] = []
         for provider, provider_refs in by_provider.items():
-            for start in range(0, len(provider_refs), IN_CHUNK):
-                chunk = provider_refs[start : start + IN_CHUNK]
+            for start in range(0, len(provider_refs), IN_LIST_LIMIT):
+                chunk = provider_refs[start : start + IN_LIST_LIMIT]
                 applied += self._apply_rows(conn, self._matches(conn, provider, chunk), now)
         return applied
 
@@ -259,11 +305,14 @@ def _receipt_row(receipt: NewReceipt, now: float) -> dict[str, Any]:
     }
 
 
+def _outcome(delivered: bool, code: str | None) -> tuple[Status, str | None]:
+    """The status a receipt asks for, and the reason kept with it."""
+    return (Status.DELIVERED, None) if delivered else (Status.UNDELIVERED, f"receipt:{code}")
+
+
 def _change(notification_id: int, delivered: bool, code: str | None, message: str | None) -> Change:
     """The transition a receipt asks for (its code and words kept in the event)."""
+    to, reason = _outcome(delivered, code)
     return Change(
-        id=notification_id,
-        to=Status.DELIVERED if delivered else Status.UNDELIVERED,
-        reason=None if delivered else f"receipt:{code}",
-        detail={"code": code, "message": message},
+        id=notification_id, to=to, reason=reason, detail={"code": code, "message": message}
     )

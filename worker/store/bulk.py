@@ -1,0 +1,87 @@
+"""Many rows into one table through the driver's own ``executemany``.
+
+SQLAlchemy's executemany runs every row's parameters through its type processors in
+Python (a JSON column's serializer, an enum's check, the dict it builds per row): for
+the hot bulk writes — a report page's receipts and their events, a campaign's
+notifications — that was most of the write's cost (``bench/reports.py``,
+``bench/campaign.py``). Here a row becomes a tuple once, JSON columns are serialized
+once, and the driver binds them.
+
+Only for inserts whose values are all ours: column names come from the table, never
+from input, and every value is bound, never spliced.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Enum, Table
+
+#: values per ``IN (…)`` list: SQLite before 3.32 binds at most 999 parameters a
+#: statement, later ones 32,766 (PostgreSQL 65,535). Large enough for a report page of
+#: a thousand to be one look-up, not two.
+IN_LIST_LIMIT = 5000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+
+
+#: one encoder for every row: ``json.dumps`` with any option builds a new one per call
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+class Serialized(str):
+    """A JSON column's value already serialized (one text shared by many rows)."""
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any] | Mapping[str, Any]],
+    *,
+    skip_conflicts_on: Sequence[str] = (),
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order, or mappings by column name).
+
+    JSON columns take Python values (serialized here; None is SQL NULL) or
+    :class:`Serialized` text.
+
+    ``skip_conflicts_on`` names a unique key: a row that would repeat it is skipped
+    (``ON CONFLICT (…) DO NOTHING``, on SQLite and PostgreSQL alike).
+    """
+    if not rows:
+        return
+    types = [table.c[c].type for c in columns]
+    json_at = [i for i, kind in enumerate(types) if isinstance(kind, JSON)]
+    enum_at = [i for i, kind in enumerate(types) if isinstance(kind, Enum)]
+    qmark = conn.dialect.paramstyle == "qmark"
+    marks = ", ".join(
+        "?" if qmark else ("%s::json" if i in json_at else "%s") for i in range(len(columns))
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    conflict = (
+        f" ON CONFLICT ({', '.join(skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else ""
+    )
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}){conflict}'  # noqa: S608
+    if json_at or enum_at or not isinstance(rows[0], tuple):
+        rows = [_bindable(row, columns, json_at, enum_at) for row in rows]
+    conn.exec_driver_sql(sql, rows)
+
+
+def _bindable(
+    row: Sequence[Any] | Mapping[str, Any],
+    columns: Sequence[str],
+    json_at: Sequence[int],
+    enum_at: Sequence[int],
+) -> tuple[Any, ...]:
+    values = [row[c] for c in columns] if isinstance(row, Mapping) else list(row)
+    for i in json_at:
+        value = values[i]
+        if value is not None and not isinstance(value, Serialized):
+            values[i] = _to_json(value)
+    for i in enum_at:
+        if isinstance(values[i], enum.Enum):
+            values[i] = values[i].value
+    return tuple(values)
