@@ -160,7 +160,6 @@ def import_campaign(
             [FieldError("content", f"names columns the CSV lacks: {', '.join(missing)}")]
         )
     store = campaigns(rt)
-    provider = rt.providers[spec.provider]
     campaign_id = store.create(
         name=spec.name or f"{spec.provider} campaign",
         provider=spec.provider,
@@ -172,6 +171,44 @@ def import_campaign(
         cron=spec.cron,
         next_run_at=first_run,
     )
+    try:
+        return _import_rows(rt, spec, store, campaign_id, variables, rows, first_run)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        _abandon(store, campaign_id)
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "recipients",
+                    f"unreadable past its last good row ({exc.__class__.__name__}: {exc}); "
+                    f"campaign {campaign_id} cancelled, nothing of it sent",
+                )
+            ]
+        ) from None
+    except BaseException:
+        _abandon(store, campaign_id)
+        raise
+
+
+def _abandon(store: CampaignStore, campaign_id: int) -> None:
+    """An import that stopped half way: cancelled, its stored rows with it, so no part of a
+    list is ever sent as if it were the whole (its rows were never released)."""
+    try:
+        store.set_status(campaign_id, CANCELLED, expect=[IMPORTING])
+        store.cancel_rows(campaign_id)
+    except Exception:
+        log.exception("campaign %s: import failed and could not be cancelled", campaign_id)
+
+
+def _import_rows(
+    rt: Runtime,
+    spec: CampaignSpec,
+    store: CampaignStore,
+    campaign_id: int,
+    variables: list[str],
+    rows: Iterator[tuple[int, dict[str, str]]],
+    first_run: float | None,
+) -> Imported:
+    provider = rt.providers[spec.provider]
     campaign = store.get(campaign_id)
     uses_fields = bool(_FIELD.search(spec.content or ""))
     total = rejected = 0

@@ -211,3 +211,30 @@ def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     )
     assert worst <= 0, f"{worst:.1f} calls over the cap's allowance"
     assert times[-1] - times[0] >= (60 - 10) * 0.1 - 0.05, "60 calls at 10/second take 5 s"
+
+
+def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothing(
+    make_system, tmp_path: Path
+) -> None:
+    from tasks.campaigns import CHUNK
+
+    system: System = make_system(pump_interval="0.5")
+    system.stack.sandbox(system.sandbox_port)
+    system.stack.worker("--concurrency", "4")
+    system.stack.beat()
+    recipients = tmp_path / "list.csv"
+    write_csv(recipients, CHUNK + 10, {})  # one chunk stored before the break
+    with recipients.open("ab") as handle:
+        handle.write(b"13900000001,\xff\xfe broken,1.00\n")
+    created = system.cli(
+        "campaign", "create", "--provider", "ihuyi", "--recipients", str(recipients),
+        "--content", "您好{name}", "--json",
+    )  # fmt: skip
+    assert created.returncode == 2, created.stdout + created.stderr
+    assert created.stderr.startswith("error: recipients:") and "cancelled" in created.stderr
+    campaign_id = int(created.stderr.split("campaign ")[1].split()[0])
+    view = show(system, campaign_id)
+    assert view["status"] == "cancelled"
+    assert view["counts"] == {"cancelled": CHUNK}
+    time.sleep(2)  # a pump and a sweep pass: nothing of it reaches a provider
+    assert placed(system) == 0
