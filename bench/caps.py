@@ -8,13 +8,13 @@ Round r is every number's r-th attempt, seconds apart, so each is allowed and re
 a code's resends do; a 4th round inside a minute would be refused by 3/minute):
 
 - **ours**: ``CapLimiter.hit``, one EVALSHA per decision; and ``CapLimiter.hit_many``
-  in batches of ``dispatch_batch`` (20), the way the dispatch task calls it;
+  in batches of ``dispatch_batch`` (the setting's default), as the dispatch task calls it;
 - **limits**: the ``limits`` library's moving window (``RedisStorage`` +
   ``MovingWindowRateLimiter``) as its users write it, one ``hit`` per cap, so three
   round trips per decision; it has no multi-cap call and no pipelined form;
 - **bare EVALSHA**: a script that only returns 1, called through the same client with
   the same key and arguments in the same pattern (single, and pipelined in batches of
-  20 exactly as ``hit_many`` sends them): the ceiling for one script per decision.
+  the same size exactly as ``hit_many`` sends them): the ceiling for one script per decision.
 
 Like is compared with like: the headline ``decisions_per_s`` is the single-call form,
 set against limits (also one decision at a time) and against the single bare EVALSHA;
@@ -62,10 +62,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scheduler.caps import CapCheck, CapLimiter, cap_key
 from scheduler.limits import parse_caps
+from worker.settings import Settings
+
+_DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 
 CAPS = "1/second;3/minute;10/day"
-BATCH = 20  # worker.settings.Settings.dispatch_batch's default: what hit_many gets
-MARGIN = 0.5  # worker.settings' cap_margin default
+BATCH = _DEFAULTS.dispatch_batch  # what the dispatch task hands hit_many
+MARGIN = _DEFAULTS.cap_margin
 CHUNK = 1000  # decisions per turn; a multiple of BATCH
 TRIVIAL = "return 1"
 TARGETS = {"vs_limits": 2.5, "vs_evalsha": 0.80, "bytes_per_number": 150.0}

@@ -110,7 +110,11 @@ class Settings(BaseSettings):
     http_pool_timeout: float = 10.0
     http_max_connections: int = 400
 
-    worker_pool: Literal["threads", "gevent", "prefork", "solo"] = "threads"
+    #: threads (tuned by ``bench/dispatch.py``) or solo (debugging). Not gevent: provider
+    #: HTTP runs on an asyncio loop thread and SQLite blocks, neither of which gevent's
+    #: patching serves. Not prefork: the worker's HTTP pools and loop thread are built
+    #: at start-up, and threads do not survive a fork; run more worker processes instead.
+    worker_pool: Literal["threads", "solo"] = "threads"
     worker_concurrency: int = Field(64, ge=1)
     db_pool_size: int = Field(16, ge=1)
     #: each worker serves its own counters here (0 = any free port; unset = not served)
