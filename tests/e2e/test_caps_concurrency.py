@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
@@ -38,6 +39,17 @@ def arrivals_by_number(system: System) -> dict[str, list[float]]:
         if call["placed"]:
             placed[call["number"]].append(call["at"])
     return {number: sorted(times) for number, times in placed.items()}
+
+
+def calls_each(system: System, count: int) -> Callable[[], dict[str, list[float]] | None]:
+    """A predicate: every one of the five numbers has ``count`` calls, from ONE read of
+    the ledger (two reads raced the calls: ``all()`` of an empty first read is true)."""
+
+    def check() -> dict[str, list[float]] | None:
+        seen = arrivals_by_number(system)
+        return seen if len(seen) == 5 and all(len(t) >= count for t in seen.values()) else None
+
+    return check
 
 
 def assert_within_caps(times: list[float]) -> None:
@@ -115,18 +127,13 @@ def test_two_workers_never_exceed_ihuyi_caps_and_defer_to_the_exact_moment(make_
     )
 
     # First quiet point: each number has had its 3 calls of the first minute.
-    wait_until(
-        lambda: (
-            all(len(t) >= 3 for t in arrivals_by_number(system).values())
-            and len(arrivals_by_number(system)) == 5
-        ),
-        30,
-        interval=0.5,
-        what="3 calls per number",
-    )
+    first = wait_until(calls_each(system, 3), 30, interval=0.5, what="3 calls per number")
     quiet(system, ids)
     arrivals = arrivals_by_number(system)
-    assert all(len(t) == 3 for t in arrivals.values()), {n: len(t) for n, t in arrivals.items()}
+    assert all(len(t) == 3 for t in arrivals.values()), (
+        f"{ {n: len(t) for n, t in arrivals.items()} }, when 3 each were first seen: {first}\n"
+        f"{system.stack.report()}"
+    )
     for times in arrivals.values():
         assert_within_caps(times)
     counts = check_waiting_rows(system, ids, arrivals)
@@ -134,7 +141,7 @@ def test_two_workers_never_exceed_ihuyi_caps_and_defer_to_the_exact_moment(make_
 
     # Run until each number has had its 10 calls of the day; then everything else waits a day.
     wait_until(
-        lambda: all(len(t) >= 10 for t in arrivals_by_number(system).values()),
+        calls_each(system, 10),
         260,
         interval=1.0,
         what="10 calls per number",
