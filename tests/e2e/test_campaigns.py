@@ -17,6 +17,7 @@ from tests.services import wait_until
 pytestmark = pytest.mark.slow
 
 HIGH_WATER = 10
+ARRIVAL_JITTER = 0.15
 
 
 def write_csv(path: Path, rows: int, bad: dict[int, list[str]]) -> None:
@@ -203,14 +204,19 @@ def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     times = sorted(c["at"] for c in system.ledger("ihuyi") if c["placed"])
     assert len(times) == 60
     # GCRA's promise for 10/second: a burst of at most 10, then one call per 0.1 s — so any
-    # span of L seconds holds at most 10 + L / 0.1 calls (50 ms of slack for arrival jitter)
+    # span of L seconds holds at most 10 + L / 0.1 calls. The promise is kept at admission,
+    # on Redis's clock; these are arrival times at the sandbox, each a trip later, and on a
+    # CI machine running two test files at once two trips can differ by over 50 ms
+    # (seen: 64 ms). 150 ms of slack; no limiter at all would be 40+ calls over.
     worst = max(
-        (j - i + 1) - (10 + (times[j] - times[i] + 0.05) / 0.1)
+        (j - i + 1) - (10 + (times[j] - times[i] + ARRIVAL_JITTER) / 0.1)
         for i in range(len(times))
         for j in range(i, len(times))
     )
     assert worst <= 0, f"{worst:.1f} calls over the cap's allowance"
-    assert times[-1] - times[0] >= (60 - 10) * 0.1 - 0.05, "60 calls at 10/second take 5 s"
+    assert times[-1] - times[0] >= (60 - 10) * 0.1 - ARRIVAL_JITTER, (
+        "60 calls at 10/second take 5 s"
+    )
 
 
 def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothing(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from itertools import pairwise
 
 import phonenumbers
@@ -17,13 +16,6 @@ from scheduler.limits import Cap, parse_caps
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NUMBER = "+8613800138000"
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture

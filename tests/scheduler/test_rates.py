@@ -4,7 +4,6 @@ take several at once, all or none."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,13 +13,6 @@ from scheduler.rates import RateDecision, RateLimiter
 
 #: GCRA keeps fractional milliseconds; the script rounds now down and retry_at up
 MS = 0.003
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture
