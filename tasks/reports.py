@@ -14,6 +14,7 @@ business (the beat task wraps :func:`pull_reports` in a Redis lock).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -74,15 +75,7 @@ def _pull(rt: Runtime, name: str, provider: Provider) -> int:
             if isinstance(answer, Failure):
                 _log_failure(name, answer)
                 break
-            try:
-                pull_id = rt.receipts.journal(name, answer.text())
-            except Exception:
-                log.exception(
-                    "%s report page (%d bytes) pulled but not journalled: its reports are lost",
-                    name,
-                    len(answer.body),
-                )
-                raise
+            pull_id = _journal(rt, name, answer)
             page = _read(rt, name, provider, pull_id, answer)
             if page is not None and page.size >= page_size and pages < MAX_PAGES:
                 pending = fetcher.submit(rt.transport.perform, provider.report_call(page_size))
@@ -103,14 +96,22 @@ def _journal_only(rt: Runtime, name: str, answer: Reply | Failure) -> None:
     if isinstance(answer, Failure):
         _log_failure(name, answer)
         return
+    with contextlib.suppress(Exception):  # _journal has said what is lost
+        _journal(rt, name, answer)
+
+
+def _journal(rt: Runtime, name: str, answer: Reply) -> int:
+    """Commit a pulled body raw before anything reads it; its journal id. A page that
+    cannot be journalled is gone (the provider deleted it): said loudly, then raised."""
     try:
-        rt.receipts.journal(name, answer.text())
+        return rt.receipts.journal(name, answer.text())
     except Exception:
         log.exception(
             "%s report page (%d bytes) pulled but not journalled: its reports are lost",
             name,
             len(answer.body),
         )
+        raise
 
 
 def _log_failure(name: str, answer: Failure) -> None:

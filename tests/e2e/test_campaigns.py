@@ -7,6 +7,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -36,6 +37,14 @@ def show(system: System, campaign_id: int) -> dict:
     shown = system.cli("campaign", "show", str(campaign_id), "--json")
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
+
+
+def create_campaign(system: System, recipients: Path, content: str, *extra: str) -> Any:
+    """``notifyq campaign create`` for ihuyi with this CSV and text (JSON answer)."""
+    return system.cli(
+        "campaign", "create", "--provider", "ihuyi", "--recipients", str(recipients),
+        "--content", content, *extra, "--json",
+    )  # fmt: skip
 
 
 def steady(system: System, seconds: float = 3.0) -> int:
@@ -70,16 +79,8 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     }
     write_csv(recipients, 10_003, bad_rows)
 
-    created = system.cli(
-        "campaign",
-        "create",
-        "--provider",
-        "ihuyi",
-        "--recipients",
-        str(recipients),
-        "--content",
-        "尊敬的{name}，您本期应还{amount}元，请按时还款。",
-        "--json",
+    created = create_campaign(
+        system, recipients, "尊敬的{name}，您本期应还{amount}元，请按时还款。"
     )
     assert created.returncode == 0, created.stderr
     answer = json.loads(created.stdout)
@@ -144,19 +145,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     write_csv(recipients, 20, {})
     start = time.time() + 6
     at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start)) + "Z"
-    created = system.cli(
-        "campaign",
-        "create",
-        "--provider",
-        "ihuyi",
-        "--recipients",
-        str(recipients),
-        "--content",
-        "您好{name}",
-        "--at",
-        at,
-        "--json",
-    )
+    created = create_campaign(system, recipients, "您好{name}", "--at", at)
     assert created.returncode == 0, created.stderr
     campaign_id = json.loads(created.stdout)["id"]
     time.sleep(3)
@@ -180,19 +169,7 @@ def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     system.stack.beat()
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 60, {})
-    created = system.cli(
-        "campaign",
-        "create",
-        "--provider",
-        "ihuyi",
-        "--recipients",
-        str(recipients),
-        "--content",
-        "您好{name}",
-        "--rate",
-        "10/second",
-        "--json",
-    )
+    created = create_campaign(system, recipients, "您好{name}", "--rate", "10/second")
     assert created.returncode == 0, created.stderr
     campaign_id = json.loads(created.stdout)["id"]
     wait_until(
@@ -233,10 +210,7 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
     write_csv(recipients, CHUNK + 1000, {})
     with recipients.open("ab") as handle:
         handle.write(b"13900000001,\xff\xfe broken,1.00\n")
-    created = system.cli(
-        "campaign", "create", "--provider", "ihuyi", "--recipients", str(recipients),
-        "--content", "您好{name}", "--json",
-    )  # fmt: skip
+    created = create_campaign(system, recipients, "您好{name}")
     assert created.returncode == 2, created.stdout + created.stderr
     assert created.stderr.startswith("error: recipients:") and "cancelled" in created.stderr
     campaign_id = int(created.stderr.split("campaign ")[1].split()[0])

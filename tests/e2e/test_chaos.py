@@ -58,6 +58,16 @@ def placed_calls(system: System) -> Counter[str]:
     return Counter(c["fields"]["content"] for c in system.ledger("ihuyi") if c["placed"])
 
 
+def wait_for_calls(system: System, count: int) -> None:
+    """Until the sandbox has placed ``count`` calls in all (the moment to strike)."""
+    wait_until(
+        lambda: sum(placed_calls(system).values()) >= count,
+        60,
+        interval=0.1,
+        what=f"{count} calls",
+    )
+
+
 def check_at_most_once(system: System, ids: list[int]) -> dict[str, int]:
     """Every row final; calls per notification ≤ 1 unless unknown. Returns status counts."""
     calls = placed_calls(system)
@@ -104,12 +114,7 @@ def test_killing_a_worker_three_times_loses_nothing_and_calls_no_one_twice(
     producer.start()
     caught = []
     for target in (150, 400, 650):
-        wait_until(
-            lambda t=target: sum(placed_calls(system).values()) >= t,
-            60,
-            interval=0.1,
-            what=f"{target} calls",
-        )
+        wait_for_calls(system, target)
         caught.append(system.runtime.notifications.count_by_status().get("sending", 0))
         victim.kill(signal.SIGKILL)
         victim = system.stack.worker("--concurrency", "20", name="victim")
@@ -135,12 +140,7 @@ def test_restarting_redis_mid_run_loses_nothing(chaos_system: System, tmp_path) 
         producer = threading.Thread(target=lambda: ids.extend(enqueue_waves(system, 450, 30, 0.3)))
         producer.start()
         for target in (60, 180, 300):
-            wait_until(
-                lambda t=target: sum(placed_calls(system).values()) >= t,
-                60,
-                interval=0.1,
-                what=f"{target} calls",
-            )
+            wait_for_calls(system, target)
             server.restart()  # SIGKILL: whatever the last second wrote to the AOF may be gone
             time.sleep(0.5)
             for proc in services:

@@ -76,16 +76,15 @@ class ReceiptStore:
             return self.store(conn, receipts, now)
 
     def store(self, conn: Connection, receipts: Sequence[NewReceipt], now: float) -> list[Applied]:
-        """:meth:`insert` then :meth:`apply`, in one pass: what ``record`` and the report
-        pull do, inside the caller's transaction.
+        """Store new receipts and apply them, in one pass inside the caller's transaction:
+        what ``record`` and the report pull do.
 
-        Each chunk of references is looked up in the ledger once, before the insert: a
-        new receipt whose call is ``sent`` is stored already marked applied and its
-        notification moved, where storing first and matching second reads every receipt
-        back and updates it once more (a third of a report page's cost,
-        ``bench/reports.py``). Which receipts are new is what the insert itself returns:
-        one stored before — a repeat, or a concurrent writer's between our look-up and
-        our insert — is applied as it was stored, if it is still pending.
+        Each chunk of references is looked up twice before the insert — the ``sent``
+        notifications they name, and the receipts already stored. A new receipt whose
+        call is ``sent`` is stored already marked applied and its notification moved,
+        where storing first and matching second read every receipt back and updated it
+        once more (a third of a report page's cost, ``bench/reports.py``). One stored
+        before (a repeat) is applied as it was stored, if it is still pending.
         """
         first: dict[tuple[str, str], NewReceipt] = {}
         for receipt in receipts:  # one reference twice in a batch: the first is stored
@@ -141,18 +140,13 @@ class ReceiptStore:
             applied += self._apply_rows(conn, self._matches(conn, provider, stored_before), now)
         return applied
 
-    def _move_sent(
-        self,
-        conn: Connection,
-        moves: Sequence[tuple[int, bool, str | None, str | None]],
-        now: float,
-    ) -> list[Applied]:
+    def _move_sent(self, conn: Connection, moves: Sequence[Move], now: float) -> list[Applied]:
         """``sent`` rows to their receipts' outcomes, one guarded statement per outcome."""
         alike: dict[tuple[Status, str | None], list[int]] = {}
         details: dict[int, dict[str, Any]] = {}
         for nid, delivered, code, message in moves:
             alike.setdefault(_outcome(delivered, code), []).append(nid)
-            details[nid] = {"code": code, "message": message}
+            details[nid] = _detail(code, message)
         applied: list[Applied] = []
         for (to, reason), ids in alike.items():
             applied += self.notifications.move_alike(
@@ -183,10 +177,6 @@ class ReceiptStore:
         for nid, ref in rows.all():
             sent.setdefault(ref, []).append(nid)
         return sent
-
-    def insert(self, conn: Connection, receipts: Sequence[NewReceipt], now: float) -> None:
-        rows = [_receipt_row(r, now) for r in receipts]
-        insert_rows(conn, R, RECEIPT_COLUMNS, rows, skip_conflicts_on=UNIQUE_REF)
 
     def apply(
         self,
@@ -313,6 +303,9 @@ def _outcome(delivered: bool, code: str | None) -> tuple[Status, str | None]:
 def _change(notification_id: int, delivered: bool, code: str | None, message: str | None) -> Change:
     """The transition a receipt asks for (its code and words kept in the event)."""
     to, reason = _outcome(delivered, code)
-    return Change(
-        id=notification_id, to=to, reason=reason, detail={"code": code, "message": message}
-    )
+    return Change(id=notification_id, to=to, reason=reason, detail=_detail(code, message))
+
+
+def _detail(code: str | None, message: str | None) -> dict[str, Any]:
+    """What a receipt's event keeps: the provider's code and words."""
+    return {"code": code, "message": message}
