@@ -47,7 +47,7 @@ class Box:
 
     def dispatch(self, name: str, messages: list[Message]) -> list[SendResult]:
         """The dispatcher's grouping, batching and calling, on plain rows."""
-        from tasks.dispatch import call_providers
+        from tasks.calls import call_providers
 
         runtime = SimpleNamespace(providers=self.providers, transport=self.transport)
         rows = [SimpleNamespace(provider=name, **vars_of(m)) for m in messages]

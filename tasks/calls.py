@@ -1,0 +1,59 @@
+"""Placing the provider calls of one dispatch: group, build (signed now), send all
+concurrently, and turn every answer into one :class:`SendResult` a notification.
+
+Kept apart from :mod:`tasks.dispatch` because it is the only step that talks to a
+provider: what a batch answer means for each of its numbers is decided here and in the
+provider modules, never in the status bookkeeping around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from providers.base import Message, MissingCredentials, Outcome, SendResult
+from providers.http import Failure
+from tasks.runtime import Runtime
+from worker.metrics import CALL_LATENCY
+
+
+def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
+    """Group by provider and shared content, build one call per group (signed now),
+    place them all concurrently, and turn every answer into results."""
+    groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
+    for row in rows:
+        provider = rt.providers[row.provider]
+        message = Message(
+            id=row.id,
+            to=row.to,
+            template=row.template,
+            content=row.content,
+            params=tuple(row.params or ()),
+            options=dict(row.options or {}),
+        )
+        groups[(row.provider, provider.batch_key(message))].append(message)
+    batches: list[tuple[str, list[Message]]] = []
+    for (name, _), messages in groups.items():
+        size = rt.providers[name].max_batch
+        batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
+    results: list[SendResult] = []
+    calls, placed = [], []
+    for name, messages in batches:
+        try:
+            calls.append(rt.providers[name].build_send(messages, time.time()))
+            placed.append((name, messages))
+        except MissingCredentials as exc:
+            results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
+    started = time.perf_counter()
+    answers = rt.transport.perform_all(calls)
+    elapsed = time.perf_counter() - started
+    for (name, messages), answer in zip(placed, answers, strict=True):
+        CALL_LATENCY.labels(name).observe(elapsed)
+        if isinstance(answer, Failure):
+            outcome = Outcome.AMBIGUOUS if answer.sent else Outcome.TRANSIENT
+            results += [SendResult(m.id, outcome, answer.code, answer.detail) for m in messages]
+        else:
+            results += rt.providers[name].send_results(messages, answer)
+    return results
