@@ -18,14 +18,17 @@ from collections.abc import Callable, Iterable, Sequence
 from redis import Redis
 
 from scheduler import scripts
+from scheduler.clock import Clock
 
 KEY = "nq:deferred"
 
 
 class DeferredSet:
-    def __init__(self, client: Redis, key: str = KEY) -> None:
+    def __init__(self, client: Redis, key: str = KEY, *, clock: Clock | None = None) -> None:
         self.client = client
         self.key = key
+        #: "due" is on this clock: with clock control on, the script adds its offset
+        self._clock_keys = clock.keys if clock is not None else []
         self._release = scripts.load(client, "release")
 
     def add(self, items: Iterable[tuple[int, float]]) -> None:
@@ -39,7 +42,8 @@ class DeferredSet:
             self.client.zrem(self.key, *members)
 
     def pop_due(self, limit: int) -> list[int]:
-        return [int(member) for member in self._release(keys=[self.key], args=[limit])]
+        due = self._release(keys=[self.key, *self._clock_keys], args=[limit])
+        return [int(member) for member in due]
 
     def __len__(self) -> int:
         return int(self.client.zcard(self.key))

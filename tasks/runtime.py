@@ -19,6 +19,7 @@ from providers.base import Provider
 from providers.http import HttpSettings, Transport
 from scheduler.caps import CapLimiter
 from scheduler.circuit import CircuitBreaker
+from scheduler.clock import Clock
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
 from worker.app import make_celery
@@ -41,6 +42,8 @@ class Runtime:
     providers: dict[str, Provider]
     policies: dict[str, ProviderPolicy]
     transport: Transport
+    #: Redis's time (plus the tests' offset when ``clock_control`` is on)
+    clock: Clock
     #: the producer side of the Celery app, bound to these settings' broker
     celery: Celery
 
@@ -57,6 +60,7 @@ class Runtime:
             socket_connect_timeout=5,
         )
         providers = registry.build_all(settings)
+        clock = Clock(client, control=settings.clock_control)
         return cls(
             settings=settings,
             db=db,
@@ -65,7 +69,7 @@ class Runtime:
             redis=client,
             caps=CapLimiter(client, margin=settings.cap_margin),
             rates=RateLimiter(client),
-            deferred=DeferredSet(client),
+            deferred=DeferredSet(client, clock=clock),
             circuit=CircuitBreaker(client, cooldown=settings.circuit_cooldown),
             providers=providers,
             policies={name: settings.policy(name) for name in registry.NAMES},
@@ -78,12 +82,13 @@ class Runtime:
                     max_connections=settings.http_max_connections,
                 )
             ),
+            clock=clock,
             celery=make_celery(settings),
         )
 
     def redis_now(self) -> float:
-        seconds, micros = self.redis.time()
-        return seconds + micros / 1_000_000
+        """Now, on the one clock every worker agrees on (see scheduler/clock.py)."""
+        return self.clock.now()
 
     def close(self) -> None:
         self.transport.close()

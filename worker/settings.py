@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = 9808
     callback_max_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
+    #: honour the clock offset tests set in Redis (scheduler/clock.py); never in production
+    clock_control: bool = False
     #: Celery's per-task lines (received, succeeded, retry): WARNING silences them at volume
     task_log_level: str = "INFO"
 
