@@ -47,7 +47,7 @@ from providers.sandbox.state import SandboxConfig  # noqa: E402
 from tasks.reports import pull_reports  # noqa: E402
 from tasks.runtime import Runtime  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.store import Change, NewNotification, Status  # noqa: E402
+from worker.store import Change, Expect, NewNotification, Status  # noqa: E402
 from worker.store.schema import Event, Receipt, ReportPull  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port  # noqa: E402
 
@@ -80,10 +80,20 @@ def fill_ledger(rt: Runtime, n: int) -> None:
             for i in numbers
         ]
         ids = [row.id for row in store.insert(drafts)]
-        store.transition([Change(i, Status.SENDING, count_attempt=True) for i in ids])
         store.transition(
             [
-                Change(i, Status.SENT, values={"provider_ref": seeded_call_id(call)})
+                Change(i, Status.SENDING, expect=Expect.any_of(Status.QUEUED), count_attempt=True)
+                for i in ids
+            ]
+        )
+        store.transition(
+            [
+                Change(
+                    i,
+                    Status.SENT,
+                    expect=Expect.any_of(Status.SENDING),
+                    values={"provider_ref": seeded_call_id(call)},
+                )
                 for i, call in zip(ids, numbers, strict=True)
             ]
         )

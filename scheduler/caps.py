@@ -5,8 +5,12 @@ Redis's clock, so any number of workers agree and no two can both take the last 
 Windows slide (a log of the last attempts, not fixed buckets): "3/minute" means at most
 3 in any 60 s, and a refusal says exactly when the tightest cap frees.
 
+An attempt recorded by a copy of a task that then does not send (it lost the race to
+mark the row ``sending``, or its request could not leave in time) is taken back with
+:meth:`CapLimiter.refund`, so a duplicate never pushes the real send out by a window.
+
 Memory: the log is packed into one string per number (a 6-byte time, then each later
-attempt as a varint of milliseconds after the one before; layout in ``caps.lua``) with
+attempt as a varint of milliseconds after the one before; layout in ``caps_codec.lua``) with
 a TTL of the longest window (plus the margin). Three attempts, each within 35 minutes of
 the one before, take 12 bytes and fit Redis's smallest string allocation, so an active
 number costs about 150 bytes of Redis in all and an inactive one nothing
@@ -38,12 +42,18 @@ PROVIDER_BLOCK = "provider-block"
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    #: epoch seconds, Redis's clock, when this decision was made
+    #: epoch seconds, Redis's clock, when this decision was made (when allowed: the
+    #: attempt's recorded stamp, rounded up to the ms)
     now: float
     #: epoch seconds when the refusing cap frees (None when allowed)
     retry_at: float | None = None
     #: the refusing cap ("3/minute"), or "provider-block" after the provider refused
     cap: str | None = None
+
+    @property
+    def stamp_ms(self) -> int | None:
+        """What :meth:`CapLimiter.refund` takes back, when an attempt was recorded."""
+        return round(self.now * 1000) if self.allowed and self.now else None
 
 
 @dataclass(frozen=True)
@@ -65,23 +75,37 @@ class CapLimiter:
         self.margin_ms = round(margin * 1000)
         self._hit = scripts.load(client, "caps")
         self._block = scripts.load(client, "caps_block")
+        self._refund = scripts.load(client, "caps_refund")
 
-    def _args(self, caps: Sequence[Cap]) -> list[int]:
-        """The longest window (the key's TTL), then (window, amount) per cap, in ms, each
-        window widened by the margin here so the script does no more than it must."""
-        args = [0]
+    def _args(self, caps: Sequence[Cap], at_us: int | None = None) -> list[int | str]:
+        """The longest window (the key's TTL), the clock ("" = Redis's), then (window,
+        amount) per cap, in ms, each window widened by the margin here so the script
+        does no more than it must."""
+        longest = 0
+        pairs: list[int | str] = []
         for cap in caps:
             window = cap.window * 1000 + self.margin_ms
-            args += [window, cap.amount]
-            args[0] = max(args[0], window)
-        return args
+            pairs += [window, cap.amount]
+            longest = max(longest, window)
+        return [longest, "" if at_us is None else at_us, *pairs]
 
-    def hit(self, provider: str, number: str, caps: Sequence[Cap]) -> Decision:
-        """Check every cap and record the attempt only if all pass."""
+    def hit(
+        self, provider: str, number: str, caps: Sequence[Cap], *, at: float | None = None
+    ) -> Decision:
+        """Check every cap and record the attempt only if all pass. ``at`` (epoch s)
+        replaces Redis's clock: for simulated-clock tests only."""
         if not caps:
             return Decision(True, now=0.0)
-        reply = self._hit(keys=[cap_key(provider, number)], args=self._args(caps))
+        at_us = None if at is None else round(at * 1_000_000)
+        reply = self._hit(keys=[cap_key(provider, number)], args=self._args(caps, at_us))
         return _decision(reply, caps)
+
+    def refund(self, provider: str, number: str, decision: Decision) -> bool:
+        """Take back the attempt ``decision`` recorded (it was not used); True if found."""
+        stamp = decision.stamp_ms
+        if stamp is None:
+            return False
+        return bool(self._refund(keys=[cap_key(provider, number)], args=[stamp]))
 
     def hit_many(self, checks: Sequence[CapCheck]) -> list[Decision]:
         """Many numbers in one round trip; each number's check is still its own atomic call.
@@ -126,7 +150,7 @@ class CapLimiter:
 
 
 def _decision(reply: int | Sequence[int], caps: Sequence[Cap]) -> Decision:
-    if isinstance(reply, int):  # allowed: the script answers with its clock alone
+    if isinstance(reply, int):  # allowed: the script answers with the stamp it recorded
         return Decision(True, now=reply / 1000)
     now_ms, retry_ms, index = (int(x) for x in reply)
     cap = PROVIDER_BLOCK if index == 0 else caps[index - 1].text

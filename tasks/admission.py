@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as number_zones
 
-from scheduler.caps import CapCheck
+from scheduler.caps import CapCheck, Decision
 from scheduler.limits import Cap
 from scheduler.windows import CallingWindow, next_opening_all
 from tasks.runtime import Runtime
@@ -52,6 +52,8 @@ class Admission:
     hops: list[Hop]
     #: providers whose half-open circuit lets this batch send its one probe
     probes: set[str]
+    #: id → the cap decision that recorded its attempt (to refund it if it is not sent)
+    slots: dict[int, Decision] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4096)
@@ -97,6 +99,7 @@ def admit(
     for row, decision in zip(candidates, decisions, strict=True):
         if decision.allowed:
             out.go.append(row)
+            out.slots[row.id] = decision
         else:
             assert decision.retry_at is not None
             out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))

@@ -420,26 +420,20 @@ def _start_due(rt: Runtime, store: CampaignStore, now: float) -> int:
         if campaign.next_run_at is not None and campaign.next_run_at > now:
             continue
         if campaign.cron:
-            made = store.materialise_run(campaign, now)
             nxt = next_occurrence(campaign.cron, now, rt.settings.zone)
-            store.set_status(
-                campaign.id,
-                RUNNING,
-                expect=[SCHEDULED],
-                started_at=now,
-                next_run_at=nxt,
-                runs=campaign.runs + 1,
-            )
+            made = store.start_run(campaign, now, nxt)
+            if made is None:  # another fan-out started this occurrence
+                continue
             log.info(
                 "campaign %s: run %d started with %d notifications",
                 campaign.id,
                 campaign.runs + 1,
                 made,
             )
-        else:
-            store.set_status(
-                campaign.id, RUNNING, expect=[SCHEDULED], started_at=now, runs=campaign.runs + 1
-            )
+        elif not store.set_status(
+            campaign.id, RUNNING, expect=[SCHEDULED], started_at=now, runs=campaign.runs + 1
+        ):
+            continue  # another fan-out started it
         started += 1
     return started
 

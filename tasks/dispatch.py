@@ -9,6 +9,20 @@ The order is the one that keeps a phone from ringing twice: the row is committed
 ``sending`` *before* the request leaves, so whatever happens next, no later task will
 call that number again for this notification unless the operator chose ``resend``.
 
+Two copies of one message may run at the same moment (Celery over Redis is
+at-least-once). Each status write is a compare-and-set on the status *and version*
+this task read (:class:`~worker.store.notifications.Expect`), so of two copies that
+read ``queued`` only one marks it ``sending``; and before admission each copy claims
+the row's version (:mod:`scheduler.claims`), so the loser stops before it takes a cap
+slot or writes a deferral. A cap slot taken by a copy that then loses anyway (its claim
+expired, Redis lost it) is refunded. docs/duplicates.md lists every way a task can run
+twice and the guard that stops it.
+
+Once a provider has answered, the outcome is committed first — retried from memory if
+the database refuses for a moment — and only then does Redis hear of it (blocks, the
+circuit, deferrals, hops). A worker killed in between leaves the row ``sending``; the
+sweeper makes it ``unknown``: never a second call.
+
 Many ids in one task (campaigns, the pump, batch enqueues) share one read, one cap
 round trip, concurrent HTTP calls and one write; each notification keeps its own
 state, caps, attempts and retries.
@@ -18,28 +32,34 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from providers.base import mask
+from providers.base import Outcome, mask
 from tasks.admission import Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns import CampaignState, campaign_states
-from tasks.outcomes import hop_change, plan, wait_change
+from tasks.outcomes import Effects, hop_change, plan, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
-from worker.metrics import DEFERRALS, RETRIES, TRANSITIONS
-from worker.store import Applied, Change, Status
+from worker.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
+from worker.store import Applied, Change, Expect, Status
 from worker.store.campaigns import CANCELLED, RUNNING
 
 log = logging.getLogger(__name__)
 
 #: a row due within this much is sent now (clock jitter between workers and Redis)
 EARLY_SLACK = 1.0
+#: how long an answered call's outcome is retried against a database that refuses it
+#: (locked, failing over) before the task gives up and the sweeper makes it ``unknown``
+OUTCOME_WRITE_PATIENCE = 60.0
 
 
 @dataclass
@@ -65,12 +85,12 @@ class Report:
 def dispatch(self: Task, ids: list[int]) -> dict[str, int]:
     report = dispatch_ids(get_runtime(), ids)
     if report.retry_ids:
-        RETRIES.labels("any").inc(len(report.retry_ids))
         raise self.retry(args=[report.retry_ids], countdown=report.countdown)
     return report.summary()
 
 
 def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
+    """Read, triage, claim, admit, mark ``sending``, call, record: see the module docstring."""
     report = Report()
     now = rt.redis_now()
     with rt.db.read() as conn:
@@ -79,50 +99,78 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     states = campaign_states(rt, campaign_ids) if campaign_ids else {}
     ready, stuck, early, held = _triage(rt, rows, now, report, states)
     if held:
-        _write(rt, held)
+        _write(rt, held, now)
     if stuck:
-        resolve_stuck_sending(rt, [row.id for row in stuck])
+        resolve_stuck_sending(rt, stuck, now=now)
     if early:
         rt.deferred.add((row.id, row.next_attempt_at) for row in early)
+    won = rt.claims.take([(row.id, row.version) for row in ready])
+    report.skipped += len(ready) - len(won)
+    ready = [row for row in ready if row.id in won]
     if not ready:
         return report
     admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
-    changes = [wait_change(w) for w in admission.waits] + [
-        hop_change(h, now) for h in admission.hops
+    read = {row.id: row for row in ready}
+    changes = [wait_change(w, Expect.row(read[w.id])) for w in admission.waits]
+    changes += [hop_change(h, now, Expect.row(read[h.id])) for h in admission.hops]
+    changes += [
+        Change(id=row.id, to=Status.SENDING, expect=Expect.row(row), count_attempt=True)
+        for row in admission.go
     ]
-    changes += [Change(id=row.id, to=Status.SENDING, count_attempt=True) for row in admission.go]
-    applied = _write(rt, changes)
+    applied = _write(rt, changes, now)
     moved = {a.id for a in applied if a.to is Status.SENDING}
     _after_write(rt, admission.waits, admission.hops, applied)
-    report.deferred += len(admission.waits)
+    report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
     sending = [row for row in admission.go if row.id in moved]
-    report.skipped += len(admission.go) - len(sending)
+    lost = [row for row in admission.go if row.id not in moved]
+    report.skipped += len(lost)
+    _refund(rt, [(row, admission.slots[row.id]) for row in lost if row.id in admission.slots])
     if not sending:
         return report
     results = call_providers(rt, sending)
     rows_by_id = {row.id: row for row in sending}
-    outcome_plan = plan(rt, rows_by_id, results, rt.redis_now(), admission.probes)
-    applied = _write(rt, outcome_plan.changes, sent_refs=outcome_plan.sent_refs)
-    _after_write(rt, outcome_plan.waits, outcome_plan.hops, applied)
+    unsent = {r.message_id for r in results if _never_left(r)}
+    outcome_plan = plan(rt, rows_by_id, results, rt.redis_now(), admission.probes, unsent)
+    applied = _write_outcomes(rt, outcome_plan.changes, outcome_plan.sent_refs)
+    # committed: from here on nothing may cost the answer, only a refinement of it
+    _quietly(
+        "after-call effects",
+        lambda: _apply_effects(rt, outcome_plan.effects, rows_by_id, admission.slots),
+    )
+    _quietly(
+        "deferrals and hops",
+        lambda: _after_write(rt, outcome_plan.waits, outcome_plan.hops, applied),
+    )
     report.sent += sum(1 for a in applied if a.to is Status.SENT)
     report.failed += sum(1 for a in applied if a.to in (Status.FAILED, Status.UNKNOWN))
-    report.deferred += len(outcome_plan.waits)
+    report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
     retrying = {a.id for a in applied if a.to is Status.RETRYING}
     report.retry_ids = [i for i in outcome_plan.retry_ids if i in retrying]
     report.countdown = outcome_plan.countdown
+    for notification_id in report.retry_ids:
+        RETRIES.labels(rows_by_id[notification_id].provider).inc()
     return report
+
+
+def _never_left(result: Any) -> bool:
+    """A transient failure of our own side (no connection, pool exhausted): the provider
+    never saw the request. A provider's own transient answer keeps its cap slot: it saw
+    the request and may count it."""
+    return result.outcome is Outcome.TRANSIENT and result.code.startswith("net:")
 
 
 def _triage(
     rt: Runtime, rows: Sequence[Any], now: float, report: Report, states: dict[int, CampaignState]
 ) -> tuple[list[Any], list[Any], list[Any], list[Change]]:
     """Sort a batch: ready to admit, stuck in ``sending``, woken early, and rows of a
-    campaign that is not running (paused: back to its pool; cancelled: cancelled)."""
+    campaign that is not running (paused: back to its pool; cancelled: cancelled).
+
+    ``now`` is Redis's clock, as every ``sending`` stamp is: one clock for all hosts."""
     ready: list[Any] = []
     stuck: list[Any] = []
     early: list[Any] = []
     held: list[Change] = []
-    sending_deadline = time.time() - rt.settings.sending_timeout
+    sending_deadline = now - rt.settings.sending_timeout
     for row in rows:
         status = Status(row.status)
         if status is Status.SENDING:
@@ -146,24 +194,99 @@ def _triage(
 def _hold(row: Any, campaign_status: str) -> Change:
     if campaign_status == CANCELLED:
         return Change(
-            row.id, Status.CANCELLED, reason="campaign:cancelled", values={"next_attempt_at": None}
+            row.id,
+            Status.CANCELLED,
+            expect=Expect.row(row),
+            reason="campaign:cancelled",
+            values={"next_attempt_at": None},
         )
     # paused (or not started): back to the campaign's pool, released again on resume
     return Change(
-        row.id, Status.QUEUED, reason=f"campaign:{campaign_status}", values={"published_at": None}
+        row.id,
+        Status.QUEUED,
+        expect=Expect.row(row),
+        reason=f"campaign:{campaign_status}",
+        values={"published_at": None},
     )
 
 
 def _write(
-    rt: Runtime, changes: list[Change], *, sent_refs: Sequence[tuple[str, str]] = ()
+    rt: Runtime, changes: list[Change], now: float, *, sent_refs: Sequence[tuple[str, str]] = ()
 ) -> list[Applied]:
     if not changes:
         return []
     with rt.db.write() as conn:
-        applied = rt.notifications.transition(changes, conn=conn)
+        applied = rt.notifications.transition(changes, now=now, conn=conn)
         if sent_refs:
-            applied += rt.receipts.apply(conn, list(sent_refs), time.time())
+            applied += rt.receipts.apply(conn, list(sent_refs), now)
     return applied
+
+
+def _write_outcomes(
+    rt: Runtime, changes: list[Change], sent_refs: Sequence[tuple[str, str]]
+) -> list[Applied]:
+    """Commit what the providers answered, retrying while the database refuses.
+
+    The answers exist only in this task's memory: a locked SQLite or a PostgreSQL
+    fail-over must not turn them into a lost outcome (the row would end ``unknown``).
+    Each try is the same compare-and-set, so a try whose commit did land before its
+    connection broke makes the next one a no-op, never a second change."""
+    now = rt.redis_now
+    for attempt in Retrying(
+        retry=retry_if_exception_type(DBAPIError),
+        stop=stop_after_delay(OUTCOME_WRITE_PATIENCE),
+        wait=wait_exponential(multiplier=0.05, max=5.0),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                log.warning(
+                    "recording %d answered call(s): try %d after a database error",
+                    len(changes),
+                    attempt.retry_state.attempt_number,
+                )
+            return _write(rt, changes, _clock_or_host(now), sent_refs=sent_refs)
+    raise AssertionError("unreachable: Retrying re-raises")  # pragma: no cover
+
+
+def _clock_or_host(now: Callable[[], float]) -> float:
+    """Redis's clock for the stamp; should Redis be away, the host's (an outcome must not
+    wait for Redis, and its stamp only orders the event)."""
+    try:
+        return now()
+    except RedisError:
+        return time.time()
+
+
+def _apply_effects(
+    rt: Runtime, effects: Effects, rows: dict[int, Any], slots: dict[int, Any]
+) -> None:
+    for provider, outcome in effects.outcomes:
+        PROVIDER_CALLS.labels(provider, outcome).inc()
+    now = rt.redis_now()
+    for provider, number, seconds in effects.blocks:
+        rt.caps.block(provider, number, seconds)
+    for provider, why in effects.opens.items():
+        rt.circuit.open(provider, why, now)
+    for provider in effects.closes:
+        rt.circuit.close(provider)
+    _refund(rt, [(rows[i], slots[i]) for i in effects.unsent if i in slots])
+
+
+def _refund(rt: Runtime, taken: Sequence[tuple[Any, Any]]) -> None:
+    """Give back cap slots recorded for attempts that were never made."""
+    for row, decision in taken:
+        if rt.caps.refund(row.provider, row.to, decision):
+            log.debug("notification %s: cap slot refunded (not sent by this task)", row.id)
+
+
+def _quietly(what: str, step: Callable[[], None]) -> None:
+    """Run a step that follows a committed outcome: its failure is logged, not raised
+    (raising would fail the task, and the answered call would look lost)."""
+    try:
+        step()
+    except (RedisError, OSError) as exc:
+        log.warning("%s after a committed outcome failed (%s): the sweeper repairs it", what, exc)
 
 
 def _after_write(
@@ -171,13 +294,13 @@ def _after_write(
 ) -> None:
     """Once committed: waits go to the deferred set, hops to the queue, counters tick."""
     done = {(a.id, a.to) for a in applied}
-    rows = {a.id for a in applied}
+    providers = {w.id: w.reason.split(":")[1] if ":" in w.reason else "" for w in waits}
     for a in applied:
         TRANSITIONS.labels("all", a.to.value).inc()
     deferred = [(w.id, w.until) for w in waits if (w.id, Status.DEFERRED) in done]
     for w in waits:
-        if w.id in rows:
-            DEFERRALS.labels("all", w.reason.split(":")[0]).inc()
+        if (w.id, Status.DEFERRED) in done:
+            DEFERRALS.labels(providers.get(w.id) or "all", w.reason.split(":")[0]).inc()
     if deferred:
         rt.deferred.add(deferred)
     hopped = [h.id for h in hops if (h.id, Status.QUEUED) in done]
@@ -185,34 +308,28 @@ def _after_write(
         publish_dispatch(rt.celery, hopped, batch=rt.settings.dispatch_batch)
 
 
-def resolve_stuck_sending(rt: Runtime, ids: Sequence[int]) -> list[Applied]:
-    """Rows left ``sending`` by a lost worker: the call may or may not have gone out."""
-    if rt.settings.on_ambiguous == "resend":
-        changes = [
-            Change(
-                id=i,
-                to=Status.RETRYING,
-                reason="worker lost mid-call; resending (operator's choice)",
-                values={"next_attempt_at": time.time()},
-                expect=frozenset({Status.SENDING}),
-            )
-            for i in ids
-        ]
-    else:
-        changes = [
-            Change(
-                id=i,
-                to=Status.UNKNOWN,
-                reason="worker lost mid-call; the call may have been placed",
-                values={"next_attempt_at": None},
-                expect=frozenset({Status.SENDING}),
-            )
-            for i in ids
-        ]
-    applied = rt.notifications.transition(changes)
+def resolve_stuck_sending(rt: Runtime, rows: Sequence[Any], *, now: float) -> list[Applied]:
+    """Rows left ``sending`` by a lost worker: the call may or may not have gone out.
+
+    Each change expects the very ``sending`` episode that was found stuck (its version),
+    so a row that finished, or was retried and is sending again, is left alone."""
+    resend = rt.settings.on_ambiguous == "resend"
+    changes = [
+        Change(
+            id=row.id,
+            to=Status.RETRYING if resend else Status.UNKNOWN,
+            expect=Expect.row(row),
+            reason="worker lost mid-call; resending (operator's choice)"
+            if resend
+            else "worker lost mid-call; the call may have been placed",
+            values={"next_attempt_at": now if resend else None},
+        )
+        for row in rows
+    ]
+    applied = rt.notifications.transition(changes, now=now)
     for a in applied:
         log.warning("notification %s was left sending by a lost worker: now %s", a.id, a.to)
-    if rt.settings.on_ambiguous == "resend" and applied:
+    if resend and applied:
         publish_dispatch(rt.celery, [a.id for a in applied], batch=rt.settings.dispatch_batch)
     return applied
 

@@ -7,7 +7,12 @@
   waiting rows whose time and last hand-off are both older than the grace were lost
   on the way (a broker message gone, the deferred set flushed) and are handed out
   again — dispatch is idempotent, so a false alarm costs one no-op task; receipts
-  that arrived before their notification was recorded are applied.
+  that arrived before their notification was recorded are applied; ``sent`` rows
+  whose receipt never came within ``NOTIFYQ_RECEIPT_TIMEOUT`` end ``unknown`` with a
+  reason that says so (a receipt that still comes repairs them).
+
+Every "too old" is measured on Redis's clock (``rt.redis_now()``), the clock every
+``sending`` stamp is written on, so hosts whose clocks disagree agree on what is stuck.
 
 One sweeper at a time (a Redis lock), though two would only duplicate no-op work.
 """
@@ -15,7 +20,6 @@ One sweeper at a time (a Redis lock), though two would only duplicate no-op work
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from scheduler.deferred import pump
@@ -23,6 +27,7 @@ from tasks.dispatch import resolve_stuck_sending
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
+from worker.store import Applied, Change, Expect, Status
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +63,11 @@ def sweep() -> dict[str, int]:
 
 
 def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
-    now = time.time() if now is None else now
+    now = rt.redis_now() if now is None else now
     settings = rt.settings
     stuck = rt.notifications.stale_sending(before=now - settings.sending_timeout, limit=1000)
-    resolved = resolve_stuck_sending(rt, stuck) if stuck else []
+    resolved = resolve_stuck_sending(rt, stuck, now=now) if stuck else []
+    expired = end_unreceipted(rt, now=now)
     lost = rt.notifications.stale_waiting(before=now - settings.sweep_grace, limit=5000)
     if lost:
         log.warning("sweeper: re-driving %d notification(s) whose hand-off was lost", len(lost))
@@ -69,4 +75,32 @@ def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
         publish_dispatch(rt.celery, lost, batch=settings.dispatch_batch)
     with rt.db.write() as conn:
         matched = rt.receipts.apply(conn, None, now)
-    return {"unknown": len(resolved), "redriven": len(lost), "receipts": len(matched)}
+    return {
+        "unknown": len(resolved),
+        "redriven": len(lost),
+        "receipts": len(matched),
+        "receipt_timeouts": len(expired),
+    }
+
+
+def end_unreceipted(rt: Runtime, *, now: float, limit: int = 5000) -> list[Applied]:
+    """``sent`` rows older than the receipt timeout → ``unknown``, reason saying why."""
+    timeout = rt.settings.receipt_timeout
+    rows = rt.notifications.unreceipted(now=now, limit=limit)
+    if not rows:
+        return []
+    hours = f"{timeout / 3600:g}h"
+    changes = [
+        Change(
+            id=row.id,
+            to=Status.UNKNOWN,
+            expect=Expect.row(row),
+            reason=f"receipt-timeout: no receipt within {hours}",
+            values={"next_attempt_at": None},
+        )
+        for row in rows
+    ]
+    applied = rt.notifications.transition(changes, now=now)
+    if applied:
+        log.info("sweeper: %d sent notification(s) had no receipt within %s", len(applied), hours)
+    return applied

@@ -19,6 +19,7 @@ from providers.base import Provider
 from providers.http import HttpSettings, Transport
 from scheduler.caps import CapLimiter
 from scheduler.circuit import CircuitBreaker
+from scheduler.claims import Claims
 from scheduler.clock import Clock
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
@@ -44,6 +45,8 @@ class Runtime:
     transport: Transport
     #: Redis's time (plus the tests' offset when ``clock_control`` is on)
     clock: Clock
+    #: one copy of a dispatch per row version gets past admission (scheduler/claims.py)
+    claims: Claims
     #: the producer side of the Celery app, bound to these settings' broker
     celery: Celery
 
@@ -83,6 +86,7 @@ class Runtime:
                 )
             ),
             clock=clock,
+            claims=Claims(client),
             celery=make_celery(settings),
         )
 

@@ -14,6 +14,12 @@ DEFERRALS = Counter(
     "notifyq_deferrals_total", "Notifications deferred, by reason kind", ["provider", "reason"]
 )
 RETRIES = Counter("notifyq_retries_total", "Transient failures retried", ["provider"])
+STALE_CHANGES = Counter(
+    "notifyq_stale_changes_total",
+    "Status changes dropped because the row had moved on since it was read (a duplicate "
+    "task, a racing sweeper or operator): each one a double call or overwrite prevented",
+    ["status"],
+)
 PROVIDER_CALLS = Counter(
     "notifyq_provider_calls_total", "Provider requests by outcome", ["provider", "outcome"]
 )

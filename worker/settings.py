@@ -21,6 +21,9 @@ from scheduler.windows import CallingWindow, parse_window
 
 PROVIDERS = ("apispace-voice", "apispace-sms", "ihuyi", "jumdata", "itniotech")
 DEFAULT_NUMBER_CAPS = "1/second;3/minute;10/day"
+#: windows kept on the provider's own clock, whatever NOTIFYQ_TIMEZONE says (jumdata's
+#: 09:00-21:00 is Beijing time: providers/jumdata.py WINDOW_ZONE)
+WINDOW_ZONES = {"jumdata": "Asia/Shanghai"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Settings(BaseSettings):
 
     ihuyi_account: str | None = None
     ihuyi_apikey: SecretStr | None = None
-    ihuyi_base_url: str = "http://api.vm.ihuyi.com"
+    ihuyi_base_url: str = "https://api.vm.ihuyi.com"
 
     jumdata_app_id: str | None = None
     jumdata_app_secret: SecretStr | None = None
@@ -97,6 +100,9 @@ class Settings(BaseSettings):
     sweep_grace: float = Field(120.0, gt=0)
     #: a row still ``sending`` after this long lost its worker mid-call
     sending_timeout: float = Field(120.0, gt=0)
+    #: a ``sent`` row with no receipt after this long ends ``unknown``, saying so (72 h:
+    #: providers push or report within a day; a later receipt still repairs it)
+    receipt_timeout: float = Field(72 * 3600.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)
     pump_interval: float = Field(1.0, gt=0)
     #: notifications per dispatch task when many are released at once
@@ -160,7 +166,10 @@ class Settings(BaseSettings):
         prefix = provider.replace("-", "_")
         return ProviderPolicy(
             caps=parse_caps(getattr(self, f"{prefix}_caps")),
-            window=parse_window(getattr(self, f"{prefix}_window"), self.zone),
+            window=parse_window(
+                getattr(self, f"{prefix}_window"),
+                ZoneInfo(WINDOW_ZONES.get(provider, self.timezone)),
+            ),
             rate=parse_caps(getattr(self, f"{prefix}_rate")),
             local_time=provider == "itniotech" and self.itniotech_local_time,
         )

@@ -23,7 +23,7 @@ from tests.conftest import TEST_CREDENTIALS
 from tests.services import free_port
 from worker.app import DISPATCH_QUEUE
 from worker.settings import Settings
-from worker.store import Change, Status
+from worker.store import Change, Expect, Status
 
 with warnings.catch_warnings():  # starlette's TestClient nags about httpx at import
     warnings.simplefilter("ignore")
@@ -161,8 +161,26 @@ def test_a_notification_reads_back_masked_with_its_history(
     created = client.post("/v1/notifications", json=one("+86 138 0013 8000"), headers=AUTH)
     notification_id = created.json()["id"]
     store = runtime.notifications
-    store.transition([Change(notification_id, Status.SENDING, count_attempt=True)])
-    store.transition([Change(notification_id, Status.SENT, values={"provider_ref": "V-42"})])
+    store.transition(
+        [
+            Change(
+                notification_id,
+                Status.SENDING,
+                expect=Expect.row(store.get(notification_id)),
+                count_attempt=True,
+            )
+        ]
+    )
+    store.transition(
+        [
+            Change(
+                notification_id,
+                Status.SENT,
+                expect=Expect.row(store.get(notification_id)),
+                values={"provider_ref": "V-42"},
+            )
+        ]
+    )
 
     answer = client.get(f"/v1/notifications/{notification_id}", headers=AUTH)
     assert answer.status_code == 200
@@ -211,8 +229,19 @@ def test_metrics_count_the_ledger_by_provider_and_status(
         client.post("/v1/notifications", json=one(f"1380013800{i}"), headers=AUTH)
     voice = {"provider": "apispace-voice", "to": "13800138009", "template": "123456"}
     sent = client.post("/v1/notifications", json=voice, headers=AUTH).json()["id"]
-    runtime.notifications.transition([Change(sent, Status.SENDING)])
-    runtime.notifications.transition([Change(sent, Status.SENT, values={"provider_ref": "c"})])
+    runtime.notifications.transition(
+        [Change(sent, Status.SENDING, expect=Expect.row(runtime.notifications.get(sent)))]
+    )
+    runtime.notifications.transition(
+        [
+            Change(
+                sent,
+                Status.SENT,
+                expect=Expect.row(runtime.notifications.get(sent)),
+                values={"provider_ref": "c"},
+            )
+        ]
+    )
 
     answer = client.get("/metrics")
     assert answer.status_code == 200

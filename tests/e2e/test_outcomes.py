@@ -17,7 +17,7 @@ from tasks.dispatch import dispatch_ids
 from tasks.enqueue import enqueue
 from tests.conftest import BACKENDS, System, make_url_db, postgres_database
 from tests.services import wait_until
-from worker.store import Change, NewNotification, Status
+from worker.store import Change, Expect, NewNotification, Status
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,14 @@ def test_the_sweeper_marks_a_row_left_sending_by_a_lost_worker_unknown(system: S
         [NewNotification(provider="ihuyi", to="+8613800000110", content="x")]
     )
     system.runtime.notifications.transition(
-        [Change(stored.id, Status.SENDING)], now=time.time() - 60
+        [
+            Change(
+                stored.id,
+                Status.SENDING,
+                expect=Expect.row(system.runtime.notifications.get(stored.id)),
+            )
+        ],
+        now=time.time() - 60,
     )
     system.wait_for([stored.id], {"unknown"}, timeout=20)
     assert "worker lost mid-call" in row(system, stored.id).reason

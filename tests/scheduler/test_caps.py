@@ -117,7 +117,9 @@ def test_the_ihuyi_second_call_within_a_second_is_deferred_by_one_second_plus_ma
     assert first.allowed and not second.allowed
     assert second.cap == "1/second"
     assert second.retry_at == pytest.approx(first.now + 1.5, abs=1e-6)
-    assert 0 < second.retry_at - second.now <= 1.5
+    # the attempt is recorded rounded up to the ms and decisions read the clock rounded
+    # down, so the wait may be 1 ms longer than the window, never shorter
+    assert 0 < second.retry_at - second.now <= 1.501
 
 
 def test_fourth_call_in_a_minute_is_deferred_to_when_first_ages_out(client: redis.Redis) -> None:

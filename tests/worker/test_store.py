@@ -11,6 +11,7 @@ from worker.migrate import ensure_schema
 from worker.store import (
     Change,
     Database,
+    Expect,
     NewNotification,
     NewReceipt,
     NotificationStore,
@@ -71,10 +72,20 @@ def test_concurrent_inserts_with_one_key_store_one_row(store: NotificationStore)
 
 def test_a_legal_transition_writes_its_event_in_the_same_change(store: NotificationStore) -> None:
     (n,) = store.insert([draft()])
-    applied = store.transition([Change(n.id, Status.SENDING, count_attempt=True)])
+    applied = store.transition(
+        [Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)), count_attempt=True)]
+    )
     assert [(a.from_status, a.to) for a in applied] == [(Status.QUEUED, Status.SENDING)]
     store.transition(
-        [Change(n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})]
+        [
+            Change(
+                n.id,
+                Status.SENT,
+                expect=Expect.row(store.get(n.id)),
+                values={"provider_ref": "604"},
+                detail={"code": "2"},
+            )
+        ]
     )
     row = store.get(n.id)
     assert (row.status, row.attempts, row.provider_ref) == (Status.SENT, 1, "604")
@@ -102,17 +113,37 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(
 ) -> None:
     (n,) = store.insert([draft()])
     for status in path:
-        assert store.transition([Change(n.id, status)])
+        assert store.transition([Change(n.id, status, expect=Expect.row(store.get(n.id)))])
     before = store.get(n.id).status
-    assert store.transition([Change(n.id, illegal)]) == []
+    assert store.transition([Change(n.id, illegal, expect=Expect.row(store.get(n.id)))]) == []
     assert store.get(n.id).status == before
     assert len(store.events(n.id)) == len(path)
 
 
 def test_expect_narrows_a_transition_to_a_compare_and_set(store: NotificationStore) -> None:
     (n,) = store.insert([draft()])
-    assert store.transition([Change(n.id, Status.FAILED, expect=frozenset({Status.SENDING}))]) == []
+    assert (
+        store.transition([Change(n.id, Status.FAILED, expect=Expect.any_of(Status.SENDING))]) == []
+    )
     assert store.get(n.id).status == Status.QUEUED
+
+
+def test_a_change_decided_from_an_older_version_is_dropped_though_the_status_matches(
+    store: NotificationStore,
+) -> None:
+    """queued → sending → queued (a fail-over hop): a task that read the first ``queued``
+    must not act on the second, although the status is the same and the move legal."""
+    (n,) = store.insert([draft()])
+    first = store.get(n.id)
+    assert store.transition([Change(n.id, Status.SENDING, expect=Expect.row(first))])
+    sending = store.get(n.id)
+    assert store.transition([Change(n.id, Status.QUEUED, expect=Expect.row(sending))])
+    stale = Change(n.id, Status.DEFERRED, expect=Expect.row(first), values={"next_attempt_at": 1.0})
+    assert store.transition([stale]) == []
+    row = store.get(n.id)
+    assert (row.status, row.version) == (Status.QUEUED, 2)
+    fresh = Change(n.id, Status.SENDING, expect=Expect.row(row), count_attempt=True)
+    assert [a.to for a in store.transition([fresh])] == [Status.SENDING]
 
 
 def test_only_one_of_two_racing_claims_wins(store: NotificationStore) -> None:
@@ -122,7 +153,12 @@ def test_only_one_of_two_racing_claims_wins(store: NotificationStore) -> None:
 
     def claim() -> None:
         barrier.wait()
-        wins.extend(a.id for a in store.transition([Change(n.id, Status.SENDING)]))
+        wins.extend(
+            a.id
+            for a in store.transition(
+                [Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))]
+            )
+        )
 
     threads = [threading.Thread(target=claim) for _ in range(6)]
     for t in threads:
@@ -138,9 +174,19 @@ def test_a_receipt_before_its_send_is_kept_and_applied_once_sent(store: Notifica
     early = NewReceipt("ihuyi", "604", delivered=False, code="-6", message="无人接听")
     assert receipts.record([early]) == []
     assert receipts.pending() == 1
-    store.transition([Change(n.id, Status.SENDING)])
+    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
     with store.db.write() as conn:
-        store.transition([Change(n.id, Status.SENT, values={"provider_ref": "604"})], conn=conn)
+        store.transition(
+            [
+                Change(
+                    n.id,
+                    Status.SENT,
+                    expect=Expect.row(store.get(n.id)),
+                    values={"provider_ref": "604"},
+                )
+            ],
+            conn=conn,
+        )
         applied = receipts.apply(conn, [("ihuyi", "604")], 0.0)
     assert [(a.id, a.to) for a in applied] == [(n.id, Status.UNDELIVERED)]
     assert store.get(n.id).reason == "receipt:-6"
@@ -152,8 +198,14 @@ def test_the_same_receipt_three_times_changes_nothing_after_the_first(
 ) -> None:
     receipts = ReceiptStore(store.db, store)
     (n,) = store.insert([draft()])
-    store.transition([Change(n.id, Status.SENDING)])
-    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "77"})])
+    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
+    store.transition(
+        [
+            Change(
+                n.id, Status.SENT, expect=Expect.row(store.get(n.id)), values={"provider_ref": "77"}
+            )
+        ]
+    )
     first = receipts.record([NewReceipt("ihuyi", "77", delivered=True, code="2")])
     assert [a.to for a in first] == [Status.DELIVERED]
     for _ in range(2):
@@ -168,8 +220,17 @@ def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
     receipts = ReceiptStore(store.db, store)
     (n,) = store.insert([draft()])
     receipts.record([NewReceipt("ihuyi", "905", delivered=True, code="2", message="ok")])
-    store.transition([Change(n.id, Status.SENDING)])
-    store.transition([Change(n.id, Status.SENT, values={"provider_ref": "905"})])
+    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
+    store.transition(
+        [
+            Change(
+                n.id,
+                Status.SENT,
+                expect=Expect.row(store.get(n.id)),
+                values={"provider_ref": "905"},
+            )
+        ]
+    )
     # the provider retries its push: the stored copy (not this one) is what applies
     again = receipts.record([NewReceipt("ihuyi", "905", delivered=False, code="-6")])
     assert [(a.id, a.to) for a in again] == [(n.id, Status.DELIVERED)]
@@ -181,8 +242,15 @@ def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
 
 def sent_rows(store: NotificationStore, count: int) -> list[int]:
     ids = [r.id for r in store.insert([draft(to=f"+861380013{i:04d}") for i in range(count)])]
-    store.transition([Change(i, Status.SENDING) for i in ids])
-    store.transition([Change(i, Status.SENT, values={"provider_ref": f"c{i}"}) for i in ids])
+    store.transition([Change(i, Status.SENDING, expect=Expect.row(store.get(i))) for i in ids])
+    store.transition(
+        [
+            Change(
+                i, Status.SENT, expect=Expect.row(store.get(i)), values={"provider_ref": f"c{i}"}
+            )
+            for i in ids
+        ]
+    )
     return ids
 
 
@@ -208,7 +276,7 @@ def test_moving_many_alike_moves_only_the_rows_still_in_the_source_status(
     store: NotificationStore,
 ) -> None:
     ids = sent_rows(store, 4)
-    store.transition([Change(ids[0], Status.DELIVERED)])
+    store.transition([Change(ids[0], Status.DELIVERED, expect=Expect.row(store.get(ids[0])))])
     with store.db.write() as conn:
         applied = store.move_alike(
             conn,

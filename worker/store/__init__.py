@@ -5,6 +5,7 @@ from worker.store.notifications import (
     Applied,
     Change,
     Enqueued,
+    Expect,
     NewNotification,
     NotificationStore,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Change",
     "Database",
     "Enqueued",
+    "Expect",
     "NewNotification",
     "NewReceipt",
     "NotificationStore",

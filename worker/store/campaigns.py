@@ -8,6 +8,7 @@ the cost of a naive insert. Everything else here is plain SQLAlchemy Core.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from sqlalchemy import func, insert, literal, select, update
 
 from worker.store.bulk import Serialized, insert_rows
 from worker.store.db import Database
-from worker.store.notifications import Change, NotificationStore
+from worker.store.notifications import Change, Expect, NotificationStore
 from worker.store.schema import Campaign, CampaignRecipient, Notification
 from worker.store.status import WAITING, Status
 
@@ -35,6 +36,10 @@ IMPORTING, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED = (
     "completed",
 )
 MAX_KEPT_ERRORS = 100
+#: passes over a cancelled campaign's waiting rows before giving up on racing dispatches
+MAX_CANCEL_PASSES = 20
+
+log = logging.getLogger(__name__)
 
 _ROW_COLUMNS = (
     "provider",
@@ -147,10 +152,26 @@ class CampaignStore:
         with self.db.write() as conn:
             insert_rows(conn, R, ("campaign_id", "row", "to", "content", "params"), values)
 
-    def materialise_run(self, campaign: Any, not_before: float) -> int:
-        """A recurring campaign's occurrence: one notification per kept recipient."""
-        now = time.time()
+    def start_run(self, campaign: Any, now: float, next_run_at: float | None) -> int | None:
+        """Start a recurring campaign's occurrence exactly once: ``scheduled → running``
+        and one notification per kept recipient, in ONE transaction, guarded by the run
+        count that was read. Two fan-outs at once, or a retry after a crash between the
+        steps, find the run started (or not started at all) — never two runs' rows.
+        Returns how many notifications were made, or None if another fan-out won."""
         with self.db.write() as conn:
+            claimed = conn.execute(
+                update(C)
+                .where(C.c.id == campaign.id, C.c.status == SCHEDULED, C.c.runs == campaign.runs)
+                .values(
+                    status=RUNNING,
+                    started_at=now,
+                    next_run_at=next_run_at,
+                    runs=campaign.runs + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            if claimed != 1:
+                return None
             source = (
                 select(
                     C.c.provider,
@@ -163,7 +184,7 @@ class CampaignStore:
                     literal(Status.QUEUED.value),
                     literal(0),
                     C.c.id,
-                    literal(not_before),
+                    literal(now),
                     literal(now),
                     literal(now),
                 )
@@ -300,32 +321,38 @@ class CampaignStore:
             return bool(result.rowcount)
 
     def cancel_rows(self, campaign_id: int, chunk: int = 5000) -> int:
-        """Every row not yet handed to a provider → cancelled, each with its event."""
+        """Every row not yet handed to a provider → cancelled, each with its event.
+
+        Each change expects the row as read (a dispatch that took it meanwhile wins:
+        it is ``sending`` and no longer the campaign's to cancel); rows that moved from
+        one waiting status to another are read again on the next pass."""
         cancelled = 0
         waiting = [s.value for s in WAITING]
-        while True:
+        for _ in range(MAX_CANCEL_PASSES):
             with self.db.read() as conn:
-                ids = [
-                    r.id
-                    for r in conn.execute(
-                        select(N.c.id)
+                rows = list(
+                    conn.execute(
+                        select(N.c.id, N.c.status, N.c.version)
                         .where(N.c.campaign_id == campaign_id, N.c.status.in_(waiting))
                         .limit(chunk)
                     )
-                ]
-            if not ids:
+                )
+            if not rows:
                 return cancelled
             applied = self.notifications.transition(
                 [
                     Change(
-                        i,
+                        row.id,
                         Status.CANCELLED,
+                        expect=Expect.row(row),
                         reason="campaign:cancelled",
                         values={"next_attempt_at": None},
                     )
-                    for i in ids
+                    for row in rows
                 ]
             )
             cancelled += len(applied)
-            if not applied:
-                return cancelled
+        log.warning(
+            "campaign %s: rows still waiting after cancelling (dispatch racing)", campaign_id
+        )
+        return cancelled

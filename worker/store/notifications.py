@@ -1,10 +1,14 @@
 """The notifications ledger: insert with idempotency, read, and guarded transitions.
 
-A transition is a compare-and-set: the row changes only if its status is one the
-change expects *and* one :data:`~worker.store.status.ALLOWED_FROM` permits; the event
-row is written in the same transaction. Rows are read ``FOR UPDATE`` (PostgreSQL) or
-under SQLite's single write lock first, so a batch of changes costs three statements
-however many rows it touches, and the events record the true previous status.
+A transition is a compare-and-set on what its caller read: the row changes only if it
+is still in the status *and* at the version the change was decided from
+(:class:`Expect`), and only if :data:`~worker.store.status.ALLOWED_FROM` permits the
+move at all. The table is the outer bound; ``expect`` is the guard. A copy of a task
+that read ``queued`` a moment before another copy committed ``sending`` is refused,
+even though ``sending → deferred`` is a permitted transition. Rows are read ``FOR
+UPDATE`` (PostgreSQL) or under SQLite's single write lock first, so a batch of changes
+costs three statements however many rows it touches, and the events record the true
+previous status.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from worker.metrics import STALE_CHANGES
 from worker.store.bulk import IN_LIST_LIMIT, insert_rows
 from worker.store.db import Database
 from worker.store.schema import Event, Notification
@@ -57,15 +62,52 @@ class Enqueued:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """What a change was decided from.
+
+    ``statuses`` is the status read (or, for a decision that holds for several — "any
+    waiting row of this campaign is cancelled" — those statuses); ``version``, when
+    set, pins the very episode read: a row that went ``queued → sending → queued``
+    is at another version, and a task that read the first ``queued`` must not act on
+    the second.
+    """
+
+    statuses: frozenset[Status]
+    version: int | None = None
+
+    @classmethod
+    def row(cls, row: Any) -> Expect:
+        """Exactly what this row was when read: its status at its version."""
+        return cls(frozenset({Status(row.status)}), int(row.version))
+
+    @classmethod
+    def any_of(cls, *statuses: Status) -> Expect:
+        return cls(frozenset(statuses))
+
+    @classmethod
+    def sending(cls, version: int) -> Expect:
+        """The ``sending`` episode this task started (the version its own change made)."""
+        return cls(frozenset({Status.SENDING}), version)
+
+    def admits(self, status: Status, version: int) -> bool:
+        return status in self.statuses and (self.version is None or self.version == version)
+
+    def __str__(self) -> str:
+        statuses = ",".join(sorted(self.statuses))
+        return statuses if self.version is None else f"{statuses}@v{self.version}"
+
+
+@dataclass(frozen=True)
 class Change:
-    """One wanted transition. ``expect`` narrows the statuses it may start from."""
+    """One wanted transition, and what it was decided from (required: a change that
+    does not say what it read can overwrite a concurrent one)."""
 
     id: int
     to: Status
+    expect: Expect
     reason: str | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     detail: Mapping[str, Any] | None = None
-    expect: frozenset[Status] | None = None
     count_attempt: bool = False
 
 
@@ -183,35 +225,46 @@ class NotificationStore:
             return self._transition(own, changes, now)
 
     def _transition(self, conn: Connection, changes: Sequence[Change], now: float) -> list[Applied]:
+        """Read the rows under the write lock, decide each change against what is there,
+        write what passed, and record an event for each.
+
+        The decision is made here, in Python, on rows locked for this transaction (``FOR
+        UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so it is a true
+        compare-and-set however the writes below are batched."""
         ids = sorted({c.id for c in changes})
-        query = select(N.c.id, N.c.status, N.c.attempts).where(N.c.id.in_(ids)).order_by(N.c.id)
+        query = select(N.c.id, N.c.status, N.c.attempts, N.c.version).where(N.c.id.in_(ids))
         if not self.db.is_sqlite:
-            query = query.with_for_update()
-        current = {row.id: (Status(row.status), row.attempts) for row in conn.execute(query).all()}
-        # rows given the very same values from the same status are one UPDATE … IN (…);
-        # not when a row changes twice here, whose order the statements must keep
-        shared: dict[tuple[Any, ...], list[int]] | None = (
-            defaultdict(list) if len(ids) == len(changes) else None
-        )
-        applied: list[Applied] = []
-        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        events: list[dict[str, Any]] = []
+            query = query.order_by(N.c.id).with_for_update()
+        current = {
+            row.id: _Current(Status(row.status), row.attempts, row.version)
+            for row in conn.execute(query).all()
+        }
+        writes: list[_Write] = []
         for change in changes:
-            if change.id not in current:
+            row = current.get(change.id)
+            if row is None:
                 log.warning(
                     "transition to %s refused: notification %s does not exist", change.to, change.id
                 )
                 continue
-            status, attempts = current[change.id]
-            allowed = ALLOWED_FROM[change.to]
-            if change.expect is not None:
-                allowed = allowed & change.expect
-            if status not in allowed:
-                log.warning(
-                    "transition refused: notification %s is %s, not one of %s (wanted %s)",
+            if not change.expect.admits(row.status, row.version):
+                # the row moved on since the caller read it: a duplicate task, a racing
+                # sweeper or operator. Expected under at-least-once delivery, so quiet.
+                STALE_CHANGES.labels(change.to.value).inc()
+                log.debug(
+                    "transition to %s dropped: notification %s is %s@v%s, expected %s",
+                    change.to,
                     change.id,
-                    status,
-                    ",".join(sorted(allowed)),
+                    row.status,
+                    row.version,
+                    change.expect,
+                )
+                continue
+            if row.status not in ALLOWED_FROM[change.to]:
+                log.warning(
+                    "transition refused: notification %s is %s, which may not become %s",
+                    change.id,
+                    row.status,
                     change.to,
                 )
                 continue
@@ -221,47 +274,29 @@ class NotificationStore:
                 "updated_at": now,
                 **change.values,
             }
+            attempts = row.attempts + 1 if change.count_attempt else row.attempts
             if change.count_attempt:
-                values["attempts"] = attempts + 1
-                attempts += 1
-            current[change.id] = (change.to, attempts)
-            key = _shared_key(status, values) if shared is not None else None
-            if key is not None and shared is not None:
-                shared[key].append(change.id)
-            else:
-                updates[tuple(sorted(values))].append(_params(change.id, status, values))
-            events.append(
+                values["attempts"] = attempts
+            writes.append(_Write(change, row, values))
+            current[change.id] = _Current(change.to, attempts, row.version + 1)
+        _apply_writes(conn, writes, alike=len(ids) == len(changes))
+        insert_rows(
+            conn,
+            E,
+            EVENT_COLUMNS,
+            [
                 {
-                    "notification_id": change.id,
+                    "notification_id": w.change.id,
                     "at": now,
-                    "from_status": status,
-                    "to_status": change.to,
-                    "reason": change.reason,
-                    "detail": dict(change.detail) if change.detail else None,
+                    "from_status": w.row.status,
+                    "to_status": w.change.to,
+                    "reason": w.change.reason,
+                    "detail": dict(w.change.detail) if w.change.detail else None,
                 }
-            )
-            applied.append(Applied(change.id, status, change.to))
-        for (from_status, items), same in (shared or {}).items():
-            if len(same) == 1:
-                values = dict(items)
-                updates[tuple(sorted(values))].append(_params(same[0], from_status, values))
-                continue
-            for start in range(0, len(same), IN_LIST_LIMIT):
-                chunk = same[start : start + IN_LIST_LIMIT]
-                conn.execute(
-                    update(N)
-                    .where(N.c.id.in_(chunk), unindexed(N.c.status) == from_status.value)
-                    .values(dict(items))
-                )
-        for columns, rows in updates.items():
-            stmt = (
-                update(N)
-                .where(and_(N.c.id == bindparam("b_id"), N.c.status == bindparam("b_from")))
-                .values({column: bindparam(f"v_{column}") for column in columns})
-            )
-            conn.execute(stmt, rows)
-        insert_rows(conn, E, EVENT_COLUMNS, events)
-        return applied
+                for w in writes
+            ],
+        )
+        return [Applied(w.change.id, w.row.status, w.change.to) for w in writes]
 
     def move_alike(
         self,
@@ -278,7 +313,8 @@ class NotificationStore:
         is one ``UPDATE … WHERE id IN (…) AND status = source RETURNING id`` a chunk, and
         what it returns is what moved — no read before it, no row-by-row loop. A report
         page's thousand ``sent`` → ``delivered`` (``bench/reports.py``); anything else
-        goes through :meth:`transition`."""
+        goes through :meth:`transition`. The rows end here (``next_attempt_at`` cleared:
+        for a ``sent`` row it was the receipt deadline)."""
         if source not in ALLOWED_FROM[to]:
             raise IllegalTransition(f"{source} → {to}")
         moved: list[int] = []
@@ -289,7 +325,13 @@ class NotificationStore:
                     N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
                     unindexed(N.c.status) == source.value,
                 )
-                .values(status=to.value, reason=reason, updated_at=now)
+                .values(
+                    status=to.value,
+                    reason=reason,
+                    updated_at=now,
+                    next_attempt_at=None,
+                    version=N.c.version + 1,
+                )
                 .returning(N.c.id)
             ).scalars()
         if len(moved) < len(ids):
@@ -329,31 +371,100 @@ class NotificationStore:
             )
             return [row.id for row in rows]
 
-    def stale_sending(self, *, before: float, limit: int) -> list[int]:
+    def unreceipted(self, *, now: float, limit: int) -> list[Row[Any]]:
+        """Rows ``sent`` whose receipt deadline has passed (id, status, version).
+
+        A ``sent`` row's ``next_attempt_at`` is that deadline (set with ``sent``), so the
+        due index (status, next_attempt_at) finds them without reading every sent row."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(N.c.id)
-                .where(N.c.status == Status.SENDING.value, N.c.updated_at <= before)
-                .limit(limit)
+            return list(
+                conn.execute(
+                    select(N.c.id, N.c.status, N.c.version)
+                    .where(N.c.status == Status.SENT.value, N.c.next_attempt_at <= now)
+                    .limit(limit)
+                )
             )
-            return [row.id for row in rows]
+
+    def stale_sending(self, *, before: float, limit: int) -> list[Row[Any]]:
+        """Rows ``sending`` since before ``before`` (id, status, version: what a change
+        that resolves them expects)."""
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(N.c.id, N.c.status, N.c.version)
+                    .where(N.c.status == Status.SENDING.value, N.c.updated_at <= before)
+                    .limit(limit)
+                )
+            )
 
 
-def _params(notification_id: int, status: Status, values: Mapping[str, Any]) -> dict[str, Any]:
+class _Current(NamedTuple):
+    status: Status
+    attempts: int
+    version: int
+
+
+class _Write(NamedTuple):
+    change: Change
+    #: the row as it stood when the change was decided
+    row: _Current
+    values: dict[str, Any]
+
+
+def _apply_writes(conn: Connection, writes: Sequence[_Write], *, alike: bool) -> None:
+    """Write decided changes: rows given the very same values from the same status as
+    one ``UPDATE … WHERE id IN (…)``, the others one parameter set each.
+
+    The grouping is for a campaign's thousands of rows held or cancelled alike: one
+    statement instead of thousands of parameter sets, which SQLAlchemy would process
+    one by one in Python. Not when a row changes twice in one batch (``alike`` false),
+    whose order the statements must keep. Each write bumps the row's version."""
+    shared: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    single: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for write in writes:
+        key = _shared_key(write.row.status, write.values) if alike else None
+        if key is not None:
+            shared[key].append(write.change.id)
+        else:
+            single[tuple(sorted(write.values))].append(_params(write))
+    for (from_status, items), ids in shared.items():
+        for start in range(0, len(ids), IN_LIST_LIMIT):
+            conn.execute(
+                update(N)
+                .where(
+                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
+                    unindexed(N.c.status) == from_status.value,
+                )
+                .values({**dict(items), "version": N.c.version + 1})
+            )
+    for columns, rows in single.items():
+        conn.execute(
+            update(N)
+            .where(
+                and_(
+                    N.c.id == bindparam("b_id"),
+                    N.c.status == bindparam("b_from"),
+                    N.c.version == bindparam("b_version"),
+                )
+            )
+            .values(
+                {column: bindparam(f"v_{column}") for column in columns}
+                | {"version": N.c.version + 1}
+            ),
+            rows,
+        )
+
+
+def _params(write: _Write) -> dict[str, Any]:
     """One row's parameters for the per-row compare-and-set UPDATE."""
-    params = {f"v_{k}": v for k, v in values.items()}
-    params.update(b_id=notification_id, b_from=status.value)
+    params = {f"v_{k}": v for k, v in write.values.items()}
+    params.update(b_id=write.change.id, b_from=write.row.status.value, b_version=write.row.version)
     return params
 
 
 def _shared_key(status: Status, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """What rows changed alike share — the status they leave, the values they get — or
-    None when a value cannot be compared (a JSON column's dict or list).
-
-    A batch from one report page moves a thousand rows ``sent`` → ``delivered`` with
-    the same reason at the same moment: as one ``UPDATE … WHERE id IN (…) AND status =
-    'sent'`` that is one statement instead of a thousand parameter sets, which
-    SQLAlchemy would process one by one in Python (``bench/reports.py``)."""
+    None when a value cannot be compared (a JSON column's dict or list)."""
     key = (status, tuple(sorted(values.items())))
     try:
         hash(key)

@@ -6,6 +6,10 @@ or the report may belong to a notification sent by an earlier deployment. Matchi
 runs right after storing, after every ``sent`` is recorded, and in the sweeper, so a
 receipt that raced its notification is applied on the next pass. The unique key
 (provider, provider_ref) makes a repeated push a no-op.
+
+A receipt also repairs a notification that ended ``unknown`` (its answer was lost, or
+no receipt came within the receipt timeout) but whose reference we hold: the provider
+has told us after all, and the event says it was a repair.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from worker.store.bulk import IN_LIST_LIMIT, insert_rows
 from worker.store.db import Database
-from worker.store.notifications import Applied, Change, NotificationStore, unindexed
+from worker.store.notifications import Applied, Change, Expect, NotificationStore, unindexed
 from worker.store.schema import Notification, Receipt, ReportPull
 from worker.store.status import Status
 
@@ -40,15 +44,27 @@ RECEIPT_COLUMNS = (
 )
 
 
-#: (notification id, delivered, code, message): a ``sent`` row and the receipt for it
-Move = tuple[int, bool, str | None, str | None]
+#: the statuses a receipt may move: ``sent``, and ``unknown`` (a repair)
+AWAITING = (Status.SENT, Status.UNKNOWN)
+
+
+class Open(NamedTuple):
+    """A notification a receipt may still move, as read."""
+
+    nid: int
+    status: Status
+    version: int
+
+
+#: (the notification as read, delivered, code, message)
+Move = tuple[Open, bool, str | None, str | None]
 
 
 class Match(NamedTuple):
-    """An unapplied receipt and a ``sent`` notification it names."""
+    """An unapplied receipt and a ``sent`` (or ``unknown``) notification it names."""
 
     rid: int
-    nid: int
+    open: Open
     delivered: bool
     code: str | None
     message: str | None
@@ -112,9 +128,9 @@ class ReceiptStore:
             if r.provider_ref in stored:
                 continue
             row = _receipt_row(r, now)
-            nids = sent.get(r.provider_ref)
-            if nids:
-                row.update(applied_at=now, notification_id=nids[0])
+            found = sent.get(r.provider_ref)
+            if found:
+                row.update(applied_at=now, notification_id=found[0].nid)
             rows.append(row)
             inserted.add(r.provider_ref)
         # A writer between our look-up and this insert (PostgreSQL; SQLite writers are
@@ -124,10 +140,10 @@ class ReceiptStore:
         applied = self._move_sent(
             conn,
             [
-                (nid, r.delivered, r.code, _message(r.message))
+                (found, r.delivered, r.code, _message(r.message))
                 for r in receipts
                 if r.provider_ref in inserted
-                for nid in sent.get(r.provider_ref, ())
+                for found in sent.get(r.provider_ref, ())
             ],
             now,
         )
@@ -141,16 +157,17 @@ class ReceiptStore:
         return applied
 
     def _move_sent(self, conn: Connection, moves: Sequence[Move], now: float) -> list[Applied]:
-        """``sent`` rows to their receipts' outcomes, one guarded statement per outcome."""
-        alike: dict[tuple[Status, str | None], list[int]] = {}
+        """Rows to their receipts' outcomes, one guarded statement per (source, outcome)."""
+        alike: dict[tuple[Status, Status, str | None], list[int]] = {}
         details: dict[int, dict[str, Any]] = {}
-        for nid, delivered, code, message in moves:
-            alike.setdefault(_outcome(delivered, code), []).append(nid)
-            details[nid] = _detail(code, message)
+        for found, delivered, code, message in moves:
+            to, reason = _outcome(delivered, code, found.status)
+            alike.setdefault((found.status, to, reason), []).append(found.nid)
+            details[found.nid] = _detail(code, message, found.status)
         applied: list[Applied] = []
-        for (to, reason), ids in alike.items():
+        for (source, to, reason), ids in alike.items():
             applied += self.notifications.move_alike(
-                conn, ids, source=Status.SENT, to=to, reason=reason, details=details, now=now
+                conn, ids, source=source, to=to, reason=reason, details=details, now=now
             )
         return applied
 
@@ -162,20 +179,21 @@ class ReceiptStore:
             ).scalars()
         )
 
-    def _sent(self, conn: Connection, provider: str, refs: Sequence[str]) -> dict[str, list[int]]:
-        """Reference → the ``sent`` notifications it names, found by the (provider,
-        provider_ref) index: the status test is written so that no index serves it (see
-        :meth:`_matches` for why SQLite would otherwise read every ``sent`` row)."""
-        sent: dict[str, list[int]] = {}
+    def _sent(self, conn: Connection, provider: str, refs: Sequence[str]) -> dict[str, list[Open]]:
+        """Reference → the ``sent`` (or ``unknown``) notifications it names, found by the
+        (provider, provider_ref) index: the status test is written so that no index
+        serves it (see :meth:`_matches` for why SQLite would otherwise read every ``sent``
+        row)."""
+        sent: dict[str, list[Open]] = {}
         rows = conn.execute(
-            select(N.c.id, N.c.provider_ref).where(
+            select(N.c.id, N.c.provider_ref, N.c.status, N.c.version).where(
                 N.c.provider == provider,
                 N.c.provider_ref.in_(refs),
-                unindexed(N.c.status) == Status.SENT.value,
+                unindexed(N.c.status).in_([s.value for s in AWAITING]),
             )
         )
-        for nid, ref in rows.all():
-            sent.setdefault(ref, []).append(nid)
+        for nid, ref, status, version in rows.all():
+            sent.setdefault(ref, []).append(Open(nid, Status(status), version))
         return sent
 
     def apply(
@@ -189,13 +207,23 @@ class ReceiptStore:
         if refs is None:
             query = (
                 select(
-                    R.c.id.label("rid"), N.c.id.label("nid"), R.c.delivered, R.c.code, R.c.message
+                    R.c.id,
+                    N.c.id,
+                    N.c.status,
+                    N.c.version,
+                    R.c.delivered,
+                    R.c.code,
+                    R.c.message,
                 )
                 .join(N, (N.c.provider_ref == R.c.provider_ref) & (N.c.provider == R.c.provider))
-                .where(R.c.applied_at.is_(None), N.c.status == Status.SENT.value)
+                .where(R.c.applied_at.is_(None), N.c.status.in_([s.value for s in AWAITING]))
                 .limit(limit)
             )
-            return self._apply_rows(conn, list(conn.execute(query)), now)
+            matches = [
+                Match(rid, Open(nid, Status(status), version), delivered, code, message)
+                for rid, nid, status, version, delivered, code, message in conn.execute(query)
+            ]
+            return self._apply_rows(conn, matches, now)
         by_provider: dict[str, list[str]] = {}
         for provider, ref in refs:
             by_provider.setdefault(provider, []).append(ref)
@@ -225,21 +253,21 @@ class ReceiptStore:
             return []
         sent = self._sent(conn, provider, [r.provider_ref for r in receipts])
         return [
-            Match(r.id, nid, r.delivered, r.code, r.message)
+            Match(r.id, found, r.delivered, r.code, r.message)
             for r in receipts
-            for nid in sent.get(r.provider_ref, ())
+            for found in sent.get(r.provider_ref, ())
         ]
 
-    def _apply_rows(self, conn: Connection, rows: Sequence[Any], now: float) -> list[Applied]:
+    def _apply_rows(self, conn: Connection, rows: Sequence[Match], now: float) -> list[Applied]:
         if not rows:
             return []
-        changes = [_change(row.nid, row.delivered, row.code, row.message) for row in rows]
+        changes = [_change(row.open, row.delivered, row.code, row.message) for row in rows]
         applied = self.notifications.transition(changes, now=now, conn=conn)
         conn.execute(
             update(R)
             .where(R.c.id == bindparam("b_rid"))
             .values(applied_at=now, notification_id=bindparam("b_nid")),
-            [{"b_rid": row.rid, "b_nid": row.nid} for row in rows],
+            [{"b_rid": row.rid, "b_nid": row.open.nid} for row in rows],
         )
         return applied
 
@@ -295,17 +323,33 @@ def _receipt_row(receipt: NewReceipt, now: float) -> dict[str, Any]:
     }
 
 
-def _outcome(delivered: bool, code: str | None) -> tuple[Status, str | None]:
-    """The status a receipt asks for, and the reason kept with it."""
-    return (Status.DELIVERED, None) if delivered else (Status.UNDELIVERED, f"receipt:{code}")
+def _outcome(
+    delivered: bool, code: str | None, source: Status = Status.SENT
+) -> tuple[Status, str | None]:
+    """The status a receipt asks for, and the reason kept with it (a repair says so)."""
+    to, reason = (Status.DELIVERED, None) if delivered else (Status.UNDELIVERED, f"receipt:{code}")
+    if source is Status.UNKNOWN:
+        reason = f"repaired: {reason or 'receipt:delivered'} after unknown"
+    return to, reason
 
 
-def _change(notification_id: int, delivered: bool, code: str | None, message: str | None) -> Change:
+def _change(found: Open, delivered: bool, code: str | None, message: str | None) -> Change:
     """The transition a receipt asks for (its code and words kept in the event)."""
-    to, reason = _outcome(delivered, code)
-    return Change(id=notification_id, to=to, reason=reason, detail=_detail(code, message))
+    to, reason = _outcome(delivered, code, found.status)
+    return Change(
+        id=found.nid,
+        to=to,
+        expect=Expect(frozenset({found.status}), found.version),
+        reason=reason,
+        values={"next_attempt_at": None},
+        detail=_detail(code, message, found.status),
+    )
 
 
-def _detail(code: str | None, message: str | None) -> dict[str, Any]:
-    """What a receipt's event keeps: the provider's code and words."""
-    return {"code": code, "message": message}
+def _detail(code: str | None, message: str | None, source: Status = Status.SENT) -> dict[str, Any]:
+    """What a receipt's event keeps: the provider's code and words (and, for a repair,
+    the status it repaired)."""
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if source is Status.UNKNOWN:
+        detail["repaired"] = Status.UNKNOWN.value
+    return detail

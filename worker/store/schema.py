@@ -120,6 +120,9 @@ class Notification(Base):
     status: Mapped[Status] = mapped_column(StatusColumn)
     reason: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: +1 on every status change: what a compare-and-set expects, so a task that read
+    #: ``queued`` cannot act on a row that has been ``sending`` and ``queued`` again since
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     provider_ref: Mapped[str | None] = mapped_column(String(64))
     provider_code: Mapped[str | None] = mapped_column(String(32))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)

@@ -12,6 +12,8 @@ which refuses anything not in :data:`ALLOWED_FROM`; no other module writes a sta
       │  └────────┤                                (fail-over to the next provider of a route)
       │           ├──► failed                      (permanent, or out of attempts)
       │           └──► unknown                     (the call may have been placed)
+      │                  ▲  └──► delivered | undelivered   (a receipt after all: repaired)
+      │                  └── sent                  (no receipt within NOTIFYQ_RECEIPT_TIMEOUT)
       ├──► deferred (cap or window closed, not-before) ──► sending …
       └──► cancelled (operator) — from any waiting status
 """
@@ -57,9 +59,11 @@ ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.RETRYING: frozenset({Status.SENDING}),
     Status.SENDING: WAITING,
     Status.SENT: frozenset({Status.SENDING}),
-    Status.DELIVERED: frozenset({Status.SENT}),
-    Status.UNDELIVERED: frozenset({Status.SENT}),
+    # from unknown: a receipt or report for a call we could not confirm repairs it
+    Status.DELIVERED: frozenset({Status.SENT, Status.UNKNOWN}),
+    Status.UNDELIVERED: frozenset({Status.SENT, Status.UNKNOWN}),
     Status.FAILED: WAITING | {Status.SENDING},
     Status.CANCELLED: WAITING,
-    Status.UNKNOWN: frozenset({Status.SENDING}),
+    # from sent: no receipt came within the receipt timeout (the sweeper ends it)
+    Status.UNKNOWN: frozenset({Status.SENDING, Status.SENT}),
 }

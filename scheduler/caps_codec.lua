@@ -1,0 +1,63 @@
+-- The packed per-number log shared by caps.lua and caps_refund.lua (inlined into each
+-- by scheduler/scripts.py where a script says `--#include caps_codec`).
+--
+-- Layout (small: three attempts each within 35 minutes of the one before take 12 bytes,
+-- which with the object header fit Redis's smallest, 32-byte, string allocation):
+--   0xFF + 6-byte big-endian ms   "blocked until", present only while a provider's
+--                                 block stands (a base time never starts with 0xFF)
+--   6-byte big-endian ms          the oldest kept attempt
+--   varints                       each later attempt as ms after the one before it,
+--                                 7 bits a byte, low bits first, high bit = "more"
+--
+-- Worked example: attempts at 1764633600000, +1000 ms and +61000 ms (epoch ms):
+--   01 9A DC 5B E0 00 | E8 07 | C8 DC 03
+--   base 0x019ADC5BE000 = 1764633600000; 1000 = 0x3E8 → E8 07 (0x68|0x80, 0x07);
+--   61000 = 0xEE48 → C8 DC 03 (0x48|0x80, 0x5C|0x80, 0x03). 11 bytes.
+-- `notifyq caps show NUMBER` decodes a live key the same way (scheduler/caps.py).
+
+-- raw → blocked_until (ms, or 0), log (array of ms, oldest first), n
+local function caps_decode(raw)
+  local log, n, pos, blocked = {}, 0, 1, 0
+  if not raw then return blocked, log, n end
+  if string.byte(raw, 1) == 255 then
+    blocked = struct.unpack('>I6', raw, 2)
+    pos = 8
+  end
+  if #raw >= pos + 5 then
+    local at = struct.unpack('>I6', raw, pos)
+    n = 1
+    log[1] = at
+    local delta, scale = 0, 1
+    for i = pos + 6, #raw do
+      local b = string.byte(raw, i)
+      if b >= 128 then
+        delta = delta + (b - 128) * scale
+        scale = scale * 128
+      else
+        at = at + delta + b * scale
+        n = n + 1
+        log[n] = at
+        delta, scale = 0, 1
+      end
+    end
+  end
+  return blocked, log, n
+end
+
+-- log[first..n] → the packed string (no block header)
+local function caps_encode(log, first, n)
+  local parts = {struct.pack('>I6', log[first])}
+  local bytes = {}
+  for i = first + 1, n do
+    local d = log[i] - log[i - 1]
+    local k = 0
+    while d >= 128 do
+      k = k + 1
+      bytes[k] = 128 + d % 128
+      d = math.floor(d / 128)
+    end
+    bytes[k + 1] = d
+    parts[#parts + 1] = string.char(unpack(bytes, 1, k + 1))
+  end
+  return table.concat(parts)
+end

@@ -1,0 +1,32 @@
+"""a version on every notification, for compare-and-set status changes
+
+Every status change increments it, and every change names the version it was decided
+from (issue 11): a duplicate task that read ``queued`` cannot act on a row that has
+been ``sending`` and back to ``queued`` since.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-02 01:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "notifications",
+        sa.Column("version", sa.Integer(), nullable=False, server_default="0"),
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("notifications") as batch:
+        batch.drop_column("version")
