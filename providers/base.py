@@ -69,15 +69,23 @@ class CodeRule:
     meaning: str
     #: for CAPPED: how long the provider blocks the number (seconds) after this answer
     block_seconds: float | None = None
+    #: the provider refused the whole request for a parameter error and placed nothing:
+    #: a request of several numbers is split to find the bad one(s) (``tasks/calls.py``)
+    splits: bool = False
 
 
 CodeTable = Mapping[str, CodeRule]
 
+#: what an answer no document describes means: the request reached the provider, which
+#: may have placed the call, so it is never sent again blind (``unknown``)
+UNDOCUMENTED = CodeRule(Outcome.AMBIGUOUS, "undocumented code")
+
 
 def rule_for(table: CodeTable, code: object) -> CodeRule:
-    """The rule for a provider code; an unknown code is transient (and keeps its code)."""
-    rule = table.get(str(code))
-    return rule if rule is not None else CodeRule(Outcome.TRANSIENT, "undocumented code")
+    """The rule for a provider code; an undocumented code is ambiguous (and keeps its
+    code): the request left, so the call may have been placed."""
+    rule = table.get(str(code).strip())
+    return rule if rule is not None else UNDOCUMENTED
 
 
 # -- requests and results -----------------------------------------------------------------
@@ -188,6 +196,9 @@ class SendResult:
     #: the provider's reference for receipts: voiceid, callId, voiceId
     ref: str | None = None
     block_seconds: float | None = None
+    #: the whole request was refused for a parameter error and nothing was placed: if it
+    #: carried several numbers, split it to find the bad one(s) (see :class:`CodeRule`)
+    splits: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,8 +215,8 @@ class DeliveryReceipt:
 @dataclass(frozen=True)
 class ReportPage:
     """One pull of a report endpoint: the receipts it held, and how many entries it held
-    in all (readable or not), since a *full* page — not a page of good entries — is what
-    says there may be more to pull."""
+    in all (readable or not), since a *non-empty* page — not a page of good entries —
+    is what says there may be more to pull."""
 
     receipts: list[DeliveryReceipt]
     size: int
@@ -259,20 +270,37 @@ def pair_by_number(
     messages: Sequence[Message],
     entries: Iterable[Any],
     *,
-    message_number: Callable[[Message], str],
     entry_number: Callable[[Any], str],
+    region: str = "CN",
 ) -> list[Any | None]:
     """Each message with the provider's entry for its number (per-recipient answers of a
-    batch), ``None`` where the provider said nothing about it. One request may carry a
-    number twice, so entries are handed out in order, each once."""
+    batch), ``None`` where the provider said nothing about it. Numbers meet in E.164
+    (:func:`same_number`), so an answer that spells a number its own way (``+86…``,
+    ``86…``, ``0…`` for a landline, with spaces) still finds its message. One request
+    may carry a number twice, so entries are handed out in order, each once."""
     waiting: dict[str, deque[Any]] = defaultdict(deque)
     for entry in entries:
-        waiting[entry_number(entry)].append(entry)
+        waiting[same_number(entry_number(entry), region)].append(entry)
     paired: list[Any | None] = []
     for message in messages:
-        queue = waiting.get(message_number(message))
+        queue = waiting.get(same_number(message.to, region))
         paired.append(queue.popleft() if queue else None)
     return paired
+
+
+def same_number(raw: str, region: str = "CN") -> str:
+    """A number in E.164 when it parses, else its digits (with ``+``, ``00`` dropped):
+    the key two spellings of one number share."""
+    text = str(raw).strip()
+    fast = fast_cn_mobile(text) if region == "CN" else None
+    if fast is not None:
+        return fast[0]
+    if region != "CN" and not text.startswith("+"):
+        text = "+" + "".join(ch for ch in text if ch.isdigit()).removeprefix("00")
+    number = parse_number(text, region if region == "CN" else "ZZ")
+    if number is not None:
+        return e164(number)
+    return "+" + "".join(ch for ch in text if ch.isdigit()).removeprefix("00")
 
 
 def results_for(
@@ -284,25 +312,43 @@ def results_for(
 ) -> list[SendResult]:
     """The same answer for every message of one request."""
     return [
-        SendResult(m.id, rule.outcome, str(code), detail or rule.meaning, ref, rule.block_seconds)
+        SendResult(
+            m.id,
+            rule.outcome,
+            str(code),
+            detail or rule.meaning,
+            ref,
+            rule.block_seconds,
+            rule.splits,
+        )
         for m in messages
     ]
 
 
+#: HTTP statuses that say the server did not act on the request: 503 ("unable to
+#: handle the request", RFC 9110 15.6.4), 429 (too many requests), 408 (it never read
+#: the whole request). Safe to try again.
+NOT_HANDLED = frozenset({408, 429, 503})
+#: statuses that say the account or URL is wrong: nothing will pass until a human acts
+MISCONFIGURED = frozenset({401, 403, 404})
+
+
+def http_outcome(status: int) -> Outcome:
+    """What an HTTP status whose body we cannot read means for a send. The request
+    reached the provider, so anything that does not say it was *not* acted on — a 500,
+    502 or 504 mid-call, a 2xx we cannot read, any other status — is ambiguous: the call
+    may have been placed, and a phone call is never resent on a guess."""
+    if status in NOT_HANDLED:
+        return Outcome.TRANSIENT
+    if status in MISCONFIGURED:
+        return Outcome.ACCOUNT
+    return Outcome.AMBIGUOUS
+
+
 def classify_http_failure(messages: Sequence[Message], reply: Reply, why: str) -> list[SendResult]:
-    """A reply whose body we cannot read. 5xx/429: transient. 401/403/404: misconfigured
-    account or URL, nothing will pass. A 2xx we cannot read: the provider may have taken
-    it, so ambiguous — never resend a phone call on a guess."""
-    status = reply.status
-    if status >= 500 or status == 429:
-        outcome = Outcome.TRANSIENT
-    elif status in (401, 403, 404):
-        outcome = Outcome.ACCOUNT
-    elif 200 <= status < 300:
-        outcome = Outcome.AMBIGUOUS
-    else:
-        outcome = Outcome.TRANSIENT
-    return [SendResult(m.id, outcome, f"http:{status}", why[:200]) for m in messages]
+    """A reply whose body we cannot read, classified by its status (:func:`http_outcome`)."""
+    outcome = http_outcome(reply.status)
+    return [SendResult(m.id, outcome, f"http:{reply.status}", why[:200]) for m in messages]
 
 
 def parse_or_classify(

@@ -46,9 +46,25 @@ def e164(number: phonenumbers.PhoneNumber) -> str:
 
 
 def mainland(e164_number: str) -> str:
-    """Mainland China number as dialled at home: 11-digit mobile, or 0 + area + number."""
+    """A mainland China number as dialled at home: the 11-digit mobile, or for a landline
+    0 + area code + number (ihuyi's seed: 固话号码:{区号}{号码}, e.g. 02151****29).
+
+    Decided by the number's *type*, not its first digit: Beijing's area code is 10, so
+    +86 10 6552 9988 is a landline that starts with 1, and sent without its 0 it is no
+    number at all (ihuyi answers 406; an APISpace batch holding it fails whole). A
+    mobile's type comes from the cached prefix table (the fast path), anything else
+    from the full parse."""
     national = e164_number.removeprefix("+86")
-    return national if national.startswith("1") else "0" + national
+    if (
+        len(national) == 11
+        and national.startswith("1")
+        and _cn_prefix(national[:7]) in MOBILE_TYPES
+    ):
+        return national
+    number = parse_number(e164_number)
+    if number is not None and phonenumbers.number_type(number) in MOBILE_TYPES:
+        return national
+    return "0" + national
 
 
 def mask(number: str | None) -> str:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers.base import MOBILE_TYPES, check_number, mask
-from providers.numbers import fast_cn_mobile
+from providers.numbers import fast_cn_mobile, mainland
 
 
 def full_parse(raw: str) -> tuple[str | None, phonenumbers.PhoneNumberType | None]:
@@ -53,3 +53,22 @@ def test_a_number_the_prefix_table_calls_invalid_is_refused_naming_to() -> None:
 
 def test_masking_keeps_three_and_four_digits() -> None:
     assert mask("+8613800138000") == "138****8000"
+
+
+# -- ISSUE 12, point 1: a landline goes out as 0 + area code + number ----------------------
+
+
+@pytest.mark.parametrize(
+    ("e164", "dialled"),
+    [
+        ("+861065529988", "01065529988"),  # Beijing: area code 10, starts with 1
+        ("+862151234529", "02151234529"),  # the seed's shape: 02151****29
+        ("+8675512345678", "075512345678"),
+        ("+8613800138000", "13800138000"),
+        ("+8617012345678", "17012345678"),
+    ],
+)
+def test_a_mainland_number_is_dialled_by_its_type_not_its_first_digit(
+    e164: str, dialled: str
+) -> None:
+    assert mainland(e164) == dialled
