@@ -18,7 +18,12 @@ Wire: every call carries ``X-APISpace-Token: <token>`` and ``Authorization-Type:
   parses it (``tasks/reports.py``) and never repeats a pull on a read failure.
 
 Codes (both products): ``000`` success, ``001`` parameter error, ``002`` balance,
-``003`` IP not whitelisted, ``500`` unknown error. Reports answer ``"0"`` on success.
+``003`` IP not whitelisted, ``500`` unknown error (every outcome: ``docs/codes.md``).
+Reports answer ``"0"`` on success in the seed's example and ``"000"`` in its code
+table: both are read as success.
+
+``001`` refuses the whole request and places nothing, so a *batch* refused with it is
+split (``tasks/calls.py``) until the bad number(s) are alone: those fail, the rest go.
 
 Assumptions (the seeds leave these open; decided here, once):
 
@@ -28,7 +33,9 @@ Assumptions (the seeds leave these open; decided here, once):
   AMBIGUOUS (the call may have been placed): never resent on a guess.
 - ASSUMED: the batch URL is ``/notify-vocie/voice-notify-batch`` with at most 1000
   numbers; the SMS endpoint takes at most 1000 numbers a request too.
-- ASSUMED: ``500`` ("未知异常") is transient, retried within the attempt cap.
+- ASSUMED: ``500`` ("未知异常", an unknown error) is ambiguous: the request arrived
+  and the provider cannot say what became of it, so the call may have been placed and
+  it is never placed again blind. So is an HTTP 500 after the request was sent.
 - ASSUMED: voice calls a mainland mobile *or landline* — the seed's own example is a
   call "to the merchant's mobile or landline" — sent as ihuyi does (11-digit mobile,
   or ``0`` + area code + number). SMS goes to mainland mobiles only.
@@ -37,8 +44,10 @@ Assumptions (the seeds leave these open; decided here, once):
 - ASSUMED: ``allowedCallTime`` is ``HH:MM-HH:MM``; ``transData`` is at most 256
   characters; ``isNotifyFileId`` is ``true`` or ``false`` (1/0, yes/no accepted).
 - ASSUMED: the SMS answer has no per-number result, only ``data.msgId`` — one for the
-  whole request. An accepted answer without it is unreadable (AMBIGUOUS): with no
-  reference no receipt could ever match, and the row would wait in ``sent`` for ever.
+  whole request. The seed documents ``000`` as success and no answer body, so an
+  accepted answer without a ``msgId`` is still *accepted*: the SMS is ``sent`` with no
+  reference, no receipt can match it, and the row ends as ``sent`` rows without a
+  receipt do.
 - ASSUMED (the seed documents no SMS receipt; decided here, once): the platform pushes
   delivery reports to a URL bound in its console, ours being
   ``/callbacks/{token}/apispace-sms``: ``POST``, ``application/json``, a JSON array (or
@@ -111,11 +120,13 @@ DELIVERED_VOICE_CODE = "1000"
 
 CODES: dict[str, CodeRule] = {
     "000": CodeRule(Outcome.ACCEPTED, "成功"),
-    "001": CodeRule(Outcome.PERMANENT, "参数校验错误"),
+    "001": CodeRule(Outcome.PERMANENT, "参数校验错误", splits=True),
     "002": CodeRule(Outcome.ACCOUNT, "余额不足"),
     "003": CodeRule(Outcome.ACCOUNT, "不在IP白名单"),
-    "500": CodeRule(Outcome.TRANSIENT, "未知异常"),
+    "500": CodeRule(Outcome.AMBIGUOUS, "未知异常"),
 }
+#: a report pull's success: the seed's example says "0", its code table "000"
+REPORT_OK = frozenset({"0", "000"})
 
 MAX_TRANS_DATA = 256
 MAX_TEMPLATE_DIGITS = 32
@@ -271,12 +282,7 @@ class ApispaceVoice(Apispace):
         data = answer["data"]
         if not isinstance(data, list):
             raise UnreadableReply("a batch answer without a data list")
-        paired = pair_by_number(
-            messages,
-            data,
-            message_number=lambda m: mainland(m.to),
-            entry_number=lambda entry: str(entry["mobile"]),
-        )
+        paired = pair_by_number(messages, data, entry_number=lambda entry: str(entry["mobile"]))
         return [_batch_result(m, entry, code) for m, entry in zip(messages, paired, strict=True)]
 
     # -- the report pull ----------------------------------------------------------------
@@ -292,7 +298,7 @@ class ApispaceVoice(Apispace):
 
     def read_report(self, reply: Reply) -> ReportPage:
         answer = json_answer(reply, "code")
-        if str(answer["code"]) != "0":
+        if str(answer["code"]).strip() not in REPORT_OK:
             raise UnreadableReply(f"report pull refused: code {answer['code']}")
         data = answer.get("data") or []
         if not isinstance(data, list):
@@ -443,9 +449,9 @@ class ApispaceSms(Apispace):
             return results_for(messages, rule, code, describe(answer, rule))
         data = answer.get("data")
         msg_id = str(data.get("msgId") or "").strip() if isinstance(data, Mapping) else ""
-        if not msg_id:
-            raise UnreadableReply("accepted without a msgId")
         detail = describe(answer, rule)
+        if not msg_id:  # accepted all the same: sent, with no receipt to wait for
+            return results_for(messages, rule, code, f"{detail} (no msgId: no receipt)")
         return [
             SendResult(m.id, rule.outcome, code, detail, sms_ref(msg_id, mainland(m.to)))
             for m in messages

@@ -1,9 +1,10 @@
 """ihuyi (互亿无线) voice notification: Submit, GetNum, AddTemplate, DelTemplate, and the
 receipt and template-audit pushes (``seeds/ihuyi-voice-notify.txt``).
 
-Wire: ``POST {base}/webservice/voice.php?method=<Method>``, form-encoded UTF-8. Always
-POST — a GET would put the password in the URL, where proxies and logs keep it. The
-password is the *dynamic* one, signed at send time:
+Wire: ``POST {base}/webservice/voice.php?method=<Method>``, form-encoded UTF-8, over
+HTTPS (the seed's 1.4: "采用HTTPS协议提交请求"; the default base URL is
+``https://api.vm.ihuyi.com``). Always POST — a GET would put the password in the URL,
+where proxies and logs keep it. The password is the *dynamic* one, signed at send time:
 
 - Submit: ``md5(account + apikey + mobile + content + time)``
 - GetNum: ``md5(account + apikey + time)``
@@ -11,18 +12,25 @@ password is the *dynamic* one, signed at send time:
 Assumptions (the seed leaves these open; decided here, once):
 
 - ASSUMED: AddTemplate and DelTemplate take the GetNum form of the dynamic password,
-  ``md5(account + apikey + time)``, since they carry no mobile or content to sign.
+  ``md5(account + apikey + time)``: the seed gives two formulas, one for the call that
+  carries a number and a text (Submit) and one for the call that carries neither
+  (GetNum); the template calls carry no number, so they take the second. Why, and how
+  the sandbox checks it on its own: ``docs/providers.md``.
 - ASSUMED: with ``format=json`` the answer is one object with the same names as the
   XML elements (``{"code": 2, "msg": "...", "voiceid": "..."}``); XML answers
   (``<SubmitResult><code>…``, with or without a namespace) are read too.
 - ASSUMED: code ``0`` ("提交失败", no reason given) is transient: it is retried, with
   the attempt cap, rather than dropped.
-- ASSUMED: code ``4071`` (no template filed at all) is account-wide, not per message.
+- ``4071`` (no template filed) is a fault of *this content* — no filed template
+  matches it — like 4072: the notification fails; the account goes on sending others.
 - ASSUMED: after 4080/4081/4082 the number is blocked for the cap's whole window from
   now (1 s, 60 s, 24 h): the provider does not say when its own window frees.
 - ASSUMED: ``content`` may not still hold a ``【变量】`` placeholder (an unfilled
   template); its length is capped at 500 characters (the seed gives no figure).
-- Receipt ``code`` 2 is delivered; every other code (0, -1 … -12) is undelivered.
+- Receipt ``code`` 2 is delivered; every other code — the documented 0, -1 … -12 and
+  any the seed does not list (-7, say) — is undelivered and stored with its raw code,
+  then answered ``success``: a receipt refused would be pushed again three times and
+  then lost, leaving the row ``sent`` for ever.
 """
 
 from __future__ import annotations
@@ -81,7 +89,7 @@ SUBMIT_CODES: dict[str, CodeRule] = {
     "4052": CodeRule(A, "访问ip与备案ip不符"),
     "406": CodeRule(P, "手机格式不正确"),
     "407": CodeRule(P, "短信内容含有敏感字符"),
-    "4071": CodeRule(A, "没有提交备案模板"),
+    "4071": CodeRule(P, "没有提交备案模板"),
     "4072": CodeRule(P, "提交的语音内容必须与报备过的模板格式相匹配"),
     "40722": CodeRule(P, "变量内容超过指定的长度"),
     "4077": CodeRule(P, "发送内容未在运营商报备"),
@@ -104,6 +112,10 @@ ADMIN_CODES: dict[str, CodeRule] = {
     "407": CodeRule(P, "模板内容含有敏感字符"),
     "408": CodeRule(P, "模板己存在"),
 }
+
+DELIVERED = "2"
+#: a receipt code longer than this is no code (the ledger keeps 32 characters)
+MAX_RECEIPT_CODE = 32
 
 RECEIPT_CODES: dict[str, str] = {
     "2": "成功",
@@ -295,18 +307,19 @@ class Ihuyi(Provider):
         """The delivery receipt push; KeyError/ValueError on a malformed one."""
         ref = str(form["voiceid"]).strip()
         code = str(form["code"]).strip()
-        if not ref or ref == "0" or code not in RECEIPT_CODES:
+        if not ref or ref == "0" or not code or len(code) > MAX_RECEIPT_CODE:
             raise ValueError("not an ihuyi receipt")
         talktime = str(form.get("talktime") or "0").strip() or "0"
-        int(talktime)
+        seconds = int(talktime) if talktime.isascii() and talktime.isdigit() else 0
         return DeliveryReceipt(
             ref=ref,
-            delivered=code == "2",
+            delivered=code == DELIVERED,
             code=code,
-            message=str(form.get("msg") or RECEIPT_CODES[code])[:255],
+            message=str(form.get("msg") or RECEIPT_CODES.get(code, "undocumented code"))[:255],
             detail={
-                "talktime": int(talktime),
+                "talktime": seconds,
                 "report_time": str(form.get("report_time") or "")[:32],
+                **({} if code in RECEIPT_CODES else {"undocumented": True}),
             },
         )
 

@@ -5,8 +5,13 @@ Wire: ``POST {base}/voice/sendGroup``, ``Content-Type: application/json;charset=
 headers ``Api-Key``, ``Timestamp`` (Unix *seconds*) and
 ``Sign = md5(apiKey + apiSecret + timestamp)`` (hex). A stale time stamp is refused
 (``-16``), so the request is signed at the moment of sending and ``-16`` is transient:
-the retry signs afresh. Body: ``callee`` (up to 1000 numbers joined by ``,``, each
-country code + number, 7–15 digits), ``displayNum``, ``fileId`` (an uploaded audio
+the retry signs afresh. ``-22`` (parameter error) refuses the whole group and calls
+no one: a group refused with it is split (``tasks/calls.py``) until the offending
+callee(s) are alone; those fail, the rest are called. ``-18`` (system error) arrives
+after the request reached the provider, which may have dialled some callees: ambiguous.
+
+Body: ``callee`` (up to 1000 numbers joined by ``,``, each country code + number,
+7–15 digits), ``displayNum``, ``fileId`` (an uploaded audio
 file: the notification's ``template``), ``appId`` (a setting), ``maxDuration``
 (1–120 s), ``maxRingingTime`` (20–120 s), ``loopCount`` (1–9), ``calledInfo``
 (0–1000 characters).
@@ -23,11 +28,14 @@ Assumptions (the seed leaves these open; decided here, once):
   AMBIGUOUS (the call may have been placed), never resent on a guess.
 - ASSUMED: ``-26`` (rate lookup failed) is transient: retried within the attempt cap,
   so a destination that is never priced ends ``failed`` after the cap.
-- ASSUMED: ``-2`` (IP limit) is account-wide; ``-18`` (system error) transient;
-  ``-22`` (parameter error) permanent.
-- ASSUMED: ``fileId`` is at most 128 characters; numbers are any valid number of any
-  country (``phonenumbers``), sent as E.164 digits without ``+``; ``displayNum`` is
-  7–15 digits.
+- ASSUMED: ``-2`` (IP limit) is account-wide.
+- ASSUMED: ``fileId`` is at most 128 characters; ``displayNum`` is 7–15 digits.
+- A callee is what the seed says it is: country code + number, 7–15 digits. One that
+  libphonenumber knows is normalised by it; one it does not (the seed's own example
+  ``91856321412`` is too short for an Indian mobile by libphonenumber's tables) is
+  taken as written when its leading digits are a country code, and sent as digits
+  without ``+`` — unless it is a mainland mobile written without 86 (``138…``), which
+  would otherwise pass as a +1 number.
 - ASSUMED (the seed documents no receipt; decided here, once): the platform pushes each
   call's result to a URL bound in its console, ours being
   ``/callbacks/{token}/itniotech``: ``POST``, ``application/json``, one object
@@ -42,9 +50,11 @@ Assumptions (the seed leaves these open; decided here, once):
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import phonenumbers
 from pydantic import SecretStr
 
 from providers.base import (
@@ -78,6 +88,9 @@ MAX_BATCH = 1000
 MAX_FILE_ID = 128
 MAX_CALLED_INFO = 1000
 NUMBER_DIGITS = (7, 15)
+#: a mainland China mobile written without its country code: the usual slip, which
+#: would otherwise read as a (non-existent) +1 number
+MAINLAND_MOBILE = re.compile(r"1[3-9]\d{9}")
 #: a pushed call result's ``status`` that means the call was answered
 ANSWERED = "0"
 MAX_VOICE_ID = 64
@@ -88,8 +101,8 @@ CODES: dict[str, CodeRule] = {
     "-2": CodeRule(Outcome.ACCOUNT, "ip限制"),
     "-10": CodeRule(Outcome.ACCOUNT, "余额不足"),
     "-16": CodeRule(Outcome.TRANSIENT, "时间戳过期"),
-    "-18": CodeRule(Outcome.TRANSIENT, "系统异常"),
-    "-22": CodeRule(Outcome.PERMANENT, "参数异常"),
+    "-18": CodeRule(Outcome.AMBIGUOUS, "系统异常"),
+    "-22": CodeRule(Outcome.PERMANENT, "参数异常", splits=True),
     "-26": CodeRule(Outcome.TRANSIENT, "获取费率失败"),
 }
 
@@ -143,15 +156,7 @@ class Itniotech(Provider):
         return self.api_key.get_secret_value(), self.api_secret.get_secret_value(), self.app_id
 
     def validate(self, draft: Draft) -> Valid:
-        to, errors = check_number(
-            international(draft.to),
-            kinds=None,
-            region="ZZ",
-            country=None,
-            what="country code + number, e.g. +919876543210",
-        )
-        if to is not None and not NUMBER_DIGITS[0] <= len(wire(to)) <= NUMBER_DIGITS[1]:
-            errors.append(FieldError("to", "must be 7 to 15 digits with the country code"))
+        to, errors = callee(draft.to)
         file_id = (draft.template or "").strip()
         if not file_id:
             errors.append(FieldError("template", "required: the uploaded audio file's id"))
@@ -200,10 +205,7 @@ class Itniotech(Provider):
         if not isinstance(data, list):
             raise UnreadableReply("an accepted answer without a data list")
         paired = pair_by_number(
-            messages,
-            data,
-            message_number=lambda m: wire(m.to),
-            entry_number=lambda entry: str(entry["callee"]),
+            messages, data, entry_number=lambda entry: str(entry["callee"]), region="ZZ"
         )
         return [callee_result(m, entry) for m, entry in zip(messages, paired, strict=True)]
 
@@ -213,6 +215,36 @@ class Itniotech(Provider):
         ValueError/TypeError when the body or any result in it is not one — a push is
         taken whole or refused whole."""
         return [call_receipt(entry) for entry in pushed_entries(body)]
+
+
+def callee(raw: str) -> tuple[str | None, list[FieldError]]:
+    """The callee in E.164, or why not. The seed's rule is the test: country code +
+    number, 7–15 digits; libphonenumber normalises what it knows, and a number it calls
+    invalid (its tables are stricter than the provider: the seed's own ``91856321412``)
+    is still taken when its country code is a real one."""
+    written = international(raw)
+    to, errors = check_number(
+        written, kinds=None, region="ZZ", country=None, what="country code + number"
+    )
+    if to is None:
+        digits = written.removeprefix("+")
+        if MAINLAND_MOBILE.fullmatch(digits):  # 138… with no 86: not a +1 number
+            return None, [FieldError("to", "a mainland mobile needs its country code, 86")]
+        if digits.isdigit() and _country_code(digits):
+            to, errors = "+" + digits, []
+    if to is not None and not NUMBER_DIGITS[0] <= len(wire(to)) <= NUMBER_DIGITS[1]:
+        return None, [FieldError("to", "must be 7 to 15 digits with the country code")]
+    if to is None:
+        return None, [FieldError("to", "must be country code + number, e.g. +919876543210")]
+    return to, errors
+
+
+def _country_code(digits: str) -> int:
+    """The country calling code a string of digits starts with (0: none)."""
+    for length in (1, 2, 3):
+        if phonenumbers.region_code_for_country_code(int(digits[:length] or 0)) != "ZZ":
+            return int(digits[:length])
+    return 0
 
 
 def call_options(options: Mapping[str, Any], errors: list[FieldError]) -> dict[str, Any]:

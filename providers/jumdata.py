@@ -19,9 +19,14 @@ Assumptions (the seed leaves these open; decided here, once):
 - ASSUMED: the callback is a form POST (JSON is read too) answered with ``success``.
 - ASSUMED: a blocked number is answered with code ``605``; a call outside 09:00–21:00
   with code ``606``. The seed names neither. Because a blind retry of a blocked number
-  extends its block, any refusal whose ``msg`` speaks of the number being limited
-  (已被限制, 限制呼叫, 限呼, 呼叫次数, 次数超, 频繁) is read as the block too, whatever
-  its code.
+  extends its block, a refusal whose ``msg`` says it in the seed's own words for the
+  block (:data:`LIMIT_WORDS`: 被限制 "is restricted", 超过3次 "more than 3 times",
+  限制期间 "while restricted") is read as the block too, whatever its code. Nothing
+  else is: "呼叫过于频繁" (too frequent) may be a per-second limit, and a 24-hour wait
+  for it would lose a day.
+- The window is Beijing time whatever ``NOTIFYQ_TIMEZONE`` says (the seed's 早9晚9 is
+  the provider's clock): :data:`WINDOW_ZONE`, which the settings apply to jumdata's
+  window.
 - ``605`` (blocked): CAPPED, blocked 86 400 s — the block lasts 24 h from the attempt.
 - ``606`` (outside the window): CAPPED with a 600 s block, not transient. Nothing is
   wrong with the request, only with its moment: our own window check (settings)
@@ -30,10 +35,14 @@ Assumptions (the seed leaves these open; decided here, once):
   it never burns the attempts of a notification whose only fault is the hour, and 10
   minutes keeps a misconfigured window from hammering the provider all night.
 - ASSUMED: ``404`` (wrong URL) is account-wide: a misconfigured base URL stops every
-  send alike. ``500``/``501`` (maintenance) and ``999`` (other) are transient.
+  send alike. ``500``/``501`` (maintenance, "try again later") are transient: the
+  provider says it did not take the call. ``999`` ("other, see the message") says
+  nothing of whether a call was placed: ambiguous, never resent blind.
 - ASSUMED: ``templateId`` is at most 64 characters; a ``param`` value may not hold
   ``,`` (the separator).
-- Callback ``callStatus`` ``0`` is delivered (answered and billed), ``1`` undelivered.
+- Callback ``callStatus`` ``0`` is delivered (answered and billed), ``1`` undelivered;
+  any other value is undelivered too, stored with its raw value, and answered
+  ``success`` so the provider stops pushing (refusing it would lose it).
 """
 
 from __future__ import annotations
@@ -77,8 +86,11 @@ BLOCKED_CODE = "605"
 WINDOW_CODE = "606"
 BLOCK_SECONDS = 86400.0
 WINDOW_RETRY_SECONDS = 600.0
-#: words of a refusal that is the block whatever its code ("长度限制" is not one of them)
-LIMIT_WORDS = ("已被限制", "限制呼叫", "限呼", "呼叫次数", "次数超", "频繁")
+#: the seed's own words for the block (its 注意: "如超过3次会被限制,限制期间…"): a
+#: refusal that holds one is the block whatever its code ("长度限制" is not one of them)
+LIMIT_WORDS = ("被限制", "超过3次", "限制期间")
+#: the provider's clock: its calling window is 09:00–21:00 here
+WINDOW_ZONE = "Asia/Shanghai"
 
 A, P, T, C = Outcome.ACCOUNT, Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.CAPPED
 
@@ -92,12 +104,15 @@ CODES: dict[str, CodeRule] = {
     "602": CodeRule(A, "账号停用"),
     "603": CodeRule(A, "余额不足请充值"),
     "604": CodeRule(A, "接口停用"),
-    "999": CodeRule(T, "其他"),
+    "999": CodeRule(Outcome.AMBIGUOUS, "其他,以实际返回为准"),
     BLOCKED_CODE: CodeRule(C, "号码已被限制(24小时)", block_seconds=BLOCK_SECONDS),
     WINDOW_CODE: CodeRule(C, "不在呼叫时间内(09:00-21:00)", block_seconds=WINDOW_RETRY_SECONDS),
 }
 
 CALL_STATUS = {"0": "成功", "1": "失败"}
+DELIVERED = "0"
+#: a callStatus longer than this is no status (the ledger keeps 32 characters)
+MAX_STATUS = 32
 
 
 def sign(app_id: str, app_secret: str, timestamp_ms: int | str) -> str:
@@ -190,13 +205,18 @@ class Jumdata(Provider):
         """The call-result push; KeyError/ValueError on a malformed one."""
         ref = str(form["callId"]).strip()
         status = str(form["callStatus"]).strip()
-        if not ref or status not in CALL_STATUS:
+        if not ref or not status or len(status) > MAX_STATUS:
             raise ValueError("not a jumdata call result")
-        talk = str(form.get("callTime") or "0").strip() or "0"
+        talk = str(form.get("callTime") or "0").strip()
+        meaning = CALL_STATUS.get(status, "undocumented callStatus")
         return DeliveryReceipt(
             ref=ref,
-            delivered=status == "0",
+            delivered=status == DELIVERED,
             code=status,
-            message=str(form.get("callStatusText") or CALL_STATUS[status])[:255],
-            detail={"callTime": int(talk), "notifyData": str(form.get("notifyData") or "")[:64]},
+            message=str(form.get("callStatusText") or meaning)[:255],
+            detail={
+                "callTime": int(talk) if talk.isascii() and talk.isdigit() else 0,
+                "notifyData": str(form.get("notifyData") or "")[:64],
+                **({} if status in CALL_STATUS else {"undocumented": True}),
+            },
         )
