@@ -8,6 +8,7 @@ provider modules, never in the status bookkeeping around it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,10 +19,22 @@ from providers.http import Failure
 from tasks.runtime import Runtime
 from worker.metrics import CALL_LATENCY
 
+log = logging.getLogger(__name__)
+
+#: one request's worth: a provider name and the messages it carries
+Batch = tuple[str, list[Message]]
+
 
 def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
     """Group by provider and shared content, build one call per group (signed now),
-    place them all concurrently, and turn every answer into results."""
+    place them all concurrently, and turn every answer into results.
+
+    A request of several numbers that the provider refused whole for a parameter error
+    (:attr:`~providers.base.SendResult.splits`: nothing was placed) is split in halves
+    and each half sent again, until the bad number(s) stand alone: those fail, every
+    other number is sent. One bad number among n costs about 2·log2(n) more requests;
+    failing the n would lose n − 1 good notifications.
+    """
     groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
     for row in rows:
         provider = rt.providers[row.provider]
@@ -34,11 +47,19 @@ def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
             options=dict(row.options or {}),
         )
         groups[(row.provider, provider.batch_key(message))].append(message)
-    batches: list[tuple[str, list[Message]]] = []
+    batches: list[Batch] = []
     for (name, _), messages in groups.items():
         size = rt.providers[name].max_batch
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
     results: list[SendResult] = []
+    while batches:
+        batches = _place(rt, batches, results)
+    return results
+
+
+def _place(rt: Runtime, batches: Sequence[Batch], results: list[SendResult]) -> list[Batch]:
+    """Place one round of requests concurrently, adding their results; returns the
+    halves of every request refused whole that must go again."""
     calls, placed = [], []
     for name, messages in batches:
         try:
@@ -49,11 +70,24 @@ def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
     started = time.perf_counter()
     answers = rt.transport.perform_all(calls)
     elapsed = time.perf_counter() - started
+    again: list[Batch] = []
     for (name, messages), answer in zip(placed, answers, strict=True):
         CALL_LATENCY.labels(name).observe(elapsed)
         if isinstance(answer, Failure):
             outcome = Outcome.AMBIGUOUS if answer.sent else Outcome.TRANSIENT
             results += [SendResult(m.id, outcome, answer.code, answer.detail) for m in messages]
+            continue
+        answered = rt.providers[name].send_results(messages, answer)
+        if len(messages) > 1 and answered and all(r.splits for r in answered):
+            half = len(messages) // 2
+            log.info(
+                "%s refused a request of %d numbers for a parameter error (%s): "
+                "splitting it to find the bad number(s)",
+                name,
+                len(messages),
+                answered[0].code,
+            )
+            again += [(name, messages[:half]), (name, messages[half:])]
         else:
-            results += rt.providers[name].send_results(messages, answer)
-    return results
+            results += answered
+    return again

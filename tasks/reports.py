@@ -8,8 +8,10 @@ pull parses first (receipts are unique by provider and reference, so parsing twi
 stores nothing twice). A pull that times out after it was sent may have emptied a page
 we never saw: that is logged loudly, never repeated blind.
 
-Pages are pulled while they come back full. One poller at a time is the caller's
-business (the beat task wraps :func:`pull_reports` in a Redis lock).
+Pages are pulled while they come back non-empty: the seed promises no page size (a
+server may hand back fewer than ``count`` while more wait), so only an empty page says
+the store is drained. One poller at a time is the caller's business (the beat task
+wraps :func:`pull_reports` in a Redis lock).
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ def pull_reports(rt: Runtime) -> int:
 
 
 def _pull(rt: Runtime, name: str, provider: Provider) -> int:
-    """Pull pages while they come back full, each journalled before it is read.
+    """Pull pages while they come back non-empty, each journalled before it is read.
 
-    The next page is requested as soon as this one is known to be full (journalled
+    The next page is requested as soon as this one is known to hold reports (journalled
     and read), and fetched while this one's receipts are stored: the round trip to the
     provider and its encoding of the page overlap our writing (``bench/reports.py``).
     The order that matters is kept: a page is journalled, and committed, before it is
@@ -77,7 +79,7 @@ def _pull(rt: Runtime, name: str, provider: Provider) -> int:
                 break
             pull_id = _journal(rt, name, answer)
             page = _read(rt, name, provider, pull_id, answer)
-            if page is not None and page.size >= page_size and pages < MAX_PAGES:
+            if page is not None and page.size > 0 and pages < MAX_PAGES:
                 pending = fetcher.submit(rt.transport.perform, provider.report_call(page_size))
             if page is None:
                 continue
