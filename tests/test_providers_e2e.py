@@ -96,10 +96,11 @@ def test_every_provider_sends_through_the_cli_and_ends_in_its_receipts_status(ma
     )
     with runtime.db.read() as conn:
         pulls = list(conn.execute(select(ReportPull).order_by(ReportPull.id)))
-    assert [(p.reports, p.error is not None and p.error.startswith("http:500")) for p in pulls] == [
+    assert [(p.reports, p.error is not None and p.error.startswith("http:503")) for p in pulls] == [
         (1, False),
         (None, True),
         (2, False),
+        (0, False),  # pulled until a page came back empty
     ]
     assert json.loads(pulls[2].body)["code"] == "0"  # the raw body, committed before parsing
     assert runtime.receipts.unparsed_journal("apispace-voice") == []
@@ -243,8 +244,8 @@ def test_the_jumdata_callback_stores_once_and_refuses_what_is_not_one(make_syste
     assert httpx.post(f"{base}/wrong/jumdata", data=result).status_code == 404
     for malformed in (
         {"callStatus": "0"},
-        {"callId": "1", "callStatus": "5"},
-        {"callId": "1", "callStatus": "0", "callTime": "x"},
+        {"callId": "", "callStatus": "0"},
+        {"callId": "1", "callStatus": ""},
     ):
         assert httpx.post(f"{base}/{token}/jumdata", data=malformed).status_code == 400
     assert (
@@ -265,3 +266,27 @@ def test_the_jumdata_callback_stores_once_and_refuses_what_is_not_one(make_syste
     )
     assert (as_json.status_code, as_json.text) == (200, "success")
     assert system.runtime.receipts.pending() == 2
+
+
+# -- ISSUE 12, point 2: the report pull reads "000" and stops only at an empty page ----------
+
+
+def test_reports_are_pulled_until_a_page_comes_back_empty_whatever_its_size(make_system) -> None:
+    system: System = make_system(apispace_report_page="50").start(workers=0, api=False)
+    seeded = httpx.post(f"{system.sandbox_url}/_sandbox/reports/seed", json={"count": 35})
+    assert seeded.json()["waiting"] == 35
+    # the server hands back at most 10 a pull whatever count asks, and answers "000"
+    system.sandbox_config(apispace_report_max=10, apispace_report_code="000")
+    assert pull_reports(system.runtime) == 35
+    assert _waiting(system) == 0
+    pulls = [c for c in system.ledger("apispace-voice") if c["api"] == "report"]
+    assert [c["fields"]["count"] for c in pulls] == [10, 10, 10, 5, 0]
+    with system.runtime.db.read() as conn:
+        journal = list(conn.execute(select(ReportPull).order_by(ReportPull.id)))
+    assert [(p.reports, p.error) for p in journal] == [
+        (10, None),
+        (10, None),
+        (10, None),
+        (5, None),
+        (0, None),
+    ]

@@ -2,17 +2,20 @@
 and the pull-and-delete voice report store.
 
 - ``POST /notify-vocie/voice-notify`` and ``/notify-vocie/voice-notify-batch`` (form):
-  checks the numbers (a batch of at most 1000, every one valid, or the whole request is
-  ``001``), the numeric template id and ``allowedCallTime``; places the calls; each
+  checks the numbers (a batch of at most 1000, every one an 11-digit mobile or a
+  landline as 0 + area code + number, or the whole request is ``001`` and nothing is
+  placed), the numeric template id and ``allowedCallTime``; places the calls; each
   accepted call files a report ``receipt_delay × time_scale`` later.
 - ``POST /sms-code/verifycode`` (JSON): checks ``msg`` by the seed's signature and
   template rules and ``params`` (``mobile,value;…``); sends one SMS per number and,
   ``receipt_delay × time_scale`` later, pushes the request's delivery reports as one
   JSON array to ``apispace_sms_receipt_url`` (the ASSUMED push of
   ``providers/apispace.py``), repeating it up to 3 times until it hears ``success``.
-- ``GET /api/voice/report?count=N`` (default 10): pops the N oldest reports and deletes
-  them — a timeout fault pops them *and then* holds, so the client loses them, as the
-  real endpoint would. The store keeps at most 1,000,000 reports for 72 hours.
+- ``GET /api/voice/report?count=N`` (default 10): pops the N oldest reports (at most
+  ``apispace_report_max`` when set: the seed promises no page size) and deletes them,
+  answering ``apispace_report_code`` (``"0"`` as the seed's example, or ``"000"`` as its
+  code table) — a timeout fault pops them *and then* holds, so the client loses them,
+  as the real endpoint would. The store keeps at most 1,000,000 reports for 72 hours.
 - ``POST /_sandbox/reports/seed`` ``{"count": N, "start": k}`` (a control, not APISpace):
   files N reports at once for the call ids ``seeded_call_id(k)`` … ``seeded_call_id(k+N-1)``,
   every tenth unanswered, so a benchmark can put that many calls ``sent`` in the
@@ -31,6 +34,8 @@ so are the undelivered SMS statuses (:data:`SMS_STATUS`).
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -40,21 +45,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.apispace import (
-    BATCH_PATH,
-    DEFAULT_REPORT_COUNT,
-    MAX_BATCH,
-    REPORT_PATH,
-    SMS_PATH,
-    VOICE_PATH,
-    WINDOW,
-    filled,
-    segments,
-    sms_text_errors,
-)
+from providers.sandbox.seeds import AFTER_PLACING, NOT_PLACED, error_page, mainland_mobile
+from providers.sandbox.seeds import mainland_number as valid_voice_number
 from providers.sandbox.state import Sandbox
 
 VOICE, SMS = "apispace-voice", "apispace-sms"
+#: the seeds' paths (sic, "vocie"); the batch path is the spec's ASSUMED one
+VOICE_PATH = "/notify-vocie/voice-notify"
+BATCH_PATH = "/notify-vocie/voice-notify-batch"
+SMS_PATH = "/sms-code/verifycode"
+REPORT_PATH = "/api/voice/report"
+#: "count: 单次调用接口得到的报告数量，默认为10"
+DEFAULT_REPORT_COUNT = 10
+#: numbers one batch request may carry (the spec's ASSUMED figure)
+MAX_BATCH = 1000
+#: allowedCallTime, ASSUMED HH:MM-HH:MM
+WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]|24):[0-5]\d$")
+PLACEHOLDER = "{$var}"
+#: the signature rules: "字数要求2-20个字符", "不能使用空格和特殊符号"- + * & % # @ ~""
+SIGNATURE = re.compile(r"^【([^【】\s\-+*&%#@~]{2,20})】")
 KEEP_REPORTS = 1_000_000
 KEEP_SECONDS = 72 * 3600.0
 
@@ -83,10 +92,19 @@ def refused(code: str, desc: str) -> dict[str, Any]:
     return {"code": code, "desc": desc}
 
 
-def html_500() -> Response:
-    return Response(
-        "<html><body>502 Bad Gateway</body></html>", status_code=500, media_type="text/html"
-    )
+def segments(text: str) -> int:
+    """ "短信字数 <=70个字，按照70个字一条 … >70个字 … 按照67个字记为一条"."""
+    return 1 if len(text) <= 70 else math.ceil(len(text) / 67)
+
+
+def text_refused(msg: str) -> bool:
+    """The seed's rules a text must meet: the 【signature】 first, a code placeholder,
+    and "内容首尾不能添加【】" beyond the signature."""
+    match = SIGNATURE.match(msg)
+    if match is None:
+        return True
+    body = msg[match.end() :]
+    return PLACEHOLDER not in body or body.startswith("【") or body.rstrip().endswith("】")
 
 
 def seeded_call_id(n: int) -> str:
@@ -97,19 +115,6 @@ def seeded_call_id(n: int) -> str:
 def seeded_kind(n: int) -> str:
     """Every tenth seeded call went unanswered; the rest were played."""
     return "no-answer" if n % 10 == 0 else "answered"
-
-
-def valid_voice_number(number: str) -> bool:
-    """A mainland mobile (11 digits) or a landline with its area code (0 + 9–11 digits)."""
-    if not number.isdigit():
-        return False
-    return (len(number) == 11 and number.startswith("1")) or (
-        number.startswith("0") and 10 <= len(number) <= 12
-    )
-
-
-def valid_mobile(number: str) -> bool:
-    return number.isdigit() and len(number) == 11 and number.startswith("1")
 
 
 class ReportStore:
@@ -172,8 +177,9 @@ class ApispaceEmulator:
         fault = await self.sandbox.fault(VOICE)
         ledger = self.sandbox.ledger
         if fault == "fail":
-            ledger.add(VOICE, api, numbers[0] if len(numbers) == 1 else None, "http:500", False)
-            return html_500()
+            number = numbers[0] if len(numbers) == 1 else None
+            ledger.add(VOICE, api, number, f"http:{NOT_PLACED}", False)
+            return error_page(NOT_PLACED)
         failure = self._voice_failure(request, fields, numbers, batch)
         if failure is not None:
             number = numbers[0] if len(numbers) == 1 else None
@@ -182,6 +188,8 @@ class ApispaceEmulator:
         placed = [(number, self._place(api, number, fields)) for number in numbers]
         if fault == "timeout":
             await self.sandbox.hold()
+        if fault == "error":
+            return error_page(AFTER_PLACING)
         if not batch:
             return JSONResponse({"code": "000", "desc": "成功", "callId": placed[0][1]})
         data = [{"mobile": number, "callId": call_id} for number, call_id in placed]
@@ -259,9 +267,9 @@ class ApispaceEmulator:
 
     async def report(self, request: Request) -> Response:
         fault = await self.sandbox.fault(VOICE)
-        if fault == "fail":
-            self.sandbox.ledger.add(VOICE, "report", None, "http:500", False)
-            return html_500()
+        if fault in ("fail", "error"):
+            self.sandbox.ledger.add(VOICE, "report", None, f"http:{NOT_PLACED}", False)
+            return error_page(NOT_PLACED)
         if not self._authorised(request):
             self.sandbox.ledger.add(VOICE, "report", None, "003", False)
             return JSONResponse(refused("003", "鉴权失败"))
@@ -269,11 +277,13 @@ class ApispaceEmulator:
         if not raw.isdigit() or int(raw) < 1:
             self.sandbox.ledger.add(VOICE, "report", None, "001", False)
             return JSONResponse(refused("001", "参数校验错误: count"))
-        pulled = self.reports.pop(int(raw))
-        self.sandbox.ledger.add(VOICE, "report", None, "0", False, count=len(pulled))
+        most = self.sandbox.config.apispace_report_max
+        pulled = self.reports.pop(min(int(raw), most) if most > 0 else int(raw))
+        code = self.sandbox.config.apispace_report_code
+        self.sandbox.ledger.add(VOICE, "report", None, code, False, count=len(pulled))
         if fault == "timeout":
             await self.sandbox.hold()  # popped and gone: the client never sees them
-        return JSONResponse({"code": "0", "data": pulled})
+        return JSONResponse({"code": code, "data": pulled})
 
     async def seed(self, request: Request) -> Response:
         """A control: file ``count`` reports for the seeded call ids from ``start`` on."""
@@ -297,8 +307,8 @@ class ApispaceEmulator:
     async def sms(self, request: Request) -> Response:
         fault = await self.sandbox.fault(SMS)
         if fault == "fail":
-            self.sandbox.ledger.add(SMS, "verifycode", None, "http:500", False)
-            return html_500()
+            self.sandbox.ledger.add(SMS, "verifycode", None, f"http:{NOT_PLACED}", False)
+            return error_page(NOT_PLACED)
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -310,7 +320,7 @@ class ApispaceEmulator:
         assert isinstance(body, dict)
         msg_id = self.sandbox.new_ref("SMS")
         for number, value in pairs:
-            text = filled(str(body["msg"]), value)
+            text = str(body["msg"]).replace(PLACEHOLDER, value)
             self.sandbox.ledger.add(
                 SMS,
                 "verifycode",
@@ -325,6 +335,8 @@ class ApispaceEmulator:
         self._schedule_sms_reports(msg_id, [number for number, _ in pairs])
         if fault == "timeout":
             await self.sandbox.hold()
+        if fault == "error":
+            return error_page(AFTER_PLACING)
         return JSONResponse({"code": "000", "desc": "成功", "data": {"msgId": msg_id}})
 
     def _schedule_sms_reports(self, msg_id: str, numbers: list[str]) -> None:
@@ -357,12 +369,12 @@ class ApispaceEmulator:
         if not isinstance(body, dict):
             return refused("001", "参数校验错误: body"), []
         msg = str(body.get("msg") or "")
-        if not msg or sms_text_errors(msg):
+        if not msg or text_refused(msg):
             return refused("001", "参数校验错误: msg"), []
         pairs = []
         for item in str(body.get("params") or "").split(";"):
             number, _, value = item.partition(",")
-            if not valid_mobile(number.strip()) or not value.strip():
+            if not mainland_mobile(number.strip()) or not value.strip():
                 return refused("001", "参数校验错误: params"), []
             pairs.append((number.strip(), value.strip()))
         if len(pairs) > MAX_BATCH:

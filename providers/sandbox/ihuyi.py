@@ -16,8 +16,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.ihuyi import PATH, getnum_password, submit_password
+from providers.sandbox.seeds import (
+    AFTER_PLACING,
+    NOT_PLACED,
+    error_page,
+    mainland_number,
+    md5_hex,
+)
 from providers.sandbox.state import Sandbox, SlidingCounter
+
+PATH = "/webservice/voice.php"
+
+
+def submit_password(account: str, apikey: str, mobile: str, content: str, stamp: str) -> str:
+    """Seed 7: "$password = md5($account.$apikey.$mobile.$content.$time)"."""
+    return md5_hex(account, apikey, mobile, content, stamp)
+
+
+def plain_password(account: str, apikey: str, stamp: str) -> str:
+    """Seed 7, the balance query: "$password = md5($account.$apikey.$time)". The seed
+    gives no formula for AddTemplate/DelTemplate; they carry no number or text, so the
+    sandbox takes this one for them (docs/providers.md, "ihuyi template calls")."""
+    return md5_hex(account, apikey, stamp)
+
 
 RESULT_NAMES = {
     "Submit": "SubmitResult",
@@ -66,10 +87,10 @@ class IhuyiEmulator:
         fmt = "json" if fields.get("format") == "json" else "xml"
         fault = await self.sandbox.fault("ihuyi")
         if fault == "fail":
-            self.sandbox.ledger.add("ihuyi", method, fields.get("mobile"), "http:500", placed=False)
-            return Response(
-                "<html><body>502 Bad Gateway</body></html>", status_code=500, media_type="text/html"
+            self.sandbox.ledger.add(
+                "ihuyi", method, fields.get("mobile"), f"http:{NOT_PLACED}", placed=False
             )
+            return error_page(NOT_PLACED)
         handler = {
             "Submit": self.submit,
             "GetNum": self.getnum,
@@ -81,6 +102,8 @@ class IhuyiEmulator:
         values = handler(fields)
         if fault == "timeout":
             await self.sandbox.hold()
+        if fault == "error":
+            return error_page(AFTER_PLACING)
         return answer(method, fmt, values)
 
     def _auth(self, fields: dict[str, Any], *signed: str) -> dict[str, Any] | None:
@@ -101,7 +124,7 @@ class IhuyiEmulator:
         expected = (
             submit_password(account, cfg.ihuyi_apikey, *signed, stamp)
             if signed
-            else getnum_password(account, cfg.ihuyi_apikey, stamp)
+            else plain_password(account, cfg.ihuyi_apikey, stamp)
         )
         if password != expected:
             return {"code": 405, "msg": "用户名或密码不正确"}
@@ -137,10 +160,7 @@ class IhuyiEmulator:
             return {"code": 403, "msg": "手机号码不能为空"}
         if not content:
             return {"code": 404, "msg": "语音内容不能为空"}
-        if not mobile.isdigit() or not (
-            (len(mobile) == 11 and mobile.startswith("1"))
-            or (mobile.startswith("0") and 10 <= len(mobile) <= 12)
-        ):
+        if not mainland_number(mobile):
             return {"code": 406, "msg": "手机格式不正确"}
         seeded = self.sandbox.refusal_for(mobile)
         if seeded is not None:

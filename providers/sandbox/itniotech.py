@@ -3,11 +3,12 @@
 Checks the ``Api-Key`` (``-1``), the ``Timestamp`` in seconds (``-16`` when more than
 ``stamp_tolerance``, 300 s by default, from the sandbox's clock), the
 ``Sign = md5(apiKey + apiSecret + timestamp)`` (``-1``), and the body: ``callee`` (at
-most 1000), ``fileId``, ``appId`` and the option ranges (``-22``). Answers one entry per
-callee: a callee that is not a valid number of 7–15 digits with its country code gets
-``terminationCode`` ``"10001"`` (the sandbox's own code; the seed names none) and no
-call; so does a callee with a refusal seeded for it (``SandboxConfig.refusals``),
-unless the seeded code is a status (``-10``…), which refuses the whole request. Every
+most 1000, each country code + number in 7–15 digits — the seed's own words, so its
+example ``91856321412`` is one), ``fileId``, ``appId`` and the option ranges: any of
+them wrong is ``-22`` for the whole request, and no one is called. Answers one entry
+per callee: a callee with a refusal seeded for it (``SandboxConfig.refusals``) gets
+that code as its ``terminationCode`` and no call, unless the seeded code is a status
+(``-22``, ``-10``…), which refuses the whole request. Every
 other callee is called, and ``receipt_delay × time_scale`` later its result is pushed
 as one JSON object to ``itniotech_receipt_url`` (the ASSUMED push of
 ``providers/itniotech.py``), repeated up to 3 times until the receiver says
@@ -21,13 +22,32 @@ import json
 import time
 from typing import Any
 
-import phonenumbers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.itniotech import INT_OPTIONS, MAX_BATCH, MAX_CALLED_INFO, PATH, sign
+from providers.sandbox.seeds import (
+    AFTER_PLACING,
+    NOT_PLACED,
+    error_page,
+    international_callee,
+    md5_hex,
+)
 from providers.sandbox.state import Sandbox
+
+PATH = "/voice/sendGroup"
+#: "被叫号码,最大1000个手机号"
+MAX_BATCH = 1000
+#: "被叫信息,0-1000位字符"
+MAX_CALLED_INFO = 1000
+#: (field, low, high): "1-120数字", "可输入20-120秒", "1-9数字"
+INT_OPTIONS = (("maxDuration", 1, 120), ("maxRingingTime", 20, 120), ("loopCount", 1, 9))
+
+
+def sign(api_key: str, api_secret: str, timestamp: str) -> str:
+    """ "$sign = md5($apiKey.$apiSecret.$timeStamp)"."""
+    return md5_hex(api_key, api_secret, timestamp)
+
 
 PROVIDER = "itniotech"
 INVALID_CALLEE = "10001"
@@ -47,20 +67,13 @@ def refused(status: str, reason: str) -> dict[str, Any]:
     return {"status": status, "reason": reason, "data": []}
 
 
-def valid_callee(callee: str) -> bool:
-    if not callee.isdigit() or not 7 <= len(callee) <= 15:
-        return False
-    try:
-        return phonenumbers.is_valid_number(phonenumbers.parse("+" + callee))
-    except phonenumbers.NumberParseException:
-        return False
-
-
 def body_failure(body: Any) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         return refused("-22", "参数异常: body")
     callees = [c for c in str(body.get("callee") or "").split(",") if c]
     if not callees or len(callees) > MAX_BATCH:
+        return refused("-22", "参数异常: callee")
+    if not all(international_callee(c) for c in callees):
         return refused("-22", "参数异常: callee")
     if not body.get("fileId") or not body.get("appId"):
         return refused("-22", "参数异常: fileId, appId")
@@ -86,10 +99,8 @@ class ItniotechEmulator:
         fault = await self.sandbox.fault("itniotech")
         ledger = self.sandbox.ledger
         if fault == "fail":
-            ledger.add(PROVIDER, "sendGroup", None, "http:500", False)
-            return Response(
-                "<html><body>502 Bad Gateway</body></html>", status_code=500, media_type="text/html"
-            )
+            ledger.add(PROVIDER, "sendGroup", None, f"http:{NOT_PLACED}", False)
+            return error_page(NOT_PLACED)
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -103,6 +114,8 @@ class ItniotechEmulator:
         data = [self._call(callee, body, request_id) for callee in callees]
         if fault == "timeout":
             await self.sandbox.hold()
+        if fault == "error":
+            return error_page(AFTER_PLACING)
         return JSONResponse({"status": "0", "reason": "success", "data": data})
 
     def _auth(self, request: Request) -> dict[str, Any] | None:
@@ -136,7 +149,7 @@ class ItniotechEmulator:
                 if k in body
             },
         }
-        code = INVALID_CALLEE if not valid_callee(callee) else self.sandbox.refusal_for(callee)
+        code = self.sandbox.refusal_for(callee)
         if code is not None:
             self.sandbox.ledger.add(PROVIDER, "sendGroup", callee, code, False, **seen)
             return {

@@ -26,8 +26,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.jumdata import BLOCK_SECONDS, BLOCKED_CODE, MAX_PLAY_TIMES, PATH, WINDOW_CODE, sign
+from providers.sandbox.seeds import (
+    AFTER_PLACING,
+    NOT_PLACED,
+    error_page,
+    mainland_mobile,
+    sha256_hex,
+)
 from providers.sandbox.state import Sandbox, SlidingCounter
+
+PATH = "/voice-notify/send"
+#: "播放次数,最大3次"
+MAX_PLAY_TIMES = 3
+#: "限制期间在呼叫就从最后一次呼叫开始在计算24小时后才能解除"
+BLOCK_SECONDS = 86400.0
+#: the codes the seed does not name, ASSUMED alike here and in docs/codes.md
+BLOCKED_CODE, WINDOW_CODE = "605", "606"
+
+
+def sign(app_id: str, app_secret: str, timestamp: str) -> str:
+    """ "sign = sha256(appId + appSecret + timestamp)"."""
+    return sha256_hex(app_id, app_secret, timestamp)
+
 
 PROVIDER = "jumdata"
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -72,13 +92,15 @@ class JumdataEmulator:
             fields.update({k: str(v) for k, v in (await request.form()).items()})
         fault = await self.sandbox.fault("jumdata")
         if fault == "fail":
-            self.sandbox.ledger.add(PROVIDER, "send", fields.get("mobile"), "http:500", False)
-            return Response(
-                "<html><body>502 Bad Gateway</body></html>", status_code=500, media_type="text/html"
+            self.sandbox.ledger.add(
+                PROVIDER, "send", fields.get("mobile"), f"http:{NOT_PLACED}", False
             )
+            return error_page(NOT_PLACED)
         answer = self.send(fields)
         if fault == "timeout":
             await self.sandbox.hold()
+        if fault == "error":
+            return error_page(AFTER_PLACING)
         return JSONResponse(answer)
 
     def send(self, fields: dict[str, str]) -> dict[str, Any]:
@@ -123,7 +145,7 @@ class JumdataEmulator:
 
     def _check(self, fields: dict[str, str]) -> dict[str, Any] | None:
         mobile = fields.get("mobile", "")
-        if not (mobile.isdigit() and len(mobile) == 11 and mobile.startswith("1")):
+        if not mainland_mobile(mobile):
             return refused(400, "手机号格式不正确")
         if not fields.get("templateId", "").strip():
             return refused(400, "模版Id不能为空")

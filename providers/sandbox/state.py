@@ -47,11 +47,22 @@ class SandboxConfig:
     #: multiplies every sandbox delay: receipt delays and the 60 s push retry steps
     time_scale: float = 1.0
     latency_ms: float = 0.0
+    #: share of requests refused with HTTP 503 before anything is placed
     fail_rate: float = 0.0
-    #: provider name → its own share of HTTP 500s (one provider faulting, the rest fine)
+    #: provider name → its own share of HTTP 503s (one provider faulting, the rest fine)
     fail_rates: dict[str, float] = field(default_factory=dict)
-    #: provider name → how many of its first requests answer HTTP 500 (a fault for sure)
+    #: provider name → how many of its first requests are refused with HTTP 503 before
+    #: anything is placed (a fault for sure; the client may safely try again)
     fail_first: dict[str, int] = field(default_factory=dict)
+    #: provider name → how many of its first requests are *placed*, then answered HTTP
+    #: 500 (an internal error after the call went out: the client cannot know)
+    error_first: dict[str, int] = field(default_factory=dict)
+    #: the code an APISpace report pull answers with: the seed's example says "0", its
+    #: code table "000"
+    apispace_report_code: str = "0"
+    #: the most reports one APISpace pull hands back whatever ``count`` asks (0: as many
+    #: as asked); the seed promises no page size
+    apispace_report_max: int = 0
     timeout_rate: float = 0.0
     #: how long a "timeout" fault holds the request (longer than the client waits)
     timeout_hold: float = 60.0
@@ -149,6 +160,7 @@ class Sandbox:
         self.pushes: list[dict[str, Any]] = []
         self._pushing: asyncio.Semaphore | None = None
         self._failed: dict[str, int] = {}
+        self._errored: dict[str, int] = {}
 
     def new_ref(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._refs)}"
@@ -170,11 +182,15 @@ class Sandbox:
         return abs(time.time() - stamp) <= self.config.stamp_tolerance
 
     async def fault(self, provider: str | None = None) -> str | None:
-        """Latency first, then maybe a fault: "fail" (answer 500) or "timeout" (hold).
-        A provider's own rate (``fail_rates``) replaces the global ``fail_rate``."""
+        """Latency first, then maybe a fault: "fail" (HTTP 503, nothing placed),
+        "error" (placed, then HTTP 500) or "timeout" (placed, then held). A provider's
+        own rate (``fail_rates``) replaces the global ``fail_rate``."""
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         name = provider or ""
+        if self._errored.get(name, 0) < self.config.error_first.get(name, 0):
+            self._errored[name] = self._errored.get(name, 0) + 1
+            return "error"
         if self._failed.get(name, 0) < self.config.fail_first.get(name, 0):
             self._failed[name] = self._failed.get(name, 0) + 1
             return "fail"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from providers.apispace import sms_ref
 from tests.conftest import System
-from worker.store import Change, NewNotification, Status
+from worker.store import Change, Expect, NewNotification, Status
 from worker.store.schema import Receipt
 
 SMS_TEXT = "【Eolink】您的验证码是{$var}，5分钟内有效。"
@@ -32,14 +32,24 @@ def url(system: System, route: str, token: str | None = None) -> str:
 def sent(system: System, provider: str, to: str, ref: str) -> int:
     """A notification already ``sent`` with this provider reference, as a worker leaves it."""
     store = system.runtime.notifications
-    extra: dict[str, Any] = (
-        {"content": SMS_TEXT, "params": ["4821"]}
-        if provider == "apispace-sms"
-        else {"template": "f.mp3"}
-    )
+    extra: dict[str, Any] = {
+        "apispace-sms": {"content": SMS_TEXT, "params": ["4821"]},
+        "ihuyi": {"content": "您的快递已到。"},
+    }.get(provider, {"template": "f.mp3"})
     (row,) = store.insert([NewNotification(provider=provider, to=to, **extra)])
-    store.transition([Change(row.id, Status.SENDING, count_attempt=True)])
-    store.transition([Change(row.id, Status.SENT, values={"provider_ref": ref})])
+    store.transition(
+        [Change(row.id, Status.SENDING, expect=Expect.row(store.get(row.id)), count_attempt=True)]
+    )
+    store.transition(
+        [
+            Change(
+                row.id,
+                Status.SENT,
+                expect=Expect.row(store.get(row.id)),
+                values={"provider_ref": ref},
+            )
+        ]
+    )
     return row.id
 
 
@@ -200,3 +210,41 @@ def test_the_other_callbacks_still_take_objects_only(system: System) -> None:
     jumdata = {"callId": "9", "callStatus": "0"}
     assert httpx.post(url(system, "jumdata"), json=[jumdata]).status_code == 400
     assert stored(system) == 0
+
+
+# -- ISSUE 12: a receipt with a code no document lists is kept, never refused -----------------
+
+
+@pytest.mark.parametrize("code", ["-7", "-99"])
+def test_an_ihuyi_receipt_with_an_undocumented_code_is_stored_undelivered_and_answered(
+    system: System, code: str
+) -> None:
+    row = sent(system, "ihuyi", "+8613800138000", "60495654")
+    form = {
+        "code": code,
+        "msg": "?",
+        "mobilephone": "13800138000",
+        "talktime": "0",
+        "voiceid": "60495654",
+        "report_time": "2026-12-02 09:00:00",
+    }
+    for _ in range(2):  # a repeat changes nothing
+        reply = httpx.post(url(system, "ihuyi/receipt"), data=form)
+        assert (reply.status_code, reply.text) == (200, "success")
+    status, reason, _ = snapshot(system, [row])[0]
+    assert (status, reason) == (Status.UNDELIVERED, f"receipt:{code}")
+    assert stored(system) == 1
+
+
+@pytest.mark.parametrize("status", ["2", "busy"])
+def test_a_jumdata_result_with_an_undocumented_status_is_stored_with_its_raw_value(
+    system: System, status: str
+) -> None:
+    row = sent(system, "jumdata", "+8613800138000", "12121212121212")
+    form = {"callId": "12121212121212", "callStatus": status, "callTime": "0", "notifyData": "1"}
+    reply = httpx.post(url(system, "jumdata"), data=form)
+    assert (reply.status_code, reply.text) == (200, "success")
+    assert snapshot(system, [row])[0][:2] == (Status.UNDELIVERED, f"receipt:{status}")
+    with system.runtime.db.read() as conn:
+        (code,) = conn.execute(select(Receipt.code)).one()
+    assert code == status

@@ -29,6 +29,7 @@ from providers.base import (
     Reply,
     UnreadableReply,
 )
+from tests.providers.codes_doc import outcomes
 
 TOKEN = "apispace-test-token"
 HEADERS = {"X-APISpace-Token": TOKEN, "Authorization-Type": "apikey"}
@@ -51,13 +52,8 @@ ONE = [call_to(1, "+8613800138000")]
 THREE = [call_to(1, "+8613800138000"), call_to(2, "+8613900139000"), call_to(3, "+862151234529")]
 CODE_1 = [Message(id=1, to="+8613800138000", content=SEED_MSG, params=("1234",))]
 
-EXPECTED = {
-    "000": Outcome.ACCEPTED,
-    "001": Outcome.PERMANENT,
-    "002": Outcome.ACCOUNT,
-    "003": Outcome.ACCOUNT,
-    "500": Outcome.TRANSIENT,
-}
+#: the outcomes docs/codes.md states: the one table, read by the tests
+EXPECTED = outcomes("apispace-voice")
 
 
 def answer(**fields: object) -> Reply:
@@ -92,15 +88,15 @@ def test_an_sms_send_has_its_codes_outcome(code: str, outcome: Outcome) -> None:
     assert result.ref == (sms_ref("SMS9", "13800138000") if code == "000" else None)
 
 
-def test_an_unknown_code_is_transient_and_keeps_its_code() -> None:
+def test_an_unknown_code_is_ambiguous_and_keeps_its_code() -> None:
     (result,) = voice().send_results(ONE, answer(code="777", desc="new"))
-    assert (result.outcome, result.code) == (Outcome.TRANSIENT, "777")
+    assert (result.outcome, result.code) == (Outcome.AMBIGUOUS, "777")
 
 
 @pytest.mark.parametrize(
     ("status", "body", "outcome"),
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.TRANSIENT),
+        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
         (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
         (200, b'{"code":"000","desc":"\xe6\x88', Outcome.AMBIGUOUS),
         (200, b'{"code":"000","desc":"ok"}', Outcome.AMBIGUOUS),  # accepted, no callId
@@ -120,8 +116,8 @@ def test_an_undocumented_voice_body_is_classified(
     [
         (503, b"<html>Service Unavailable</html>", Outcome.TRANSIENT),
         (200, b'{"code":"000","da', Outcome.AMBIGUOUS),
-        (200, b'{"code":"000","desc":"ok"}', Outcome.AMBIGUOUS),  # accepted, no msgId
-        (200, b'{"code":"000","data":{"msgId":""}}', Outcome.AMBIGUOUS),
+        (200, b'{"code":"000","desc":"ok"}', Outcome.ACCEPTED),  # no msgId: no receipt
+        (200, b'{"code":"000","data":{"msgId":""}}', Outcome.ACCEPTED),
         (403, b"<html>Forbidden</html>", Outcome.ACCOUNT),
     ],
 )
@@ -581,3 +577,52 @@ def test_a_push_that_is_not_sms_reports_raises_without_echoing_a_number(body: ob
     with pytest.raises((KeyError, ValueError, TypeError)) as caught:
         ApispaceSms.parse_receipts(body)
     assert "15800000000" not in str(caught.value) and "7911123456" not in str(caught.value)
+
+
+# -- ISSUE 12 -------------------------------------------------------------------------------
+
+
+def test_a_beijing_landline_goes_out_with_its_0_in_a_batch() -> None:
+    messages = [call_to(1, "+8613800138000"), call_to(2, "+861065529988")]
+    assert voice().build_send(messages, 0).form["mobile"] == "13800138000,01065529988"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ("+86 138 0013 8000", "8613900139000", "02151234529"),
+        ("8613800138000", "+8613900139000", "021-5123-4529"),
+    ],
+)
+def test_a_batch_answer_is_paired_by_the_normalised_number(spellings: tuple[str, ...]) -> None:
+    data = [
+        {"mobile": number, "callId": f"C{i}"} for i, number in reversed(list(enumerate(spellings)))
+    ]
+    results = voice().send_results(THREE, answer(code="000", data=data))
+    assert [(r.outcome, r.ref) for r in results] == [
+        (Outcome.ACCEPTED, "C0"),
+        (Outcome.ACCEPTED, "C1"),
+        (Outcome.ACCEPTED, "C2"),
+    ]
+
+
+def test_a_batch_refused_for_a_parameter_error_asks_to_be_split() -> None:
+    results = voice().send_results(THREE, answer(code="001", desc="参数校验错误"))
+    assert all(r.splits and r.outcome is Outcome.PERMANENT for r in results)
+
+
+@pytest.mark.parametrize("code", ["0", "000"])
+def test_a_report_page_answered_0_or_000_is_read(code: str) -> None:
+    page = {"code": code, "data": [{"callId": "C1", "code": "000", "voiceCode": "1000"}]}
+    read = voice().read_report(Reply(200, json.dumps(page).encode()))
+    assert [(r.ref, r.delivered) for r in read.receipts] == [("C1", True)]
+
+
+def test_an_sms_accepted_without_a_msgid_is_sent_with_no_receipt_expected() -> None:
+    two = [*CODE_1, Message(id=2, to="+8613900139000", content=SEED_MSG, params=("4321",))]
+    for body in ({"code": "000", "desc": "成功"}, {"code": "000", "data": {}}):
+        results = sms().send_results(two, Reply(200, json.dumps(body).encode()))
+        assert [(r.outcome, r.ref, r.code) for r in results] == [
+            (Outcome.ACCEPTED, None, "000"),
+            (Outcome.ACCEPTED, None, "000"),
+        ]

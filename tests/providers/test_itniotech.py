@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from providers.base import Draft, InvalidRequest, Message, MissingCredentials, Outcome, Reply
 from providers.itniotech import CODES, Itniotech, sign
+from tests.providers.codes_doc import outcomes
 
 
 def test_sign_is_md5_of_key_secret_and_seconds() -> None:
@@ -27,16 +28,8 @@ INDIA = Message(id=1, to="+919876543210", template="12022022570cc.mp3")
 UK = Message(id=2, to="+447911123456", template="12022022570cc.mp3")
 SINGAPORE = Message(id=3, to="+6591234567", template="12022022570cc.mp3")
 
-EXPECTED = {
-    "0": Outcome.ACCEPTED,
-    "-1": Outcome.ACCOUNT,
-    "-2": Outcome.ACCOUNT,
-    "-10": Outcome.ACCOUNT,
-    "-16": Outcome.TRANSIENT,
-    "-18": Outcome.TRANSIENT,
-    "-22": Outcome.PERMANENT,
-    "-26": Outcome.TRANSIENT,
-}
+#: the outcomes docs/codes.md states: the one table, read by the tests
+EXPECTED = outcomes("itniotech")
 
 
 def answer(status: str, data: list[dict[str, str]] | None = None, reason: str = "r") -> Reply:
@@ -86,15 +79,15 @@ def test_an_accepted_callee_without_a_voice_id_is_ambiguous() -> None:
     assert result.outcome is Outcome.AMBIGUOUS
 
 
-def test_an_unknown_status_is_transient_and_keeps_its_code() -> None:
+def test_an_unknown_status_is_ambiguous_and_keeps_its_code() -> None:
     (result,) = client().send_results([INDIA], answer("-99"))
-    assert (result.outcome, result.code) == (Outcome.TRANSIENT, "-99")
+    assert (result.outcome, result.code) == (Outcome.AMBIGUOUS, "-99")
 
 
 @pytest.mark.parametrize(
     ("status", "body", "outcome"),
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.TRANSIENT),
+        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
         (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
         (200, b'{"status":"0","reason":"success","data":[{"voiceId":"22', Outcome.AMBIGUOUS),
         (200, b'{"status":"0","reason":"success"}', Outcome.AMBIGUOUS),
@@ -295,3 +288,24 @@ def test_a_push_that_is_not_call_results_raises_without_echoing_a_number(body: o
     with pytest.raises((KeyError, ValueError, TypeError)) as caught:
         Itniotech.parse_receipts(body)
     assert "919876543210" not in str(caught.value)
+
+
+# -- ISSUE 12, point 6 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("callee", ["91856321412", "91856321300", "+91856321412"])
+def test_the_seeds_own_example_callees_are_accepted(callee: str) -> None:
+    valid = client().validate(Draft("itniotech", callee, template="f.mp3"))
+    assert valid.to == "+" + callee.lstrip("+")
+    built = client().build_send([Message(id=1, to=valid.to, template="f.mp3")], 1630468800)
+    assert built.json["callee"] == callee.lstrip("+")
+
+
+def test_a_system_error_after_the_request_left_is_ambiguous() -> None:
+    results = client().send_results([INDIA, UK], answer("-18"))
+    assert {(r.outcome, r.splits) for r in results} == {(Outcome.AMBIGUOUS, False)}
+
+
+def test_a_parameter_error_asks_for_the_group_to_be_split() -> None:
+    results = client().send_results([INDIA, UK], answer("-22"))
+    assert {(r.outcome, r.splits) for r in results} == {(Outcome.PERMANENT, True)}

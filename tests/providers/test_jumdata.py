@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from providers.base import Draft, InvalidRequest, Message, MissingCredentials, Outcome, Reply
 from providers.jumdata import BLOCKED_CODE, CODES, WINDOW_CODE, Jumdata, sign
+from tests.providers.codes_doc import outcomes
 
 NOTIFY = "https://notifyq.test/callbacks/tok/jumdata"
 
@@ -27,20 +28,8 @@ def client(notify_url: str | None = NOTIFY) -> Jumdata:
 
 MESSAGE = Message(id=41, to="+8613800138000", template="1001", params=("张三", "明天"))
 
-EXPECTED = {
-    "200": Outcome.ACCEPTED,
-    "400": Outcome.PERMANENT,
-    "404": Outcome.ACCOUNT,
-    "500": Outcome.TRANSIENT,
-    "501": Outcome.TRANSIENT,
-    "601": Outcome.ACCOUNT,
-    "602": Outcome.ACCOUNT,
-    "603": Outcome.ACCOUNT,
-    "604": Outcome.ACCOUNT,
-    "999": Outcome.TRANSIENT,
-    BLOCKED_CODE: Outcome.CAPPED,
-    WINDOW_CODE: Outcome.CAPPED,
-}
+#: the outcomes docs/codes.md states: the one table, read by the tests
+EXPECTED = outcomes("jumdata")
 
 
 def reply(code: int | str, msg: str = "m", **extra: object) -> Reply:
@@ -70,7 +59,7 @@ def test_outside_the_calling_window_is_deferred_not_retried() -> None:
     assert (result.outcome, result.block_seconds) == (Outcome.CAPPED, 600)
 
 
-@pytest.mark.parametrize("msg", ["该号码已被限制呼叫", "呼叫次数超限", "呼叫过于频繁"])
+@pytest.mark.parametrize("msg", ["该号码已被限制呼叫", "超过3次,已被限制", "限制期间不可呼叫"])
 def test_a_refusal_that_says_the_number_is_blocked_is_the_block_whatever_its_code(msg: str) -> None:
     (result,) = client().send_results([MESSAGE], reply(999, msg))
     assert (result.outcome, result.block_seconds, result.code) == (Outcome.CAPPED, 86400, "999")
@@ -84,7 +73,7 @@ def test_a_length_limit_is_not_mistaken_for_the_block() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "outcome"),
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.TRANSIENT),
+        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
         (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
         (200, b'{"code":200,"msg":"\xe6\x88', Outcome.AMBIGUOUS),
         (200, b'{"code":200,"msg":"ok","taskNo":"1"}', Outcome.AMBIGUOUS),  # no callId
@@ -213,10 +202,37 @@ def test_a_failed_call_result_from_json_is_undelivered() -> None:
         {"callStatus": "0"},
         {"callId": "1"},
         {"callId": "", "callStatus": "0"},
-        {"callId": "1", "callStatus": "2"},
-        {"callId": "1", "callStatus": "0", "callTime": "long"},
+        {"callId": "1", "callStatus": ""},
     ],
 )
 def test_a_malformed_callback_is_refused(form: dict[str, str]) -> None:
     with pytest.raises((KeyError, ValueError)):
         Jumdata.parse_callback(form)
+
+
+# -- ISSUE 12, point 5 --------------------------------------------------------------------------
+
+
+def test_the_window_is_beijing_time_whatever_the_timezone_setting() -> None:
+    from datetime import UTC, datetime
+
+    from worker.settings import Settings
+
+    for zone in ("UTC", "America/New_York", "Asia/Shanghai"):
+        window = Settings(_env_file=None, timezone=zone).policy("jumdata").window  # type: ignore[call-arg]
+        assert window is not None and window.zone.key == "Asia/Shanghai"
+        assert not window.is_open(datetime(2026, 12, 2, 0, 59, tzinfo=UTC))  # 08:59 Beijing
+        assert window.is_open(datetime(2026, 12, 2, 1, 0, tzinfo=UTC))  # 09:00 Beijing
+        assert not window.is_open(datetime(2026, 12, 2, 13, 0, tzinfo=UTC))  # 21:00 Beijing
+
+
+@pytest.mark.parametrize("msg", ["呼叫过于频繁", "呼叫次数超限", "限呼"])
+def test_words_the_seed_does_not_use_do_not_trigger_the_24_hour_wait(msg: str) -> None:
+    (result,) = client().send_results([MESSAGE], reply(400, msg))
+    assert (result.outcome, result.block_seconds) == (Outcome.PERMANENT, None)
+
+
+@pytest.mark.parametrize("status", ["2", "-1", "9", "busy"])
+def test_a_callback_with_an_undocumented_status_is_kept_with_its_raw_value(status: str) -> None:
+    receipt = Jumdata.parse_callback({"callId": "99", "callStatus": status, "callTime": "0"})
+    assert (receipt.ref, receipt.delivered, receipt.code) == ("99", False, status)

@@ -4,6 +4,7 @@ a ``notifyq sandbox`` process, the real transport, and the dispatcher's own grou
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,7 +88,7 @@ def box(tmp_path: Path) -> Iterator[Box]:
     stack = Stack(tmp_path, env)
     stack.sandbox(port, "--receipt-delay", "0.1", "--jumdata-window", "")
     values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in env.items()}
-    for name in ("apispace", "apispace_report", "jumdata", "itniotech"):
+    for name in ("apispace", "apispace_report", "jumdata", "itniotech", "ihuyi"):
         values[f"{name}_base_url"] = url
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     sandbox = Box(url, registry.build_all(settings))
@@ -178,19 +179,33 @@ def test_apispace_sms_carries_each_numbers_own_code_in_one_request(box: Box) -> 
     assert all(c["fields"]["segments"] == 1 for c in calls)
 
 
-@pytest.mark.parametrize("name", ["apispace-voice", "apispace-sms", "jumdata", "itniotech"])
-def test_a_provider_answering_with_an_html_error_page_is_transient(box: Box, name: str) -> None:
+ONE_OF_EACH = {
+    "apispace-voice": Message(id=1, to="+8613800138000", template=VOICE_TEMPLATE),
+    "apispace-sms": Message(id=1, to="+8613800138000", content="【Eolink】码{$var}", params=("1",)),
+    "ihuyi": Message(id=1, to="+8613800138000", content="您的快递已到。"),
+    "jumdata": Message(id=1, to="+8613800138000", template="1001"),
+    "itniotech": Message(id=1, to="+919876543210", template="f.mp3"),
+}
+
+
+@pytest.mark.parametrize("name", list(ONE_OF_EACH))
+def test_a_provider_refusing_with_503_before_placing_anything_is_transient(
+    box: Box, name: str
+) -> None:
     box.config(fail_rate=1.0)
-    message = {
-        "apispace-voice": Message(id=1, to="+8613800138000", template=VOICE_TEMPLATE),
-        "apispace-sms": Message(
-            id=1, to="+8613800138000", content="【Eolink】码{$var}", params=("1",)
-        ),
-        "jumdata": Message(id=1, to="+8613800138000", template="1001"),
-        "itniotech": Message(id=1, to="+919876543210", template="f.mp3"),
-    }[name]
-    (result,) = box.send(name, [message])
-    assert (result.outcome, result.code) == (Outcome.TRANSIENT, "http:500")
+    (result,) = box.send(name, [ONE_OF_EACH[name]])
+    assert (result.outcome, result.code) == (Outcome.TRANSIENT, "http:503")
+    assert not any(c["placed"] for c in box.ledger(name))
+
+
+@pytest.mark.parametrize("name", list(ONE_OF_EACH))
+def test_an_http_500_after_the_call_was_placed_is_ambiguous_never_resent(
+    box: Box, name: str
+) -> None:
+    box.config(error_first={name: 1})
+    (result,) = box.send(name, [ONE_OF_EACH[name]])
+    assert (result.outcome, result.code) == (Outcome.AMBIGUOUS, "http:500")
+    assert [c["placed"] for c in box.ledger(name)] == [True]  # it was placed
 
 
 # -- jumdata ------------------------------------------------------------------------------
@@ -257,10 +272,11 @@ def test_a_block_left_alone_ends_24_hours_after_the_attempt_that_started_it() ->
 # -- itniotech ----------------------------------------------------------------------------
 
 
-def test_itniotech_answers_per_callee_and_calls_only_the_valid_ones(box: Box) -> None:
+def test_itniotech_answers_per_callee_and_calls_only_the_ones_it_takes(box: Box) -> None:
+    box.config(refusals={"0000": "10001"})  # a callee the provider will not call
     messages = [
         Message(id=1, to="+919876543210", template="f.mp3"),
-        Message(id=2, to="+441234", template="f.mp3"),  # not a number: bypassed validation
+        Message(id=2, to="+447911120000", template="f.mp3"),
         Message(id=3, to="+447911123456", template="f.mp3"),
     ]
     results = box.send("itniotech", messages)
@@ -273,10 +289,20 @@ def test_itniotech_answers_per_callee_and_calls_only_the_valid_ones(box: Box) ->
     calls = box.ledger("itniotech")
     assert [(c["number"], c["placed"]) for c in calls] == [
         ("919876543210", True),
-        ("441234", False),
+        ("447911120000", False),
         ("447911123456", True),
     ]
     assert [c["ref"] for c in calls if c["placed"]] == [results[0].ref, results[2].ref]
+
+
+def test_itniotech_refuses_a_callee_of_the_wrong_shape_for_the_whole_group(box: Box) -> None:
+    messages = [
+        Message(id=1, to="+919876543210", template="f.mp3"),
+        Message(id=2, to="+441234", template="f.mp3"),  # 6 digits: bypassed validation
+    ]
+    results = box.send("itniotech", messages)
+    assert {(r.outcome, r.code, r.splits) for r in results} == {(Outcome.PERMANENT, "-22", True)}
+    assert not any(c["placed"] for c in box.ledger("itniotech"))
 
 
 def test_itniotech_refuses_a_stale_timestamp_and_takes_a_fresh_one(box: Box) -> None:
@@ -300,3 +326,68 @@ def test_itniotech_past_1000_callees_is_two_requests(box: Box) -> None:
     calls = box.ledger("itniotech")
     assert sorted(Counter(c["fields"]["request"] for c in calls).values()) == [1, 1000]
     assert all(c["fields"]["options"] == {"loopCount": 2} for c in calls)
+
+
+# -- ISSUE 12: landlines, batches split to find a bad number, ihuyi's template calls --------
+
+
+def test_a_beijing_landline_is_called_by_ihuyi_and_apispace(box: Box) -> None:
+    beijing = "+861065529988"
+    (ihuyi,) = box.send("ihuyi", [Message(id=1, to=beijing, content="您的快递已到。")])
+    assert ihuyi.outcome is Outcome.ACCEPTED, ihuyi
+    batch = [
+        Message(id=i, to=n, template=VOICE_TEMPLATE)
+        for i, n in enumerate(["+8613800138000", beijing, "+862151234529"])
+    ]
+    assert [r.outcome for r in box.send("apispace-voice", batch)] == [Outcome.ACCEPTED] * 3
+    placed = [c["number"] for c in box.ledger("ihuyi") + box.ledger("apispace-voice")]
+    assert placed == ["01065529988", "13800138000", "01065529988", "02151234529"]
+
+
+def test_an_apispace_batch_refused_for_one_bad_number_fails_only_that_number(box: Box) -> None:
+    box.config(refusals={"9999": "001"})  # the provider's own reason to refuse a number
+    numbers = [f"+86138001{i:05d}" for i in range(40)]
+    numbers[29] = "+8613800199999"
+    messages = [Message(id=i, to=n, template=VOICE_TEMPLATE) for i, n in enumerate(numbers)]
+    results = {r.message_id: r for r in box.dispatch("apispace-voice", messages)}
+    assert sorted(results) == list(range(40))
+    assert [i for i, r in results.items() if r.outcome is not Outcome.ACCEPTED] == [29]
+    assert (results[29].outcome, results[29].code) == (Outcome.PERMANENT, "001")
+    placed = Counter(c["number"] for c in box.ledger("apispace-voice") if c["placed"])
+    assert placed == Counter(n.removeprefix("+86") for i, n in enumerate(numbers) if i != 29)
+    assert len(box.ledger("apispace-voice")) - len(placed) <= 2 * 6  # about 2·log2(40) refusals
+
+
+def test_an_itniotech_group_refused_for_two_bad_callees_fails_only_those(box: Box) -> None:
+    box.config(refusals={"4444": "-22"})
+    numbers = [f"+9198765{i:05d}" for i in range(100)]
+    numbers[3], numbers[70] = "+919876544444", "+447911124444"
+    messages = [Message(id=i, to=n, template="f.mp3") for i, n in enumerate(numbers)]
+    results = {r.message_id: r for r in box.dispatch("itniotech", messages)}
+    assert sorted(results) == list(range(100))
+    refused = {
+        i: (r.outcome, r.code) for i, r in results.items() if r.outcome is not Outcome.ACCEPTED
+    }
+    assert refused == {3: (Outcome.PERMANENT, "-22"), 70: (Outcome.PERMANENT, "-22")}
+    placed = Counter(c["number"] for c in box.ledger("itniotech") if c["placed"])
+    assert sum(placed.values()) == 98 and set(placed.values()) == {1}
+
+
+def test_ihuyi_template_calls_carry_the_password_the_sandbox_checks_on_its_own(box: Box) -> None:
+    from providers.ihuyi import Ihuyi
+
+    ihuyi: Ihuyi = box.providers["ihuyi"]  # type: ignore[assignment]
+    added = ihuyi.parse_admin(
+        box.transport.perform(ihuyi.add_template_call("您的订单号是:【变量】。", time.time())),  # type: ignore[arg-type]
+        "templateid",
+    )
+    assert (added.ok, added.code) == (True, "2") and added.value
+    gone = ihuyi.parse_admin(
+        box.transport.perform(ihuyi.delete_template_call(added.value, time.time()))  # type: ignore[arg-type]
+    )
+    assert (gone.ok, gone.code) == (True, "2")
+    # a password by the other formula (Submit's) is refused: the check is not a formality
+    form = dict(ihuyi.add_template_call("另一个模板【变量】", time.time()).form or {})
+    form["password"] = hashlib.md5(b"not the documented formula").hexdigest()  # noqa: S324
+    refused = httpx.post(f"{box.url}/webservice/voice.php?method=AddTemplate", data=form).json()
+    assert refused["code"] == 405
