@@ -1,7 +1,9 @@
 """Provider callbacks: ``/callbacks/{token}/…``. Each answers ``success`` only after the
 receipt is committed (a provider that hears anything else pushes again, up to 3 times),
 is idempotent (a repeat changes nothing), refuses a malformed body with 400 and stores
-nothing, refuses an oversized one with 413, and hides behind the token (404 if wrong).
+nothing (malformed: no reference, or not the provider's shape — a status or code the
+documents do not list is *not* malformed: it is stored, with its raw value), refuses
+an oversized one with 413, and hides behind the token (404 if wrong).
 
 "Malformed" includes what the ledger could not store: text with NUL or a lone
 surrogate (PostgreSQL and UTF-8 refuse them) and a reference longer than the ledger's
@@ -98,7 +100,9 @@ def check_refs(receipts: list[DeliveryReceipt]) -> None:
 
 @router.post("/ihuyi/receipt", response_class=PlainTextResponse)
 async def ihuyi_receipt(request: Request) -> PlainTextResponse:
-    """ihuyi's delivery receipt (form): ``code`` 2 answered, anything else not."""
+    """ihuyi's delivery receipt (form): ``code`` 2 answered; any other code, documented
+    or not (-7…), is stored undelivered with that code and answered ``success``, so
+    ihuyi stops pushing rather than giving up on a receipt we refused."""
     return await _receipts(request, "ihuyi", lambda form: [Ihuyi.parse_receipt(form)], arrays=False)
 
 
@@ -123,7 +127,8 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
 
 @router.post("/jumdata", response_class=PlainTextResponse)
 async def jumdata_result(request: Request) -> PlainTextResponse:
-    """jumdata's call result (form, or JSON): ``callStatus`` 0 answered, 1 not."""
+    """jumdata's call result (form, or JSON): ``callStatus`` 0 answered; 1, or any value
+    the seed does not list, not (kept raw) — stored and answered ``success`` alike."""
     return await _receipts(
         request, "jumdata", lambda form: [Jumdata.parse_callback(form)], arrays=False
     )
