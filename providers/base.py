@@ -57,9 +57,11 @@ class Outcome(StrEnum):
     CAPPED = "capped"
     #: balance, frozen, IP, auth, not enabled: nothing passes until a human acts
     ACCOUNT = "account"
-    #: 5xx, maintenance, network busy, a connect error: try again after a backoff
+    #: the provider did not act on it (maintenance, a stale signature, HTTP 503/429) or
+    #: it never left (a connect error): try again after a backoff
     TRANSIENT = "transient"
-    #: we cannot know whether the call was placed (a read timeout after sending)
+    #: it reached the provider and we cannot know whether the call was placed: a read
+    #: timeout after sending, an HTTP 500, a code no document lists (docs/codes.md)
     AMBIGUOUS = "ambiguous"
 
 

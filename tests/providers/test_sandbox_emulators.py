@@ -1,4 +1,4 @@
-"""The APISpace, jumdata and itniotech clients against their emulators over real HTTP:
+"""The clients against their emulators over real HTTP:
 a ``notifyq sandbox`` process, the real transport, and the dispatcher's own grouping
 (``call_providers``), so batches split past 1000 exactly as the workers split them."""
 
