@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -112,6 +113,27 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 # -- a whole system -----------------------------------------------------------------------
+
+
+_RECEIVED = re.compile(rb"Task ([\w.]+)\[([0-9a-f-]+)\] received")
+_SUCCEEDED = re.compile(rb"Task ([\w.]+)\[([0-9a-f-]+)\] succeeded in")
+
+
+def runs_since(stack: Stack, mark: dict[Path, int], task: str) -> int:
+    """Runs of ``task`` that a worker *received* after ``mark`` (log offsets) and finished:
+    each began after the mark was taken, so it saw the state of the system as it was then."""
+    received: set[bytes] = set()
+    succeeded: set[bytes] = set()
+    name = task.encode()
+    for proc in stack.procs:
+        if not proc.log.exists():
+            continue
+        with proc.log.open("rb") as handle:
+            handle.seek(mark.get(proc.log, 0))
+            text = handle.read()
+        received.update(m[2] for m in _RECEIVED.finditer(text) if m[1] == name)
+        succeeded.update(m[2] for m in _SUCCEEDED.finditer(text) if m[1] == name)
+    return len(received & succeeded)
 
 
 class System:
@@ -229,6 +251,43 @@ class System:
 
     def sandbox_config(self, **changes: Any) -> dict[str, Any]:
         return httpx.post(f"{self.sandbox_url}/_sandbox/config", json=changes, timeout=10).json()
+
+    # -- time under the test's control (scheduler/clock.py) ------------------------------
+
+    def now(self) -> float:
+        """The system's clock: Redis's time plus any offset the test set."""
+        return self.runtime.clock.now()
+
+    def advance(self, seconds: float) -> float:
+        """Move every process's clock forward (needs ``clock_control="true"``)."""
+        return self.runtime.clock.advance(seconds)
+
+    def advance_to(self, moment: float) -> float:
+        return self.runtime.clock.advance_to(moment)
+
+    # -- events to wait on instead of sleeping --------------------------------------------
+
+    def log_mark(self) -> dict[Path, int]:
+        """Where every process's log ends now (for :meth:`wait_runs`)."""
+        return {p.log: p.log.stat().st_size for p in self.stack.procs if p.log.exists()}
+
+    def wait_runs(
+        self, task: str, runs: int = 2, timeout: float = 60, mark: dict[Path, int] | None = None
+    ) -> int:
+        """Until ``runs`` runs of ``task`` (a beat task: ``notifyq.release_due``,
+        ``notifyq.campaigns``, ``notifyq.sweep``) that began after ``mark`` (default: now)
+        have finished — whatever that task would do about the state as it was at the mark,
+        it has done. An event to wait on instead of sleeping "long enough"."""
+        mark = self.log_mark() if mark is None else mark
+        try:
+            return wait_until(
+                lambda: runs_since(self.stack, mark, task) >= runs or None,
+                timeout,
+                interval=0.1,
+                what=f"{runs} run(s) of {task} begun after the mark",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.stack.report()}") from None
 
     def close(self) -> None:
         self.stack.stop()
