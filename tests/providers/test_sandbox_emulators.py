@@ -391,3 +391,35 @@ def test_ihuyi_template_calls_carry_the_password_the_sandbox_checks_on_its_own(b
     form["password"] = hashlib.md5(b"not the documented formula").hexdigest()  # noqa: S324
     refused = httpx.post(f"{box.url}/webservice/voice.php?method=AddTemplate", data=form).json()
     assert refused["code"] == 405
+
+
+def test_the_network_rows_of_the_code_table_hold_through_the_real_transport(box: Box) -> None:
+    """docs/codes.md: a request that never left is transient; one that got no answer
+    after it was sent is ambiguous (and was placed: never placed again blind)."""
+    from providers.http import HttpSettings
+    from tests.providers.codes_doc import rows
+
+    table = {
+        r.code: Outcome(r.result) for r in rows("Answers no document describes (every provider)")
+    }
+    message = ONE_OF_EACH["ihuyi"]
+    nowhere = registry.build(
+        "ihuyi",
+        SimpleNamespace(
+            ihuyi_account="a",
+            ihuyi_apikey=SecretStr("k"),
+            ihuyi_base_url=f"http://127.0.0.1:{free_port()}",
+        ),
+    )
+    closed = Box(box.url, {"ihuyi": nowhere})
+    (never_left,) = closed.dispatch("ihuyi", [message])
+    closed.transport.close()
+    assert (never_left.outcome, never_left.code) == (table["net:ConnectError"], "net:ConnectError")
+
+    box.config(timeout_rate=1.0, timeout_hold=3.0)
+    impatient = Box(box.url, box.providers)
+    impatient.transport = Transport(HttpSettings(read_timeout=0.5))
+    (no_answer,) = impatient.dispatch("ihuyi", [message])
+    impatient.transport.close()
+    assert (no_answer.outcome, no_answer.code) == (table["net:ReadTimeout"], "net:ReadTimeout")
+    assert [c["placed"] for c in box.ledger("ihuyi")] == [True]
