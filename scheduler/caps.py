@@ -34,6 +34,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from scheduler import scripts
+from scheduler.clock import Clock
 from scheduler.limits import Cap
 
 PROVIDER_BLOCK = "provider-block"
@@ -70,9 +71,12 @@ def cap_key(provider: str, number: str) -> str:
 class CapLimiter:
     """Admits attempts against per-number caps; thread-safe (redis-py pools connections)."""
 
-    def __init__(self, client: Redis, *, margin: float = 0.5) -> None:
+    def __init__(self, client: Redis, *, margin: float = 0.5, clock: Clock | None = None) -> None:
         self.client = client
         self.margin_ms = round(margin * 1000)
+        #: under clock control (tests), decisions take the controlled time instead of
+        #: Redis's, so a test that moves the clock moves the caps' windows with it
+        self.clock = clock if clock is not None and clock.control else None
         self._hit = scripts.load(client, "caps")
         self._block = scripts.load(client, "caps_block")
         self._refund = scripts.load(client, "caps_refund")
@@ -96,6 +100,8 @@ class CapLimiter:
         replaces Redis's clock: for simulated-clock tests only."""
         if not caps:
             return Decision(True, now=0.0)
+        if at is None and self.clock is not None:
+            at = self.clock.now()
         at_us = None if at is None else round(at * 1_000_000)
         reply = self._hit(keys=[cap_key(provider, number)], args=self._args(caps, at_us))
         return _decision(reply, caps)
@@ -116,7 +122,11 @@ class CapLimiter:
         loaded and sent again: nothing is recorded twice.
         """
         todo = [check for check in checks if check.caps]
-        calls = [[cap_key(check.provider, check.number), *self._args(check.caps)] for check in todo]
+        at_us = round(self.clock.now() * 1_000_000) if self.clock and todo else None
+        calls = [
+            [cap_key(check.provider, check.number), *self._args(check.caps, at_us)]
+            for check in todo
+        ]
         replies = iter(self._evalsha_many(calls))
         return [
             _decision(next(replies), check.caps) if check.caps else Decision(True, now=0.0)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from providers.base import Outcome, mask
-from tasks.admission import Hop, Wait, admit
+from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns import CampaignState, campaign_states
 from tasks.outcomes import Effects, hop_change, plan, wait_change
@@ -92,12 +92,26 @@ def dispatch(self: Task, ids: list[int]) -> dict[str, int]:
 def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     """Read, triage, claim, admit, mark ``sending``, call, record: see the module docstring."""
     report = Report()
+    for _ in dispatch_steps(rt, ids, report):
+        pass
+    return report
+
+
+def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[str]:
+    """One dispatch as its phases, each yielded where another copy of this task, the
+    sweeper, the pump or an operator may act in between — or this worker may die.
+
+    :func:`dispatch_ids` runs them straight through. The interleaving test
+    (``tests/tasks/test_interleavings.py``) runs several copies side by side, phase by
+    phase in every order, and abandons some half way (a crash), to show that no
+    interleaving calls a number twice for one notification."""
     now = rt.redis_now()
     with rt.db.read() as conn:
         rows = rt.notifications.load(conn, ids)
     campaign_ids = {row.campaign_id for row in rows if row.campaign_id is not None}
     states = campaign_states(rt, campaign_ids) if campaign_ids else {}
     ready, stuck, early, held = _triage(rt, rows, now, report, states)
+    yield "read"
     if held:
         _write(rt, held, now)
     if stuck:
@@ -108,7 +122,8 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     report.skipped += len(ready) - len(won)
     ready = [row for row in ready if row.id in won]
     if not ready:
-        return report
+        return
+    yield "claimed"
     admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
     read = {row.id: row for row in ready}
     changes = [wait_change(w, Expect.row(read[w.id])) for w in admission.waits]
@@ -117,6 +132,7 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
         Change(id=row.id, to=Status.SENDING, expect=Expect.row(row), count_attempt=True)
         for row in admission.go
     ]
+    yield "admitted"
     applied = _write(rt, changes, now)
     moved = {a.id for a in applied if a.to is Status.SENDING}
     _after_write(rt, admission.waits, admission.hops, applied)
@@ -126,11 +142,27 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     report.skipped += len(lost)
     _refund(rt, [(row, admission.slots[row.id]) for row in lost if row.id in admission.slots])
     if not sending:
-        return report
+        return
+    yield "sending"
     results = call_providers(rt, sending)
+    yield "answered"
+    _record(rt, sending, results, admission, report)
+    yield "recorded"
+
+
+def _record(
+    rt: Runtime,
+    sending: Sequence[Any],
+    results: Sequence[Any],
+    admission: Admission,
+    report: Report,
+) -> None:
+    """Commit what the providers answered, then tell Redis (see the module docstring)."""
     rows_by_id = {row.id: row for row in sending}
     unsent = {r.message_id for r in results if _never_left(r)}
-    outcome_plan = plan(rt, rows_by_id, results, rt.redis_now(), admission.probes, unsent)
+    outcome_plan = plan(
+        rt, rows_by_id, results, _clock_or_host(rt.redis_now), admission.probes, unsent
+    )
     applied = _write_outcomes(rt, outcome_plan.changes, outcome_plan.sent_refs)
     # committed: from here on nothing may cost the answer, only a refinement of it
     _quietly(
@@ -149,7 +181,6 @@ def dispatch_ids(rt: Runtime, ids: Sequence[int]) -> Report:
     report.countdown = outcome_plan.countdown
     for notification_id in report.retry_ids:
         RETRIES.labels(rows_by_id[notification_id].provider).inc()
-    return report
 
 
 def _never_left(result: Any) -> bool:

@@ -70,7 +70,7 @@ class Runtime:
             notifications=notifications,
             receipts=ReceiptStore(db, notifications),
             redis=client,
-            caps=CapLimiter(client, margin=settings.cap_margin),
+            caps=CapLimiter(client, margin=settings.cap_margin, clock=clock),
             rates=RateLimiter(client),
             deferred=DeferredSet(client, clock=clock),
             circuit=CircuitBreaker(client, cooldown=settings.circuit_cooldown),

@@ -192,10 +192,11 @@ class CampaignStore:
                 .where(R.c.campaign_id == campaign.id)
                 .order_by(R.c.row)
             )
-            result = conn.execute(
-                insert(N).from_select([N.c[name] for name in _ROW_COLUMNS], source)
-            )
-            return result.rowcount or 0
+            conn.execute(insert(N).from_select([N.c[name] for name in _ROW_COLUMNS], source))
+            # counted, not the INSERT's rowcount: psycopg reports -1 for INSERT … SELECT
+            return conn.execute(
+                select(func.count()).where(R.c.campaign_id == campaign.id)
+            ).scalar_one()
 
     def finish_import(
         self,
