@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install redis lint format lock bench clean
+.PHONY: demo test test-stress install redis lint format lock bench clean
 
 demo: install redis
 	$(BIN)/notifyq demo
@@ -13,6 +13,11 @@ demo: install redis
 # (caps windows, receipts), so two run in the time of one.
 test: install redis
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The same suite with a CPU hog on every core (started and stopped by the script): no test
+# may depend on how fast processes start or how idle the machine is.
+test-stress: install redis
+	$(BIN)/python scripts/with-cpu-hog -- $(BIN)/pytest -n 2 --dist loadfile
 
 # The venv, installed from the pinned versions in constraints.txt (regenerate: make lock).
 $(STAMP): pyproject.toml constraints.txt
