@@ -50,7 +50,7 @@ def enqueue_waves(system: System, total: int, waves: int, pause: float) -> list[
             for i in range(wave * per_wave, (wave + 1) * per_wave)
         ]
         ids += [r.id for r in enqueue_many(batch, runtime=system.runtime)]
-        time.sleep(pause)
+        time.sleep(pause)  # paces the producer; no assertion waits on it
     return ids
 
 
@@ -142,7 +142,9 @@ def test_restarting_redis_mid_run_loses_nothing(chaos_system: System, tmp_path) 
         for target in (60, 180, 300):
             wait_for_calls(system, target)
             server.restart()  # SIGKILL: whatever the last second wrote to the AOF may be gone
-            time.sleep(0.5)
+            # beat and the worker both back at work on the new Redis: a pump pass sent by
+            # the one and run by the other after the restart
+            system.wait_runs("notifyq.release_due", 1, timeout=60)
             for proc in services:
                 assert proc.alive(), f"{proc.name} died with Redis:\n{proc.text()[-3000:]}"
         producer.join()
