@@ -10,14 +10,17 @@ demo: install redis
 	$(BIN)/notifyq demo
 
 # Two workers, a test file each at a time: the suite mostly waits on real clocks
-# (caps windows, receipts), so two run in the time of one.
+# (caps windows, receipts), so two run in the time of one. The longest files go first
+# (tests/conftest.py: LONGEST_FIRST), in that order.
+PYTEST_N2 := $(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
+
 test: install redis
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(PYTEST_N2)
 
 # The same suite with a CPU hog on every core (started and stopped by the script): no test
 # may depend on how fast processes start or how idle the machine is.
 test-stress: install redis
-	$(BIN)/python scripts/with-cpu-hog -- $(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/python scripts/with-cpu-hog -- $(PYTEST_N2)
 
 # The venv, installed from the pinned versions in constraints.txt (regenerate: make lock).
 $(STAMP): pyproject.toml constraints.txt

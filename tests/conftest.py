@@ -196,13 +196,14 @@ class System:
         api: bool = True,
         sandbox_args: tuple[str, ...] = ("--receipt-delay", "0.3"),
     ) -> System:
-        self.stack.sandbox(self.sandbox_port, *sandbox_args)
-        if api:
-            self.stack.api(self.api_port)
-        for _ in range(workers):
-            self.stack.worker("--concurrency", str(concurrency))
-        if beat:
-            self.stack.beat()
+        with self.stack.together():
+            self.stack.sandbox(self.sandbox_port, *sandbox_args)
+            if api:
+                self.stack.api(self.api_port)
+            for _ in range(workers):
+                self.stack.worker("--concurrency", str(concurrency))
+            if beat:
+                self.stack.beat()
         return self
 
     def cli(self, *args: str) -> Any:
@@ -290,7 +291,8 @@ class System:
             raise TimeoutError(f"{exc}\n{self.stack.report()}") from None
 
     def close(self) -> None:
-        self.stack.stop()
+        # a test's processes need no long goodbye: what has not exited in 5 s is killed
+        self.stack.stop(grace=5)
         if self._runtime is not None:
             self._runtime.close()
 
@@ -310,6 +312,23 @@ def make_system(tmp_path: Path, redis_url: str, sqlite_url: str) -> Iterator[Cal
     yield factory
     for system in systems:
         system.close()
+
+
+#: the files that take longest (minutes on real clocks: caps windows, chaos, campaigns),
+#: first in the queue, so that no xdist worker is left running one alone at the end
+#: (``make test`` passes --no-loadscope-reorder so that xdist keeps this order)
+LONGEST_FIRST = (
+    "tests/e2e/test_caps_concurrency.py",
+    "tests/test_providers_e2e.py",
+    "tests/e2e/test_chaos.py",
+    "tests/e2e/test_campaigns.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    # a stable sort: every file's tests stay together and in their order
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 def pytest_configure(config: pytest.Config) -> None:

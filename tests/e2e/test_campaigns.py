@@ -101,10 +101,11 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         pump_interval="0.5",
         sweep_grace="30",
     )
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2", "--latency-ms", "20")
-    system.stack.api(system.api_port)
-    system.stack.worker("--concurrency", "16")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2", "--latency-ms", "20")
+        system.stack.api(system.api_port)
+        system.stack.worker("--concurrency", "16")
+        system.stack.beat()
     recipients = tmp_path / "borrowers.csv"
     bad_rows = {
         10: ["12345", "x", "1"],
@@ -171,10 +172,11 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
 
 def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5", clock_control="true")
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
-    system.stack.api(system.api_port)
-    system.stack.worker("--concurrency", "8")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.stack.api(system.api_port)
+        system.stack.worker("--concurrency", "8")
+        system.stack.beat()
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 20, {})
     # An hour ahead, to the second (as --at reads): no start-up or slow CLI reaches it;
@@ -210,10 +212,11 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
 
 def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5")
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
-    system.stack.api(system.api_port)
-    system.stack.worker("--concurrency", "8")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.stack.api(system.api_port)
+        system.stack.worker("--concurrency", "8")
+        system.stack.beat()
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 60, {})
     created = create_campaign(system, recipients, "您好{name}", "--rate", "10/second")
@@ -249,9 +252,10 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
     from tasks.campaigns import CHUNK
 
     system: System = make_system(pump_interval="0.5")
-    system.stack.sandbox(system.sandbox_port)
-    system.stack.worker("--concurrency", "4")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port)
+        system.stack.worker("--concurrency", "4")
+        system.stack.beat()
     recipients = tmp_path / "list.csv"
     # a chunk is stored before the break (which shows where the decoder reads ahead to it)
     write_csv(recipients, CHUNK + 1000, {})

@@ -137,11 +137,12 @@ def quiet(system: System, ids: list[int]) -> None:
 @pytest.mark.slow
 def test_two_workers_never_exceed_ihuyi_caps_and_defer_to_the_exact_moment(make_system) -> None:
     system: System = make_system(sweep_grace="600", sending_timeout="120")
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "1")
-    system.stack.api(system.api_port)
-    for _ in range(2):
-        system.stack.worker("--concurrency", "20")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "1")
+        system.stack.api(system.api_port)
+        for _ in range(2):
+            system.stack.worker("--concurrency", "20")
+        system.stack.beat()
 
     requests = [
         SendRequest(

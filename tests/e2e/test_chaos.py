@@ -103,11 +103,12 @@ def test_killing_a_worker_three_times_loses_nothing_and_calls_no_one_twice(
     chaos_system: System,
 ) -> None:
     system = chaos_system
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "150")
-    system.stack.api(system.api_port)
-    victim = system.stack.worker("--concurrency", "20", name="victim")
-    system.stack.worker("--concurrency", "20", name="steady")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "150")
+        system.stack.api(system.api_port)
+        victim = system.stack.worker("--concurrency", "20", name="victim")
+        system.stack.worker("--concurrency", "20", name="steady")
+        system.stack.beat()
 
     ids: list[int] = []
     producer = threading.Thread(target=lambda: ids.extend(enqueue_waves(system, 1000, 50, 0.2)))
@@ -133,9 +134,12 @@ def test_restarting_redis_mid_run_loses_nothing(chaos_system: System, tmp_path) 
     system = chaos_system
     system.env["NOTIFYQ_REDIS_URL"] = server.url
     try:
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "100")
-        system.stack.api(system.api_port)
-        services = [system.stack.worker("--concurrency", "20"), system.stack.beat()]
+        with system.stack.together():
+            system.stack.sandbox(
+                system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "100"
+            )
+            system.stack.api(system.api_port)
+            services = [system.stack.worker("--concurrency", "20"), system.stack.beat()]
         ids: list[int] = []
         producer = threading.Thread(target=lambda: ids.extend(enqueue_waves(system, 450, 30, 0.3)))
         producer.start()
@@ -159,22 +163,23 @@ def test_restarting_redis_mid_run_loses_nothing(chaos_system: System, tmp_path) 
 
 def test_a_faulty_provider_leaves_nothing_in_flight(chaos_system: System) -> None:
     system = chaos_system
-    system.stack.sandbox(
-        system.sandbox_port,
-        "--receipt-delay",
-        "0.3",
-        "--fail-rate",
-        "0.3",
-        "--timeout-rate",
-        "0.05",
-        "--timeout-hold",
-        "2",
-        "--seed",
-        "7",
-    )
-    system.stack.api(system.api_port)
-    system.stack.worker("--concurrency", "20")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(
+            system.sandbox_port,
+            "--receipt-delay",
+            "0.3",
+            "--fail-rate",
+            "0.3",
+            "--timeout-rate",
+            "0.05",
+            "--timeout-hold",
+            "2",
+            "--seed",
+            "7",
+        )
+        system.stack.api(system.api_port)
+        system.stack.worker("--concurrency", "20")
+        system.stack.beat()
     ids = enqueue_waves(system, 500, 5, 0.2)
     system.wait_for(ids, FINAL, timeout=120)
     statuses = check_at_most_once(system, ids)

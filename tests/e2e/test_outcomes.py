@@ -50,10 +50,11 @@ def system(
         sending_timeout="4",
         sweep_interval="1",
     )
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
-    system.stack.api(system.api_port)
-    system.stack.worker("--concurrency", "8")
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.stack.api(system.api_port)
+        system.stack.worker("--concurrency", "8")
+        system.stack.beat()
     yield system
     system.close()
     if drop:

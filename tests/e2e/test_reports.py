@@ -20,18 +20,19 @@ def test_fifty_voice_notifications_end_final_through_the_beat_poll_even_with_two
     make_system,
 ) -> None:
     system: System = make_system(apispace_report_interval="1", apispace_report_page="10")
-    system.stack.sandbox(
-        system.sandbox_port,
-        "--receipt-delay",
-        "0.5",
-        "--latency-ms",
-        str(int(LATENCY * 1000)),
-        "--outcome",
-        "7=no-answer",
-    )
-    system.stack.worker("--concurrency", "8")
-    system.stack.beat()
-    system.stack.beat()
+    with system.stack.together():
+        system.stack.sandbox(
+            system.sandbox_port,
+            "--receipt-delay",
+            "0.5",
+            "--latency-ms",
+            str(int(LATENCY * 1000)),
+            "--outcome",
+            "7=no-answer",
+        )
+        system.stack.worker("--concurrency", "8")
+        system.stack.beat()
+        system.stack.beat()
 
     numbers = [f"1371234{i:04d}" for i in range(50)]
     results = enqueue_many(
