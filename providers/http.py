@@ -17,7 +17,12 @@ Failures become outcomes here, once, for every provider:
   retried at once (tenacity, a few short tries), then TRANSIENT;
 - read timeout, a dropped connection after the request was written: AMBIGUOUS — the
   provider may have placed the call; only an :attr:`~providers.base.Call.idempotent`
-  call (a balance query) is retried on these.
+  call (a balance query) is retried on these;
+- past its *deadline* before it could leave (waiting for a connection slot, connecting,
+  retrying a connect): :data:`LATE`, never sent. A call admitted against a number's
+  caps at moment t must reach the provider by t + the cap margin, or two calls could
+  arrive closer together than the provider's cap allows; the caller puts it back to
+  wait and gives its cap slot back.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import os
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +53,14 @@ MAYBE_SENT = (
     httpx.WriteError,
     httpx.RemoteProtocolError,
 )
+
+
+#: the :attr:`Failure.kind` of a call that could not leave before its deadline
+LATE = "Late"
+
+
+class _Late(Exception):
+    """The deadline passed before the request could be written."""
 
 
 @dataclass(frozen=True)
@@ -134,32 +148,59 @@ class Transport:
         no admitted call waits for them."""
         self._ensure_loop()
 
-    def perform(self, call: Call) -> Reply | Failure:
-        return self.perform_all([call])[0]
+    def perform(self, call: Call, *, deadline: float | None = None) -> Reply | Failure:
+        return self.perform_all([call], deadline=deadline)[0]
 
-    def perform_all(self, calls: Sequence[Call]) -> list[Reply | Failure]:
-        """Place every call concurrently; one reply or failure per call, in order."""
+    def perform_all(
+        self, calls: Sequence[Call], *, deadline: float | None = None
+    ) -> list[Reply | Failure]:
+        """Place every call concurrently; one reply or failure per call, in order.
+
+        ``deadline`` (``time.monotonic()`` seconds): a call that has not left by then
+        is not sent at all (:data:`LATE`)."""
         if not calls:
             return []
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._gather(calls), loop)
+        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline), loop)
         return future.result()
 
-    async def _gather(self, calls: Sequence[Call]) -> list[Reply | Failure]:
-        return list(await asyncio.gather(*(self._one(call) for call in calls)))
+    async def _gather(self, calls: Sequence[Call], deadline: float | None) -> list[Reply | Failure]:
+        return list(await asyncio.gather(*(self._one(call, deadline) for call in calls)))
 
-    async def _one(self, call: Call) -> Reply | Failure:
+    async def _one(self, call: Call, deadline: float | None) -> Reply | Failure:
         assert self._slots is not None
+        wait = self.settings.pool_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
         try:
-            slot = await asyncio.wait_for(self._slots.get(), self.settings.pool_timeout)
+            if wait <= 0:
+                raise TimeoutError
+            slot = await asyncio.wait_for(self._slots.get(), wait)
         except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                return _late()
             return Failure(sent=False, kind="PoolTimeout", detail="no free connection in time")
         try:
-            return await self._request(self._clients[slot], call)
+            return await self._request(self._clients[slot], call, deadline)
         finally:
             self._slots.put_nowait(slot)
 
-    async def _request(self, client: httpx.AsyncClient, call: Call) -> Reply | Failure:
+    def _timeout(self, deadline: float | None) -> httpx.Timeout:
+        """The call's timeouts; connecting may not run past the deadline."""
+        s = self.settings
+        connect = s.connect_timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Late
+            connect = min(connect, remaining)
+        return httpx.Timeout(
+            connect=connect, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
+        )
+
+    async def _request(
+        self, client: httpx.AsyncClient, call: Call, deadline: float | None
+    ) -> Reply | Failure:
         retry_on = NOT_SENT + MAYBE_SENT if call.idempotent else NOT_SENT
         try:
             async for attempt in AsyncRetrying(
@@ -176,12 +217,17 @@ class Transport:
                         params=call.params,
                         data=call.form,
                         json=call.json,
+                        timeout=self._timeout(deadline),
                     )
                     body = await response.aread()
                     return Reply(
                         response.status_code, body, response.headers.get("content-type", "")
                     )
+        except _Late:
+            return _late()
         except NOT_SENT as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                return _late()  # connecting ran into the deadline: not sent, and not now
             return Failure(sent=False, kind=type(exc).__name__, detail=_safe(exc))
         except MAYBE_SENT as exc:
             return Failure(sent=True, kind=type(exc).__name__, detail=_safe(exc))
@@ -196,6 +242,10 @@ class Transport:
                     asyncio.run_coroutine_threadsafe(client.aclose(), self._loop).result(timeout=5)
                 self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop, self._clients = None, []
+
+
+def _late() -> Failure:
+    return Failure(sent=False, kind=LATE, detail="could not leave before its deadline")
 
 
 def _safe(exc: Exception) -> str:

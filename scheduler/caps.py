@@ -153,6 +153,14 @@ class CapLimiter:
             pipe.evalsha(self._hit.sha, 1, key, *args)
         return pipe.execute(raise_on_error=False)
 
+    def readmit(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[Decision]:
+        """Attempts admitted a while ago that only now are about to leave: give each slot
+        back and ask again at this moment, so the attempt counts from when it really
+        goes. A refusal means another attempt took the room meanwhile: wait for it."""
+        for check, decision in taken:
+            self.refund(check.provider, check.number, decision)
+        return self.hit_many([check for check, _ in taken])
+
     def block(self, provider: str, number: str, seconds: float) -> float:
         """The provider refused this number for a cap: try nothing before now + seconds."""
         until = self._block(keys=[cap_key(provider, number)], args=[max(1, round(seconds * 1000))])

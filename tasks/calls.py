@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 Batch = tuple[str, list[Message]]
 
 
-def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
+def call_providers(
+    rt: Runtime, rows: Sequence[Any], *, deadline: float | None = None
+) -> list[SendResult]:
     """Group by provider and shared content, build one call per group (signed now),
     place them all concurrently, and turn every answer into results.
 
@@ -34,6 +36,9 @@ def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
     and each half sent again, until the bad number(s) stand alone: those fail, every
     other number is sent. One bad number among n costs about 2·log2(n) more requests;
     failing the n would lose n − 1 good notifications.
+
+    ``deadline`` (``time.monotonic()``): what has not left by then is not sent
+    (``net:Late``; see :mod:`providers.http`).
     """
     groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
     for row in rows:
@@ -53,11 +58,13 @@ def call_providers(rt: Runtime, rows: Sequence[Any]) -> list[SendResult]:
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
     results: list[SendResult] = []
     while batches:
-        batches = _place(rt, batches, results)
+        batches = _place(rt, batches, results, deadline)
     return results
 
 
-def _place(rt: Runtime, batches: Sequence[Batch], results: list[SendResult]) -> list[Batch]:
+def _place(
+    rt: Runtime, batches: Sequence[Batch], results: list[SendResult], deadline: float | None
+) -> list[Batch]:
     """Place one round of requests concurrently, adding their results; returns the
     halves of every request refused whole that must go again."""
     calls, placed = [], []
@@ -68,7 +75,7 @@ def _place(rt: Runtime, batches: Sequence[Batch], results: list[SendResult]) -> 
         except MissingCredentials as exc:
             results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
     started = time.perf_counter()
-    answers = rt.transport.perform_all(calls)
+    answers = rt.transport.perform_all(calls, deadline=deadline)
     elapsed = time.perf_counter() - started
     again: list[Batch] = []
     for (name, messages), answer in zip(placed, answers, strict=True):

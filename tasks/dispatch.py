@@ -42,10 +42,12 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from providers.base import Outcome, mask
+from scheduler.caps import CapCheck
+from tasks import suppressions
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns import CampaignState, campaign_states
-from tasks.outcomes import Effects, hop_change, plan, wait_change
+from tasks.outcomes import Effects, hop_change, plan, sending_expect, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
@@ -125,9 +127,14 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
         return
     yield "claimed"
     admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
+    admitted_at = time.monotonic()
     read = {row.id: row for row in ready}
     changes = [wait_change(w, Expect.row(read[w.id])) for w in admission.waits]
     changes += [hop_change(h, now, Expect.row(read[h.id])) for h in admission.hops]
+    changes += [  # suppressed numbers (tasks/suppressions.py): failed, never called
+        Change(r.id, Status.FAILED, expect=Expect.row(read[r.id]), reason=r.reason, values=r.values)
+        for r in admission.refusals
+    ]
     changes += [
         Change(id=row.id, to=Status.SENDING, expect=Expect.row(row), count_attempt=True)
         for row in admission.go
@@ -137,6 +144,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     moved = {a.id for a in applied if a.to is Status.SENDING}
     _after_write(rt, admission.waits, admission.hops, applied)
     report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
+    report.failed += sum(1 for a in applied if a.to is Status.FAILED)
     sending = [row for row in admission.go if row.id in moved]
     lost = [row for row in admission.go if row.id not in moved]
     report.skipped += len(lost)
@@ -144,7 +152,12 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     if not sending:
         return
     yield "sending"
-    results = call_providers(rt, sending)
+    sending, admitted_at = _readmit_if_stale(rt, sending, admission, admitted_at, report)
+    if not sending:
+        return
+    # a call admitted against a number's caps must reach the provider within the cap
+    # margin of its admission, or it is not sent at all (providers/http.py, LATE)
+    results = call_providers(rt, sending, deadline=admitted_at + rt.settings.cap_margin)
     yield "answered"
     _record(rt, sending, results, admission, report)
     yield "recorded"
@@ -181,6 +194,57 @@ def _record(
     report.countdown = outcome_plan.countdown
     for notification_id in report.retry_ids:
         RETRIES.labels(rows_by_id[notification_id].provider).inc()
+
+
+def _readmit_if_stale(
+    rt: Runtime, sending: list[Any], admission: Admission, admitted_at: float, report: Report
+) -> tuple[list[Any], float]:
+    """A call must reach the provider within the cap margin of its admission, or a later
+    call to the same number, admitted a window after this one, could arrive less than a
+    window after it. When writing ``sending`` took up half the margin already (a busy
+    database), the slots are taken again now instead of sending late or giving up: the
+    attempt counts from this moment. A number whose room was taken meanwhile waits for
+    it, the attempt uncounted. Returns what goes now and its admission moment."""
+    if time.monotonic() - admitted_at <= rt.settings.cap_margin / 2:
+        return sending, admitted_at
+    stale = [row for row in sending if row.id in admission.slots]
+    checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in stale]
+    decisions = rt.caps.readmit(
+        [(check, admission.slots[row.id]) for check, row in zip(checks, stale, strict=True)]
+    )
+    now, readmitted_at = rt.redis_now(), time.monotonic()
+    waits = [
+        Wait(row.id, d.retry_at or now, f"cap:{row.provider}:{d.cap}")
+        for row, d in zip(stale, decisions, strict=True)
+        if not d.allowed
+    ]
+    admission.slots.update(
+        (row.id, d) for row, d in zip(stale, decisions, strict=True) if d.allowed
+    )
+    if waits:
+        by_id = {row.id: row for row in stale}
+        changes = [
+            Change(
+                id=w.id,
+                to=Status.DEFERRED,
+                expect=sending_expect(by_id[w.id]),
+                reason=w.reason,
+                # not sent: the attempt counted with `sending` is taken back
+                values={"next_attempt_at": w.until, "attempts": by_id[w.id].attempts},
+            )
+            for w in waits
+        ]
+        applied = _write(rt, changes, now)
+        _after_write(rt, waits, [], applied)
+        report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
+    waiting = {w.id for w in waits}
+    log.info(
+        "%d call(s) admitted %.2fs ago were admitted again before leaving (%d now wait)",
+        len(stale),
+        readmitted_at - admitted_at,
+        len(waits),
+    )
+    return [row for row in sending if row.id not in waiting], readmitted_at
 
 
 def _never_left(result: Any) -> bool:
@@ -294,6 +358,8 @@ def _apply_effects(
 ) -> None:
     for provider, outcome in effects.outcomes:
         PROVIDER_CALLS.labels(provider, outcome).inc()
+    if effects.bad_numbers:  # numbers a provider called bad: suppressed (tasks/suppressions.py)
+        suppressions.learn(rt, effects.bad_numbers)
     now = rt.redis_now()
     for provider, number, seconds in effects.blocks:
         rt.caps.block(provider, number, seconds)

@@ -12,6 +12,9 @@ account           the provider's circuit opens for everyone; this one moves to t
 transient         ``retrying`` with exponential backoff and jitter (a Celery retry, so
                   Flower shows it) until ``max_attempts``; then ``failed``
 ambiguous         ``unknown`` — or, with ``NOTIFYQ_ON_AMBIGUOUS=resend``, retried
+(late)            the request could not leave before its deadline (``net:Late``): back
+                  to ``deferred`` at once, the attempt uncounted and its cap slot given
+                  back — sent late it could break the per-number margin
 ================  =====================================================================
 
 :func:`plan` only decides: it touches neither Redis nor the store. Once a provider has
@@ -27,13 +30,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.base import Outcome, SendResult
+from providers.http import LATE, Failure
 from tasks.admission import Hop, Wait
 from tasks.runtime import Runtime
 from worker.store import Change, Expect, Status
+from worker.store.verifications import erased
+
+#: a change to one of these ends the send: nothing will call the number for it again
+SEND_FINAL = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN})
+
+#: the code of a call that could not leave before its deadline (providers/http.py)
+LATE_CODE = Failure(sent=False, kind=LATE, detail="").code
 
 
 @dataclass
@@ -50,6 +61,9 @@ class Effects:
     unsent: list[int] = field(default_factory=list)
     #: (provider, outcome) per answer, for the calls counter
     outcomes: list[tuple[str, str]] = field(default_factory=list)
+    #: (provider, number, why, code): the provider called the number bad; suppressed once
+    #: the answer is committed (tasks/suppressions.py)
+    bad_numbers: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +121,15 @@ def sending_expect(row: Any) -> Expect:
     return Expect.sending(int(row.version) + 1)
 
 
+def _erase_when_final(change: Change, row: Any) -> Change:
+    """A change that ends the send of a row carrying a secret (a verification code) also
+    clears the code's columns: in the same transaction as the final status, so no reader
+    ever sees a final row that still holds it, and a crash cannot leave one behind."""
+    if change.to not in SEND_FINAL or not erased(row):
+        return change
+    return replace(change, values={**change.values, **erased(row)})
+
+
 def plan(
     rt: Runtime,
     rows: dict[int, Any],
@@ -117,88 +140,146 @@ def plan(
 ) -> Plan:
     """Decide what every answer means; ``unsent`` are the ids whose request never left."""
     out = Plan()
-    settings = rt.settings
-    retry_attempts = 0
     for result in results:
         row = rows[result.message_id]
-        provider = row.provider
-        attempts = row.attempts + 1  # counted when it went to "sending"
-        expect = sending_expect(row)
-        out.effects.outcomes.append((provider, result.outcome.value))
+        out.effects.outcomes.append((row.provider, result.outcome.value))
         if row.id in unsent:
             out.effects.unsent.append(row.id)
-        detail = {"code": result.code, "message": result.detail[:200]}
-        if result.outcome is Outcome.ACCEPTED:
-            out.changes.append(
-                Change(
-                    id=row.id,
-                    to=Status.SENT,
-                    expect=expect,
-                    detail=detail,
-                    values={
-                        "provider_ref": result.ref,
-                        "provider_code": result.code,
-                        # a sent row's deadline for its receipt (the sweeper's clue)
-                        "next_attempt_at": now + settings.receipt_timeout,
-                    },
-                )
-            )
-            if result.ref:
-                out.sent_refs.append((provider, result.ref))
-            if provider in probes:
-                out.effects.closes.add(provider)
-        elif result.outcome is Outcome.PERMANENT:
-            out.changes.append(
-                _failed(row, f"{provider}:{result.code} {result.detail}", result, detail)
-            )
-        elif result.outcome is Outcome.CAPPED:
-            seconds = result.block_seconds or 60.0
-            out.effects.blocks.append((provider, row.to, seconds))
-            out.waits.append(Wait(row.id, now + seconds, f"cap:{provider}:provider-{result.code}"))
-        elif result.outcome is Outcome.ACCOUNT:
-            out.effects.opens.setdefault(provider, f"{result.code} {result.detail}")
-            reopen = now + settings.circuit_cooldown
-            if row.route:
-                leg, *rest = row.route
-                out.hops.append(Hop(row.id, leg, rest, f"account:{provider}:{result.code}"))
-            else:
-                out.waits.append(Wait(row.id, reopen, f"circuit:{provider}"))
-        elif result.outcome is Outcome.TRANSIENT or (
-            result.outcome is Outcome.AMBIGUOUS and settings.on_ambiguous == "resend"
-        ):
-            if attempts >= settings.max_attempts:
-                reason = f"{provider}:{result.code} gave up after {attempts} attempts"
-                out.changes.append(_failed(row, reason, result, detail))
-            else:
-                retry_attempts = max(retry_attempts, attempts)
-                out.retry_ids.append(row.id)
-        else:  # ambiguous, and the operator did not choose to resend
-            out.changes.append(
-                Change(
-                    id=row.id,
-                    to=Status.UNKNOWN,
-                    expect=expect,
-                    detail=detail,
-                    reason=f"{provider}:{result.code} the call may have been placed",
-                    values={"provider_code": result.code, "next_attempt_at": None},
-                )
-            )
+        if result.bad_number and result.outcome is Outcome.PERMANENT:
+            out.effects.bad_numbers.append((row.provider, row.to, result.bad_number, result.code))
+        if result.code == LATE_CODE:
+            _late(out, row, now)
+        else:
+            _DECIDE[result.outcome](out, row, result, now, rt.settings, probes)
+    written = {c.id for c in out.changes}
     if out.retry_ids:
-        out.countdown = backoff(settings, retry_attempts)
-        for notification_id in out.retry_ids:
-            result_code = next(r.code for r in results if r.message_id == notification_id)
-            out.changes.append(
-                Change(
-                    id=notification_id,
-                    to=Status.RETRYING,
-                    expect=sending_expect(rows[notification_id]),
-                    reason=f"{rows[notification_id].provider}:{result_code}",
-                    values={"next_attempt_at": now + out.countdown, "provider_code": result_code},
-                )
+        out.countdown = backoff(rt.settings, max(rows[i].attempts + 1 for i in out.retry_ids))
+        codes = {r.message_id: r.code for r in results}
+        out.changes += [
+            Change(
+                id=i,
+                to=Status.RETRYING,
+                expect=sending_expect(rows[i]),
+                reason=f"{rows[i].provider}:{codes[i]}",
+                values={"next_attempt_at": now + out.countdown, "provider_code": codes[i]},
             )
-    out.changes += [wait_change(w, sending_expect(rows[w.id])) for w in out.waits]
+            for i in out.retry_ids
+        ]
+    out.changes += [
+        wait_change(w, sending_expect(rows[w.id])) for w in out.waits if w.id not in written
+    ]
     out.changes += [hop_change(h, now, sending_expect(rows[h.id])) for h in out.hops]
+    # the send is final: a code it carried leaves the ledger in the same write
+    out.changes = [_erase_when_final(c, rows[c.id]) for c in out.changes]
     return out
+
+
+def _detail(result: SendResult) -> dict[str, Any]:
+    return {"code": result.code, "message": result.detail[:200]}
+
+
+def _accepted(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    out.changes.append(
+        Change(
+            id=row.id,
+            to=Status.SENT,
+            expect=sending_expect(row),
+            detail=_detail(result),
+            values={
+                "provider_ref": result.ref,
+                "provider_code": result.code,
+                # a sent row's deadline for its receipt (the sweeper's clue)
+                "next_attempt_at": now + settings.receipt_timeout,
+            },
+        )
+    )
+    if result.ref:
+        out.sent_refs.append((row.provider, result.ref))
+    if row.provider in probes:
+        out.effects.closes.add(row.provider)
+
+
+def _permanent(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    reason = f"{row.provider}:{result.code} {result.detail}"
+    out.changes.append(_failed(row, reason, result, _detail(result)))
+
+
+def _capped(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    seconds = result.block_seconds or 60.0
+    out.effects.blocks.append((row.provider, row.to, seconds))
+    out.waits.append(Wait(row.id, now + seconds, f"cap:{row.provider}:provider-{result.code}"))
+
+
+def _account(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    out.effects.opens.setdefault(row.provider, f"{result.code} {result.detail}")
+    if row.route:
+        leg, *rest = row.route
+        out.hops.append(Hop(row.id, leg, rest, f"account:{row.provider}:{result.code}"))
+    else:
+        out.waits.append(Wait(row.id, now + settings.circuit_cooldown, f"circuit:{row.provider}"))
+
+
+def _transient(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    attempts = row.attempts + 1  # counted when it went to "sending"
+    if attempts >= settings.max_attempts:
+        reason = f"{row.provider}:{result.code} gave up after {attempts} attempts"
+        out.changes.append(_failed(row, reason, result, _detail(result)))
+    else:
+        out.retry_ids.append(row.id)
+
+
+def _ambiguous(
+    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
+) -> None:
+    if settings.on_ambiguous == "resend":  # the operator's choice
+        _transient(out, row, result, now, settings, probes)
+        return
+    out.changes.append(
+        Change(
+            id=row.id,
+            to=Status.UNKNOWN,
+            expect=sending_expect(row),
+            detail=_detail(result),
+            reason=f"{row.provider}:{result.code} the call may have been placed",
+            values={"provider_code": result.code, "next_attempt_at": None},
+        )
+    )
+
+
+def _late(out: Plan, row: Any, now: float) -> None:
+    """Never left: back to waiting at once, the attempt uncounted (its cap slot is
+    refunded as ``unsent``), so an overload cannot wear out ``max_attempts``."""
+    late = Wait(row.id, now, f"late:{row.provider}")
+    out.waits.append(late)
+    out.changes.append(
+        Change(
+            id=row.id,
+            to=Status.DEFERRED,
+            expect=sending_expect(row),
+            reason=late.reason,
+            values={"next_attempt_at": now, "attempts": row.attempts},
+        )
+    )
+
+
+_DECIDE = {
+    Outcome.ACCEPTED: _accepted,
+    Outcome.PERMANENT: _permanent,
+    Outcome.CAPPED: _capped,
+    Outcome.ACCOUNT: _account,
+    Outcome.TRANSIENT: _transient,
+    Outcome.AMBIGUOUS: _ambiguous,
+}
 
 
 def _failed(row: Any, reason: str, result: SendResult, detail: dict[str, Any]) -> Change:

@@ -88,8 +88,11 @@ class Settings(BaseSettings):
     itniotech_local_time: bool = False
 
     #: added to every cap window: a call admitted at t reaches the provider a little
-    #: later and with jitter, and the provider counts arrivals, not our admissions
-    cap_margin: float = Field(0.5, ge=0)
+    #: later and with jitter, and the provider counts arrivals, not our admissions. It is
+    #: also each call's deadline: one that cannot leave within it of its admission (no
+    #: free connection, a slow connect) goes back to waiting instead of arriving late, so
+    #: keep it above the time to connect to the provider (TLS included) when idle
+    cap_margin: float = Field(0.5, gt=0)
 
     on_ambiguous: Literal["unknown", "resend"] = "unknown"
     max_attempts: int = Field(5, ge=1, le=50)
@@ -129,8 +132,60 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: honour the clock offset tests set in Redis (scheduler/clock.py); never in production
     clock_control: bool = False
+
+    # -- verification codes and suppressions (tasks/verifications.py, tasks/suppressions.py)
+    #: the key of every code's HMAC; without it no verification is created (a key made
+    #: up per process would fail every check made on another host)
+    verify_secret: SecretStr | None = None
+    #: digits in a code (4-8; a request may ask for its own)
+    verify_length: int = Field(6, ge=4, le=8)
+    #: seconds a code is valid (a request may ask for 60 to 3600)
+    verify_ttl: float = Field(600.0, ge=60, le=3600)
+    #: wrong codes before a verification is ``too_many_attempts``
+    verify_max_attempts: int = Field(5, ge=1, le=20)
+    #: new codes one number may be sent, ``limits`` notation (answered 429 beyond them)
+    verify_caps: str = "1/minute;5/hour"
+    #: the SMS text (APISpace SMS: 【signature】 and {$var} where the code goes)
+    verify_sms_text: str = "【notifyq】您的验证码是{$var}，10分钟内有效，请勿告诉他人。"
+    #: the voice provider when a request names none: ihuyi or jumdata
+    verify_voice_provider: Literal["ihuyi", "jumdata"] = "ihuyi"
+    #: ihuyi's text ({code} where the code goes; it must match a template filed with ihuyi)
+    verify_voice_text: str = "您的验证码是{code}，请勿告诉他人。"
+    #: jumdata's template id for codes (the code is its one variable); empty: no jumdata
+    verify_jumdata_template: str = ""
+    #: a provider's "bad number" answer suppresses the number for that provider only
+    #: (``provider``) or for every provider (``all``)
+    suppress_scope: Literal["provider", "all"] = "provider"
     #: Celery's per-task lines (received, succeeded, retry): WARNING silences them at volume
     task_log_level: str = "INFO"
+
+    # -- deployment: the doors (api/doors.py, api/auth.py) and what operators watch --------
+    #: each provider's own secret path segment in its callback URLs; a provider without
+    #: one falls back to the shared NOTIFYQ_CALLBACK_TOKEN
+    ihuyi_callback_token: SecretStr | None = None
+    jumdata_callback_token: SecretStr | None = None
+    apispace_sms_callback_token: SecretStr | None = None
+    itniotech_callback_token: SecretStr | None = None
+    #: during a migration to per-provider tokens: the shared token still opens the URLs
+    #: of providers that have their own (URLs handed out before keep working)
+    callback_shared_token_fallback: bool = False
+    #: receipts whose reference names no notification of ours are deleted after this
+    receipt_unknown_ttl: float = Field(7 * 86400.0, gt=0)
+    #: a /v1 request body above this answers 413 before it is parsed (campaigns: below)
+    api_max_bytes: int = Field(1024 * 1024, ge=1024)
+    campaign_max_bytes: int = Field(24 * 1024 * 1024, ge=1024)
+    campaign_max_rows: int = Field(100_000, ge=1)
+    #: campaigns one API key may create in any 60 s
+    campaigns_per_minute: int = Field(10, ge=1)
+    #: /metrics, /docs, /redoc and /openapi.json need an API key (or the metrics token)
+    ops_routes_need_key: bool = False
+    #: a bearer that opens /metrics only (Prometheus), never /v1
+    metrics_token: SecretStr | None = None
+    #: where each worker's metrics listen: loopback unless a deployment says otherwise
+    worker_metrics_host: str = "127.0.0.1"
+    #: Flower's ``user:password`` (comma-separated for several); without it (or Flower's
+    #: own FLOWER_AUTH OAuth settings) ``notifyq flower`` listens on loopback only
+    flower_basic_auth: SecretStr | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -174,10 +229,17 @@ class Settings(BaseSettings):
             local_time=provider == "itniotech" and self.itniotech_local_time,
         )
 
+    def callback_secret(self, provider: str) -> SecretStr | None:
+        """The token that opens ``provider``'s callback URLs: its own, else the shared one."""
+        own = getattr(self, f"{provider.replace('-', '_')}_callback_token", None)
+        return own if own is not None else self.callback_token
+
     def callback_url(self, route: str) -> str | None:
-        if self.callback_token is None:
+        """``route`` begins with the provider's name (``ihuyi/receipt``, ``jumdata``)."""
+        secret = self.callback_secret(route.split("/", 1)[0])
+        if secret is None:
             return None
-        token = self.callback_token.get_secret_value()
+        token = secret.get_secret_value()
         return f"{self.public_url.rstrip('/')}/callbacks/{token}/{route}"
 
 

@@ -148,6 +148,9 @@ def test_an_account_error_opens_the_circuit_for_everyone_and_a_probe_closes_it(
     first = send(system, "13800000105")
     system.wait_for([first], {"deferred"}, timeout=20)
     assert row(system, first).reason == "circuit:ihuyi"
+    # the circuit opens right after the answer is committed (nothing may come between an
+    # answer and its commit): the promise is about what is admitted once it is open
+    wait_until(lambda: system.runtime.circuit.is_open("ihuyi"), 20, what="the circuit to open")
     others = [send(system, f"1380000020{i}") for i in range(3)]
     system.wait_for(others, {"deferred"}, timeout=20)
     assert all(row(system, i).reason == "circuit:ihuyi" for i in others)

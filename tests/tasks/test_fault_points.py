@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from providers.base import Message, Reply
+from providers.http import LATE, Failure, HttpSettings, Transport
 from tasks.dispatch import Report, dispatch_steps
 from tasks.publish import publish_dispatch
 from tests.conftest import System
@@ -27,8 +30,8 @@ from worker.store import NewNotification
 _numbers = iter(range(1, 10_000))
 
 
-def _notification(system: System) -> tuple[int, str]:
-    number = f"+86137{next(_numbers):08d}"
+def _notification(system: System, number: str | None = None) -> tuple[int, str]:
+    number = number or f"+86137{next(_numbers):08d}"
     (stored,) = system.runtime.notifications.insert(
         [NewNotification(provider="ihuyi", to=number, content="您的快递已到。")]
     )
@@ -137,3 +140,65 @@ def test_a_worker_killed_while_its_call_is_held_leaves_unknown_and_redeliveries_
     assert len(_requests(system, national)) == 1
     steps = [str(e.to_status.value) for e in system.runtime.notifications.events(nid)]
     assert steps == ["sending", "unknown"]
+
+
+# -- a call must leave within the cap margin of its admission -----------------------------
+
+
+def test_a_call_that_cannot_get_a_connection_before_its_deadline_is_not_sent(
+    phased: System,
+) -> None:
+    """One connection, held by a slow call: the next call waits for it past its deadline
+    and is not sent at all (LATE) — the provider never sees it."""
+    phased.sandbox_config(latency_ms=1500)
+    transport = Transport(HttpSettings(max_connections=1, pool_size=1))
+    provider = phased.runtime.providers["ihuyi"]
+    try:
+        calls = [
+            provider.build_send(
+                [Message(id=i, to=f"+8613600000{i:03d}", content="您好")], time.time()
+            )
+            for i in (1, 2)
+        ]
+        slow, late = transport.perform_all(calls, deadline=time.monotonic() + 0.5)
+    finally:
+        transport.close()
+        phased.sandbox_config(latency_ms=0)
+    assert isinstance(slow, Reply)
+    assert isinstance(late, Failure) and (late.kind, late.sent) == (LATE, False)
+    assert [c["number"] for c in phased.ledger("ihuyi")] == ["13600000001"]
+
+
+def test_a_call_held_up_past_half_its_margin_is_admitted_again_before_it_leaves(
+    make_system, own_redis: RedisServer
+) -> None:
+    system: System = make_system(NOTIFYQ_REDIS_URL=own_redis.url, cap_margin="0.2")
+    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "3600")
+    taken, national = _notification(system)
+    rt = system.runtime
+
+    free = dispatch_steps(rt, [taken], Report())
+    _run_to(free, "sending")
+    # The database took longer than half the margin to write `sending` (this pause IS
+    # the slow write; nothing is asserted about what did not happen during it).
+    time.sleep(0.15)
+    for _ in free:  # admitted again at this moment (the number is free), then sent
+        pass
+    assert system.status(taken) == "sent"
+    assert len(_requests(system, national)) == 1
+
+    # another notification whose `sending` write outlasts its whole window (1 s + 0.2 s
+    # margin): another attempt takes its number meanwhile, and admitted again it must
+    # wait — neither go late nor count an attempt
+    held_id, held_national = _notification(system)
+    number = rt.notifications.get(held_id).to
+    held = dispatch_steps(rt, [held_id], Report())
+    _run_to(held, "sending")
+    time.sleep(1.3)  # the slow write again: the slot it took ages out of the 1/second cap
+    assert rt.caps.hit("ihuyi", number, rt.policies["ihuyi"].caps).allowed  # someone else
+    for _ in held:
+        pass
+    row = rt.notifications.get(held_id)
+    assert (row.status.value, row.attempts) == ("deferred", 0)
+    assert row.reason.startswith("cap:ihuyi:")
+    assert _requests(system, held_national) == []
