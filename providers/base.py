@@ -74,6 +74,9 @@ class CodeRule:
     #: the provider refused the whole request for a parameter error and placed nothing:
     #: a request of several numbers is split to find the bad one(s) (``tasks/calls.py``)
     splits: bool = False
+    #: the answer says the *number* is bad — blacklisted, vacant, malformed (the why) —
+    #: so it is suppressed: never called again through this provider (tasks/suppressions.py)
+    bad_number: str | None = None
 
 
 CodeTable = Mapping[str, CodeRule]
@@ -201,6 +204,8 @@ class SendResult:
     #: the whole request was refused for a parameter error and nothing was placed: if it
     #: carried several numbers, split it to find the bad one(s) (see :class:`CodeRule`)
     splits: bool = False
+    #: the provider says this number is bad (blacklisted, vacant, malformed): the why
+    bad_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,7 @@ def results_for(
             ref,
             rule.block_seconds,
             rule.splits,
+            rule.bad_number,
         )
         for m in messages
     ]

@@ -23,6 +23,9 @@ Assumptions (the seed leaves these open; decided here, once):
   the attempt cap, rather than dropped.
 - ``4071`` (no template filed) is a fault of *this content* — no filed template
   matches it — like 4072: the notification fails; the account goes on sending others.
+- 4030 (blacklisted) and 406 (bad number format) say the *number* is bad, not the
+  request: such a number is suppressed (``bad_number``; tasks/suppressions.py) and never
+  called through ihuyi again until an operator lifts it.
 - ASSUMED: after 4080/4081/4082 the number is blocked for the cap's whole window from
   now (1 s, 60 s, 24 h): the provider does not say when its own window frees.
 - ASSUMED: ``content`` may not still hold a ``【变量】`` placeholder (an unfilled
@@ -80,14 +83,14 @@ SUBMIT_CODES: dict[str, CodeRule] = {
     "401": CodeRule(A, "帐号不能为空"),
     "402": CodeRule(A, "密码不能为空"),
     "403": CodeRule(P, "手机号码不能为空"),
-    "4030": CodeRule(P, "手机号码已被列入黑名单"),
+    "4030": CodeRule(P, "手机号码已被列入黑名单", bad_number="blacklisted"),
     "404": CodeRule(P, "语音内容不能为空"),
     "405": CodeRule(A, "用户名或密码不正确"),
     "4050": CodeRule(A, "账号被冻结"),
     "40505": CodeRule(A, "没有签定合同"),
     "4051": CodeRule(A, "剩余条数不足"),
     "4052": CodeRule(A, "访问ip与备案ip不符"),
-    "406": CodeRule(P, "手机格式不正确"),
+    "406": CodeRule(P, "手机格式不正确", bad_number="malformed"),
     "407": CodeRule(P, "短信内容含有敏感字符"),
     "4071": CodeRule(P, "没有提交备案模板"),
     "4072": CodeRule(P, "提交的语音内容必须与报备过的模板格式相匹配"),

@@ -1,6 +1,7 @@
 """Who of a batch may be sent now, in the order DESIGN.md gives: circuit, window, the
 provider's throughput, then every per-number cap — and for the others, until when.
 
+Suppressed numbers are refused first (no check after it may take anything for them).
 The per-number caps are checked last because they are the only check that *records*
 something for the recipient; nothing that a later check would refuse takes a slot.
 """
@@ -21,9 +22,11 @@ from phonenumbers import timezone as number_zones
 from scheduler.caps import CapCheck, Decision
 from scheduler.limits import Cap
 from scheduler.windows import CallingWindow, next_opening_all
+from tasks import suppressions
 from tasks.runtime import Runtime
-from worker.metrics import CAP_LATENCY
+from worker.metrics import CAP_LATENCY, SUPPRESSED
 from worker.settings import ProviderPolicy
+from worker.store.verifications import erased
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,16 @@ class Hop:
     reason: str
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Never to be sent: the number is suppressed (tasks/suppressions.py). Dispatch writes
+    it ``failed`` with ``reason`` and ``values`` (the code erased, if it carries one)."""
+
+    id: int
+    reason: str
+    values: dict[str, Any]
+
+
 @dataclass
 class Admission:
     go: list[Any]
@@ -54,6 +67,8 @@ class Admission:
     probes: set[str]
     #: id → the cap decision that recorded its attempt (to refund it if it is not sent)
     slots: dict[int, Decision] = field(default_factory=dict)
+    #: rows whose number is suppressed: they end ``failed`` without a call
+    refusals: list[Refusal] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4096)
@@ -80,7 +95,7 @@ def admit(
 ) -> Admission:
     out = Admission(go=[], waits=[], hops=[], probes=set())
     by_provider: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
+    for row in _suppressed(rt, rows, out):
         by_provider[row.provider].append(row)
     candidates: list[Any] = []
     for provider, rows_of_provider in by_provider.items():
@@ -104,6 +119,28 @@ def admit(
             assert decision.retry_at is not None
             out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))
     return out
+
+
+def _suppressed(rt: Runtime, rows: Sequence[Any], out: Admission) -> list[Any]:
+    """First of all, and before any cap slot is taken: a suppressed number is refused
+    (or, suppressed by this provider only, moved to the next leg of its route). One
+    query for the whole batch."""
+    found = suppressions.hits(rt, [(row.provider, row.to) for row in rows])
+    if not found:
+        return list(rows)
+    passing: list[Any] = []
+    for row in rows:
+        hit = found.get((row.provider, row.to))
+        if hit is None:
+            passing.append(row)
+        elif row.route and not hit.everywhere:
+            leg, *rest = row.route
+            out.hops.append(Hop(row.id, leg, rest, f"suppressed:{row.provider}:{hit.reason}"))
+        else:
+            reason = suppressions.refusal_reason(hit.reason)
+            out.refusals.append(Refusal(row.id, reason, {"next_attempt_at": None, **erased(row)}))
+            SUPPRESSED.labels(row.provider, hit.reason).inc()
+    return passing
 
 
 def _campaign_rates(

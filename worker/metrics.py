@@ -35,6 +35,31 @@ CALL_LATENCY = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30),
 )
 
+VERIFICATIONS = Counter(
+    "notifyq_verifications_total",
+    "Verification codes created (sent), by channel",
+    ["channel"],
+)
+VERIFICATION_LIMITED = Counter(
+    "notifyq_verifications_limited_total",
+    "Verification requests refused with 429: the number had its codes for now",
+)
+VERIFICATION_CHECKS = Counter(
+    "notifyq_verification_checks_total",
+    "Verification checks, by answer (approved, denied, expired, too_many_attempts)",
+    ["result"],
+)
+SUPPRESSED = Counter(
+    "notifyq_suppressed_total",
+    "Notifications ended failed without a call because their number is suppressed",
+    ["provider", "reason"],
+)
+SUPPRESSIONS_ADDED = Counter(
+    "notifyq_suppressions_added_total",
+    "Numbers suppressed, by where the suppression came from (a provider's code, api, cli)",
+    ["source"],
+)
+
 
 class LedgerCollector:
     """Gauges read at scrape time from the source of truth (the ledger and Redis), so the

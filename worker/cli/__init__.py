@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import campaigns, db, demo, ihuyi, messages, services
+from worker.cli import campaigns, db, demo, ihuyi, messages, services, suppress, verify
 
 app = typer.Typer(
     name="notifyq",
@@ -19,6 +19,8 @@ services.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(ihuyi.app, name="ihuyi")
 app.add_typer(campaigns.app, name="campaign")
+app.add_typer(verify.app, name="verify")
+app.add_typer(suppress.app, name="suppress")
 app.command()(demo.demo)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -125,6 +126,10 @@ class Notification(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     provider_ref: Mapped[str | None] = mapped_column(String(64))
     provider_code: Mapped[str | None] = mapped_column(String(32))
+    #: its content, params and route carry a secret (a verification code): erased in the
+    #: transaction that makes its send final (tasks/outcomes.py), so the ledger keeps
+    #: nothing a reader could replay
+    secret: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     #: not before this moment (a cap, a window, a backoff or the caller's not_before)
@@ -201,3 +206,61 @@ class ProviderTemplate(Base):
     state: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[float]
+
+
+class Verification(Base):
+    """One verification code sent to one number: only its HMAC is kept (never the code).
+
+    ``status``: ``pending`` until checked right (``approved``), out of attempts
+    (``too_many_attempts``), past ``expires_at`` (``expired``) or replaced by a newer
+    code for the same number and purpose (``cancelled``). Every change is a
+    compare-and-set on ``version`` (worker/store/verifications.py)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index("ix_verifications_number", "to", "purpose", "status"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: E.164
+    to: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    #: a random salt and HMAC-SHA256(NOTIFYQ_VERIFY_SECRET, salt:code), hex
+    salt: Mapped[str] = mapped_column(String(32))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the notification that carries the code, and the later one of another channel
+    #: (sent only if the code is still unchecked by then)
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    fallback_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[float]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class Suppression(Base):
+    """A number that must not be called: by one provider (it reported the number
+    blacklisted, vacant or malformed) or by any (``provider`` = ``*``: an opt-out, or a
+    learnt one under ``NOTIFYQ_SUPPRESS_SCOPE=all``)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("to", "provider", name="uq_suppressions_number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: E.164
+    to: Mapped[str] = mapped_column(String(20))
+    #: a provider name, or ``*`` for every provider
+    provider: Mapped[str] = mapped_column(String(32))
+    #: the why of ``suppressed:<why>``: blacklisted, vacant, malformed, opt-out, …
+    reason: Mapped[str] = mapped_column(String(64))
+    #: who said so: ``ihuyi:4030``, ``api``, ``cli``
+    source: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float]

@@ -1,0 +1,97 @@
+"""``/v1/suppressions``: numbers never to be called (an opt-out, or a provider's "bad
+number"), listed with the number masked; added and lifted by the number itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import ConfigDict, Field
+
+from api.auth import require_api_key
+from api.schemas import StorableModel
+from providers.base import FieldError, InvalidRequest
+from tasks import suppressions
+from tasks.runtime import Runtime
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["suppressions"])
+
+
+class SuppressionIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(max_length=32)
+    #: one provider only; none: every provider (a person's opt-out)
+    provider: str | None = Field(None, max_length=32)
+    reason: str | None = Field(None, max_length=64)
+
+
+def _errors(errors: list[FieldError]) -> JSONResponse:
+    body = {"errors": [{"field": e.field, "message": e.message} for e in errors]}
+    return JSONResponse(body, status_code=422)
+
+
+@router.post(
+    "/suppressions",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "already suppressed"}, 422: {"description": "bad input"}},
+)
+def add(body: SuppressionIn, request: Request, response: Response) -> Any:
+    """Suppress a number (for every provider unless one is named): its notifications end
+    ``failed``, reason ``suppressed:<reason>``, without a call."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        view, created = suppressions.add(
+            runtime, body.to, provider=body.provider, reason=body.reason, source="api"
+        )
+    except InvalidRequest as exc:
+        return _errors(exc.errors)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return view.public()
+
+
+@router.get("/suppressions", responses={422: {"description": "bad input"}})
+def list_suppressions(
+    request: Request,
+    provider: str | None = Query(None, max_length=32),
+    to: str | None = Query(None, max_length=32),
+    campaign_id: int | None = Query(None, ge=1, lt=2**63),
+    after: int = Query(0, ge=0, lt=2**63),
+    limit: int = Query(100, ge=1, le=suppressions.MAX_PAGE),
+) -> Any:
+    """A page of suppressions (``next`` is the ``after`` of the following page); ``to``
+    asks about one number; ``campaign_id`` counts that campaign's suppressed rows."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        if campaign_id is not None:
+            count = suppressions.suppressed_in_campaign(runtime, campaign_id)
+            return {"campaign_id": campaign_id, "suppressed": count}
+        if to is not None:
+            found = suppressions.lookup(runtime, to)
+            return {"suppressions": [v.public() for v in found], "next": None}
+        views, cursor = suppressions.page(runtime, provider=provider, after=after, limit=limit)
+    except InvalidRequest as exc:
+        return _errors(exc.errors)
+    return {"suppressions": [v.public() for v in views], "next": cursor}
+
+
+@router.delete(
+    "/suppressions/{to}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"description": "the number is not suppressed"}, 422: {"description": ""}},
+)
+def remove(
+    to: str, request: Request, provider: str | None = Query(None, max_length=32)
+) -> Response:
+    """Lift a number's suppressions (one provider's with ``?provider=``, else all)."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        removed = suppressions.remove(runtime, to, provider=provider)
+    except InvalidRequest as exc:
+        return _errors(exc.errors)
+    if not removed:
+        return JSONResponse({"detail": "the number is not suppressed"}, status_code=404)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

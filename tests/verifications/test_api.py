@@ -1,0 +1,291 @@
+"""``/v1/verifications`` and ``/v1/suppressions`` in process, over a real store and a real
+Redis (no workers: what the code's notification holds is read from the ledger before any
+send, as only a test may): create → check approves once; wrong codes run out; a code
+past its time is expired; the per-number limits answer 429 with Retry-After; a new code
+cancels the old one; bad input is 422 naming the field with nothing stored; no secret,
+no verifications. Suppressions are added, listed masked and lifted."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from api.app import create_app
+from tasks.runtime import Runtime
+from tests.conftest import TEST_CREDENTIALS
+from worker.settings import Settings
+from worker.store import Status
+from worker.store.schema import Notification, Suppression, Verification
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
+NUMBER = "13800138000"
+SECRET = "verify-secret-test-5e1f"
+
+
+def settings_for(database_url: str, redis_url: str, **extra: Any) -> Settings:
+    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
+    values.update(verify_secret=SECRET, clock_control="true")
+    values.update(extra)
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, redis_url=redis_url, **values
+    )
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    rt = Runtime.build(settings_for(database_url, redis_url))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime.settings, runtime)) as test_client:
+        yield test_client
+
+
+def code_of(runtime: Runtime, verification_id: int) -> str:
+    """The code as the provider will receive it: the (still unsent) notification's param
+    or, for ihuyi, the digits in its text."""
+    with runtime.db.read() as conn:
+        vrow = conn.execute(select(Verification).where(Verification.id == verification_id)).one()
+        nrow = conn.execute(
+            select(Notification.__table__).where(Notification.id == vrow.notification_id)
+        ).one()
+    assert nrow.secret
+    if nrow.params:
+        return str(nrow.params[0])
+    return "".join(ch for ch in nrow.content if ch.isdigit())
+
+
+def count(runtime: Runtime, table: Any) -> int:
+    with runtime.db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def create(client: TestClient, **body: Any) -> Any:
+    return client.post(
+        "/v1/verifications", json={"to": NUMBER, "channel": "sms", **body}, headers=AUTH
+    )
+
+
+def test_create_then_check_approves_once(client: TestClient, runtime: Runtime) -> None:
+    made = create(client, length=8)
+    assert made.status_code == 202, made.text
+    body = made.json()
+    assert set(body) == {"id", "status", "channel", "provider", "expires_at"}
+    assert body["status"] == "pending" and body["provider"] == "apispace-sms"
+    code = code_of(runtime, body["id"])
+    assert len(code) == 8 and code not in made.text
+    with runtime.db.read() as conn:
+        stored = conn.execute(select(Verification.__table__)).one()
+    assert code not in repr(tuple(stored)), "only the code's HMAC is stored"
+    check = client.post(f"/v1/verifications/{body['id']}/check", json={"code": code}, headers=AUTH)
+    assert check.status_code == 200 and check.json() == {"id": body["id"], "status": "approved"}
+    again = client.post(f"/v1/verifications/{body['id']}/check", json={"code": code}, headers=AUTH)
+    assert again.json()["status"] == "expired" and again.json()["reason"] == "used"
+    shown = client.get(f"/v1/verifications/{body['id']}", headers=AUTH).json()
+    assert shown["status"] == "approved" and shown["to"] == "138****8000"
+
+
+def test_wrong_codes_run_out(client: TestClient, runtime: Runtime) -> None:
+    vid = create(client).json()["id"]
+    code = code_of(runtime, vid)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    left = []
+    for _ in range(runtime.settings.verify_max_attempts - 1):
+        answer = client.post(f"/v1/verifications/{vid}/check", json={"code": wrong}, headers=AUTH)
+        assert answer.json()["status"] == "denied"
+        left.append(answer.json()["attempts_left"])
+    assert left == list(range(runtime.settings.verify_max_attempts - 1, 0, -1))
+    last = client.post(f"/v1/verifications/{vid}/check", json={"code": wrong}, headers=AUTH)
+    assert last.json()["status"] == "too_many_attempts"
+    # even the right code now: the verification is over, and its unsent code is cancelled
+    right = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=AUTH)
+    assert right.json()["status"] == "too_many_attempts"
+    with runtime.db.read() as conn:
+        sent = conn.execute(select(Notification.__table__)).one()
+    assert Status(sent.status) is Status.CANCELLED and sent.params == [] and sent.content is None
+
+
+def test_a_code_past_its_time_is_expired(client: TestClient, runtime: Runtime) -> None:
+    vid = create(client, ttl=60).json()["id"]
+    code = code_of(runtime, vid)
+    runtime.clock.advance(61)
+    answer = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=AUTH)
+    assert answer.json() == {"id": vid, "status": "expired", "reason": "expired"}
+
+
+def test_per_number_limits_answer_429_with_retry_after(
+    client: TestClient, runtime: Runtime
+) -> None:
+    assert create(client).status_code == 202
+    refused = create(client)
+    assert refused.status_code == 429
+    wait = int(refused.headers["Retry-After"])
+    assert 1 <= wait <= 61
+    assert count(runtime, Verification) == 1
+    for _ in range(4):  # one a minute: five in the hour
+        runtime.clock.advance(61)
+        assert create(client).status_code == 202
+    runtime.clock.advance(61)
+    sixth = create(client)
+    assert sixth.status_code == 429 and int(sixth.headers["Retry-After"]) > 60 * 50
+    # another number is not held back by this one
+    other = client.post(
+        "/v1/verifications", json={"to": "13900139000", "channel": "sms"}, headers=AUTH
+    )
+    assert other.status_code == 202
+
+
+def test_a_new_code_cancels_the_old_one(client: TestClient, runtime: Runtime) -> None:
+    first = create(client).json()["id"]
+    old_code = code_of(runtime, first)
+    runtime.clock.advance(61)
+    second = create(client).json()["id"]
+    answer = client.post(f"/v1/verifications/{first}/check", json={"code": old_code}, headers=AUTH)
+    assert answer.json() == {"id": first, "status": "expired", "reason": "superseded"}
+    with runtime.db.read() as conn:
+        rows = conn.execute(select(Notification.__table__).order_by(Notification.id)).all()
+    assert Status(rows[0].status) is Status.CANCELLED and rows[0].params == []
+    assert Status(rows[1].status) is Status.QUEUED
+    new = client.post(
+        f"/v1/verifications/{second}/check", json={"code": code_of(runtime, second)}, headers=AUTH
+    )
+    assert new.json()["status"] == "approved"
+    # another purpose is its own verification: it cancels nothing
+    runtime.clock.advance(61)
+    create(client, purpose="login")
+    assert client.get(f"/v1/verifications/{second}", headers=AUTH).json()["status"] == "approved"
+
+
+def test_voice_puts_the_code_in_ihuyi_text_and_sms_may_fall_back_to_voice(
+    client: TestClient, runtime: Runtime
+) -> None:
+    made = client.post(
+        "/v1/verifications",
+        json={"to": NUMBER, "channel": "voice", "template": "您的验证码是{code}，请勿外传。"},
+        headers=AUTH,
+    )
+    assert made.status_code == 202 and made.json()["provider"] == "ihuyi"
+    code = code_of(runtime, made.json()["id"])
+    with runtime.db.read() as conn:
+        row = conn.execute(select(Notification.__table__)).one()
+    assert row.provider == "ihuyi" and row.content == f"您的验证码是{code}，请勿外传。"
+    runtime.clock.advance(61)
+    later = create(client, voice_after=30).json()
+    with runtime.db.read() as conn:
+        sms, voice = conn.execute(
+            select(Notification.__table__).where(Notification.id > row.id).order_by(Notification.id)
+        ).all()
+    assert sms.provider == "apispace-sms" and voice.provider == "ihuyi"
+    assert Status(voice.status) is Status.DEFERRED
+    assert voice.next_attempt_at == pytest.approx(sms.created_at + 30, abs=1)
+    approve = client.post(
+        f"/v1/verifications/{later['id']}/check",
+        json={"code": code_of(runtime, later["id"])},
+        headers=AUTH,
+    )
+    assert approve.json()["status"] == "approved"
+    with runtime.db.read() as conn:
+        voice = conn.execute(
+            select(Notification.__table__).where(Notification.id == voice.id)
+        ).one()
+    assert Status(voice.status) is Status.CANCELLED, "approved: the voice call is not needed"
+    assert voice.content is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"to": "12345", "channel": "sms"}, "to"),
+        ({"to": NUMBER, "channel": "fax"}, "channel"),
+        ({"to": NUMBER, "channel": "sms", "length": 3}, "length"),
+        ({"to": NUMBER, "channel": "sms", "length": 9}, "length"),
+        ({"to": NUMBER, "channel": "sms", "ttl": 5}, "ttl"),
+        ({"to": NUMBER, "channel": "sms", "provider": "ihuyi"}, "provider"),
+        ({"to": NUMBER, "channel": "sms", "template": "no signature {$var}"}, "template"),
+        ({"to": NUMBER, "channel": "voice", "template": "没有验证码"}, "template"),
+        ({"to": NUMBER, "channel": "voice", "provider": "jumdata"}, "template"),
+        ({"to": NUMBER, "channel": "voice", "voice_after": 30}, "voice_after"),
+        ({"to": NUMBER, "channel": "sms", "purpose": "a b"}, "purpose"),
+        ({"to": NUMBER, "channel": "sms", "extra": 1}, "extra"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field_and_stores_nothing(
+    client: TestClient, runtime: Runtime, body: dict[str, Any], field: str
+) -> None:
+    answer = client.post("/v1/verifications", json=body, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert field in [e["field"] for e in answer.json()["errors"]], answer.json()
+    assert count(runtime, Verification) == 0 and count(runtime, Notification) == 0
+    # and the refused request took none of the number's codes
+    assert create(client).status_code == 202
+
+
+def test_a_check_of_a_code_that_is_not_digits_is_422_and_not_counted(
+    client: TestClient, runtime: Runtime
+) -> None:
+    vid = create(client).json()["id"]
+    for code in ("12ab56", "1", "123456789", ""):
+        answer = client.post(f"/v1/verifications/{vid}/check", json={"code": code}, headers=AUTH)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "code"
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).json()["attempts"] == 0
+    missing = client.post("/v1/verifications/999/check", json={"code": "123456"}, headers=AUTH)
+    assert missing.status_code == 404
+
+
+def test_without_a_secret_no_verification_is_created(database_url: str, redis_url: str) -> None:
+    rt = Runtime.build(settings_for(database_url, redis_url, verify_secret=""))
+    try:
+        with TestClient(create_app(rt.settings, rt)) as client:
+            answer = create(client)
+            assert answer.status_code == 503
+            assert "NOTIFYQ_VERIFY_SECRET" in answer.json()["errors"][0]["message"]
+            assert count(rt, Notification) == 0
+    finally:
+        rt.close()
+
+
+def test_suppressions_are_added_listed_masked_and_lifted(
+    client: TestClient, runtime: Runtime
+) -> None:
+    added = client.post("/v1/suppressions", json={"to": "+86 138 0013 8000"}, headers=AUTH)
+    assert added.status_code == 201, added.text
+    assert added.json()["to"] == "138****8000" and added.json()["provider"] is None
+    assert added.json()["reason"] == "opt-out"
+    again = client.post("/v1/suppressions", json={"to": NUMBER}, headers=AUTH)
+    assert again.status_code == 200
+    ihuyi = client.post(
+        "/v1/suppressions",
+        json={"to": "13900139000", "provider": "ihuyi", "reason": "blacklisted"},
+        headers=AUTH,
+    )
+    assert ihuyi.status_code == 201
+    listed = client.get("/v1/suppressions", headers=AUTH).json()
+    assert [s["to"] for s in listed["suppressions"]] == ["138****8000", "139****9000"]
+    assert "13800138000" not in str(listed)
+    one = client.get("/v1/suppressions", params={"to": "8613900139000"}, headers=AUTH).json()
+    assert [s["provider"] for s in one["suppressions"]] == ["ihuyi"]
+    page = client.get("/v1/suppressions", params={"limit": 1}, headers=AUTH).json()
+    assert len(page["suppressions"]) == 1 and page["next"] is not None
+    assert client.delete(f"/v1/suppressions/{NUMBER}", headers=AUTH).status_code == 204
+    assert client.delete(f"/v1/suppressions/{NUMBER}", headers=AUTH).status_code == 404
+    assert count(runtime, Suppression) == 1
+    for bad, field in (
+        ({"to": "12"}, "to"),
+        ({"to": NUMBER, "provider": "acme"}, "provider"),
+        ({"to": NUMBER, "reason": "two words"}, "reason"),
+    ):
+        refused = client.post("/v1/suppressions", json=bad, headers=AUTH)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field
+    assert client.delete("/v1/suppressions/12", headers=AUTH).status_code == 422
+    assert count(runtime, Suppression) == 1
