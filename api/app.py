@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import callbacks, campaigns, notifications, suppressions, verifications
 from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
+from api.doors import BodyLimit, CampaignRate
+from api.expiry import receipt_sweep
 from tasks.enqueue import enqueue_many
 from tasks.runtime import Runtime
 from worker.metrics import LedgerCollector
@@ -27,13 +31,20 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with receipt_sweep(app.state.runtime):
+            yield
+
     app = FastAPI(
         title="notifyq",
         version="0.1.0",
         description="Voice notifications and SMS codes, inside every cap and window.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.runtime = runtime or Runtime.build(settings)
+    app.state.campaign_rate = CampaignRate(app.state.runtime.redis, settings.campaigns_per_minute)
     app.state.enqueuer = EnqueueCoalescer(
         lambda requests: enqueue_many(requests, runtime=app.state.runtime)
     )
@@ -54,6 +65,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         if exc.status_code == 400 and request.url.path.startswith("/v1/"):
             unreadable = {"field": "body", "message": "not a JSON document we can read"}
             return JSONResponse({"errors": [unreadable]}, status_code=422)
+        if exc.status_code == 413 and request.url.path.startswith("/v1/"):
+            too_large = {"field": "body", "message": str(exc.detail)}
+            return JSONResponse({"errors": [too_large]}, status_code=413)
         return await http_exception_handler(request, exc)
 
     @app.get("/healthz", tags=["operations"])
@@ -86,7 +100,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         body = generate_latest(REGISTRY) + generate_latest(registry)
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(ApiKeyGate, prefix="/v1/")
+    app.add_middleware(BodyLimit, prefix="/v1/")
+    app.add_middleware(ApiKeyGate, prefix="/v1/")  # added last: outermost, so 401 comes first
     app.include_router(notifications.router)
     app.include_router(campaigns.router)
     app.include_router(callbacks.router)

@@ -50,15 +50,57 @@ async def require_api_key(request: Request) -> None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORISED, headers=CHALLENGE)
 
 
+def callback_secrets(settings: Settings, provider: str) -> list[str]:
+    """The tokens that open ``provider``'s callback URLs: its own; the shared
+    ``NOTIFYQ_CALLBACK_TOKEN`` where it has none, or beside its own while
+    ``NOTIFYQ_CALLBACK_SHARED_TOKEN_FALLBACK`` keeps the old URLs working."""
+    own = getattr(settings, f"{provider.replace('-', '_')}_callback_token", None)
+    shared = settings.callback_token
+    accepted = [own] if own is not None else []
+    if shared is not None and (own is None or settings.callback_shared_token_fallback):
+        accepted.append(shared)
+    return [secret.get_secret_value() for secret in accepted]
+
+
 async def require_callback_token(request: Request, token: str) -> None:
+    """404, as for a path that does not exist, unless ``token`` is the secret of the
+    provider the path names (``/callbacks/{token}/{provider}/…``): one provider's
+    secret never opens another's door."""
     settings: Settings = request.app.state.settings
-    expected = settings.callback_token
-    if expected is None or not constant_time_in(token, [expected.get_secret_value()]):
+    parts = request.url.path.split("/")
+    provider = parts[3] if len(parts) > 3 else ""
+    if not constant_time_in(token, callback_secrets(settings, provider)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
 
 
+#: operator routes behind the key when ``NOTIFYQ_OPS_ROUTES_NEED_KEY`` is set
+OPS_PATHS = ("/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+def metrics_authorised(settings: Settings, header: str) -> bool:
+    """An API key, or the metrics-only token (what Prometheus is given)."""
+    if authorised(settings, header):
+        return True
+    token = settings.metrics_token
+    scheme, _, given = header.partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and constant_time_in(given.strip(), [token.get_secret_value()])
+    )
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value.decode("latin-1")
+    return ""
+
+
 class ApiKeyGate:
-    """Refuses every request under ``prefix`` without a valid key, before its body is read.
+    """Refuses every request under ``prefix`` without a valid key, before its body is read;
+    and, when the settings say so, the operator routes (``/metrics``: a key or the
+    metrics token; ``/docs`` and the OpenAPI document: a key).
 
     The answer is byte for byte the one :func:`require_api_key` gives, so a caller
     cannot tell which layer refused it.
@@ -69,16 +111,23 @@ class ApiKeyGate:
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value
-                break
+        path: str = scope["path"]
         settings: Settings = scope["app"].state.settings
-        if authorised(settings, header.decode("latin-1")):
+        header = _header(scope, b"authorization")
+        if path.startswith(self.prefix):
+            allowed = authorised(settings, header)
+        elif settings.ops_routes_need_key and path.startswith(OPS_PATHS):
+            allowed = (
+                metrics_authorised(settings, header)
+                if path == "/metrics"
+                else authorised(settings, header)
+            )
+        else:
+            allowed = True
+        if allowed:
             await self.app(scope, receive, send)
             return
         refusal = JSONResponse({"detail": UNAUTHORISED}, 401, headers=CHALLENGE)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -11,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from api.auth import require_api_key
-from api.notifications import errors_body
+from api.notifications import caller, errors_body
 from api.schemas import MAX_TEXT, StorableModel
 from providers.base import FieldError, InvalidRequest
 from tasks import campaigns
@@ -55,6 +57,10 @@ class CampaignIn(StorableModel):
     responses={422: {"description": "bad input, nothing stored"}},
 )
 def create_campaign(body: CampaignIn, request: Request) -> Any:
+    """Bounded twice before anything is stored: rows per campaign
+    (``NOTIFYQ_CAMPAIGN_MAX_ROWS``, 422 naming ``recipients`` or ``csv``) and campaigns
+    per API key per minute (``NOTIFYQ_CAMPAIGNS_PER_MINUTE``, 429 with ``Retry-After``);
+    the body's size was bounded before it was parsed (413)."""
     runtime: Runtime = request.app.state.runtime
     errors: list[FieldError] = []
     at = parse_time(body.at, "at", errors)
@@ -62,8 +68,21 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
         unreadable = csv_error(body.csv)
         if unreadable:
             errors.append(FieldError("csv", unreadable))
+    too_many = row_bound_error(body, runtime.settings.campaign_max_rows)
+    if too_many is not None:
+        errors.append(too_many)
     if errors:
         return JSONResponse(errors_body(errors), status_code=422)
+    wait = request.app.state.campaign_rate.admit(
+        caller(request), runtime.redis_now(), uuid.uuid4().hex
+    )
+    if wait > 0:
+        message = f"at most {runtime.settings.campaigns_per_minute} campaigns a minute per API key"
+        return JSONResponse(
+            errors_body([FieldError("body", message)]),
+            status_code=429,
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     spec = campaigns.CampaignSpec(
         provider=body.provider,
         name=body.name,
@@ -88,6 +107,23 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
         "rejected": result.rejected,
         "errors": result.errors,
     }
+
+
+def row_bound_error(body: CampaignIn, limit: int) -> FieldError | None:
+    """More recipients than a campaign may hold, named by field. CSV rows are counted by
+    line breaks first (an upper bound: the header and quoted breaks count too) and read
+    as CSV only when that bound is over the limit."""
+    message = f"at most {limit} recipients per campaign"
+    if body.recipients is not None:
+        return FieldError("recipients", message) if len(body.recipients) > limit else None
+    text = body.csv or ""
+    if text.count("\n") <= limit:
+        return None
+    try:
+        rows = sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1  # the header
+    except csv.Error:
+        return None  # csv_error names it
+    return FieldError("csv", message) if rows > limit else None
 
 
 def csv_error(text: str) -> str | None:

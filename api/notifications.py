@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from api.auth import require_api_key
 from api.coalesce import EnqueueCoalescer
+from api.doors import key_scope, payload, scoped_key
 from api.schemas import (
     Accepted,
     BatchIn,
@@ -21,14 +22,15 @@ from api.schemas import (
 )
 from providers.base import FieldError, InvalidRequest
 from tasks.enqueue import enqueue_many
-from tasks.requests import RouteLeg, SendRequest
+from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime
 from tasks.views import notification_view
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["notifications"])
 
 
-def to_request(body: NotificationIn) -> SendRequest:
+def to_request(body: NotificationIn, scope: str) -> SendRequest:
+    """``scope`` names the caller's API key: its idempotency keys are its own."""
     return SendRequest(
         provider=body.provider,
         to=body.to,
@@ -40,9 +42,26 @@ def to_request(body: NotificationIn) -> SendRequest:
             RouteLeg(leg.provider, leg.template, leg.content, tuple(leg.params), leg.options)
             for leg in body.route
         ),
-        idempotency_key=body.idempotency_key,
+        idempotency_key=scoped_key(scope, body.idempotency_key),
         not_before=body.not_before,
     )
+
+
+#: the answer to a key used again for a different request
+REUSED = "this idempotency key was used for a different request"
+
+
+def conflicts(runtime: Runtime, request: SendRequest, notification_id: int) -> bool:
+    """Whether the notification an idempotency key named was asked for something other
+    than ``request`` (which validated once already, so validates again)."""
+    row = runtime.notifications.get(notification_id)
+    if row is None:  # pragma: no cover - a key names a committed row
+        return False
+    return payload(row) != payload(validate(request, runtime.providers))
+
+
+def caller(request: Request) -> str:
+    return key_scope(request.headers.get("authorization", ""))
 
 
 def errors_body(errors: list[FieldError]) -> dict[str, Any]:
@@ -72,19 +91,29 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     responses={
         200: {
             "model": Accepted,
-            "description": "the idempotency key named an earlier notification",
+            "description": "this API key's idempotency key named an earlier, identical request",
         },
+        409: {"model": Errors, "description": "the idempotency key named a different request"},
+        413: {"model": Errors},
         422: {"model": Errors},
     },
 )
 async def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
     """Stored and published together with the requests that arrive at the same moment
     (``api.coalesce``): answered, as ever, only once this one is committed."""
+    from starlette.concurrency import run_in_threadpool
+
     coalescer: EnqueueCoalescer = request.app.state.enqueuer
-    result = await coalescer.enqueue(to_request(body))
+    wanted = to_request(body, caller(request))
+    result = await coalescer.enqueue(wanted)
     if isinstance(result, InvalidRequest):
         return JSONResponse(errors_body(result.errors), status_code=422)
     if not result.created:
+        runtime: Runtime = request.app.state.runtime
+        if await run_in_threadpool(conflicts, runtime, wanted, result.id):
+            return JSONResponse(
+                errors_body([FieldError("idempotency_key", REUSED)]), status_code=409
+            )
         response.status_code = status.HTTP_200_OK
     return Accepted(id=result.id, status=result.status.value)
 
@@ -94,11 +123,12 @@ def create_batch(body: BatchIn, request: Request) -> Any:
     """Up to 1,000 notifications; each is validated on its own and the answer lists, per
     item, its id or its errors. Valid items are stored in one transaction."""
     runtime: Runtime = request.app.state.runtime
+    scope = caller(request)
     requests: list[SendRequest | None] = []
     items: list[BatchItem] = []
     for index, raw in enumerate(body.notifications):
         try:
-            requests.append(to_request(NotificationIn.model_validate(raw)))
+            requests.append(to_request(NotificationIn.model_validate(raw), scope))
             items.append(BatchItem(index=index))
         except ValidationError as exc:
             requests.append(None)
@@ -111,6 +141,8 @@ def create_batch(body: BatchIn, request: Request) -> Any:
         result = next(results)
         if isinstance(result, InvalidRequest):
             item.errors = errors_out(result.errors)
+        elif not result.created and conflicts(runtime, req, result.id):
+            item.errors = errors_out([FieldError("idempotency_key", REUSED)])
         else:
             item.id, item.status, item.created = result.id, result.status.value, result.created
     accepted = sum(1 for i in items if i.id is not None)

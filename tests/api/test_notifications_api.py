@@ -1,6 +1,6 @@
 """``/v1/notifications`` as the contract states it (spec/interface.md), in process over a
 real store and a real Redis: an idempotency key answers 200 with the first notification
-and queues nothing twice; a batch answers each item and stores only the good ones; a
+(409 for another request) and queues nothing twice; a batch answers each item and stores only the good ones; a
 notification reads back with its number masked and its history; ``/healthz`` says
 which dependency is down; ``/metrics`` counts the ledger."""
 
@@ -85,11 +85,15 @@ def test_the_same_idempotency_key_answers_200_with_the_first_and_queues_nothing_
 
     again = client.post(
         "/v1/notifications",
-        json=one("+86 138 0013 8001", idempotency_key="order-9633"),  # even a different body
+        json=one("+86 138 0013 8000", idempotency_key="order-9633"),  # the number respelt
         headers=AUTH,
     )
     assert again.status_code == 200, again.text
     assert again.json() == created
+    other = client.post(  # another request under the same key (tests/api/test_doors.py)
+        "/v1/notifications", json=one("13800138001", idempotency_key="order-9633"), headers=AUTH
+    )
+    assert other.status_code == 409, other.text
     assert runtime.notifications.count_by_status() == {"queued": 1}
     assert dispatched(broker) == [[created["id"]]]
 

@@ -1,0 +1,163 @@
+"""What one caller may ask of the API: how large a body, how many campaigns a minute, and
+which idempotency keys are its own.
+
+Each bound answers before the expensive part: a body over its limit is refused while it
+is still being received (never parsed, never buffered whole), a campaign over its rate
+before its rows are read. Every refusal is a 4xx that says which bound and by how much.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import redis
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker.settings import Settings
+
+CAMPAIGNS_PATH = "/v1/campaigns"
+#: an idempotency key as stored: ``<scope>:<key>``, within the ledger's 255 characters
+STORED_KEY_MAX = 255
+
+
+class BodyTooLarge(HTTPException):
+    """The body passed its limit while being received. An HTTPException so FastAPI's
+    body reader lets it through (any other error there becomes its own 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large_message(limit))
+
+
+def body_limit(settings: Settings, method: str, path: str) -> int:
+    """Campaign creation carries a recipients list and has its own, larger, limit."""
+    if method == "POST" and path.rstrip("/") == CAMPAIGNS_PATH:
+        return settings.campaign_max_bytes
+    return settings.api_max_bytes
+
+
+def too_large_message(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
+
+
+def too_large(limit: int) -> JSONResponse:
+    errors = [{"field": "body", "message": too_large_message(limit)}]
+    return JSONResponse({"errors": errors}, status_code=413)
+
+
+class BodyLimit:
+    """413 for a ``/v1`` body over its limit, before anything parses it: a declared
+    ``Content-Length`` over the limit is refused unread; a chunked body is counted as it
+    arrives and refused the moment it passes the limit. Sits inside :class:`ApiKeyGate`,
+    so a stranger is told 401 whatever the size of what it sent."""
+
+    def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["app"].state.settings, scope["method"], scope["path"])
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await too_large(limit)(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except BodyTooLarge:
+            if started:  # pragma: no cover - every /v1 route reads its body before answering
+                raise
+            await too_large(limit)(scope, receive, send)
+
+
+def key_scope(header: str) -> str:
+    """A short, stable name for the API key in an ``Authorization`` header (a hash: the
+    key itself is never stored). Idempotency keys and rate counts live under it."""
+    _, _, key = header.partition(" ")
+    return "k" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
+
+
+def scoped_key(scope: str, key: str | None) -> str | None:
+    """The idempotency key as stored: the caller's key under its API key's scope, so two
+    API keys never share one. A key too long to fit beside its scope is stored as its
+    hash (``#`` marks it), which names the same request just as well."""
+    if key is None:
+        return None
+    stored = f"{scope}:{key}"
+    if len(stored) <= STORED_KEY_MAX:
+        return stored
+    return f"{scope}:#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def payload(row_or_draft: Any) -> str:
+    """What a notification was asked to do, in one canonical form: compared when an
+    idempotency key is used again (the number as normalised, so spellings agree)."""
+    return json.dumps(
+        {
+            "provider": row_or_draft.provider,
+            "to": row_or_draft.to,
+            "template": row_or_draft.template,
+            "content": row_or_draft.content,
+            "params": [str(p) for p in row_or_draft.params or ()],
+            "options": dict(row_or_draft.options or {}),
+            "route": [dict(leg) for leg in row_or_draft.route or ()],
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+
+
+# A sliding log of one API key's campaign creations in Redis, one atomic script: trims
+# what is older than the window, then admits (and records) or says when the oldest frees.
+_RATE = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('PEXPIRE', key, math.ceil(window * 1000))
+return '0'
+"""
+WINDOW = 60.0
+
+
+class CampaignRate:
+    """At most ``NOTIFYQ_CAMPAIGNS_PER_MINUTE`` campaigns per API key in any 60 s, counted
+    on Redis's clock so every API process agrees."""
+
+    def __init__(self, client: redis.Redis, limit: int) -> None:
+        self.client = client
+        self.limit = limit
+        self.script = client.register_script(_RATE)
+
+    def admit(self, scope: str, now: float, token: str) -> float:
+        """0 when admitted (and counted), else the seconds until one more may be."""
+        wait = self.script(
+            keys=[f"notifyq:api:campaigns:{scope}"], args=[now, WINDOW, self.limit, token]
+        )
+        return float(wait)
