@@ -1,14 +1,18 @@
 # One image for every notifyq process (api, worker, beat, flower, sandbox, migrations).
+# It runs as the unprivileged user notifyq, which owns the one place it writes: /app/var
+# (beat's schedule; SQLite when no PostgreSQL is configured). The code stays root-owned
+# and read-only to it.
 FROM python:3.11-slim
-WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN useradd --create-home --uid 10001 --user-group notifyq
+WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY api api
 COPY providers providers
 COPY scheduler scheduler
 COPY tasks tasks
 COPY worker worker
-RUN pip install --no-cache-dir -c constraints.txt '.[postgres]'
-RUN useradd --create-home notifyq
+RUN pip install --no-cache-dir -c constraints.txt '.[postgres]' \
+    && install -d -o notifyq -g notifyq -m 0750 /app/var
 USER notifyq
 ENTRYPOINT ["notifyq"]

@@ -21,7 +21,7 @@ from api.doors import BodyLimit, CampaignRate
 from api.expiry import receipt_sweep
 from tasks.enqueue import enqueue_many
 from tasks.runtime import Runtime
-from worker.metrics import LedgerCollector
+from worker.metrics import LedgerCollector, LedgerFollower, RedisStateCollector
 from worker.settings import Settings
 
 
@@ -93,6 +93,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     registry = CollectorRegistry()
     registry.register(LedgerCollector(app.state.runtime))
+    registry.register(RedisStateCollector(app.state.runtime))
+    registry.register(LedgerFollower(app.state.runtime))
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> PlainTextResponse:

@@ -71,7 +71,10 @@ def _on_ready(**_: object) -> None:
     from tasks.runtime import get_runtime
     from worker.metrics import serve_worker_metrics
 
-    serve_worker_metrics(get_settings().worker_metrics_port)
+    settings = get_settings()
+    serve_worker_metrics(
+        settings.worker_metrics_port, settings.worker_metrics_host, runtime=get_runtime()
+    )
     get_runtime().transport.warm()
 
 

@@ -10,6 +10,8 @@ import typer
 from worker.cli.common import exits, fail, settings
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+#: beat's state, rewritten as it runs (its age is beat's healthcheck)
+BEAT_SCHEDULE = Path("var") / "celerybeat-schedule"
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command()(api)
     app.command(context_settings=EXTRA)(flower)
     app.command()(sandbox)
+    app.command()(healthcheck)
 
 
 def _prepare() -> None:
@@ -57,7 +60,7 @@ def beat(ctx: typer.Context) -> None:
     config = settings()
     from worker.app import celery
 
-    schedule = Path("var") / "celerybeat-schedule"
+    schedule = BEAT_SCHEDULE
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery.start(["beat", "--loglevel", config.log_level, "--schedule", str(schedule), *ctx.args])
 
@@ -78,11 +81,75 @@ def api(
     uvicorn.run(create_app(config), host=host, port=port, log_config=None, timeout_keep_alive=30)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def flower(ctx: typer.Context) -> None:
-    """Flower, the Celery dashboard, for worker.app:celery (tasks, retries, workers)."""
+    """Flower, the Celery dashboard, for worker.app:celery (tasks, retries, workers).
+
+    Behind a login: NOTIFYQ_FLOWER_BASIC_AUTH (``user:password``), or Flower's own
+    OAuth settings (FLOWER_AUTH_PROVIDER, FLOWER_AUTH, FLOWER_OAUTH2_*). Without either
+    it listens on loopback only, and refuses to listen anywhere else."""
+    import os
+
     from worker.app import celery
 
-    celery.start(["flower", *ctx.args])
+    config = settings()
+    args = list(ctx.args)
+    if config.flower_basic_auth is not None:
+        # through the environment, where Flower reads it too: never on a command line
+        # that `ps` shows
+        os.environ["FLOWER_BASIC_AUTH"] = config.flower_basic_auth.get_secret_value()
+    if not flower_login_configured():
+        address = flower_address(args)
+        if address is None:
+            args.append("--address=127.0.0.1")
+        elif address not in LOOPBACK:
+            fail(
+                "flower: no login configured (NOTIFYQ_FLOWER_BASIC_AUTH or Flower's OAuth "
+                f"settings): it listens on loopback only, not on {address or 'every address'}",
+                2,
+            )
+    celery.start(["flower", *args])
+
+
+def flower_login_configured() -> bool:
+    import os
+
+    return bool(
+        os.environ.get("FLOWER_BASIC_AUTH")
+        or (os.environ.get("FLOWER_AUTH_PROVIDER") and os.environ.get("FLOWER_AUTH"))
+    )
+
+
+def flower_address(args: list[str]) -> str | None:
+    """The ``--address`` among Flower's options (or FLOWER_ADDRESS), None if not given."""
+    import os
+
+    for index, arg in enumerate(args):
+        if arg.startswith("--address="):
+            return arg.split("=", 1)[1]
+        if arg == "--address" and index + 1 < len(args):
+            return args[index + 1]
+    return os.environ.get("FLOWER_ADDRESS")
+
+
+def healthcheck(
+    service: Annotated[str, typer.Argument(help="api, worker, beat or flower")],
+    url: Annotated[
+        str | None, typer.Option(help="api/flower: the address to ask (default: loopback)")
+    ] = None,
+    max_age: Annotated[
+        float, typer.Option(help="beat: the schedule file must be younger than this (s)")
+    ] = 240.0,
+) -> None:
+    """Exit 0 if this container's SERVICE is healthy (compose healthchecks call it)."""
+    from worker.health import check
+
+    reason = check(service, settings(), url=url, max_age=max_age)
+    if reason is not None:
+        fail(f"{service}: {reason}", 1)
+    typer.echo("ok")
 
 
 def sandbox(

@@ -1,0 +1,66 @@
+"""``notifyq healthcheck SERVICE``: is this container's process doing its job?
+
+Each check asks the process for a sign of work, not just of life:
+
+- ``api``: ``/healthz`` answers 200 (it pings Redis and the database itself);
+- ``worker``: the worker answers a Celery ping on the broker, addressed to this host's
+  node (``celery@<hostname>``): it holds its broker connection and its control loop
+  turns, which a process stuck in start-up or cut off from Redis does not;
+- ``beat``: beat's schedule file was rewritten lately (beat rewrites it as it sends
+  tasks, at least every three minutes);
+- ``flower``: Flower's own ``/healthcheck`` answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from worker.settings import Settings
+
+
+def check(
+    service: str, settings: Settings, *, url: str | None = None, max_age: float = 240.0
+) -> str | None:
+    """None if healthy, else why not (one line)."""
+    if service == "api":
+        return _http(url or "http://127.0.0.1:8000/healthz")
+    if service == "flower":
+        return _http(url or "http://127.0.0.1:5555/healthcheck")
+    if service == "worker":
+        return _worker_ping()
+    if service == "beat":
+        return _beat_schedule_age(max_age)
+    return f"unknown service {service!r} (api, worker, beat or flower)"
+
+
+def _http(url: str) -> str | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        return f"{url}: {type(exc).__name__}"
+    return None if answer.status_code == 200 else f"{url} answered {answer.status_code}"
+
+
+def _worker_ping() -> str | None:
+    from worker.app import celery
+
+    node = f"celery@{socket.gethostname()}"
+    try:
+        replies = celery.control.ping(destination=[node], timeout=5)
+    except Exception as exc:  # a broker that cannot be reached is an unhealthy worker
+        return f"ping failed: {type(exc).__name__}"
+    return None if any(node in reply for reply in replies) else f"{node} did not answer a ping"
+
+
+def _beat_schedule_age(max_age: float, directory: Path = Path("var")) -> str | None:
+    from worker.cli.services import BEAT_SCHEDULE
+
+    files = list(directory.glob(BEAT_SCHEDULE.name + "*"))
+    if not files:
+        return f"no schedule file {BEAT_SCHEDULE}* yet"
+    age = time.time() - max(f.stat().st_mtime for f in files)
+    return None if age <= max_age else f"schedule file not rewritten for {age:.0f} s"
