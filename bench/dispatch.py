@@ -1,32 +1,46 @@
 """Dispatch throughput at real provider latency, against the bare-Celery ceiling.
 
-One run, one machine, one private Redis, SQLite (the default store), the sandbox
-answering every call after ``--latency-ms`` (200 ms):
+One run, one machine, one private Redis, the store (SQLite by default; PostgreSQL with
+``--database-url``; a fresh database each run), the sandbox answering every call after
+``--latency-ms`` (200 ms):
 
 (a) ceiling   bare Celery tasks that only sleep that long, same pool, same concurrency,
               same worker count, published by one process as fast as it can;
 (b) notifyq   end to end — enqueue (validate, store, publish) → caps → provider call
-              → stored ``sent`` — for N notifications to distinct numbers, twice:
-              one dispatch task per notification, and the default small batches per
-              task (concurrent HTTP inside; each notification keeps its own state,
-              caps and retries).
+              → stored ``sent`` — for N notifications to distinct numbers, produced
+              four ways:
+              - ``enqueue_many`` in chunks, one dispatch task per notification
+                (``NOTIFYQ_DISPATCH_BATCH=1``: what messages carrying one id cost);
+              - ``enqueue_many`` in chunks, the default batches per task;
+              - ``enqueue()`` one notification a call, in a loop from 1 thread;
+              - ``enqueue()`` one notification a call, from 8 threads at once.
+
+For each notifyq run it also counts what one sent notification costs: Redis commands
+(``INFO commandstats`` over the run, every client: workers, beat, producer), SQL
+statements (workers and beat, through bench/hook/sitecustomize.py; the producer's
+apart), and bytes the store grew by.
 
 Prints a table, then as its last line one JSON object:
-``{"sends_per_s", "ceiling_per_s", "vs_ceiling", "p99_enqueue_to_sent_ms", ...}``.
+``{"sends_per_s", "ceiling_per_s", "vs_ceiling", "single_vs_ceiling", ...}``.
 
-    python bench/dispatch.py            # 20,000 notifications
-    python bench/dispatch.py --quick    # the same figures from 3,000, in under a minute
+    python bench/dispatch.py            # 20,000 notifications a run
+    python bench/dispatch.py --quick    # 3,000 a run
+    python bench/dispatch.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,10 +48,12 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.store import fresh_database, kind, stored_bytes, wal_lsn  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
+HOOK = ROOT / "bench" / "hook"
 
 
 def base_env(
@@ -106,6 +122,66 @@ def ceiling(
     return {"per_s": n / (finished - started), "publish_per_s": n / (published - started)}
 
 
+def sql_counts(directory: Path) -> Counter[str]:
+    """The statements counted so far by every hooked process writing to ``directory``."""
+    total: Counter[str] = Counter()
+    for path in directory.glob("*.json"):
+        try:
+            total.update(json.loads(path.read_text()))
+        except (OSError, ValueError):  # being replaced right now: the next read has it
+            continue
+    return total
+
+
+def redis_commands(client: redis.Redis) -> Counter[str]:
+    stats = client.info("commandstats")
+    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
+
+
+class ProducerCount:
+    """SQL statements this process sends through one engine (the producer's share)."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+        def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.counts[statement.lstrip().split(None, 1)[0].upper()] += 1
+
+        def commit(conn):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.counts["COMMIT"] += 1
+
+        event.listen(engine, "before_cursor_execute", count)
+        event.listen(engine, "commit", commit)
+
+
+def produce(runtime: Any, requests: list[Any], producer: str, threads: int) -> None:
+    """Enqueue ``requests`` as the run says: in chunks, or one ``enqueue()`` a call."""
+    from tasks.enqueue import enqueue, enqueue_many
+    from tasks.publish import flush_dispatch
+
+    if producer == "many":
+        for chunk in range(0, len(requests), 1000):
+            enqueue_many(requests[chunk : chunk + 1000], runtime=runtime)
+        return
+
+    def loop(part: list[Any]) -> None:
+        for request in part:
+            enqueue(request.provider, request.to, content=request.content, runtime=runtime)
+
+    parts = [requests[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=loop, args=(part,)) for part in parts]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    flush_dispatch()
+
+
 def notifyq_run(
     stack: Stack,
     env: dict[str, str],
@@ -114,21 +190,30 @@ def notifyq_run(
     latency_ms: int,
     workers: int,
     concurrency: int,
-) -> dict[str, float]:
-    from tasks.enqueue import enqueue_many
+    producer: str,
+    threads: int,
+    count_dir: Path,
+) -> dict[str, Any]:
     from tasks.requests import SendRequest
     from tasks.runtime import Runtime
     from worker.store.schema import Event, Notification
 
-    redis.Redis.from_url(env["NOTIFYQ_REDIS_URL"]).flushdb()
+    client = redis.Redis.from_url(env["NOTIFYQ_REDIS_URL"])
+    client.flushdb()
     env["NOTIFYQ_DISPATCH_BATCH"] = str(batch)
     env["NOTIFYQ_WORKER_CONCURRENCY"] = str(concurrency)
     stack.env.update(env)
+    count_dir.mkdir(parents=True)
+    hooked = {
+        "NOTIFYQ_BENCH_COUNT_SQL": str(count_dir),
+        "PYTHONPATH": os.pathsep.join((str(HOOK), str(ROOT))),
+    }
     sandbox_port = int(env["NOTIFYQ_IHUYI_BASE_URL"].rsplit(":", 1)[1])
-    stack.sandbox(sandbox_port, "--latency-ms", str(latency_ms))
-    for i in range(workers):
-        stack.worker(name=f"notifyq{i}")
-    stack.beat()
+    with stack.together():
+        stack.sandbox(sandbox_port, "--latency-ms", str(latency_ms))
+        for i in range(workers):
+            stack.worker(name=f"notifyq{i}", extra_env=hooked)
+        stack.start("beat", "beat", ready="is starting.", extra_env=hooked)
     settings = Settings(
         _env_file=None,
         **{
@@ -138,21 +223,29 @@ def notifyq_run(
         },
     )
     runtime = Runtime.build(settings)
+    database_url = env["NOTIFYQ_DATABASE_URL"]
     requests = [
         SendRequest(provider="ihuyi", to=f"139{i:08d}", content=f"您的验证码是{i % 10000:04d}。")
         for i in range(n)
     ]
-    started = time.time()
-    for chunk in range(0, n, 1000):
-        enqueue_many(requests[chunk : chunk + 1000], runtime=runtime)
-    enqueued = time.time()
     table, events = Notification.__table__, Event.__table__
+    time.sleep(1.2)  # the hooked processes have written their start-up counts
+    bytes_before, wal_before = stored_bytes(database_url), wal_lsn(database_url)
+    sql_before = sql_counts(count_dir)
+    producer_count = ProducerCount(runtime.db.engine)
+    client.config_resetstat()
+    started = time.time()
+    produce(runtime, requests, producer, threads)
+    enqueued = time.time()
 
     def sent() -> int:
         with runtime.db.read() as conn:
             return conn.execute(select(func.count()).where(table.c.status == "sent")).scalar_one()
 
     wait_until(lambda: sent() >= n, 900, interval=0.5, what=f"{n} sent")
+    commands = redis_commands(client)
+    time.sleep(1.2)
+    sql = sql_counts(count_dir) - sql_before
     with runtime.db.read() as conn:
         rows = conn.execute(
             select(table.c.created_at, events.c.at)
@@ -165,12 +258,22 @@ def notifyq_run(
     runtime.close()
     stack.stop()
     stack.procs.clear()
+    wal_after = wal_lsn(database_url)
     return {
         "per_s": n / (last - started),
         "enqueue_per_s": n / (enqueued - started),
         "p50_ms": statistics.median(latencies),
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
         "attempts": attempts,
+        "redis_per_sent": sum(commands.values()) / n,
+        "redis_top": {k: round(v / n, 2) for k, v in commands.most_common(8)},
+        "sql_per_sent": sum(sql.values()) / n,
+        "sql_top": {k: round(v / n, 2) for k, v in sql.most_common(8)},
+        "producer_sql_per_sent": sum(producer_count.counts.values()) / n,
+        "store_bytes_per_sent": (stored_bytes(database_url) - bytes_before) / n,
+        "wal_bytes_per_sent": None
+        if wal_before is None or wal_after is None
+        else (wal_after - wal_before) / n,
     }
 
 
@@ -192,11 +295,34 @@ def main() -> None:
     parser.add_argument(
         "--batched-concurrency", type=int, default=None, help="threads a worker when batched"
     )
+    parser.add_argument("--threads", type=int, default=8, help="producer threads, enqueue() run")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to run on (a fresh database each run), not SQLite",
+    )
+    parser.add_argument(
+        "--only", default=None, help="comma-separated runs: one-task,batched,single-1,single-N"
+    )
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
     defaults = Settings(_env_file=None)
     batch = args.batch or defaults.dispatch_batch
     batched_threads = args.batched_concurrency or defaults.worker_concurrency
+    store = kind(args.database_url)
+    modes = {
+        "one-task": ("enqueue_many, one task per notification", "many", 1, 1, args.concurrency),
+        "batched": (f"enqueue_many, batches of {batch}", "many", batch, 1, batched_threads),
+        "single-1": ("enqueue() one at a time, 1 thread", "single", batch, 1, batched_threads),
+        "single-N": (
+            f"enqueue() one at a time, {args.threads} threads",
+            "single",
+            batch,
+            args.threads,
+            batched_threads,
+        ),
+    }
+    chosen = args.only.split(",") if args.only else list(modes)
 
     with tempfile.TemporaryDirectory(prefix="nq-bench-") as tmp:
         directory = Path(tmp)
@@ -211,7 +337,7 @@ def main() -> None:
             args.concurrency,
         )
         stack = Stack(directory, dict(env))
-        runs = {}
+        runs: dict[str, dict[str, Any]] = {}
         try:
             top = ceiling(
                 stack,
@@ -222,50 +348,64 @@ def main() -> None:
                 args.pool,
                 args.concurrency,
             )
-            modes = (
-                ("one task per notification", 1, args.concurrency),
-                (f"batches of {batch}", batch, batched_threads),
-            )
-            for mode, size, threads in modes:
-                env["NOTIFYQ_DATABASE_URL"] = f"sqlite:///{directory / f'bench-{size}.db'}"
-                runs[mode] = notifyq_run(
-                    stack, dict(env), n, size, args.latency_ms, args.workers, threads
-                )
+            for key in chosen:
+                _label, producer, size, threads, worker_threads = modes[key]
+                with fresh_database(args.database_url, directory, f"bench-{key}") as url:
+                    env["NOTIFYQ_DATABASE_URL"] = url
+                    runs[key] = notifyq_run(
+                        stack,
+                        dict(env),
+                        n,
+                        size,
+                        args.latency_ms,
+                        args.workers,
+                        worker_threads,
+                        producer,
+                        threads,
+                        directory / f"sql-{key}",
+                    )
         finally:
             stack.stop()
             server.stop()
 
-    single, batched = runs["one task per notification"], runs[f"batches of {batch}"]
     print(
-        f"\nbench/dispatch.py: {n} notifications, provider latency {args.latency_ms} ms, "
-        f"{args.workers} workers, {args.pool} pool, SQLite, one Redis (AOF everysec);\n"
+        f"\nbench/dispatch.py: {n} notifications a run, provider latency {args.latency_ms} ms, "
+        f"{args.workers} workers, {args.pool} pool, {store}, one Redis (AOF everysec);\n"
         f"ceiling and one-task runs at {args.concurrency} threads a worker, "
-        f"batched at {batched_threads} (the default)\n"
+        f"the others at {batched_threads} (the default)\n"
     )
-    print(f"{'run':38} {'per s':>9} {'vs ceiling':>11} {'p50 ms':>9} {'p99 ms':>9}")
-    print(f"{'(a) ceiling: bare Celery sleep tasks':38} {top['per_s']:9.0f} {'100%':>11}")
-    for mode, run in runs.items():
-        share = run["per_s"] / top["per_s"]
-        label = "(b) notifyq, " + mode
+    print(
+        f"{'run':46} {'sent/s':>7} {'vs ceil':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'redis':>6} {'sql':>5} {'+prod':>5} {'bytes':>6}"
+    )
+    print(f"{'(a) ceiling: bare Celery sleep tasks':46} {top['per_s']:7.0f} {'100%':>8}")
+    for key, run in runs.items():
+        label = "(b) " + modes[key][0]
         print(
-            f"{label:38} {run['per_s']:9.0f} {share:10.0%} "
-            f"{run['p50_ms']:9.0f} {run['p99_ms']:9.0f}"
+            f"{label:46} {run['per_s']:7.0f} {run['per_s'] / top['per_s']:8.0%} "
+            f"{run['p50_ms']:7.0f} {run['p99_ms']:7.0f} {run['redis_per_sent']:6.1f} "
+            f"{run['sql_per_sent']:5.1f} {run['producer_sql_per_sent']:5.1f} "
+            f"{run['store_bytes_per_sent']:6.0f}"
         )
     print(
-        f"\npublishes/s from one process (ceiling producer): {top['publish_per_s']:.0f}; "
-        f"notifyq enqueues/s (validate+store+publish): {batched['enqueue_per_s']:.0f}"
+        "\nper sent notification: redis = commands (all clients, INFO commandstats); "
+        "sql = statements + commits\nby workers and beat; +prod = the producer's; "
+        "bytes = growth of the store"
     )
-    figures = {
-        "sends_per_s": round(batched["per_s"], 1),
+    for key, run in runs.items():
+        wal = run["wal_bytes_per_sent"]
+        print(
+            f"  {key:9} redis {run['redis_top']}\n  {'':9} sql   {run['sql_top']}"
+            + (f"\n  {'':9} WAL {wal:.0f} bytes (server-wide)" if wal is not None else "")
+        )
+    print(f"\npublishes/s from one process (ceiling producer): {top['publish_per_s']:.0f}")
+    for key, run in runs.items():
+        print(f"  {key}: enqueues/s {run['enqueue_per_s']:.0f}")
+
+    figures: dict[str, Any] = {
         "ceiling_per_s": round(top["per_s"], 1),
-        "vs_ceiling": round(batched["per_s"] / top["per_s"], 3),
-        "p50_enqueue_to_sent_ms": round(batched["p50_ms"]),
-        "p99_enqueue_to_sent_ms": round(batched["p99_ms"]),
-        "single_task_sends_per_s": round(single["per_s"], 1),
-        "single_task_vs_ceiling": round(single["per_s"] / top["per_s"], 3),
-        "single_task_p99_enqueue_to_sent_ms": round(single["p99_ms"]),
         "ceiling_publish_per_s": round(top["publish_per_s"], 1),
-        "enqueue_per_s": round(batched["enqueue_per_s"], 1),
+        "store": store.lower(),
         "n": n,
         "latency_ms": args.latency_ms,
         "pool": args.pool,
@@ -273,7 +413,29 @@ def main() -> None:
         "concurrency": args.concurrency,
         "batched_concurrency": batched_threads,
         "batch": batch,
+        "threads": args.threads,
     }
+    prefixes = {"one-task": "single_task", "batched": "batched", "single-1": "single_1"}
+    prefixes["single-N"] = f"single_{args.threads}"
+    for key, run in runs.items():
+        prefix = prefixes[key]
+        figures[f"{prefix}_sends_per_s"] = round(run["per_s"], 1)
+        figures[f"{prefix}_vs_ceiling"] = round(run["per_s"] / top["per_s"], 3)
+        figures[f"{prefix}_p99_enqueue_to_sent_ms"] = round(run["p99_ms"])
+        figures[f"{prefix}_enqueue_per_s"] = round(run["enqueue_per_s"], 1)
+        figures[f"{prefix}_redis_per_sent"] = round(run["redis_per_sent"], 2)
+        figures[f"{prefix}_sql_per_sent"] = round(run["sql_per_sent"], 2)
+        figures[f"{prefix}_producer_sql_per_sent"] = round(run["producer_sql_per_sent"], 2)
+        figures[f"{prefix}_store_bytes_per_sent"] = round(run["store_bytes_per_sent"])
+        if run["wal_bytes_per_sent"] is not None:
+            figures[f"{prefix}_wal_bytes_per_sent"] = round(run["wal_bytes_per_sent"])
+    if "batched" in runs:  # the names the README's first figures used
+        figures["sends_per_s"] = figures["batched_sends_per_s"]
+        figures["vs_ceiling"] = figures["batched_vs_ceiling"]
+        figures["p99_enqueue_to_sent_ms"] = figures["batched_p99_enqueue_to_sent_ms"]
+    singles = [runs[k]["per_s"] for k in ("single-1", "single-N") if k in runs]
+    if singles:  # the lower of the two one-at-a-time runs
+        figures["single_vs_ceiling"] = round(min(singles) / top["per_s"], 3)
     print(json.dumps(figures))
 
 

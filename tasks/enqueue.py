@@ -3,11 +3,30 @@
 Storing comes first: if publishing fails (Redis away), the row is safe in the ledger as
 ``queued`` and the sweeper hands it to the workers once Redis is back, so the caller
 still gets its id and nothing is lost.
+
+``enqueue()`` — one notification a call, the way most services produce — is built so
+that calling it in a loop or from many threads costs about what ``enqueue_many`` does:
+
+- **Group commit.** Threads that call ``enqueue()`` while another's INSERT is under way
+  share the next transaction (:class:`_GroupCommit`): no timer, no added wait — a call
+  that finds no transaction running starts one at once. Each call still returns only
+  after *its* row is committed, with the answer a call of its own would have given.
+- **Gathered publishing.** The committed ids go to this process's
+  :class:`~tasks.publish.DispatchPublisher`, which publishes what arrived within
+  ``NOTIFYQ_PUBLISH_LINGER`` (10 ms) as one ``dispatch(ids)`` message of up to
+  ``NOTIFYQ_DISPATCH_BATCH`` ids, so single enqueues become batched dispatch tasks.
+  ``enqueue()`` does not wait for that publish: its promise is the commit, and a publish
+  lost after it (a crash, Redis away) is re-driven by the sweeper, as before.
+
+``enqueue_many`` publishes before it returns, as it always has (the HTTP API's own
+group commit sits on it and answers after the publish).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,10 +34,10 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
-from tasks.publish import publish_dispatch
+from tasks.publish import gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime
-from worker.store import Enqueued, NewNotification, Status
+from worker.store import Enqueued, NewNotification, NotificationStore, Status
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +55,10 @@ def enqueue(
     not_before: Any = None,
     runtime: Runtime | None = None,
 ) -> Enqueued:
-    """Validate and enqueue one notification; raises InvalidRequest naming each bad field."""
+    """Validate and enqueue one notification; raises InvalidRequest naming each bad field.
+
+    Returns once the row is committed; its dispatch message follows within
+    ``NOTIFYQ_PUBLISH_LINGER`` (see the module's docstring)."""
     request = SendRequest(
         provider=provider,
         to=to,
@@ -48,7 +70,8 @@ def enqueue(
         idempotency_key=idempotency_key,
         not_before=not_before,
     )
-    (result,) = enqueue_many([request], runtime=runtime)
+    rt = runtime or get_runtime()
+    result = _group_for(rt).submit(rt, request)
     if isinstance(result, InvalidRequest):
         raise result
     return result
@@ -62,6 +85,13 @@ def enqueue_many(
     A bad request never stops the good ones: its slot in the answer holds its errors.
     """
     rt = runtime or get_runtime()
+    results = _store(rt, requests)
+    hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created])
+    return results
+
+
+def _store(rt: Runtime, requests: Sequence[SendRequest]) -> list[Enqueued | InvalidRequest]:
+    """Validate each request and insert the valid ones in one transaction."""
     drafts: list[NewNotification] = []
     answer: list[Enqueued | InvalidRequest | None] = []
     for request in requests:
@@ -71,21 +101,27 @@ def enqueue_many(
         except InvalidRequest as exc:
             answer.append(exc)
     stored = iter(rt.notifications.insert(drafts) if drafts else [])
-    results: list[Enqueued | InvalidRequest] = [
-        slot if slot is not None else next(stored) for slot in answer
-    ]
-    hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created])
-    return results
+    return [slot if slot is not None else next(stored) for slot in answer]
 
 
-def hand_off(rt: Runtime, created: Sequence[Enqueued]) -> None:
-    """Publish what may go now; put what waits for ``not_before`` in the deferred set."""
+def hand_off(rt: Runtime, created: Sequence[Enqueued], *, gather: bool = False) -> None:
+    """Publish what may go now; put what waits for ``not_before`` in the deferred set.
+
+    ``gather``: hand the ids to the process's publisher (published within the linger,
+    batched with others) instead of publishing before returning."""
     now_ids = [r.id for r in created if r.status is Status.QUEUED]
     later = [(r.id, r.next_attempt_at or 0.0) for r in created if r.status is Status.DEFERRED]
     try:
         if later:
             rt.deferred.add(later)
-        if now_ids:
+        if now_ids and gather:
+            gather_dispatch(
+                rt.celery,
+                now_ids,
+                batch=rt.settings.dispatch_batch,
+                linger=rt.settings.publish_linger,
+            )
+        elif now_ids:
             publish_dispatch(rt.celery, now_ids, batch=rt.settings.dispatch_batch)
     except (RedisError, OperationalError, OSError) as exc:
         log.warning(
@@ -94,3 +130,112 @@ def hand_off(rt: Runtime, created: Sequence[Enqueued]) -> None:
             len(created),
             type(exc).__name__,
         )
+
+
+#: at most this many enqueue() calls share one transaction (a few ms of writing on SQLite)
+MAX_GROUP = 500
+
+Result = Enqueued | InvalidRequest
+
+
+class _Call:
+    """One waiting ``enqueue()``: its request, and the answer or the error it gets."""
+
+    __slots__ = ("answer", "done", "error", "lead", "request")
+
+    def __init__(self, request: SendRequest) -> None:
+        self.request = request
+        self.done = threading.Event()
+        self.lead = False  # woken to store the next group, not with an answer
+        self.answer: Result | None = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Threads' single enqueues, stored together when they arrive together.
+
+    A leader/follower queue with no timer: the call that finds no group running leads
+    one at once with whatever is waiting (itself, at least); calls arriving meanwhile wait
+    and form the next group, led by the first of them once this one is committed — so no
+    thread stores for others longer than one group. A failed group (a database error) is
+    tried again one call at a time, so one call's failure is never another's.
+    """
+
+    def __init__(self, max_group: int = MAX_GROUP) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Call] = []
+        self._running = False
+        self._max_group = max_group
+
+    def submit(self, rt: Runtime, request: SendRequest) -> Result:
+        call = _Call(request)
+        with self._lock:
+            self._waiting.append(call)
+            lead = not self._running
+            self._running = True
+        while True:
+            if lead:
+                self._lead(rt)
+            call.done.wait()
+            if call.lead and call.answer is None and call.error is None:
+                call.lead = False
+                call.done.clear()
+                lead = True
+                continue
+            break
+        if call.error is not None:
+            raise call.error
+        assert call.answer is not None
+        return call.answer
+
+    def _lead(self, rt: Runtime) -> None:
+        with self._lock:
+            group = self._waiting[: self._max_group]
+            del self._waiting[: self._max_group]
+        try:
+            self._store(rt, group)
+        finally:
+            with self._lock:
+                if self._waiting:  # the next group's first call leads it
+                    nxt = self._waiting[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._running = False
+
+    @staticmethod
+    def _store(rt: Runtime, group: list[_Call]) -> None:
+        try:
+            results = _store(rt, [call.request for call in group])
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].error = exc
+                group[0].done.set()
+                return
+            log.warning(
+                "a group of %d enqueues failed (%s); each is tried on its own",
+                len(group),
+                type(exc).__name__,
+            )
+            for call in group:
+                _GroupCommit._store(rt, [call])
+            return
+        try:
+            hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created], gather=True)
+        finally:
+            for call, result in zip(group, results, strict=True):
+                call.answer = result
+                call.done.set()
+
+
+_groups: weakref.WeakKeyDictionary[NotificationStore, _GroupCommit] = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def _group_for(rt: Runtime) -> _GroupCommit:
+    """One group commit per store (per runtime), so calls share only one database."""
+    with _groups_lock:
+        group = _groups.get(rt.notifications)
+        if group is None:
+            group = _groups[rt.notifications] = _GroupCommit()
+        return group

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     pump_interval: float = Field(1.0, gt=0)
     #: notifications per dispatch task when many are released at once
     dispatch_batch: int = Field(50, ge=1, le=1000)
+    #: seconds ``enqueue()`` gathers committed ids before publishing them as one dispatch
+    #: message (tasks/publish.py); 0 publishes each call's id at once
+    publish_linger: float = Field(0.01, ge=0, le=1.0)
     #: keep at most this many dispatch messages waiting in the broker for campaigns
     release_high_water: int = Field(2000, ge=10)
 
