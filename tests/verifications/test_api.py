@@ -94,6 +94,9 @@ def test_create_then_check_approves_once(client: TestClient, runtime: Runtime) -
     assert again.json()["status"] == "expired" and again.json()["reason"] == "used"
     shown = client.get(f"/v1/verifications/{body['id']}", headers=AUTH).json()
     assert shown["status"] == "approved" and shown["to"] == "138****8000"
+    metrics = client.get("/metrics", headers=AUTH).text
+    assert 'notifyq_verifications_total{channel="sms"}' in metrics
+    assert 'notifyq_verification_checks_total{result="approved"}' in metrics
 
 
 def test_wrong_codes_run_out(client: TestClient, runtime: Runtime) -> None:
@@ -289,3 +292,41 @@ def test_suppressions_are_added_listed_masked_and_lifted(
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field
     assert client.delete("/v1/suppressions/12", headers=AUTH).status_code == 422
     assert count(runtime, Suppression) == 1
+
+
+def test_codes_nobody_checked_expire_and_their_unsent_notifications_end(
+    client: TestClient, runtime: Runtime
+) -> None:
+    from tasks.verifications import expire_due
+
+    vid = create(client, ttl=60).json()["id"]
+    assert expire_due(runtime) == 0
+    runtime.clock.advance(61)
+    assert expire_due(runtime) == 1
+    assert client.get(f"/v1/verifications/{vid}", headers=AUTH).json()["status"] == "expired"
+    with runtime.db.read() as conn:
+        row = conn.execute(select(Notification.__table__)).one()
+    assert Status(row.status) is Status.CANCELLED and row.params == [] and row.content is None
+
+
+@pytest.mark.parametrize(("scope", "provider"), [("provider", "ihuyi"), ("all", "*")])
+def test_a_bad_number_is_learnt_for_its_provider_or_for_all(
+    database_url: str, redis_url: str, scope: str, provider: str
+) -> None:
+    from tasks import suppressions
+
+    rt = Runtime.build(settings_for(database_url, redis_url, suppress_scope=scope))
+    try:
+        bad = [("ihuyi", "+8613800138000", "blacklisted", "4030")]
+        assert suppressions.learn(rt, bad) == 1
+        assert suppressions.learn(rt, bad) == 0, "learnt once"
+        (view,) = suppressions.lookup(rt, NUMBER)
+        assert (view.provider, view.reason, view.source) == (provider, "blacklisted", "ihuyi:4030")
+        hits = suppressions.hits(rt, [("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")])
+        assert set(hits) == (
+            {("ihuyi", "+8613800138000")}
+            if scope == "provider"
+            else {("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")}
+        )
+    finally:
+        rt.close()
