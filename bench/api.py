@@ -1,12 +1,18 @@
 """Enqueue throughput of the HTTP API: single posts against batches, in one run.
 
-One machine, one private Redis, SQLite (the default store), the real ``notifyq api``
-process (uvicorn) over real HTTP; no worker, so the dispatch messages just accumulate in
-the broker. This process drives it with ``httpx.AsyncClient``, ``--concurrency``
-requests in flight:
+One machine, one private Redis, SQLite (the default store; PostgreSQL with
+``--database-url``, a fresh database each phase), the real ``notifyq api`` process
+(uvicorn) over real HTTP. This process drives it with ``httpx.AsyncClient``,
+``--concurrency`` requests in flight:
 
 (a) single  ``POST /v1/notifications``, one notification per request, distinct numbers;
-(b) batch   ``POST /v1/notifications:batch``, ``--batch-size`` (100) per request.
+(b) batch   ``POST /v1/notifications:batch``, ``--batch-size`` (100) per request;
+            both with no worker running, so the dispatch messages just accumulate in
+            the broker: the API's own capacity;
+(c) ceiling bare Celery sleep tasks on the same workers (bench/dispatch.py's ceiling);
+(d) end to end: single posts from ``--e2e-clients`` (16) clients while two workers and
+            beat run and the sandbox answers after 200 ms, timed from the first post to
+            the last notification stored ``sent`` — what a user of the HTTP API sees.
 
 Each request is validated, stored (committed) and published before it is answered, so
 a figure here is *accepted and durable* per second. The issue names no baseline for
@@ -21,6 +27,7 @@ Prints a table, then as its last line one JSON object:
 
     python bench/api.py            # 20,000 single posts, 300 batches of 100
     python bench/api.py --quick    # 2,000 and 40: the same figures in under 30 s
+    python bench/api.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/api.py --py-spy var/api.svg   # and a flame graph of the API process
     python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
 """
@@ -48,9 +55,12 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
+from bench.dispatch import base_env, ceiling  # noqa: E402
+from bench.store import fresh_database  # noqa: E402
+from bench.store import kind as store_kind  # noqa: E402
 from worker.app import DISPATCH_QUEUE  # noqa: E402
-from worker.store.schema import Notification  # noqa: E402
-from worker.supervise import RedisServer, Stack, free_port  # noqa: E402
+from worker.store.schema import Event, Notification  # noqa: E402
+from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
 KEY = "bench-api-key-3c1d"
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
@@ -152,6 +162,81 @@ def check_ledger(database_url: str, redis_url: str, expected: int) -> tuple[int,
     return expected, len(messages)
 
 
+def end_to_end(
+    directory: Path,
+    redis_url: str,
+    server_url: str | None,
+    posts: int,
+    clients: int,
+    latency_ms: int,
+    workers: int,
+) -> dict[str, float]:
+    """(c) the bare-Celery ceiling, then (d) single posts while the workers run."""
+    sandbox = f"http://127.0.0.1:{free_port()}"
+    env = base_env(redis_url, f"sqlite:///{directory / 'ceiling.db'}", sandbox, "threads", 200)
+    stack = Stack(directory, dict(env))
+    try:
+        top = ceiling(stack, redis_url, posts, latency_ms / 1000, workers, "threads", 200)
+    finally:
+        stack.stop()
+    redis.Redis.from_url(redis_url).flushdb()
+    with fresh_database(server_url, directory, "e2e") as database_url:
+        env = base_env(redis_url, database_url, sandbox, "threads", 64)
+        env.pop("NOTIFYQ_WORKER_CONCURRENCY")  # the defaults: what a user runs
+        env["NOTIFYQ_API_KEYS"] = KEY
+        stack = Stack(directory, env)
+        port = free_port()
+        try:
+            with stack.together():
+                stack.sandbox(int(sandbox.rsplit(":", 1)[1]), "--latency-ms", str(latency_ms))
+                stack.api(port)
+                for i in range(workers):
+                    stack.worker(name=f"e2e{i}")
+                stack.beat()
+            started = time.time()
+            phase = asyncio.run(
+                drive(
+                    f"http://127.0.0.1:{port}",
+                    posts,
+                    clients,
+                    lambda i: ("/v1/notifications", notification(10_000_000 + i), 1),
+                    "end to end",
+                )
+            )
+            engine = create_engine(database_url)
+            table, events = Notification.__table__, Event.__table__
+
+            def sent() -> int:
+                with engine.connect() as conn:
+                    return conn.execute(
+                        select(func.count()).where(table.c.status == "sent")
+                    ).scalar_one()
+
+            wait_until(lambda: sent() >= posts, 900, interval=0.5, what=f"{posts} sent")
+            with engine.connect() as conn:
+                last = conn.execute(
+                    select(func.max(events.c.at)).where(events.c.to_status == "sent")
+                ).scalar_one()
+                sends = conn.execute(
+                    select(table.c.created_at, events.c.at)
+                    .join(events, events.c.notification_id == table.c.id)
+                    .where(events.c.to_status == "sent")
+                ).all()
+            engine.dispose()
+        finally:
+            stack.stop()
+    latencies = sorted((at - created) * 1000 for created, at in sends)
+    return {
+        "ceiling_per_s": top["per_s"],
+        "posts_per_s": phase.rps,
+        "post_p50_ms": phase.quantile(0.50),
+        "post_p99_ms": phase.quantile(0.99),
+        "sends_per_s": posts / (last - started),
+        "enqueue_to_sent_p50_ms": statistics.median(latencies),
+        "enqueue_to_sent_p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under 30 s")
@@ -160,7 +245,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--py-spy", metavar="FILE", help="record the API process to FILE")
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
+    )
+    parser.add_argument("--e2e", type=int, help="posts end to end (default 6,000; quick 2,000)")
+    parser.add_argument("--e2e-clients", type=int, default=16)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    store = store_kind(args.database_url)
+    e2e_posts = args.e2e or (2_000 if args.quick else 6_000)
     single = args.single or (2_000 if args.quick else 20_000)
     batches = args.batches or (40 if args.quick else 300)
     warm = 200
@@ -169,7 +263,8 @@ def main() -> None:
         directory = Path(tmp)
         server = RedisServer(directory / "redis")
         server.start()
-        database_url = f"sqlite:///{directory / 'notifyq.db'}"
+        fresh = fresh_database(args.database_url, directory, "notifyq")
+        database_url = fresh.__enter__()
         env = {
             "NOTIFYQ_REDIS_URL": server.url,
             "NOTIFYQ_DATABASE_URL": database_url,
@@ -230,14 +325,25 @@ def main() -> None:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
                 spy.wait(60)
             stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
+            stack.stop()
+            e2e = end_to_end(
+                directory,
+                server.url,
+                args.database_url,
+                e2e_posts,
+                args.e2e_clients,
+                args.latency_ms,
+                args.workers,
+            )
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()
             stack.stop()
+            fresh.__exit__(None, None, None)
             server.stop()
 
     print(
-        f"notifyq api, one uvicorn process, SQLite, private Redis; client: httpx.AsyncClient "
+        f"notifyq api, one uvicorn process, {store}, private Redis; client: httpx.AsyncClient "
         f"in this process ({args.concurrency} in flight for single posts, "
         f"{min(args.concurrency, 16)} for batches of {size})"
     )
@@ -251,6 +357,21 @@ def main() -> None:
             f"{phase.quantile(0.50):8.1f} {phase.quantile(0.99):8.1f}"
         )
     ratio = many.items_per_s / one.items_per_s
+    share = e2e["sends_per_s"] / e2e["ceiling_per_s"]
+    print(
+        f"\nwith {args.workers} workers and beat running, sandbox at {args.latency_ms} ms, "
+        f"{args.e2e_clients} clients posting single notifications ({e2e_posts}):"
+    )
+    print(f"{'run':34} {'per s':>9} {'vs ceiling':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'(c) ceiling: bare Celery sleeps':34} {e2e['ceiling_per_s']:9.0f} {'100%':>11}")
+    print(
+        f"{'(d) posts accepted':34} {e2e['posts_per_s']:9.0f} {'':11} "
+        f"{e2e['post_p50_ms']:8.1f} {e2e['post_p99_ms']:8.1f}"
+    )
+    print(
+        f"{'(d) sent end to end (post→sent)':34} {e2e['sends_per_s']:9.0f} {share:10.0%} "
+        f"{e2e['enqueue_to_sent_p50_ms']:8.0f} {e2e['enqueue_to_sent_p99_ms']:8.0f}"
+    )
     print(
         f"batch vs single: {ratio:.1f}× the notifications per second; "
         f"ledger checked: {stored} queued once each, in {messages} dispatch messages"
@@ -270,8 +391,16 @@ def main() -> None:
         "batch_size": size,
         "concurrency": args.concurrency,
         "batch_concurrency": min(args.concurrency, 16),
-        "store": "sqlite",
+        "store": store.lower(),
         "quick": args.quick,
+        "e2e_posts": e2e_posts,
+        "e2e_clients": args.e2e_clients,
+        "e2e_ceiling_per_s": round(e2e["ceiling_per_s"], 1),
+        "e2e_posts_per_s": round(e2e["posts_per_s"], 1),
+        "e2e_post_p99_ms": round(e2e["post_p99_ms"], 1),
+        "e2e_sends_per_s": round(e2e["sends_per_s"], 1),
+        "e2e_vs_ceiling": round(share, 3),
+        "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
     }
     print(json.dumps(figures))
 

@@ -1,6 +1,7 @@
 """Campaign intake at scale: a 1,000,000-row CSV, stored and scheduled.
 
-One run, one machine, SQLite (the default store), a private Redis:
+One run, one machine, SQLite (the default store; PostgreSQL with ``--database-url``, a
+fresh database each run), a private Redis:
 
 (a) notifyq   ``notifyq campaign create`` on the whole file — read and validated row by
               row, stored in bulk, the campaign scheduled — timed from the command's
@@ -14,6 +15,7 @@ Prints a table, then as its last line one JSON object:
 
     python bench/campaign.py            # 1,000,000 rows
     python bench/campaign.py --quick    # 100,000 rows, figures extrapolated to 1,000,000
+    python bench/campaign.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.store import fresh_database, kind  # noqa: E402
 from worker.supervise import NOTIFYQ, RedisServer  # noqa: E402
 
 NAIVE_ROWS = 50_000
@@ -97,16 +100,21 @@ def naive_publish(csv_path: Path, redis_url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def count_rows(database: Path, campaign_id: int) -> tuple[int, str]:
-    import sqlite3
+def count_rows(database_url: str, campaign_id: int) -> tuple[int, str]:
+    from sqlalchemy import create_engine, text
 
-    with sqlite3.connect(database) as conn:
-        stored = conn.execute(
-            "SELECT count(*) FROM notifications WHERE campaign_id = ?", (campaign_id,)
-        ).fetchone()[0]
-        status = conn.execute(
-            "SELECT status FROM campaigns WHERE id = ?", (campaign_id,)
-        ).fetchone()[0]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT count(*) FROM notifications WHERE campaign_id = :c"),
+                {"c": campaign_id},
+            ).scalar_one()
+            status = conn.execute(
+                text("SELECT status FROM campaigns WHERE id = :c"), {"c": campaign_id}
+            ).scalar_one()
+    finally:
+        engine.dispose()
     return stored, status
 
 
@@ -116,7 +124,11 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="100,000 rows, extrapolated")
     parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
+    )
     args = parser.parse_args()
+    store = kind(args.database_url)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="nq-campaign-") as tmp:
         directory = Path(tmp)
@@ -124,26 +136,19 @@ def main() -> None:
         write_csv(csv_path, rows)
         server = RedisServer(directory / "redis")
         server.start()
-        database = directory / "notifyq.db"
-        env = {
-            "NOTIFYQ_REDIS_URL": server.url,
-            "NOTIFYQ_DATABASE_URL": f"sqlite:///{database}",
-            "NOTIFYQ_JUMDATA_APP_ID": "bench",
-            "NOTIFYQ_JUMDATA_APP_SECRET": "bench-secret",
-            "NOTIFYQ_LOG_LEVEL": "WARNING",
-        }
         try:
-            subprocess.run(
-                [NOTIFYQ, "db", "upgrade"],
-                env={**os.environ, **env},
-                cwd=directory,
-                check=True,
-                capture_output=True,
-            )
-            seconds, peak_mb, answer = notifyq_import(csv_path, env, directory)
-            stored, status = count_rows(database, answer["id"])
-            naive_rows = min(NAIVE_ROWS, rows)
-            naive_seconds = naive_publish(csv_path, server.url, naive_rows)
+            with fresh_database(args.database_url, directory, "notifyq") as database_url:
+                env = {
+                    "NOTIFYQ_REDIS_URL": server.url,
+                    "NOTIFYQ_DATABASE_URL": database_url,
+                    "NOTIFYQ_JUMDATA_APP_ID": "bench",
+                    "NOTIFYQ_JUMDATA_APP_SECRET": "bench-secret",
+                    "NOTIFYQ_LOG_LEVEL": "WARNING",
+                }
+                seconds, peak_mb, answer = notifyq_import(csv_path, env, directory)
+                stored, status = count_rows(database_url, answer["id"])
+                naive_rows = min(NAIVE_ROWS, rows)
+                naive_seconds = naive_publish(csv_path, server.url, naive_rows)
         finally:
             server.stop()
     assert stored == rows == answer["accepted"], (stored, rows, answer)
@@ -151,7 +156,8 @@ def main() -> None:
     seconds_1m = seconds * scale
     naive_1m = naive_seconds * (1_000_000 / naive_rows)
     print(
-        f"\nbench/campaign.py: a {rows:,}-row CSV (mobile, name, amount), jumdata, SQLite, one Redis\n"
+        f"\nbench/campaign.py: a {rows:,}-row CSV (mobile, name, amount), jumdata, {store}, "
+        "one Redis\n"
     )
     print(f"{'run':58} {'seconds':>9} {'rows/s':>10} {'peak RSS':>9}")
     print(
@@ -175,6 +181,7 @@ def main() -> None:
         "naive_rows_per_s": round(naive_rows / naive_seconds),
         "extrapolated": scale != 1,
         "campaign_status": status,
+        "store": store.lower(),
     }
     print(json.dumps(figures))
 

@@ -253,6 +253,12 @@ def notifyq_run(
             .where(events.c.to_status == "sent")
         ).all()
         attempts = conn.execute(select(func.sum(table.c.attempts))).scalar_one()
+        moves = {
+            status: count
+            for status, count in conn.execute(
+                select(events.c.to_status, func.count()).group_by(events.c.to_status)
+            )
+        }
     latencies = sorted((at - created) * 1000 for created, at in rows)
     last = max(at for _, at in rows)
     runtime.close()
@@ -265,6 +271,7 @@ def notifyq_run(
         "p50_ms": statistics.median(latencies),
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
         "attempts": attempts,
+        "events_per_sent": {k: round(v / n, 3) for k, v in sorted(moves.items())},
         "redis_per_sent": sum(commands.values()) / n,
         "redis_top": {k: round(v / n, 2) for k, v in commands.most_common(8)},
         "sql_per_sent": sum(sql.values()) / n,
@@ -396,6 +403,7 @@ def main() -> None:
         wal = run["wal_bytes_per_sent"]
         print(
             f"  {key:9} redis {run['redis_top']}\n  {'':9} sql   {run['sql_top']}"
+            f"\n  {'':9} transitions {run['events_per_sent']}, attempts {run['attempts'] / n:.2f}"
             + (f"\n  {'':9} WAL {wal:.0f} bytes (server-wide)" if wal is not None else "")
         )
     print(f"\npublishes/s from one process (ceiling producer): {top['publish_per_s']:.0f}")
@@ -427,6 +435,7 @@ def main() -> None:
         figures[f"{prefix}_sql_per_sent"] = round(run["sql_per_sent"], 2)
         figures[f"{prefix}_producer_sql_per_sent"] = round(run["producer_sql_per_sent"], 2)
         figures[f"{prefix}_store_bytes_per_sent"] = round(run["store_bytes_per_sent"])
+        figures[f"{prefix}_deferrals_per_sent"] = run["events_per_sent"].get("deferred", 0)
         if run["wal_bytes_per_sent"] is not None:
             figures[f"{prefix}_wal_bytes_per_sent"] = round(run["wal_bytes_per_sent"])
     if "batched" in runs:  # the names the README's first figures used

@@ -1,7 +1,7 @@
-"""Report ingest: how many APISpace voice reports a second the pull takes into SQLite.
+"""Report ingest: how many APISpace voice reports a second the pull takes into the store.
 
-One machine, SQLite (the default store), the provider sandbox over real HTTP. For each
-page size:
+One machine, SQLite (the default store; PostgreSQL with ``--database-url``), the provider
+sandbox over real HTTP. For each page size:
 
 1. the ledger gets N notifications ``sent`` (inserted and moved queued → sending →
    sent through the store, in bulk, as a worker leaves them), with the call ids
@@ -23,6 +23,7 @@ Prints a table, then as its last line one JSON object:
 
     python bench/reports.py            # 200,000 reports, pages of 1,000 and 10,000
     python bench/reports.py --quick    # 20,000: the same figures in under 30 s
+    python bench/reports.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.store import fresh_database, kind  # noqa: E402
 from providers.sandbox.apispace import seeded_call_id, seeded_kind  # noqa: E402
 from providers.sandbox.state import SandboxConfig  # noqa: E402
 from tasks.reports import pull_reports  # noqa: E402
@@ -132,12 +134,19 @@ def check(rt: Runtime, sandbox: str, n: int, unknown: int) -> None:
         raise RuntimeError(f"the sandbox still holds {waiting} reports")
 
 
-def one_run(directory: Path, redis_url: str, sandbox: str, n: int, page: int) -> Run:
+def one_run(
+    directory: Path, redis_url: str, sandbox: str, n: int, page: int, server_url: str | None
+) -> Run:
+    with fresh_database(server_url, directory, f"page{page}") as database_url:
+        return run_on(database_url, redis_url, sandbox, n, page)
+
+
+def run_on(database_url: str, redis_url: str, sandbox: str, n: int, page: int) -> Run:
     unknown = n // 100
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         redis_url=redis_url,
-        database_url=f"sqlite:///{directory / f'page{page}.db'}",
+        database_url=database_url,
         apispace_token=SandboxConfig().apispace_token,
         apispace_report_base_url=sandbox,
         apispace_report_page=page,
@@ -175,7 +184,11 @@ def main() -> None:
         default="1000,10000",
         help="page sizes to try, comma-separated (first: the default)",
     )
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
+    )
     args = parser.parse_args()
+    store = kind(args.database_url)
     n = args.n or (20_000 if args.quick else 200_000)
     pages = [int(p) for p in args.pages.split(",")]
 
@@ -189,13 +202,14 @@ def main() -> None:
         try:
             stack.sandbox(port)
             for page in pages:
-                runs.append(one_run(directory, server.url, f"http://127.0.0.1:{port}", n, page))
+                sandbox = f"http://127.0.0.1:{port}"
+                runs.append(one_run(directory, server.url, sandbox, n, page, args.database_url))
         finally:
             stack.stop()
             server.stop()
 
     print(
-        f"APISpace voice report pull into SQLite: {n:,} sent notifications + {n // 100:,} "
+        f"APISpace voice report pull into {store}: {n:,} sent notifications + {n // 100:,} "
         f"reports for unknown calls, the sandbox over HTTP, tasks.reports.pull_reports"
     )
     print(
@@ -221,7 +235,7 @@ def main() -> None:
         "vs_target": round(default.per_s / TARGET, 3),
         "by_page": {str(r.page): round(r.per_s, 1) for r in runs},
         "best_reports_per_s": round(max(r.per_s for r in runs), 1),
-        "store": "sqlite",
+        "store": store.lower(),
         "quick": args.quick,
     }
     print(json.dumps(figures))

@@ -150,7 +150,9 @@ class CapLimiter:
     def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for key, *args in calls:
-            pipe.evalsha(self._hit.sha, 1, key, *args)
+            # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
+            # named method but routes a raw EVALSHA to its key's node (one key a call)
+            pipe.execute_command("EVALSHA", self._hit.sha, 1, key, *args)
         return pipe.execute(raise_on_error=False)
 
     def readmit(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[Decision]:
