@@ -126,6 +126,18 @@ class Demo:
         self.stack: Stack | None = None
 
     def run(self) -> int:
+        """Everything it starts stops when it ends, on Ctrl-C and on SIGTERM alike (a
+        service manager or ``timeout`` stops it with SIGTERM)."""
+        from worker.signals import sigterm_as_interrupt
+
+        try:
+            with sigterm_as_interrupt():
+                return self._run()
+        except KeyboardInterrupt:
+            self.console.print("stopped: everything the demo started has stopped")
+            return 130
+
+    def _run(self) -> int:
         with self._services() as env:
             from tasks.runtime import Runtime
             from worker.settings import Settings
@@ -148,11 +160,29 @@ class Demo:
                 runtime.close()
             self._next_steps(env)
             if self.keep:
-                self.console.print("[bold]Everything keeps running; Ctrl-C stops it.[/]")
+                flower = self._flower()
+                self.console.print(
+                    f"Flower (tasks, retries, workers): {flower} (loopback only)\n"
+                    "[bold]Everything keeps running; Ctrl-C (or SIGTERM) stops it all.[/]"
+                )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
                         time.sleep(1)
         return 0 if finished else 1
+
+    def _flower(self) -> str:
+        """Flower on a free loopback port, as ``--keep`` promises (no login: loopback)."""
+        assert self.stack is not None
+        port = free_port()
+        self.stack.start(
+            "flower",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            url=f"http://127.0.0.1:{port}/healthcheck",
+            timeout=60,
+        )
+        return f"http://127.0.0.1:{port}"
 
     @contextlib.contextmanager
     def _services(self) -> Iterator[dict[str, str]]:
@@ -227,11 +257,10 @@ class Demo:
                 f"sandbox {sandbox} · API http://127.0.0.1:{api_port} · logs in {self.directory}"
             )
             yield env
-        finally:
-            if not self.keep:
-                self.stack.stop()
-                if self.redis_server is not None:
-                    self.redis_server.stop()
+        finally:  # --keep only waits for Ctrl-C first: what the demo starts, it stops
+            self.stack.stop()
+            if self.redis_server is not None:
+                self.redis_server.stop()
 
     def _create(self, runtime: Any) -> dict[str, int]:
         from tasks.campaigns import CampaignSpec, import_campaign
@@ -340,7 +369,7 @@ class Demo:
         api = env["NOTIFYQ_PUBLIC_URL"]
         self.console.print(
             "\n[bold]Next:[/]\n"
-            f"  API docs (OpenAPI): {api}/docs — `notifyq demo --keep` leaves it up\n"
-            "  Flower (tasks, retries, workers): `notifyq flower`, then http://127.0.0.1:5555\n"
+            f"  API docs (OpenAPI): {api}/docs, operator page: {api}/ui"
+            " — `notifyq demo --keep` leaves them up, with Flower\n"
             "  Histories: `notifyq status ID` (a notification), `notifyq campaign show ID`"
         )

@@ -10,7 +10,10 @@ from rich.console import Console
 
 def demo(
     keep: Annotated[
-        bool, typer.Option("--keep", help="leave everything running (and Flower up)")
+        bool,
+        typer.Option(
+            "--keep", help="leave everything running, with Flower, until Ctrl-C or SIGTERM"
+        ),
     ] = False,
 ) -> None:
     """Run the whole system with the sandbox and a reminder campaign through all five
