@@ -69,8 +69,9 @@ class SuppressionStore:
                         created_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=["to", "provider"])
+                    .returning(S.c.id)  # rowcount is not reliable here across drivers
                 )
-                added += conn.execute(statement).rowcount or 0
+                added += len(conn.execute(statement).all())
         return added
 
     def remove(self, to: str, provider: str | None = None) -> int:
