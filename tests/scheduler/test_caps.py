@@ -30,7 +30,11 @@ def redis_now(client: redis.Redis) -> float:
 
 
 def sleep_until(client: redis.Redis, moment: float) -> None:
-    """Sleep until Redis's clock (the one the caps use) has passed ``moment``."""
+    """Sleep until Redis's clock (the one the caps use) has passed ``moment``.
+
+    Only to reach a moment at which something must be *allowed* (sleeping longer on a busy
+    machine cannot make that false); every "still refused" check after it has at least a
+    second of window left, far more than a scheduling delay."""
     time.sleep(max(0.0, moment - redis_now(client) + 0.005))
 
 

@@ -21,6 +21,8 @@ def rates(client: redis.Redis) -> RateLimiter:
 
 
 def sleep_until(client: redis.Redis, moment: float) -> None:
+    """Sleep until Redis's clock has passed ``moment``: only to reach a moment at which a
+    take must be *allowed*; each "refused" check after it has a second of window left."""
     seconds, micros = client.time()
     time.sleep(max(0.0, moment - (seconds + micros / 1e6) + 0.003))
 
