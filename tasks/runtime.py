@@ -21,6 +21,7 @@ from scheduler.caps import CapLimiter
 from scheduler.circuit import CircuitBreaker
 from scheduler.claims import Claims
 from scheduler.clock import Clock
+from scheduler.connect import redis_client
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
 from worker.app import make_celery
@@ -55,13 +56,13 @@ class Runtime:
         ensure_schema(settings.database_url)
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         notifications = NotificationStore(db)
-        client = Redis.from_url(
-            settings.redis_url,
-            max_connections=max(64, settings.worker_concurrency + 16),
-            health_check_interval=30,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-        )
+        connection = {
+            "max_connections": max(64, settings.worker_concurrency + 16),
+            "health_check_interval": 30,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        }
+        client = Redis.from_url(settings.redis_url, **connection)
         providers = registry.build_all(settings)
         clock = Clock(client, control=settings.clock_control)
         return cls(
@@ -70,7 +71,13 @@ class Runtime:
             notifications=notifications,
             receipts=ReceiptStore(db, notifications),
             redis=client,
-            caps=CapLimiter(client, margin=settings.cap_margin, clock=clock),
+            caps=CapLimiter(
+                redis_client(settings.caps_redis_url, **connection)
+                if settings.caps_redis_url
+                else client,
+                margin=settings.cap_margin,
+                clock=clock,
+            ),
             rates=RateLimiter(client),
             deferred=DeferredSet(client, clock=clock),
             circuit=CircuitBreaker(client, cooldown=settings.circuit_cooldown),

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: the per-number caps on a Redis of their own (empty: ``redis_url``); also
+    #: ``sentinel://host:26379[,host:port]/<service>[/<db>]`` or
+    #: ``redis+cluster://host:port[,host:port]`` (scheduler/connect.py)
+    caps_redis_url: str = ""
     database_url: str = "sqlite:///var/notifyq.db"
     timezone: str = "Asia/Shanghai"
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()

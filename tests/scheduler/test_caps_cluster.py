@@ -1,4 +1,5 @@
-"""The caps scripts on a real 3-node Redis Cluster, through redis-py's ``RedisCluster``.
+"""The caps scripts on a real 3-node Redis Cluster, through redis-py's ``RedisCluster``;
+and a runtime whose caps live on a cluster or behind a Sentinel (NOTIFYQ_CAPS_REDIS_URL).
 
 docs/capacity.md says the per-number caps can be sharded across a Redis Cluster: every
 script touches one key, ``nq:cap:<provider>:{<digits>}``, whose hash tag puts all of a
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,7 +23,10 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, cap_key
 from scheduler.limits import parse_caps
-from tests.services import free_port, wait_until
+from tasks.runtime import Runtime
+from tests.conftest import TEST_CREDENTIALS
+from tests.services import RedisServer, free_port, wait_until
+from worker.settings import Settings
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NODES = 3
@@ -202,3 +207,87 @@ def test_a_script_missing_on_a_node_is_loaded_there_and_nothing_is_recorded_twic
             direct.script_flush()
     refused = caps.hit_many(checks)  # NOSCRIPT everywhere: loaded, sent again
     assert [d.cap for d in refused] == ["1/second"] * len(checks)
+
+
+# -- the caps client from NOTIFYQ_CAPS_REDIS_URL (tasks/runtime.py, scheduler/connect.py) --
+
+
+def runtime_with_caps_at(caps_url: str, tmp_path: Path, redis_url: str) -> Runtime:
+    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=f"sqlite:///{tmp_path / 'notifyq.db'}",
+        redis_url=redis_url,
+        caps_redis_url=caps_url,
+        **values,
+    )
+    return Runtime.build(settings)
+
+
+def test_a_runtime_keeps_its_caps_on_the_cluster_named_by_a_cluster_url(
+    cluster: list[int], client: RedisCluster, tmp_path: Path, redis_url: str
+) -> None:
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in cluster[:2])
+    rt = runtime_with_caps_at(url, tmp_path, redis_url)
+    try:
+        checks = [CapCheck("ihuyi", number(i), IHUYI) for i in range(300, 330)]
+        assert all(d.allowed for d in rt.caps.hit_many(checks))
+        assert not any(d.allowed for d in rt.caps.hit_many(checks))
+        assert not redis.Redis.from_url(redis_url).keys("nq:cap:*")  # none on the broker
+        held = sum(len(redis.Redis(host="127.0.0.1", port=p).keys("nq:cap:*")) for p in cluster)
+        assert held == len(checks)
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[tuple[int, RedisServer]]:
+    """One Redis master and one Sentinel watching it as ``nqcaps`` (quorum 1)."""
+    master = RedisServer(tmp_path / "master", appendfsync=None)
+    master.start()
+    port = free_port()
+    config = tmp_path / "sentinel.conf"  # a Sentinel rewrites its config: a file of its own
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor nqcaps 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds nqcaps 5000\n"
+    )
+    proc = subprocess.Popen(
+        ["redis-server", str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        asker = redis.Redis(host="127.0.0.1", port=port)
+        wait_until(
+            lambda: _master_known(asker, master.port), 15, what="the sentinel knows the master"
+        )
+        yield port, master
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        master.stop()
+
+
+def _master_known(asker: redis.Redis, port: int) -> bool:
+    try:
+        # the raw command: redis-py 6.4's parser for the named method is broken ("once")
+        reply = asker.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nqcaps")
+    except (redis.ConnectionError, redis.ResponseError):
+        return False
+    return bool(reply) and int(reply[1]) == port
+
+
+def test_a_runtime_finds_the_caps_master_through_a_sentinel(
+    sentinel: tuple[int, RedisServer], tmp_path: Path, redis_url: str
+) -> None:
+    port, master = sentinel
+    rt = runtime_with_caps_at(f"sentinel://127.0.0.1:{port}/nqcaps/0", tmp_path, redis_url)
+    try:
+        first = rt.caps.hit("ihuyi", number(1), IHUYI)
+        again = rt.caps.hit("ihuyi", number(1), IHUYI)
+        assert first.allowed and not again.allowed and again.cap == "1/second"
+        direct = redis.Redis.from_url(master.url)
+        assert direct.exists(cap_key("ihuyi", number(1))) == 1  # on the master it named
+    finally:
+        rt.close()
