@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import callbacks, campaigns, notifications, suppressions, verifications
+from api import callbacks, campaigns, notifications, suppressions, ui, verifications
 from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
@@ -107,6 +107,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(campaigns.router)
     app.include_router(callbacks.router)
+    app.include_router(ui.router)
     app.include_router(verifications.router)
     app.include_router(suppressions.router)
     return app

@@ -1,0 +1,208 @@
+"""What the operator page (``/ui``) shows, read from the ledger and Redis: notifications by
+provider and status, what waits and why, campaigns and their progress, circuits, and
+one number's caps. Read-only; every number leaves here masked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from providers.numbers import e164, mask, parse_number
+from scheduler.caps import cap_key
+from tasks.runtime import Runtime
+from worker.store.schema import Campaign, Notification
+from worker.store.status import Status
+
+N = Notification.__table__
+C = Campaign.__table__
+#: a campaign's notifications in these are finished
+DONE = {"delivered", "undelivered", "failed", "cancelled", "unknown"}
+STATUS_ORDER = [s.value for s in Status]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    provider: str
+    status: str
+    reason: str
+    count: int
+    #: the earliest moment one of them may go again
+    next_release: float | None
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    provider: str
+    status: str
+    total: int
+    done: int
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CircuitRow:
+    provider: str
+    open: bool
+    retry_at: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CapUse:
+    cap: str
+    used: int
+    amount: int
+    #: when one more attempt is allowed again, if the cap is full now
+    frees_at: float | None
+
+
+@dataclass
+class NumberCaps:
+    number: str
+    by_provider: dict[str, list[CapUse]] = field(default_factory=dict)
+    blocked_until: dict[str, float] = field(default_factory=dict)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+
+def by_status(rt: Runtime) -> dict[str, dict[str, int]]:
+    table: dict[str, dict[str, int]] = {p: {} for p in rt.providers}
+    with rt.db.read() as conn:
+        for provider, status, count in conn.execute(
+            select(N.c.provider, N.c.status, func.count()).group_by(N.c.provider, N.c.status)
+        ):
+            table.setdefault(provider, {})[Status(status).value] = count
+    return table
+
+
+def waiting(rt: Runtime) -> list[Waiting]:
+    with rt.db.read() as conn:
+        rows = conn.execute(
+            select(
+                N.c.provider, N.c.status, N.c.reason, func.count(), func.min(N.c.next_attempt_at)
+            )
+            .where(N.c.status.in_([Status.DEFERRED, Status.RETRYING]))
+            .group_by(N.c.provider, N.c.status, N.c.reason)
+            .order_by(func.min(N.c.next_attempt_at))
+        )
+        return [
+            Waiting(provider, Status(status).value, reason or "", count, first)
+            for provider, status, reason, count, first in rows
+        ]
+
+
+def campaigns(rt: Runtime, limit: int = 20) -> list[CampaignRow]:
+    with rt.db.read() as conn:
+        found = list(
+            conn.execute(
+                select(C.c.id, C.c.name, C.c.provider, C.c.status)
+                .order_by(C.c.id.desc())
+                .limit(limit)
+            )
+        )
+        counts: dict[int, dict[str, int]] = {row.id: {} for row in found}
+        if counts:
+            for campaign_id, status, count in conn.execute(
+                select(N.c.campaign_id, N.c.status, func.count())
+                .where(N.c.campaign_id.in_(list(counts)))
+                .group_by(N.c.campaign_id, N.c.status)
+            ):
+                counts[campaign_id][Status(status).value] = count
+    return [
+        CampaignRow(
+            row.id,
+            row.name,
+            row.provider,
+            row.status,
+            sum(counts[row.id].values()),
+            sum(n for s, n in counts[row.id].items() if s in DONE),
+            counts[row.id],
+        )
+        for row in found
+    ]
+
+
+def circuits(rt: Runtime) -> list[CircuitRow]:
+    now = rt.redis_now()
+    rows = []
+    for provider in rt.providers:
+        state = rt.circuit.state(provider, now)
+        rows.append(
+            CircuitRow(provider, not state.allowed or state.probe, state.retry_at, state.reason)
+        )
+    return rows
+
+
+def normalise(raw: str) -> str | None:
+    parsed = parse_number(raw.strip())
+    return e164(parsed) if parsed is not None else None
+
+
+def decode_log(raw: bytes | None) -> tuple[float, list[float]]:
+    """A number's packed attempt log (``scheduler/caps_codec.lua``): (blocked until,
+    attempts oldest first), in epoch seconds."""
+    if not raw:
+        return 0.0, []
+    blocked, pos = 0.0, 0
+    if raw[0] == 0xFF:
+        blocked = int.from_bytes(raw[1:7], "big") / 1000
+        pos = 7
+    if len(raw) < pos + 6:
+        return blocked, []
+    at = int.from_bytes(raw[pos : pos + 6], "big")
+    log = [at]
+    delta, shift = 0, 0
+    for byte in raw[pos + 6 :]:
+        delta |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            at += delta
+            log.append(at)
+            delta, shift = 0, 0
+    return blocked, [ms / 1000 for ms in log]
+
+
+def number_caps(rt: Runtime, number: str) -> NumberCaps:
+    """Each provider's caps as this number stands against them now, and its latest
+    notifications (masked)."""
+    now = rt.redis_now()
+    margin = rt.settings.cap_margin
+    view = NumberCaps(mask(number))
+    for provider, policy in rt.policies.items():
+        blocked, log = decode_log(rt.redis.get(cap_key(provider, number)))
+        if blocked > now:
+            view.blocked_until[provider] = blocked
+        uses = []
+        for cap in policy.caps:
+            window = cap.window + margin
+            inside = [t for t in log if t > now - window]
+            full = len(inside) >= cap.amount
+            frees = inside[len(inside) - cap.amount] + window if full else None
+            uses.append(CapUse(cap.text, len(inside), cap.amount, frees))
+        if uses:
+            view.by_provider[provider] = uses
+    with rt.db.read() as conn:
+        for row in conn.execute(
+            select(N.c.id, N.c.provider, N.c.status, N.c.reason, N.c.created_at)
+            .where(N.c.to == number)
+            .order_by(N.c.id.desc())
+            .limit(10)
+        ):
+            view.recent.append(
+                {
+                    "id": row.id,
+                    "provider": row.provider,
+                    "status": Status(row.status).value,
+                    "reason": row.reason or "",
+                    "created_at": row.created_at,
+                }
+            )
+    return view
+
+
+def now() -> float:
+    return time.time()
