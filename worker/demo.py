@@ -370,6 +370,7 @@ class Demo:
         self.console.print(
             "\n[bold]Next:[/]\n"
             f"  API docs (OpenAPI): {api}/docs, operator page: {api}/ui"
+            f" (any user, password {env['NOTIFYQ_API_KEYS']})"
             " — `notifyq demo --keep` leaves them up, with Flower\n"
             "  Histories: `notifyq status ID` (a notification), `notifyq campaign show ID`"
         )
