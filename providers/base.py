@@ -217,6 +217,8 @@ class DeliveryReceipt:
     code: str
     message: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
+    #: the receipt says the number itself is bad (e.g. vacant): the why, for suppression
+    bad_number: str | None = None
 
 
 @dataclass(frozen=True)

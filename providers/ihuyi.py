@@ -25,7 +25,8 @@ Assumptions (the seed leaves these open; decided here, once):
   matches it — like 4072: the notification fails; the account goes on sending others.
 - 4030 (blacklisted) and 406 (bad number format) say the *number* is bad, not the
   request: such a number is suppressed (``bad_number``; tasks/suppressions.py) and never
-  called through ihuyi again until an operator lifts it.
+  called through ihuyi again until an operator lifts it. So is a number whose receipt
+  says ``-5`` (空号, vacant).
 - ASSUMED: after 4080/4081/4082 the number is blocked for the cap's whole window from
   now (1 s, 60 s, 24 h): the provider does not say when its own window frees.
 - ASSUMED: ``content`` may not still hold a ``【变量】`` placeholder (an unfilled
@@ -117,6 +118,8 @@ ADMIN_CODES: dict[str, CodeRule] = {
 }
 
 DELIVERED = "2"
+#: receipt codes that say the number itself is bad: it is suppressed for ihuyi
+RECEIPT_BAD_NUMBER = {"-5": "vacant"}
 #: a receipt code longer than this is no code (the ledger keeps 32 characters)
 MAX_RECEIPT_CODE = 32
 
@@ -324,6 +327,7 @@ class Ihuyi(Provider):
                 "report_time": str(form.get("report_time") or "")[:32],
                 **({} if code in RECEIPT_CODES else {"undocumented": True}),
             },
+            bad_number=RECEIPT_BAD_NUMBER.get(code),
         )
 
     @staticmethod

@@ -8,7 +8,8 @@ Three ways a number is suppressed:
 - a provider answers that the number is bad — a code whose rule carries ``bad_number``
   (``providers/*.py``; e.g. ihuyi 4030 blacklisted, 406 malformed): learnt after the
   outcome is committed (:func:`learn`, from ``tasks/dispatch.py``), for that provider,
-  or for every provider with ``NOTIFYQ_SUPPRESS_SCOPE=all``.
+  or for every provider with ``NOTIFYQ_SUPPRESS_SCOPE=all``; or a receipt says so
+  (ihuyi ``-5``, vacant: :func:`learn_receipts`, for the receipt routes to call).
 
 Admission (``tasks/admission.py``) looks the batch up in one query before anything
 else: a suppressed row ends ``failed`` with reason ``suppressed:<why>`` and no call —
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from providers import registry
-from providers.base import FieldError, InvalidRequest, e164, mask, parse_number
+from providers.base import DeliveryReceipt, FieldError, InvalidRequest, e164, mask, parse_number
 from tasks.runtime import Runtime
 from worker.metrics import SUPPRESSIONS_ADDED
+from worker.store.schema import Notification
 from worker.store.suppressions import ALL, PREFIX, Hit, NewSuppression, SuppressionStore
 
 log = logging.getLogger(__name__)
@@ -202,6 +205,29 @@ def learn(rt: Runtime, bad: Sequence[tuple[str, str, str, str]]) -> int:
             "every provider" if everywhere else entry.provider,
         )
     return added
+
+
+def learn_receipts(rt: Runtime, provider: str, receipts: Sequence[DeliveryReceipt]) -> int:
+    """Suppress the numbers whose receipts say they are bad (ihuyi ``-5``, vacant): each
+    receipt's reference names the notification, whose number it is. For the receipt
+    routes, once the receipts are committed; a receipt for a call not (yet) ours teaches
+    nothing."""
+    bad = {r.ref: (r.bad_number, r.code) for r in receipts if r.bad_number}
+    if not bad:
+        return 0
+    table = Notification.__table__
+    try:
+        with rt.db.read() as conn:
+            found = conn.execute(
+                select(table.c.provider_ref, table.c.to).where(
+                    table.c.provider == provider, table.c.provider_ref.in_(list(bad))
+                )
+            ).all()
+    except SQLAlchemyError as exc:
+        log.warning("could not read the numbers of %d receipt(s): %s", len(bad), type(exc).__name__)
+        return 0
+    lessons = [(provider, row.to, *bad[row.provider_ref]) for row in found]
+    return learn(rt, [(p, to, str(why), str(code)) for p, to, why, code in lessons])
 
 
 def suppressed_in_campaign(rt: Runtime, campaign_id: int) -> int:

@@ -330,3 +330,35 @@ def test_a_bad_number_is_learnt_for_its_provider_or_for_all(
         )
     finally:
         rt.close()
+
+
+def test_a_receipt_that_says_vacant_suppresses_the_number_for_its_provider(
+    runtime: Runtime,
+) -> None:
+    from providers.ihuyi import Ihuyi
+    from tasks import suppressions
+    from tasks.enqueue import enqueue
+    from worker.store import Change, Expect
+
+    sent = enqueue("ihuyi", NUMBER, content="您好。", runtime=runtime)
+    row = runtime.notifications.get(sent.id)
+    runtime.notifications.transition(
+        [Change(sent.id, Status.SENDING, expect=Expect.row(row), count_attempt=True)]
+    )
+    runtime.notifications.transition(
+        [
+            Change(
+                sent.id,
+                Status.SENT,
+                expect=Expect.sending(row.version + 1),
+                values={"provider_ref": "V-77"},
+            )
+        ]
+    )
+    vacant = Ihuyi.parse_receipt({"voiceid": "V-77", "code": "-5", "mobilephone": NUMBER})
+    answered = Ihuyi.parse_receipt({"voiceid": "V-78", "code": "2"})
+    assert (vacant.bad_number, answered.bad_number) == ("vacant", None)
+    unknown_ref = Ihuyi.parse_receipt({"voiceid": "V-79", "code": "-5"})
+    assert suppressions.learn_receipts(runtime, "ihuyi", [vacant, answered, unknown_ref]) == 1
+    (view,) = suppressions.lookup(runtime, NUMBER)
+    assert (view.provider, view.reason, view.source) == ("ihuyi", "vacant", "ihuyi:-5")
