@@ -43,7 +43,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
-from tasks import suppressions
+from tasks import suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns import CampaignState, campaign_states
@@ -310,11 +310,9 @@ def _write(
 ) -> list[Applied]:
     if not changes:
         return []
-    with rt.db.write() as conn:
-        applied = rt.notifications.transition(changes, now=now, conn=conn)
-        if sent_refs:
-            applied += rt.receipts.apply(conn, list(sent_refs), now)
-    return applied
+    # shared with the tasks writing at this moment in this process (tasks/writes.py):
+    # still this call's own compare-and-set, and exactly what it applied comes back
+    return writes.write(rt, changes, now, sent_refs)
 
 
 def _write_outcomes(
