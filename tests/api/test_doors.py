@@ -219,12 +219,17 @@ def test_receipts_for_unknown_references_expire_and_known_ones_stay(
     runtime.close()
 
 
-def test_the_api_sweeps_expired_receipts_on_its_own(make_client: Any, database_url: str) -> None:
-    _, runtime = make_client()
-    runtime.receipts.record([NewReceipt("ihuyi", "stranger-9", True, "2", "ok", {})], now=1.0)
-    assert receipts(runtime) == 1
-    make_client()  # a second API process starts: its first sweep runs at start-up
-    wait_until(lambda: receipts(runtime) == 0, 30, what="the start-up sweep")
+def test_the_api_sweeps_expired_receipts_on_its_own(
+    make_client: Any, database_url: str, redis_url: str
+) -> None:
+    runtime = Runtime.build(app_settings(database_url, redis_url))  # no API yet
+    try:
+        runtime.receipts.record([NewReceipt("ihuyi", "stranger-9", True, "2", "ok", {})], now=1.0)
+        assert receipts(runtime) == 1
+        make_client()  # an API process starts: its first sweep runs at start-up
+        wait_until(lambda: receipts(runtime) == 0, 30, what="the start-up sweep")
+    finally:
+        runtime.close()
 
 
 # -- campaigns -----------------------------------------------------------------------------
