@@ -310,13 +310,18 @@ def create_verification(
     fallback = None
     if ask.voice_after is not None:
         voice = rt.settings.verify_voice_provider
-        fallback = _draft(
-            rt,
-            number,
-            _leg(rt, voice, None, code),
-            _voice_route(rt, voice, code),
-            not_before=now + ask.voice_after,
-        )
+        try:
+            fallback = _draft(
+                rt,
+                number,
+                _leg(rt, voice, None, code),
+                _voice_route(rt, voice, code),
+                not_before=now + ask.voice_after,
+            )
+        except InvalidRequest as exc:  # the configured voice resend cannot go to this number
+            raise InvalidRequest(
+                [FieldError("voice_after", f"the {voice} resend: {e.message}") for e in exc.errors]
+            ) from None
     decision = rt.caps.hit(CAP_NAMESPACE, number, parse_caps(rt.settings.verify_caps))
     if not decision.allowed:
         VERIFICATION_LIMITED.inc()

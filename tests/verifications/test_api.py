@@ -362,3 +362,17 @@ def test_a_receipt_that_says_vacant_suppresses_the_number_for_its_provider(
     assert suppressions.learn_receipts(runtime, "ihuyi", [vacant, answered, unknown_ref]) == 1
     (view,) = suppressions.lookup(runtime, NUMBER)
     assert (view.provider, view.reason, view.source) == ("ihuyi", "vacant", "ihuyi:-5")
+
+
+def test_a_voice_resend_the_settings_cannot_send_is_refused_naming_voice_after(
+    database_url: str, redis_url: str
+) -> None:
+    rt = Runtime.build(settings_for(database_url, redis_url, verify_voice_provider="jumdata"))
+    try:
+        with TestClient(create_app(rt.settings, rt)) as client:
+            answer = create(client, voice_after=30)
+            assert answer.status_code == 422
+            assert [e["field"] for e in answer.json()["errors"]] == ["voice_after"]
+            assert count(rt, Notification) == 0
+    finally:
+        rt.close()
