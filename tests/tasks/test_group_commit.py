@@ -1,0 +1,122 @@
+"""The worker-side group commit (tasks/writes.py) keeps every write a compare-and-set and
+hands each submitter exactly what its own changes did: copies of one notification racing
+in one process (as duplicate deliveries do) move it once, and only the winner hears so.
+Real store (SQLite, and PostgreSQL when configured), real Redis, real threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from tasks import writes
+from tasks.runtime import Runtime
+from tests.conftest import TEST_CREDENTIALS
+from worker.settings import Settings
+from worker.store import Change, Expect, NewNotification, Status
+from worker.store.schema import Event, Notification
+
+THREADS = 8
+E = Event.__table__
+N = Notification.__table__
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, redis_url=redis_url, **values
+    )
+    rt = Runtime.build(settings)
+    yield rt
+    rt.close()
+
+
+def stored(rt: Runtime, count: int) -> list[int]:
+    drafts = [NewNotification("ihuyi", f"+86139{i:08d}", content="x") for i in range(count)]
+    return [e.id for e in rt.notifications.insert(drafts)]
+
+
+def race(work: list) -> list:  # type: ignore[type-arg]
+    """Run each callable in a thread of its own, released together; their answers."""
+    start = threading.Barrier(len(work))
+    answers: list = [None] * len(work)  # type: ignore[type-arg]
+
+    def run(i: int) -> None:
+        start.wait()
+        answers[i] = work[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_copies_of_one_notification_in_one_process_move_it_once_and_only_the_winner_hears(
+    runtime: Runtime,
+) -> None:
+    for _ in range(5):  # several rounds: the copies land in one group or in several
+        (nid,) = stored(runtime, 1)
+        row = runtime.notifications.get(nid)
+        change = Change(nid, Status.SENDING, expect=Expect.row(row), count_attempt=True)
+        answers = race([lambda change=change: writes.write(runtime, [change], 1.0)] * THREADS)
+        winners = [a for a in answers if a]
+        assert len(winners) == 1
+        (applied,) = winners[0]
+        assert (applied.id, applied.from_status, applied.to) == (
+            nid,
+            Status.QUEUED,
+            Status.SENDING,
+        )
+        after = runtime.notifications.get(nid)
+        assert (after.status, after.attempts, after.version) == ("sending", 1, row.version + 1)
+        with runtime.db.read() as conn:
+            moves = conn.execute(
+                select(func.count()).where(E.c.notification_id == nid, E.c.to_status == "sending")
+            ).scalar_one()
+        assert moves == 1
+
+
+def test_concurrent_tasks_each_get_their_own_rows_applied_and_nothing_else(
+    runtime: Runtime,
+) -> None:
+    ids = stored(runtime, THREADS * 3)
+    rows = {i: runtime.notifications.get(i) for i in ids}
+    mine = [ids[t * 3 : t * 3 + 3] for t in range(THREADS)]
+
+    def task(part: list[int]):  # type: ignore[no-untyped-def]
+        changes = [
+            Change(i, Status.SENDING, expect=Expect.row(rows[i]), count_attempt=True) for i in part
+        ]
+        return lambda: writes.write(runtime, changes, 1.0)
+
+    answers = race([task(part) for part in mine])
+    for part, applied in zip(mine, answers, strict=True):
+        assert sorted(a.id for a in applied) == part
+        assert all(a.to is Status.SENDING for a in applied)
+    assert runtime.notifications.count_by_status() == {"sending": THREADS * 3}
+
+
+def test_a_stale_change_in_a_group_fails_alone(runtime: Runtime) -> None:
+    first, second = stored(runtime, 2)
+    old = runtime.notifications.get(first)
+    runtime.notifications.transition(
+        [Change(first, Status.CANCELLED, expect=Expect.row(old))], now=1.0
+    )
+    fresh = runtime.notifications.get(second)
+    answers = race(
+        [
+            lambda: writes.write(
+                runtime, [Change(first, Status.SENDING, expect=Expect.row(old))], 2.0
+            ),
+            lambda: writes.write(
+                runtime, [Change(second, Status.SENDING, expect=Expect.row(fresh))], 2.0
+            ),
+        ]
+    )
+    assert answers[0] == []
+    assert [(a.id, a.to) for a in answers[1]] == [(second, Status.SENDING)]
