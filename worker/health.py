@@ -3,9 +3,9 @@
 Each check asks the process for a sign of work, not just of life:
 
 - ``api``: ``/healthz`` answers 200 (it pings Redis and the database itself);
-- ``worker``: the worker answers a Celery ping on the broker, addressed to this host's
-  node (``celery@<hostname>``): it holds its broker connection and its control loop
-  turns, which a process stuck in start-up or cut off from Redis does not;
+- ``worker``: a worker on this host (``…@<hostname>``: each container has its own)
+  answers a Celery ping on the broker: it holds its broker connection and its control
+  loop turns, which a process stuck in start-up or cut off from Redis does not;
 - ``beat``: beat's schedule file was rewritten lately (beat rewrites it as it sends
   tasks, at least every three minutes);
 - ``flower``: Flower's own ``/healthcheck`` answers.
@@ -48,12 +48,14 @@ def _http(url: str) -> str | None:
 def _worker_ping() -> str | None:
     from worker.app import celery
 
-    node = f"celery@{socket.gethostname()}"
+    host = socket.gethostname()
     try:
-        replies = celery.control.ping(destination=[node], timeout=5)
+        replies = celery.control.ping(timeout=5)
     except Exception as exc:  # a broker that cannot be reached is an unhealthy worker
         return f"ping failed: {type(exc).__name__}"
-    return None if any(node in reply for reply in replies) else f"{node} did not answer a ping"
+    # each container has its own host name: a node on it is this container's worker
+    ours = [node for reply in replies for node in reply if node.endswith(f"@{host}")]
+    return None if ours else f"no worker on {host} answered a ping"
 
 
 def _beat_schedule_age(max_age: float, directory: Path = Path("var")) -> str | None:

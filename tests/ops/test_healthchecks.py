@@ -1,0 +1,41 @@
+"""``notifyq healthcheck`` (what compose's healthchecks run) says healthy for a running
+api, worker and beat, and unhealthy, with the reason, when the process is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.conftest import System
+from tests.services import NOTIFYQ
+
+pytestmark = pytest.mark.slow
+
+
+def check(system: System, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NOTIFYQ, "healthcheck", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **system.env},
+        cwd=system.directory,  # beat's var/ is relative to where it runs
+        timeout=60,
+    )
+
+
+def test_healthchecks_follow_the_processes(make_system: Any) -> None:
+    system: System = make_system()
+    system.start(workers=1, concurrency=2, beat=True)
+    healthz = f"{system.api_url}/healthz"
+    for args in (("api", "--url", healthz), ("worker",), ("beat",)):
+        answer = check(system, *args)
+        assert answer.returncode == 0, (args, answer.stderr)
+    system.stack.stop(grace=30)
+    assert check(system, "api", "--url", healthz).returncode == 1
+    gone = check(system, "worker")
+    assert gone.returncode == 1 and "answered a ping" in gone.stderr, gone.stderr
+    stale = check(system, "beat", "--max-age", "0")
+    assert stale.returncode == 1 and "not rewritten" in stale.stderr, stale.stderr
