@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +142,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     yield "admitted"
     applied = _write(rt, changes, now)
     moved = {a.id for a in applied if a.to is Status.SENDING}
-    _after_write(rt, admission.waits, admission.hops, applied)
+    _after_write(rt, admission.waits, admission.hops, applied, read)
     report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
     report.failed += sum(1 for a in applied if a.to is Status.FAILED)
     sending = [row for row in admission.go if row.id in moved]
@@ -184,7 +184,7 @@ def _record(
     )
     _quietly(
         "deferrals and hops",
-        lambda: _after_write(rt, outcome_plan.waits, outcome_plan.hops, applied),
+        lambda: _after_write(rt, outcome_plan.waits, outcome_plan.hops, applied, rows_by_id),
     )
     report.sent += sum(1 for a in applied if a.to is Status.SENT)
     report.failed += sum(1 for a in applied if a.to in (Status.FAILED, Status.UNKNOWN))
@@ -235,7 +235,7 @@ def _readmit_if_stale(
             for w in waits
         ]
         applied = _write(rt, changes, now)
-        _after_write(rt, waits, [], applied)
+        _after_write(rt, waits, [], applied, by_id)
         report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
     waiting = {w.id for w in waits}
     log.info(
@@ -385,17 +385,22 @@ def _quietly(what: str, step: Callable[[], None]) -> None:
 
 
 def _after_write(
-    rt: Runtime, waits: Sequence[Wait], hops: Sequence[Hop], applied: Sequence[Applied]
+    rt: Runtime,
+    waits: Sequence[Wait],
+    hops: Sequence[Hop],
+    applied: Sequence[Applied],
+    rows: Mapping[int, Any],
 ) -> None:
-    """Once committed: waits go to the deferred set, hops to the queue, counters tick."""
+    """Once committed: waits go to the deferred set, hops to the queue, counters tick
+    (labelled by the provider of the row as it was read)."""
     done = {(a.id, a.to) for a in applied}
-    providers = {w.id: w.reason.split(":")[1] if ":" in w.reason else "" for w in waits}
-    for a in applied:
-        TRANSITIONS.labels("all", a.to.value).inc()
+    for a in applied:  # a receipt applied with them may name a row of another batch
+        provider = rows[a.id].provider if a.id in rows else "other"
+        TRANSITIONS.labels(provider, a.to.value).inc()
     deferred = [(w.id, w.until) for w in waits if (w.id, Status.DEFERRED) in done]
     for w in waits:
         if (w.id, Status.DEFERRED) in done:
-            DEFERRALS.labels(providers.get(w.id) or "all", w.reason.split(":")[0]).inc()
+            DEFERRALS.labels(rows[w.id].provider, w.reason.split(":")[0]).inc()
     if deferred:
         rt.deferred.add(deferred)
     hopped = [h.id for h in hops if (h.id, Status.QUEUED) in done]
