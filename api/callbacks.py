@@ -28,6 +28,7 @@ from providers.base import DeliveryReceipt
 from providers.ihuyi import Ihuyi
 from providers.itniotech import Itniotech
 from providers.jumdata import Jumdata
+from tasks import suppressions
 from tasks.runtime import Runtime
 from worker.store import NewReceipt
 from worker.store.schema import ProviderTemplate, Receipt
@@ -169,6 +170,9 @@ async def _receipts(
         for r in receipts
     ]
     await _in_thread(request, lambda: runtime.receipts.record(records))
+    # committed: a receipt that says the number is bad (ihuyi -5, vacant) suppresses it
+    # (tasks/suppressions.py); a failure here costs the lesson, never the receipt
+    await _in_thread(request, lambda: suppressions.learn_receipts(runtime, provider, receipts))
     return SUCCESS
 
 

@@ -11,6 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 CONTROL_QUEUE = "notifyq.control"
+#: how often codes past their time are expired (a code's life is minutes: 30 s is fine)
+VERIFICATION_EXPIRY_INTERVAL = 30.0
 
 
 def schedule(settings: Any) -> dict[str, dict[str, Any]]:
@@ -26,4 +28,5 @@ def schedule(settings: Any) -> dict[str, dict[str, Any]]:
         "sweep": every(settings.sweep_interval, "notifyq.sweep"),
         "poll-reports": every(settings.apispace_report_interval, "notifyq.poll_reports"),
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
+        "expire-verifications": every(VERIFICATION_EXPIRY_INTERVAL, "notifyq.expire_verifications"),
     }

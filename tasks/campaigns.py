@@ -43,6 +43,7 @@ from worker.store.campaigns import (
     CampaignRow,
     CampaignStore,
 )
+from worker.store.suppressions import SuppressionStore
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +365,10 @@ def progress(rt: Runtime, campaign_id: int, now: float | None = None) -> dict[st
         "rejected": campaign.rejected,
         "errors": campaign.errors[:20],
         "counts": counts,
+        # of the failed, those whose number is suppressed (never called)
+        "suppressed": SuppressionStore(rt.db).suppressed_in_campaign(campaign_id)
+        if counts.get("failed")
+        else 0,
         "done": done,
         "percent": round(100.0 * done / total, 1) if total else 100.0,
         "rate_per_s": round(rate, 2),

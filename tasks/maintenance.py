@@ -2,6 +2,8 @@
 
 - ``notifyq.release_due`` (every ``NOTIFYQ_PUMP_INTERVAL``, 1 s): the deferred set's
   due members go to the workers in dispatch batches.
+- ``notifyq.expire_verifications`` (every 30 s): verification codes past their time
+  expire, and the notifications that carry them end.
 - ``notifyq.sweep`` (every ``NOTIFYQ_SWEEP_INTERVAL``): rows ``sending`` past the
   sending timeout lost their worker (→ ``unknown``, or resent if the operator chose);
   waiting rows whose time and last hand-off are both older than the grace were lost
@@ -26,6 +28,7 @@ from scheduler.deferred import pump
 from tasks.dispatch import resolve_stuck_sending
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
+from tasks.verifications import expire_due
 from worker.app import celery
 from worker.store import Applied, Change, Expect, Status
 
@@ -46,6 +49,13 @@ def release(rt: Runtime) -> int:
         publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
 
     return pump(rt.deferred, hand_over, batch=PUMP_BATCH, most=PUMP_MOST)
+
+
+@celery.task(name="notifyq.expire_verifications")
+def expire_verifications() -> int:
+    """Codes nobody checked end when their time is up (their notifications with them,
+    the code erased): a pending verification must not wait for someone to look."""
+    return expire_due(get_runtime())
 
 
 @celery.task(name="notifyq.sweep")
