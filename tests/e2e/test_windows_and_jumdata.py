@@ -62,10 +62,13 @@ def test_a_window_that_excludes_now_defers_to_its_opening_then_sends(
     system.wait_for([sent.id], {"delivered"}, timeout=60)
     (call,) = system.ledger("ihuyi")
     assert call["placed"]
+    # Dispatch stamps its status changes on the system's clock: every attempt (a call not
+    # sent in time after its admission is withdrawn and admitted again, so a busy machine
+    # may show two) was made at or after the opening.
     sending = [
-        e for e in system.runtime.notifications.events(sent.id) if e.to_status == Status.SENDING
+        e.at for e in system.runtime.notifications.events(sent.id) if e.to_status == Status.SENDING
     ]
-    assert len(sending) == 1, "one attempt, made once the window was open"
+    assert sending and all(at >= opening for at in sending), (sending, opening)
 
 
 def test_jumdata_never_attempts_a_fourth_call_in_a_day(make_system) -> None:
