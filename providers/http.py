@@ -18,11 +18,13 @@ Failures become outcomes here, once, for every provider:
 - read timeout, a dropped connection after the request was written: AMBIGUOUS — the
   provider may have placed the call; only an :attr:`~providers.base.Call.idempotent`
   call (a balance query) is retried on these;
-- past its *deadline* before it could leave (waiting for a connection slot, connecting,
-  retrying a connect): :data:`LATE`, never sent. A call admitted against a number's
-  caps at moment t must reach the provider by t + the cap margin, or two calls could
-  arrive closer together than the provider's cap allows; the caller puts it back to
-  wait and gives its cap slot back.
+- past its *deadline* (a call admitted against a number's caps at t must reach the
+  provider by t + the cap margin, or two calls could arrive closer together than the
+  provider's cap allows): when it finally has a connection, the caller's ``readmit``
+  takes its cap slots again at that moment and gives a new deadline — so a busy pool
+  delays calls but does not drop them; if the number's room was taken meanwhile (or a
+  connect runs past the deadline), the call is :data:`LATE`, never sent, and the caller
+  puts it back to wait.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -57,6 +59,10 @@ MAYBE_SENT = (
 
 #: the :attr:`Failure.kind` of a call that could not leave before its deadline
 LATE = "Late"
+
+#: asked when a call's deadline has passed before it could leave: take its cap slots
+#: again now and answer a new deadline (``time.monotonic()``), or None: not to be sent
+Readmit = Callable[[], float | None]
 
 
 class _Late(Exception):
@@ -152,25 +158,39 @@ class Transport:
         return self.perform_all([call], deadline=deadline)[0]
 
     def perform_all(
-        self, calls: Sequence[Call], *, deadline: float | None = None
+        self,
+        calls: Sequence[Call],
+        *,
+        deadline: float | None = None,
+        readmit: Sequence[Readmit] | None = None,
     ) -> list[Reply | Failure]:
         """Place every call concurrently; one reply or failure per call, in order.
 
         ``deadline`` (``time.monotonic()`` seconds): a call that has not left by then
-        is not sent at all (:data:`LATE`)."""
+        asks its ``readmit`` (one per call; run on a worker thread, it may block) for a
+        new deadline, and is not sent at all (:data:`LATE`) if there is none."""
         if not calls:
             return []
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline), loop)
+        again = readmit or [None] * len(calls)
+        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline, again), loop)
         return future.result()
 
-    async def _gather(self, calls: Sequence[Call], deadline: float | None) -> list[Reply | Failure]:
-        return list(await asyncio.gather(*(self._one(call, deadline) for call in calls)))
+    async def _gather(
+        self, calls: Sequence[Call], deadline: float | None, readmit: Sequence[Readmit | None]
+    ) -> list[Reply | Failure]:
+        return list(
+            await asyncio.gather(
+                *(self._one(c, deadline, r) for c, r in zip(calls, readmit, strict=True))
+            )
+        )
 
-    async def _one(self, call: Call, deadline: float | None) -> Reply | Failure:
+    async def _one(
+        self, call: Call, deadline: float | None, readmit: Readmit | None
+    ) -> Reply | Failure:
         assert self._slots is not None
         wait = self.settings.pool_timeout
-        if deadline is not None:
+        if deadline is not None and readmit is None:
             wait = min(wait, deadline - time.monotonic())
         try:
             if wait <= 0:
@@ -181,6 +201,12 @@ class Transport:
                 return _late()
             return Failure(sent=False, kind="PoolTimeout", detail="no free connection in time")
         try:
+            if deadline is not None and time.monotonic() >= deadline:
+                if readmit is None:
+                    return _late()
+                deadline = await asyncio.get_running_loop().run_in_executor(None, readmit)
+                if deadline is None:
+                    return _late()
             return await self._request(self._clients[slot], call, deadline)
         finally:
             self._slots.put_nowait(slot)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from providers.base import Message, MissingCredentials, Outcome, SendResult
@@ -26,7 +27,11 @@ Batch = tuple[str, list[Message]]
 
 
 def call_providers(
-    rt: Runtime, rows: Sequence[Any], *, deadline: float | None = None
+    rt: Runtime,
+    rows: Sequence[Any],
+    *,
+    deadline: float | None = None,
+    readmit: Callable[[Sequence[int]], float | None] | None = None,
 ) -> list[SendResult]:
     """Group by provider and shared content, build one call per group (signed now),
     place them all concurrently, and turn every answer into results.
@@ -37,8 +42,9 @@ def call_providers(
     other number is sent. One bad number among n costs about 2·log2(n) more requests;
     failing the n would lose n − 1 good notifications.
 
-    ``deadline`` (``time.monotonic()``): what has not left by then is not sent
-    (``net:Late``; see :mod:`providers.http`).
+    ``deadline`` (``time.monotonic()``): what has not left by then is admitted again
+    through ``readmit`` (given the ids one request carries; a new deadline, or None:
+    not sent, ``net:Late``; see :mod:`providers.http`).
     """
     groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
     for row in rows:
@@ -58,12 +64,16 @@ def call_providers(
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
     results: list[SendResult] = []
     while batches:
-        batches = _place(rt, batches, results, deadline)
+        batches = _place(rt, batches, results, deadline, readmit)
     return results
 
 
 def _place(
-    rt: Runtime, batches: Sequence[Batch], results: list[SendResult], deadline: float | None
+    rt: Runtime,
+    batches: Sequence[Batch],
+    results: list[SendResult],
+    deadline: float | None,
+    readmit: Callable[[Sequence[int]], float | None] | None,
 ) -> list[Batch]:
     """Place one round of requests concurrently, adding their results; returns the
     halves of every request refused whole that must go again."""
@@ -75,7 +85,12 @@ def _place(
         except MissingCredentials as exc:
             results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
     started = time.perf_counter()
-    answers = rt.transport.perform_all(calls, deadline=deadline)
+    again = (
+        [partial(readmit, [m.id for m in messages]) for _, messages in placed]
+        if readmit is not None
+        else None
+    )
+    answers = rt.transport.perform_all(calls, deadline=deadline, readmit=again)
     elapsed = time.perf_counter() - started
     again: list[Batch] = []
     for (name, messages), answer in zip(placed, answers, strict=True):

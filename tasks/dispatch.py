@@ -47,7 +47,7 @@ from tasks import suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns import CampaignState, campaign_states
-from tasks.outcomes import Effects, hop_change, plan, sending_expect, wait_change
+from tasks.outcomes import Effects, hop_change, plan, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
@@ -152,12 +152,15 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     if not sending:
         return
     yield "sending"
-    sending, admitted_at = _readmit_if_stale(rt, sending, admission, admitted_at, report)
-    if not sending:
-        return
     # a call admitted against a number's caps must reach the provider within the cap
-    # margin of its admission, or it is not sent at all (providers/http.py, LATE)
-    results = call_providers(rt, sending, deadline=admitted_at + rt.settings.cap_margin)
+    # margin of its admission; one held up longer (a busy pool, a slow write) is
+    # admitted again when it can leave, or not sent (providers/http.py, LATE)
+    results = call_providers(
+        rt,
+        sending,
+        deadline=admitted_at + rt.settings.cap_margin,
+        readmit=_readmitter(rt, sending, admission),
+    )
     yield "answered"
     _record(rt, sending, results, admission, report)
     yield "recorded"
@@ -196,55 +199,33 @@ def _record(
         RETRIES.labels(rows_by_id[notification_id].provider).inc()
 
 
-def _readmit_if_stale(
-    rt: Runtime, sending: list[Any], admission: Admission, admitted_at: float, report: Report
-) -> tuple[list[Any], float]:
-    """A call must reach the provider within the cap margin of its admission, or a later
-    call to the same number, admitted a window after this one, could arrive less than a
-    window after it. When writing ``sending`` took up half the margin already (a busy
-    database), the slots are taken again now instead of sending late or giving up: the
-    attempt counts from this moment. A number whose room was taken meanwhile waits for
-    it, the attempt uncounted. Returns what goes now and its admission moment."""
-    if time.monotonic() - admitted_at <= rt.settings.cap_margin / 2:
-        return sending, admitted_at
-    stale = [row for row in sending if row.id in admission.slots]
-    checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in stale]
-    decisions = rt.caps.readmit(
-        [(check, admission.slots[row.id]) for check, row in zip(checks, stale, strict=True)]
-    )
-    now, readmitted_at = rt.redis_now(), time.monotonic()
-    waits = [
-        Wait(row.id, d.retry_at or now, f"cap:{row.provider}:{d.cap}")
-        for row, d in zip(stale, decisions, strict=True)
-        if not d.allowed
-    ]
-    admission.slots.update(
-        (row.id, d) for row, d in zip(stale, decisions, strict=True) if d.allowed
-    )
-    if waits:
-        by_id = {row.id: row for row in stale}
-        changes = [
-            Change(
-                id=w.id,
-                to=Status.DEFERRED,
-                expect=sending_expect(by_id[w.id]),
-                reason=w.reason,
-                # not sent: the attempt counted with `sending` is taken back
-                values={"next_attempt_at": w.until, "attempts": by_id[w.id].attempts},
-            )
-            for w in waits
-        ]
-        applied = _write(rt, changes, now)
-        _after_write(rt, waits, [], applied, by_id)
-        report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
-    waiting = {w.id for w in waits}
-    log.info(
-        "%d call(s) admitted %.2fs ago were admitted again before leaving (%d now wait)",
-        len(stale),
-        readmitted_at - admitted_at,
-        len(waits),
-    )
-    return [row for row in sending if row.id not in waiting], readmitted_at
+def _readmitter(
+    rt: Runtime, sending: Sequence[Any], admission: Admission
+) -> Callable[[Sequence[int]], float | None]:
+    """For calls past their deadline when they can finally leave: take the numbers' cap
+    slots again at this moment, so the attempts count from when they really go, and give
+    a new deadline. If another attempt took a number's room meanwhile, the request is
+    not sent (its rows go back to waiting, uncounted) and the slots just taken for its
+    other numbers are given back."""
+    rows = {row.id: row for row in sending}
+
+    def readmit(ids: Sequence[int]) -> float | None:
+        held = [rows[i] for i in ids if i in admission.slots]
+        checks = [CapCheck(r.provider, r.to, rt.policies[r.provider].caps) for r in held]
+        decisions = rt.caps.readmit(
+            [(check, admission.slots[r.id]) for check, r in zip(checks, held, strict=True)]
+        )
+        if all(d.allowed for d in decisions):
+            admission.slots.update((r.id, d) for r, d in zip(held, decisions, strict=True))
+            return time.monotonic() + rt.settings.cap_margin
+        for r, d in zip(held, decisions, strict=True):
+            admission.slots.pop(r.id, None)  # the old slot is gone already
+            if d.allowed:
+                rt.caps.refund(r.provider, r.to, d)
+        log.info("%d call(s) held up past their deadline: their numbers were taken", len(ids))
+        return None
+
+    return readmit
 
 
 def _never_left(result: Any) -> bool:
