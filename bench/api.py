@@ -59,6 +59,7 @@ from bench.dispatch import base_env, ceiling  # noqa: E402
 from bench.store import fresh_database  # noqa: E402
 from bench.store import kind as store_kind  # noqa: E402
 from worker.app import DISPATCH_QUEUE  # noqa: E402
+from worker.signals import install_sigterm_as_interrupt  # noqa: E402
 from worker.store.schema import Event, Notification  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
@@ -238,6 +239,7 @@ def end_to_end(
 
 
 def main() -> None:
+    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under 30 s")
     parser.add_argument("--single", type=int, help="single posts (default 20,000; quick 2,000)")

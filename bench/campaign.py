@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.store import fresh_database, kind  # noqa: E402
+from worker.signals import install_sigterm_as_interrupt  # noqa: E402
 from worker.supervise import NOTIFYQ, RedisServer  # noqa: E402
 
 NAIVE_ROWS = 50_000
@@ -119,6 +120,7 @@ def count_rows(database_url: str, campaign_id: int) -> tuple[int, str]:
 
 
 def main() -> None:
+    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

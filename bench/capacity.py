@@ -36,6 +36,7 @@ import redis  # noqa: E402
 from scheduler.caps import CapCheck, CapLimiter  # noqa: E402
 from scheduler.deferred import DeferredSet  # noqa: E402
 from scheduler.limits import parse_caps  # noqa: E402
+from worker.signals import install_sigterm_as_interrupt  # noqa: E402
 from worker.supervise import RedisServer  # noqa: E402
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
@@ -133,6 +134,7 @@ def model(run: dict[str, Any], redis_figures: dict[str, float], mode: str) -> di
 
 
 def main() -> None:
+    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

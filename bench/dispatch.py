@@ -50,6 +50,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from bench.store import fresh_database, kind, stored_bytes, wal_lsn  # noqa: E402
 from worker.settings import Settings  # noqa: E402
+from worker.signals import install_sigterm_as_interrupt  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -285,6 +286,7 @@ def notifyq_run(
 
 
 def main() -> None:
+    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -49,6 +49,7 @@ from providers.sandbox.state import SandboxConfig  # noqa: E402
 from tasks.reports import pull_reports  # noqa: E402
 from tasks.runtime import Runtime  # noqa: E402
 from worker.settings import Settings  # noqa: E402
+from worker.signals import install_sigterm_as_interrupt  # noqa: E402
 from worker.store import Change, Expect, NewNotification, Status  # noqa: E402
 from worker.store.schema import Event, Receipt, ReportPull  # noqa: E402
 from worker.supervise import RedisServer, Stack, free_port  # noqa: E402
@@ -176,6 +177,7 @@ def run_on(database_url: str, redis_url: str, sandbox: str, n: int, page: int) -
 
 
 def main() -> None:
+    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 reports, under 30 s")
     parser.add_argument("-n", type=int, help="notifications (default 200,000; quick 20,000)")
