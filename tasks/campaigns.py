@@ -400,7 +400,7 @@ def run_campaigns() -> dict[str, int]:
 
 
 def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
-    now = time.time() if now is None else now
+    now = rt.redis_now() if now is None else now  # one clock for every host
     store = campaigns(rt)
     started = _start_due(rt, store, now)
     running = store.with_status(RUNNING)

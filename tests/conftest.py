@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.services import RedisServer, Stack, free_port, wait_until
+from worker.signals import install_sigterm_as_interrupt
 
 TEST_CREDENTIALS = {
     "NOTIFYQ_IHUYI_ACCOUNT": "cf_test01",
@@ -332,6 +334,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI timeout, a service manager) tears down like Ctrl-C: fixtures stop
+    # their stacks instead of leaving workers, beat and sandboxes running
+    if threading.current_thread() is threading.main_thread():
+        install_sigterm_as_interrupt()
     # Anything that reads the settings from this process's environment instead of a
     # fixture would reach for a real service; point it nowhere so it fails loudly.
     os.environ["NOTIFYQ_REDIS_URL"] = "redis://127.0.0.1:1/0"
