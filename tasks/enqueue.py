@@ -34,6 +34,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
+from tasks.grouping import Groups
 from tasks.publish import gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime
@@ -138,104 +139,22 @@ MAX_GROUP = 500
 Result = Enqueued | InvalidRequest
 
 
-class _Call:
-    """One waiting ``enqueue()``: its request, and the answer or the error it gets."""
-
-    __slots__ = ("answer", "done", "error", "lead", "request")
-
-    def __init__(self, request: SendRequest) -> None:
-        self.request = request
-        self.done = threading.Event()
-        self.lead = False  # woken to store the next group, not with an answer
-        self.answer: Result | None = None
-        self.error: BaseException | None = None
+def _hand_off_group(rt: Runtime, results: list[Result]) -> None:
+    hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created], gather=True)
 
 
-class _GroupCommit:
-    """Threads' single enqueues, stored together when they arrive together.
-
-    A leader/follower queue with no timer: the call that finds no group running leads
-    one at once with whatever is waiting (itself, at least); calls arriving meanwhile wait
-    and form the next group, led by the first of them once this one is committed — so no
-    thread stores for others longer than one group. A failed group (a database error) is
-    tried again one call at a time, so one call's failure is never another's.
-    """
-
-    def __init__(self, max_group: int = MAX_GROUP) -> None:
-        self._lock = threading.Lock()
-        self._waiting: list[_Call] = []
-        self._running = False
-        self._max_group = max_group
-
-    def submit(self, rt: Runtime, request: SendRequest) -> Result:
-        call = _Call(request)
-        with self._lock:
-            self._waiting.append(call)
-            lead = not self._running
-            self._running = True
-        while True:
-            if lead:
-                self._lead(rt)
-            call.done.wait()
-            if call.lead and call.answer is None and call.error is None:
-                call.lead = False
-                call.done.clear()
-                lead = True
-                continue
-            break
-        if call.error is not None:
-            raise call.error
-        assert call.answer is not None
-        return call.answer
-
-    def _lead(self, rt: Runtime) -> None:
-        with self._lock:
-            group = self._waiting[: self._max_group]
-            del self._waiting[: self._max_group]
-        try:
-            self._store(rt, group)
-        finally:
-            with self._lock:
-                if self._waiting:  # the next group's first call leads it
-                    nxt = self._waiting[0]
-                    nxt.lead = True
-                    nxt.done.set()
-                else:
-                    self._running = False
-
-    @staticmethod
-    def _store(rt: Runtime, group: list[_Call]) -> None:
-        try:
-            results = _store(rt, [call.request for call in group])
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
-                group[0].done.set()
-                return
-            log.warning(
-                "a group of %d enqueues failed (%s); each is tried on its own",
-                len(group),
-                type(exc).__name__,
-            )
-            for call in group:
-                _GroupCommit._store(rt, [call])
-            return
-        try:
-            hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created], gather=True)
-        finally:
-            for call, result in zip(group, results, strict=True):
-                call.answer = result
-                call.done.set()
-
-
-_groups: weakref.WeakKeyDictionary[NotificationStore, _GroupCommit] = weakref.WeakKeyDictionary()
+_groups: weakref.WeakKeyDictionary[NotificationStore, Groups[SendRequest, Result]] = (
+    weakref.WeakKeyDictionary()
+)
 _groups_lock = threading.Lock()
 
 
-def _group_for(rt: Runtime) -> _GroupCommit:
+def _group_for(rt: Runtime) -> Groups[SendRequest, Result]:
     """One group commit per store (per runtime), so calls share only one database."""
     with _groups_lock:
         group = _groups.get(rt.notifications)
         if group is None:
-            group = _groups[rt.notifications] = _GroupCommit()
+            group = _groups[rt.notifications] = Groups(
+                _store, what="enqueues", max_group=MAX_GROUP, after=_hand_off_group
+            )
         return group

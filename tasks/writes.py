@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tasks.grouping import Groups
 from worker.store import Change, Database
 from worker.store.notifications import Applied
 
@@ -43,104 +44,24 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 64
 
 
-class _Write:
-    __slots__ = ("answer", "changes", "done", "error", "lead", "now", "sent_refs")
-
-    def __init__(
-        self, changes: Sequence[Change], now: float, sent_refs: Sequence[tuple[str, str]]
-    ) -> None:
-        self.changes = changes
-        self.now = now
-        self.sent_refs = sent_refs
-        self.done = threading.Event()
-        self.lead = False
-        self.answer: list[Applied] | None = None
-        self.error: BaseException | None = None
+#: one task's write: its changes, their moment, the receipts waiting for its ``sent`` rows
+_Payload = tuple[Sequence[Change], float, Sequence[tuple[str, str]]]
 
 
-class GroupCommit:
-    """One per database in a process: ``write(rt, changes, now, sent_refs)`` from any thread."""
-
-    def __init__(self, max_group: int = MAX_GROUP) -> None:
-        self._lock = threading.Lock()
-        self._waiting: list[_Write] = []
-        self._running = False
-        self._max_group = max_group
-        #: transactions committed and submitters served (the benches read them)
-        self.transactions = 0
-        self.submitters = 0
-
-    def write(
-        self,
-        rt: Runtime,
-        changes: Sequence[Change],
-        now: float,
-        sent_refs: Sequence[tuple[str, str]] = (),
-    ) -> list[Applied]:
-        item = _Write(changes, now, sent_refs)
-        with self._lock:
-            self._waiting.append(item)
-            lead = not self._running
-            self._running = True
-        while True:
-            if lead:
-                self._lead(rt)
-            item.done.wait()
-            if item.lead and item.answer is None and item.error is None:
-                item.lead = False  # woken to lead the next group, not with an answer
-                item.done.clear()
-                lead = True
-                continue
-            break
-        if item.error is not None:
-            raise item.error
-        assert item.answer is not None
-        return item.answer
-
-    def _lead(self, rt: Runtime) -> None:
-        with self._lock:
-            group = self._waiting[: self._max_group]
-            del self._waiting[: self._max_group]
-        try:
-            self._commit(rt, group)
-        finally:
-            with self._lock:
-                if self._waiting:
-                    nxt = self._waiting[0]
-                    nxt.lead = True
-                    nxt.done.set()
-                else:
-                    self._running = False
-
-    def _commit(self, rt: Runtime, group: list[_Write]) -> None:
-        try:
-            answers = []
-            with rt.db.write() as conn:
-                for item in group:
-                    applied = rt.notifications.transition(item.changes, now=item.now, conn=conn)
-                    if item.sent_refs:
-                        applied += rt.receipts.apply(conn, list(item.sent_refs), item.now)
-                    answers.append(applied)
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
-                group[0].done.set()
-                return
-            log.warning(
-                "a group of %d dispatch writes failed (%s); each is tried on its own",
-                len(group),
-                type(exc).__name__,
-            )
-            for item in group:
-                self._commit(rt, [item])
-            return
-        self.transactions += 1
-        self.submitters += len(group)
-        for item, applied in zip(group, answers, strict=True):
-            item.answer = applied
-            item.done.set()
+def _commit(rt: Runtime, group: list[_Payload]) -> list[list[Applied]]:
+    """One transaction; in it, each submitter's own transition call (its own
+    compare-and-set, its own result)."""
+    answers = []
+    with rt.db.write() as conn:
+        for changes, now, sent_refs in group:
+            applied = rt.notifications.transition(changes, now=now, conn=conn)
+            if sent_refs:
+                applied += rt.receipts.apply(conn, list(sent_refs), now)
+            answers.append(applied)
+    return answers
 
 
+GroupCommit = Groups[_Payload, list[Applied]]
 _groups: weakref.WeakKeyDictionary[Database, GroupCommit] = weakref.WeakKeyDictionary()
 _groups_lock = threading.Lock()
 
@@ -149,7 +70,7 @@ def group_for(db: Database) -> GroupCommit:
     with _groups_lock:
         group = _groups.get(db)
         if group is None:
-            group = _groups[db] = GroupCommit()
+            group = _groups[db] = Groups(_commit, what="dispatch writes", max_group=MAX_GROUP)
         return group
 
 
@@ -157,4 +78,4 @@ def write(
     rt: Runtime, changes: Sequence[Change], now: float, sent_refs: Sequence[tuple[str, str]] = ()
 ) -> list[Applied]:
     """Commit ``changes`` (and the receipts for ``sent_refs``) in the process's next group."""
-    return group_for(rt.db).write(rt, changes, now, sent_refs)
+    return group_for(rt.db).submit(rt, (changes, now, sent_refs))
