@@ -8,10 +8,16 @@ RUN useradd --create-home --uid 10001 --user-group notifyq
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY api api
-COPY providers providers
-COPY scheduler scheduler
 COPY tasks tasks
+COPY scheduler scheduler
+COPY providers providers
+COPY store store
+COPY config config
+COPY observe observe
 COPY worker worker
+COPY cli cli
+COPY sandbox sandbox
+COPY harness harness
 RUN pip install --no-cache-dir -c constraints.txt '.[postgres]' \
     && install -d -o notifyq -g notifyq -m 0750 /app/var
 USER notifyq

@@ -34,9 +34,11 @@ install: $(STAMP)
 redis:
 	@scripts/ensure-redis
 
+# ruff, and the one-way imports of [tool.importlinter] in pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -19,10 +19,10 @@ from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
 from api.expiry import receipt_sweep
+from config.settings import Settings
 from tasks.enqueue import enqueue_many
+from tasks.gauges import LedgerCollector, LedgerFollower, RedisStateCollector
 from tasks.runtime import Runtime
-from worker.metrics import LedgerCollector, LedgerFollower, RedisStateCollector
-from worker.settings import Settings
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -17,7 +17,7 @@ from fastapi import HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.settings import Settings
+from config.settings import Settings
 
 UNAUTHORISED = "a valid 'Authorization: Bearer <key>' is required"
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

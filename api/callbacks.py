@@ -14,12 +14,14 @@ would take as "try again", three times over.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_callback_token
 from api.schemas import unstorable
@@ -28,11 +30,11 @@ from providers.base import DeliveryReceipt
 from providers.ihuyi import Ihuyi
 from providers.itniotech import Itniotech
 from providers.jumdata import Jumdata
+from store import NewReceipt
+from store.schema import ProviderTemplate, Receipt
+from store.templates import TemplateStore
 from tasks import suppressions
 from tasks.runtime import Runtime
-from worker.store import NewReceipt
-from worker.store.schema import ProviderTemplate, Receipt
-from worker.store.templates import TemplateStore
 
 router = APIRouter(
     prefix="/callbacks/{token}", dependencies=[Depends(require_callback_token)], tags=["callbacks"]
@@ -74,8 +76,6 @@ async def _decode(request: Request, *, arrays: bool) -> Mapping[str, Any] | list
     except UnicodeDecodeError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not UTF-8") from None
     if "json" in request.headers.get("content-type", ""):
-        import json
-
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
@@ -177,6 +177,5 @@ async def _receipts(
 
 
 async def _in_thread(request: Request, work: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(work)

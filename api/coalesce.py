@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from starlette.concurrency import run_in_threadpool
 
 from providers.base import InvalidRequest
+from store import Enqueued
 from tasks.requests import SendRequest
-from worker.store import Enqueued
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.settings import Settings
+from config.settings import Settings
 
 CAMPAIGNS_PATH = "/v1/campaigns"
 #: an idempotency key as stored: ``<scope>:<key>``, within the ledger's 255 characters

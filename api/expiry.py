@@ -1,7 +1,7 @@
 """Receipts for references we never handed out expire (``NOTIFYQ_RECEIPT_UNKNOWN_TTL``).
 
 A receipt is kept even when its reference names no notification yet, because the
-provider may push before our ``sent`` is committed (``worker/store/receipts.py``). But a
+provider may push before our ``sent`` is committed (``store/receipts.py``). But a
 reference that still names nothing after days never will: without an end, anyone who
 learns a callback URL could fill the ledger with receipts for made-up references. The
 API, the door those receipts come through, sweeps them: once at start-up, then every
@@ -17,9 +17,10 @@ import logging
 import time
 
 from sqlalchemy import and_, delete, exists, select
+from starlette.concurrency import run_in_threadpool
 
+from store.schema import Notification, Receipt
 from tasks.runtime import Runtime
-from worker.store.schema import Notification, Receipt
 
 log = logging.getLogger(__name__)
 R = Receipt.__table__
@@ -50,7 +51,6 @@ def purge_unknown_receipts(runtime: Runtime, *, now: float | None = None) -> int
 
 async def sweep_forever(runtime: Runtime) -> None:
     """The API's background sweep; a failed pass is logged and tried again next time."""
-    from starlette.concurrency import run_in_threadpool
 
     interval = min(MAX_INTERVAL, runtime.settings.receipt_unknown_ttl / 10)
     while True:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_api_key
 from api.coalesce import EnqueueCoalescer
@@ -101,7 +102,6 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 async def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
     """Stored and published together with the requests that arrive at the same moment
     (``api.coalesce``): answered, as ever, only once this one is committed."""
-    from starlette.concurrency import run_in_threadpool
 
     coalescer: EnqueueCoalescer = request.app.state.enqueuer
     wanted = to_request(body, caller(request))

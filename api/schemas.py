@@ -1,4 +1,4 @@
-"""The JSON shapes of the HTTP API (spec/interface.md)."""
+"""The JSON shapes of the HTTP API (a contract: README "Send from anywhere")."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import ui_data
 from api.auth import authorised
+from config.settings import Settings
 from tasks import campaigns as campaign_tasks
 from tasks.runtime import Runtime
-from worker.settings import Settings
 
 router = APIRouter(prefix="/ui", tags=["operations"], include_in_schema=False)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="notifyq operator page", charset="UTF-8"'}

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from providers.numbers import e164, mask, parse_number
 from scheduler.caps import cap_key
+from store.schema import Campaign, Notification
+from store.status import Status
 from tasks.runtime import Runtime
-from worker.store.schema import Campaign, Notification
-from worker.store.status import Status
 
 N = Notification.__table__
 C = Campaign.__table__

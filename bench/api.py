@@ -58,10 +58,10 @@ from sqlalchemy import create_engine, func, select  # noqa: E402
 from bench.dispatch import base_env, ceiling  # noqa: E402
 from bench.store import fresh_database  # noqa: E402
 from bench.store import kind as store_kind  # noqa: E402
-from worker.app import DISPATCH_QUEUE  # noqa: E402
-from worker.signals import install_sigterm_as_interrupt  # noqa: E402
-from worker.store.schema import Event, Notification  # noqa: E402
-from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from harness.signals import install_sigterm_as_interrupt  # noqa: E402
+from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from store.schema import Event, Notification  # noqa: E402
+from worker.queues import DISPATCH_QUEUE  # noqa: E402
 
 KEY = "bench-api-key-3c1d"
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"

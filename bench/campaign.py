@@ -31,12 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
+from config.settings import Settings
+from worker.app import make_celery
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.store import fresh_database, kind  # noqa: E402
-from worker.signals import install_sigterm_as_interrupt  # noqa: E402
-from worker.supervise import NOTIFYQ, RedisServer  # noqa: E402
+from harness.signals import install_sigterm_as_interrupt  # noqa: E402
+from harness.supervise import NOTIFYQ, RedisServer  # noqa: E402
 
 NAIVE_ROWS = 50_000
 
@@ -86,8 +91,6 @@ def notifyq_import(csv_path: Path, env: dict[str, str], cwd: Path) -> tuple[floa
 
 def naive_publish(csv_path: Path, redis_url: str, rows: int) -> float:
     """One .delay() per row, the row's data in the task: what this design replaces."""
-    from worker.app import make_celery
-    from worker.settings import Settings
 
     app = make_celery(Settings(_env_file=None, redis_url=redis_url))
     send = app.signature("naive.send_reminder")  # never consumed: only publishing is timed
@@ -102,7 +105,6 @@ def naive_publish(csv_path: Path, redis_url: str, rows: int) -> float:
 
 
 def count_rows(database_url: str, campaign_id: int) -> tuple[int, str]:
-    from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
     try:

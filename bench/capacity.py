@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from harness.signals import install_sigterm_as_interrupt  # noqa: E402
+from harness.supervise import RedisServer  # noqa: E402
 from scheduler.caps import CapCheck, CapLimiter  # noqa: E402
 from scheduler.deferred import DeferredSet  # noqa: E402
 from scheduler.limits import parse_caps  # noqa: E402
-from worker.signals import install_sigterm_as_interrupt  # noqa: E402
-from worker.supervise import RedisServer  # noqa: E402
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 RATES = {"1M/h": 1_000_000 / 3600, "10M/h": 10_000_000 / 3600}

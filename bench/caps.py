@@ -56,13 +56,18 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import limits
 import redis
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from rich.console import Console
+from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from config.settings import Settings
 from scheduler.caps import CapCheck, CapLimiter, cap_key
 from scheduler.limits import parse_caps
-from worker.settings import Settings
 
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 
@@ -139,9 +144,6 @@ class Bench:
     """The five phases over their own numbers (so no phase sees another's state)."""
 
     def __init__(self, client: redis.Redis, url: str, *, private: bool, provider: str) -> None:
-        import limits
-        from limits.storage import RedisStorage
-        from limits.strategies import MovingWindowRateLimiter
 
         self.client = client
         #: a Redis we started: flush freely; else delete only this run's keys
@@ -282,8 +284,6 @@ class Bench:
 
 
 def report(figures: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=120)
     raw = figures["raw"]

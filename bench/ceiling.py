@@ -8,8 +8,8 @@ import time
 
 from redis import Redis
 
+from config.settings import get_settings
 from worker.app import make_celery
-from worker.settings import get_settings
 
 settings = get_settings()
 celery = make_celery(settings)

@@ -42,6 +42,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
+from store.schema import Event, Notification
+from tasks.enqueue import enqueue, enqueue_many
+from tasks.publish import flush_dispatch
+from tasks.requests import SendRequest
+from tasks.runtime import Runtime
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -49,9 +57,9 @@ import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.store import fresh_database, kind, stored_bytes, wal_lsn  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-from worker.signals import install_sigterm_as_interrupt  # noqa: E402
-from worker.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from harness.signals import install_sigterm_as_interrupt  # noqa: E402
+from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 HOOK = ROOT / "bench" / "hook"
@@ -105,7 +113,7 @@ def ceiling(
             url=None,
             ready=None,
         )
-    from bench.ceiling import celery as app
+    from bench.ceiling import celery as app  # noqa: PLC0415  (reads its settings at import)
 
     app.conf.broker_url = redis_url
     time.sleep(4)  # workers connect
@@ -143,7 +151,6 @@ class ProducerCount:
     """SQL statements this process sends through one engine (the producer's share)."""
 
     def __init__(self, engine: Any) -> None:
-        from sqlalchemy import event
 
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -162,8 +169,6 @@ class ProducerCount:
 
 def produce(runtime: Any, requests: list[Any], producer: str, threads: int) -> None:
     """Enqueue ``requests`` as the run says: in chunks, or one ``enqueue()`` a call."""
-    from tasks.enqueue import enqueue, enqueue_many
-    from tasks.publish import flush_dispatch
 
     if producer == "many":
         for chunk in range(0, len(requests), 1000):
@@ -195,9 +200,6 @@ def notifyq_run(
     threads: int,
     count_dir: Path,
 ) -> dict[str, Any]:
-    from tasks.requests import SendRequest
-    from tasks.runtime import Runtime
-    from worker.store.schema import Event, Notification
 
     client = redis.Redis.from_url(env["NOTIFYQ_REDIS_URL"])
     client.flushdb()

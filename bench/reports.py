@@ -44,15 +44,15 @@ import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.store import fresh_database, kind  # noqa: E402
-from providers.sandbox.apispace import seeded_call_id, seeded_kind  # noqa: E402
-from providers.sandbox.state import SandboxConfig  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from harness.signals import install_sigterm_as_interrupt  # noqa: E402
+from harness.supervise import RedisServer, Stack, free_port  # noqa: E402
+from sandbox.apispace import seeded_call_id, seeded_kind  # noqa: E402
+from sandbox.state import SandboxConfig  # noqa: E402
+from store import Change, Expect, NewNotification, Status  # noqa: E402
+from store.schema import Event, Receipt, ReportPull  # noqa: E402
 from tasks.reports import pull_reports  # noqa: E402
 from tasks.runtime import Runtime  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-from worker.signals import install_sigterm_as_interrupt  # noqa: E402
-from worker.store import Change, Expect, NewNotification, Status  # noqa: E402
-from worker.store.schema import Event, Receipt, ReportPull  # noqa: E402
-from worker.supervise import RedisServer, Stack, free_port  # noqa: E402
 
 PROVIDER = "apispace-voice"
 CHUNK = 5_000

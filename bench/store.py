@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from store.migrate import upgrade
+
 
 def kind(database_url: str | None) -> str:
     return "PostgreSQL" if database_url else "SQLite"
@@ -32,7 +34,6 @@ def driver_url(database_url: str) -> str:
 @contextlib.contextmanager
 def fresh_database(server_url: str | None, directory: Path, name: str) -> Iterator[str]:
     """A migrated, empty store: SQLite in ``directory`` or a new PostgreSQL database."""
-    from worker.migrate import upgrade
 
     if not server_url:
         url = f"sqlite:///{directory / f'{name}.db'}"

@@ -1,7 +1,8 @@
 """APISpace (Eolink): voice notification, batch voice notification, the voice report pull
-(``seeds/apispace-voice-notify.md``), and SMS verification codes
-(``seeds/apispace-sms-code.md``). Two providers, one account: ``apispace-voice`` and
-``apispace-sms`` share the auth headers, the code table and the answer format here.
+(document ``apispace-voice-notify.md``), and SMS verification codes (document
+``apispace-sms-code.md``; both summarised in docs/providers.md). Two providers, one
+account: ``apispace-voice`` and ``apispace-sms`` share the auth headers, the code table
+and the answer format here.
 
 Wire: every call carries ``X-APISpace-Token: <token>`` and ``Authorization-Type: apikey``.
 

@@ -1,5 +1,6 @@
 """ihuyi (互亿无线) voice notification: Submit, GetNum, AddTemplate, DelTemplate, and the
-receipt and template-audit pushes (``seeds/ihuyi-voice-notify.txt``).
+receipt and template-audit pushes (document ``ihuyi-voice-notify.txt``,
+summarised in docs/providers.md).
 
 Wire: ``POST {base}/webservice/voice.php?method=<Method>``, form-encoded UTF-8, over
 HTTPS (the seed's 1.4: "采用HTTPS协议提交请求"; the default base URL is

@@ -1,5 +1,6 @@
 """itniotech international file-voice group call: ``sendGroup``
-(``seeds/itniotech-voice-send-group.txt``).
+(document ``itniotech-voice-send-group.txt``,
+summarised in docs/providers.md).
 
 Wire: ``POST {base}/voice/sendGroup``, ``Content-Type: application/json;charset=UTF-8``,
 headers ``Api-Key``, ``Timestamp`` (Unix *seconds*) and

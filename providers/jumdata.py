@@ -1,5 +1,6 @@
 """jumdata "random caller" voice notification (语音通知-随机主叫): the send API and the
-call-result callback (``seeds/jumdata-random-caller-voice.html``).
+call-result callback (document ``jumdata-random-caller-voice.html``,
+summarised in docs/providers.md).
 
 Wire: ``POST {base}/voice-notify/send``, form-encoded: ``appId``, ``timestamp``
 (milliseconds), ``sign = sha256(appId + appSecret + timestamp)`` (hex), ``mobile`` (one

@@ -1,4 +1,4 @@
-"""Provider names (the contract in spec/interface.md) → their clients.
+"""Provider names (a contract: the names other services send) → their clients.
 
 A new provider is one module and one line here. The settings object is passed in (any
 object with the ``NOTIFYQ_*`` attributes), so this package imports nothing of ours

@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as number_zones
 
+from config.settings import ProviderPolicy
+from observe.metrics import CAP_LATENCY, SUPPRESSED
 from scheduler.caps import CapCheck, Decision
 from scheduler.limits import Cap
 from scheduler.windows import CallingWindow, next_opening_all
+from store.verifications import erased
 from tasks import suppressions
 from tasks.runtime import Runtime
-from worker.metrics import CAP_LATENCY, SUPPRESSED
-from worker.settings import ProviderPolicy
-from worker.store.verifications import erased
 
 
 @dataclass(frozen=True)

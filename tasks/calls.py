@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+from observe.metrics import CALL_LATENCY
 from providers.base import Message, MissingCredentials, Outcome, SendResult
 from providers.http import Failure
 from tasks.runtime import Runtime
-from worker.metrics import CALL_LATENCY
 
 log = logging.getLogger(__name__)
 

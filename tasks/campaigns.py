@@ -30,10 +30,7 @@ from croniter import croniter
 
 from providers.base import Draft, FieldError, InvalidRequest
 from scheduler.limits import CapSyntaxError, parse_caps
-from tasks.publish import publish_dispatch
-from tasks.runtime import Runtime, get_runtime
-from worker.app import DISPATCH_QUEUE, celery
-from worker.store.campaigns import (
+from store.campaigns import (
     CANCELLED,
     COMPLETED,
     IMPORTING,
@@ -43,7 +40,11 @@ from worker.store.campaigns import (
     CampaignRow,
     CampaignStore,
 )
-from worker.store.suppressions import SuppressionStore
+from store.suppressions import SuppressionStore
+from tasks.publish import publish_dispatch
+from tasks.runtime import Runtime, get_runtime
+from worker.app import celery
+from worker.queues import DISPATCH_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ call that number again for this notification unless the operator chose ``resend`
 
 Two copies of one message may run at the same moment (Celery over Redis is
 at-least-once). Each status write is a compare-and-set on the status *and version*
-this task read (:class:`~worker.store.notifications.Expect`), so of two copies that
+this task read (:class:`~store.notifications.Expect`), so of two copies that
 read ``queued`` only one marks it ``sending``; and before admission each copy claims
 the row's version (:mod:`scheduler.claims`), so the loser stops before it takes a cap
 slot or writes a deferral. A cap slot taken by a copy that then loses anyway (its claim
@@ -41,8 +41,11 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
+from store import Applied, Change, Expect, Status
+from store.campaigns import CANCELLED, RUNNING
 from tasks import suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
@@ -51,9 +54,6 @@ from tasks.outcomes import Effects, hop_change, plan, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
-from worker.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
-from worker.store import Applied, Change, Expect, Status
-from worker.store.campaigns import CANCELLED, RUNNING
 
 log = logging.getLogger(__name__)
 

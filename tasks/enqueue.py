@@ -34,11 +34,11 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
+from store import Enqueued, NewNotification, NotificationStore, Status
 from tasks.grouping import Groups
 from tasks.publish import gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime
-from worker.store import Enqueued, NewNotification, NotificationStore, Status
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ import logging
 from collections.abc import Sequence
 
 from scheduler.deferred import pump
+from store import Applied, Change, Expect, Status
 from tasks.dispatch import resolve_stuck_sending
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from tasks.verifications import expire_due
 from worker.app import celery
-from worker.store import Applied, Change, Expect, Status
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from typing import Any
 
 from providers.base import Outcome, SendResult
 from providers.http import LATE, Failure
+from store import Change, Expect, Status
+from store.verifications import erased
 from tasks.admission import Hop, Wait
 from tasks.runtime import Runtime
-from worker.store import Change, Expect, Status
-from worker.store.verifications import erased
 
 #: a change to one of these ends the send: nothing will call the number for it again
 SEND_FINAL = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN})

@@ -31,7 +31,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.app import DISPATCH_QUEUE
+from worker.queues import DISPATCH_QUEUE
 
 log = logging.getLogger(__name__)
 

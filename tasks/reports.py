@@ -25,9 +25,9 @@ from redis.exceptions import LockError
 
 from providers.base import MissingCredentials, Provider, Reply, ReportPage, UnreadableReply
 from providers.http import Failure
+from store import NewReceipt
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
-from worker.store import NewReceipt
 
 log = logging.getLogger(__name__)
 

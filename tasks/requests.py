@@ -17,7 +17,7 @@ from typing import Any
 
 from providers import registry
 from providers.base import Draft, FieldError, InvalidRequest, Provider
-from worker.store import NewNotification
+from store import NewNotification
 
 MAX_KEY = 255
 

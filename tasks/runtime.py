@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from celery import Celery
 from redis import Redis
 
+from config.settings import ProviderPolicy, Settings, get_settings
 from providers import registry
 from providers.base import Provider
 from providers.http import HttpSettings, Transport
@@ -24,10 +25,10 @@ from scheduler.clock import Clock
 from scheduler.connect import redis_client
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
+from store import Database, NotificationStore, ReceiptStore
+from store.migrate import ensure_schema
+from worker.app import celery as env_celery
 from worker.app import make_celery
-from worker.migrate import ensure_schema
-from worker.settings import ProviderPolicy, Settings, get_settings
-from worker.store import Database, NotificationStore, ReceiptStore
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Runtime:
     celery: Celery
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, celery: Celery | None = None) -> Runtime:
+        """``celery``: the app these settings configure, when there is one already (the
+        process's own, from the environment); else a producer app is made for them."""
         ensure_schema(settings.database_url)
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         notifications = NotificationStore(db)
@@ -94,7 +97,7 @@ class Runtime:
             ),
             clock=clock,
             claims=Claims(client),
-            celery=make_celery(settings),
+            celery=celery or make_celery(settings),
         )
 
     def redis_now(self) -> float:
@@ -116,7 +119,7 @@ def get_runtime() -> Runtime:
     global _current, _pid
     with _lock:
         if _current is None or _pid != os.getpid():
-            _current, _pid = Runtime.build(get_settings()), os.getpid()
+            _current, _pid = Runtime.build(get_settings(), env_celery), os.getpid()
         return _current
 
 

@@ -29,12 +29,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from observe.metrics import SUPPRESSIONS_ADDED
 from providers import registry
 from providers.base import DeliveryReceipt, FieldError, InvalidRequest, e164, mask, parse_number
+from store.schema import Notification
+from store.suppressions import ALL, PREFIX, Hit, NewSuppression, SuppressionStore
 from tasks.runtime import Runtime
-from worker.metrics import SUPPRESSIONS_ADDED
-from worker.store.schema import Notification
-from worker.store.suppressions import ALL, PREFIX, Hit, NewSuppression, SuppressionStore
 
 log = logging.getLogger(__name__)
 

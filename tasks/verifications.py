@@ -38,17 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from observe.metrics import VERIFICATION_CHECKS, VERIFICATION_LIMITED, VERIFICATIONS
 from providers.base import FieldError, InvalidRequest, mask
 from scheduler.limits import parse_caps
-from tasks.enqueue import hand_off
-from tasks.requests import RouteLeg, SendRequest, validate
-from tasks.runtime import Runtime, get_runtime
-from tasks.views import iso
-from worker.metrics import VERIFICATION_CHECKS, VERIFICATION_LIMITED, VERIFICATIONS
-from worker.store import Change, Enqueued, Expect, NewNotification, Status
-from worker.store.schema import Notification
-from worker.store.status import WAITING
-from worker.store.verifications import (
+from store import Change, Enqueued, Expect, NewNotification, Status
+from store.schema import Notification
+from store.status import WAITING
+from store.verifications import (
     APPROVED,
     CANCELLED,
     ENDED,
@@ -60,6 +56,10 @@ from worker.store.verifications import (
     VerificationStore,
     erase_finished,
 )
+from tasks.enqueue import hand_off
+from tasks.requests import RouteLeg, SendRequest, validate
+from tasks.runtime import Runtime, get_runtime
+from tasks.views import iso
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from providers.base import mask
-from worker.store import NotificationStore, Status
+from store import NotificationStore, Status
 
 
 def iso(moment: float | None) -> str | None:

@@ -31,9 +31,9 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from store import Change, Database
+from store.notifications import Applied
 from tasks.grouping import Groups
-from worker.store import Change, Database
-from worker.store.notifications import Applied
 
 if TYPE_CHECKING:
     from tasks.runtime import Runtime

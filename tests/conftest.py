@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -19,8 +20,11 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.services import RedisServer, Stack, free_port, wait_until
-from worker.signals import install_sigterm_as_interrupt
+from config.settings import Settings
+from harness.signals import install_sigterm_as_interrupt
+from store.migrate import upgrade
+from tasks.runtime import Runtime
+from tests.services import NOTIFYQ, RedisServer, Stack, free_port, wait_until
 
 TEST_CREDENTIALS = {
     "NOTIFYQ_IHUYI_ACCOUNT": "cf_test01",
@@ -102,7 +106,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'notifyq.db'}"
         return
     url, drop = postgres_database()
-    from worker.migrate import upgrade
 
     upgrade(url)
     yield url
@@ -176,7 +179,6 @@ class System:
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
-        from worker.settings import Settings
 
         values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in self.env.items()}
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -184,8 +186,6 @@ class System:
     @property
     def runtime(self):  # type: ignore[no-untyped-def]
         if self._runtime is None:
-            from tasks.runtime import Runtime
-
             self._runtime = Runtime.build(self.settings)
         return self._runtime
 
@@ -209,9 +209,6 @@ class System:
         return self
 
     def cli(self, *args: str) -> Any:
-        import subprocess
-
-        from tests.services import NOTIFYQ
 
         return subprocess.run(
             [NOTIFYQ, *args],

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from config.settings import Settings
 from tests.services import NOTIFYQ
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "docker-compose.yml"

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from providers.apispace import sms_ref
+from store.schema import ReportPull
 from tasks.enqueue import enqueue_many
 from tasks.reports import pull_reports
 from tasks.requests import SendRequest
 from tests.conftest import SECRETS, System
 from tests.services import wait_until
-from worker.store.schema import ReportPull
 
 SANDBOX = ("--receipt-delay", "0.3", "--jumdata-window", "", "--outcome", "0000=no-answer")
 VOICE_TEMPLATE = "1011340330258440200"

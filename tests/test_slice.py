@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import redis
 
 from tests.conftest import SECRETS, System
@@ -72,7 +73,6 @@ def test_the_dispatch_message_carries_the_id_and_nothing_else(make_system) -> No
 
 
 def test_the_receipt_callback_refuses_a_wrong_token_and_a_malformed_body(make_system) -> None:
-    import httpx
 
     system: System = make_system().start(workers=0)
     base = f"{system.api_url}/callbacks"

@@ -4,83 +4,90 @@ JSON only; tasks carry notification ids, never numbers or texts. Acknowledged la
 rejected (requeued) when a worker dies, one message prefetched per thread: a message
 is only gone once its notification's new state is committed. Task events are on so
 Flower shows every task, its retries and its runtime.
+
+This module imports nothing of ours but the settings and the schedule, so the tasks can
+import the app without a circle. The app reads the environment when its configuration
+is first used, never at import; what a worker does once it is ready (metrics, warm
+pools) lives above the tasks, in worker/ready.py, which the app loads with its tasks.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
-from celery.signals import setup_logging, worker_ready
+from celery.signals import setup_logging
 from kombu import Queue
 
-from scheduler.beat import CONTROL_QUEUE, schedule
-from worker.settings import Settings, get_settings
+from config.settings import Settings, get_settings
+from observe.logs import setup
+from worker.beat import schedule
+from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE
 
-DISPATCH_QUEUE = "notifyq"
 #: longer than any retry countdown (retry_max ≤ 900 s), or a Redis broker would hand an
 #: ETA message to a second worker while the first still holds it
 VISIBILITY_TIMEOUT = 1800
+#: the modules a worker loads: the tasks, then what it does once ready
+WORKER_MODULES = (
+    "tasks.dispatch",
+    "tasks.maintenance",
+    "tasks.reports",
+    "tasks.campaigns",
+    "worker.ready",
+)
 
 
-def make_celery(settings: Settings) -> Celery:
-    app = Celery("notifyq", set_as_current=False)
-    app.conf.update(
-        broker_url=settings.redis_url,
-        broker_connection_retry_on_startup=True,
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
         # A Redis error reply (OOM, LOADING after a restart) reconnects like a lost
         # connection instead of stopping the worker.
-        broker_channel_error_retry=True,
+        "broker_channel_error_retry": True,
         # A dispatch already talking to a provider when Redis goes finishes and records
         # its outcome; its unacked message comes back and finds the row already final.
-        worker_cancel_long_running_tasks_on_connection_loss=False,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        task_queues=[Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE)],
-        task_default_queue=DISPATCH_QUEUE,
-        task_routes={
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_queues": [Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE)],
+        "task_default_queue": DISPATCH_QUEUE,
+        "task_routes": {
             "notifyq.release_due": {"queue": CONTROL_QUEUE},
             "notifyq.sweep": {"queue": CONTROL_QUEUE},
             "notifyq.poll_reports": {"queue": CONTROL_QUEUE},
             "notifyq.campaigns": {"queue": CONTROL_QUEUE},
         },
-        worker_pool=settings.worker_pool,
-        worker_concurrency=settings.worker_concurrency,
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        imports=["tasks.dispatch", "tasks.maintenance", "tasks.reports", "tasks.campaigns"],
-        beat_schedule=schedule(settings),
-        timezone=settings.timezone,
-    )
+        "worker_pool": settings.worker_pool,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "imports": list(WORKER_MODULES),
+        "beat_schedule": schedule(settings),
+        "timezone": settings.timezone,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    """An app bound to these settings (an embedded runtime's producer, a benchmark)."""
+    app = Celery("notifyq", set_as_current=False)
+    app.conf.update(celery_config(settings))
     return app
 
 
-celery = make_celery(get_settings())
-
-
-@worker_ready.connect
-def _on_ready(**_: object) -> None:
-    """Serve this worker's metrics, and build its runtime and HTTP pools before the first
-    task, so no admitted call waits on start-up work."""
-    from tasks.runtime import get_runtime
-    from worker.metrics import serve_worker_metrics
-
-    settings = get_settings()
-    serve_worker_metrics(
-        settings.worker_metrics_port, settings.worker_metrics_host, runtime=get_runtime()
-    )
-    get_runtime().transport.warm()
+#: the app of every notifyq process, configured from the environment on first use
+celery = Celery("notifyq", set_as_current=False)
+celery.add_defaults(lambda: celery_config(get_settings()))
 
 
 @setup_logging.connect
 def _logging(**_: object) -> None:
     """Our format and redaction filters instead of Celery's own logging set-up."""
-    from worker.logs import setup
-
     setup(get_settings().log_level, get_settings().task_log_level)

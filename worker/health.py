@@ -19,7 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from worker.settings import Settings
+from config.settings import Settings
+from worker.app import celery
+from worker.beat import BEAT_SCHEDULE
 
 
 def check(
@@ -46,7 +48,6 @@ def _http(url: str) -> str | None:
 
 
 def _worker_ping() -> str | None:
-    from worker.app import celery
 
     host = socket.gethostname()
     try:
@@ -59,7 +60,6 @@ def _worker_ping() -> str | None:
 
 
 def _beat_schedule_age(max_age: float, directory: Path = Path("var")) -> str | None:
-    from worker.cli.services import BEAT_SCHEDULE
 
     files = list(directory.glob(BEAT_SCHEDULE.name + "*"))
     if not files:

@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
 
 from api.app import create_app
 from api.expiry import purge_unknown_receipts
+from store import NewNotification, NewReceipt
+from store.schema import Campaign, Notification, Receipt
 from tasks.runtime import Runtime
 from tests.api.test_notifications_api import TEXT, app_settings, dispatched, one
 from tests.conftest import TEST_CREDENTIALS
 from tests.services import wait_until
-from worker.store import NewNotification, NewReceipt
-from worker.store.schema import Receipt
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -162,7 +163,6 @@ IHUYI_RECEIPT = {"code": "2", "msg": "ok", "voiceid": "never-ours-1", "mobile": 
 def test_each_provider_opens_with_its_own_secret_and_the_shared_one_behind_a_setting(
     make_client: Any, fallback: bool
 ) -> None:
-    from pydantic import SecretStr
 
     client, runtime = make_client(
         ihuyi_callback_token=SecretStr("ihuyi-own-secret-1"),
@@ -197,9 +197,6 @@ def test_receipts_for_unknown_references_expire_and_known_ones_stay(
     )
     runtime = Runtime.build(settings)  # no API here: its own sweep would race the test
     (row,) = runtime.notifications.insert([NewNotification("ihuyi", "+8613800138000", content="a")])
-    from sqlalchemy import update
-
-    from worker.store.schema import Notification
 
     with runtime.db.write() as conn:  # a notification sent elsewhere, awaiting its receipt
         conn.execute(
@@ -263,8 +260,6 @@ def test_campaigns_are_bounded_in_rows_and_per_key_per_minute(make_client: Any) 
     # another key has its own minute
     assert client.post("/v1/campaigns", json=campaign(3), headers=TWO).status_code == 201
     with runtime.db.read() as conn:
-        from worker.store.schema import Campaign
-
         assert conn.execute(select(func.count()).select_from(Campaign)).scalar_one() == 3
 
 
@@ -285,7 +280,6 @@ def test_a_campaign_body_has_its_own_larger_limit(make_client: Any) -> None:
 def test_metrics_and_docs_are_open_by_default_and_behind_the_key_by_a_setting(
     make_client: Any,
 ) -> None:
-    from pydantic import SecretStr
 
     open_client, _ = make_client()
     assert open_client.get("/metrics").status_code == 200

@@ -30,13 +30,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from api.app import create_app
+from config.settings import Settings
 from providers.registry import NAMES
 from scheduler.deferred import KEY as DEFERRED_KEY
+from store.schema import Base
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
-from worker.app import DISPATCH_QUEUE
-from worker.settings import Settings
-from worker.store.schema import Base
+from worker.queues import DISPATCH_QUEUE
 
 with warnings.catch_warnings():  # starlette's TestClient nags about httpx at import
     warnings.simplefilter("ignore")

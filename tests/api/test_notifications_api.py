@@ -18,12 +18,12 @@ import pytest
 import redis
 
 from api.app import create_app
+from config.settings import Settings
+from store import Change, Expect, Status
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
 from tests.services import free_port
-from worker.app import DISPATCH_QUEUE
-from worker.settings import Settings
-from worker.store import Change, Expect, Status
+from worker.queues import DISPATCH_QUEUE
 
 with warnings.catch_warnings():  # starlette's TestClient nags about httpx at import
     warnings.simplefilter("ignore")

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from providers.apispace import sms_ref
+from store import Change, Expect, NewNotification, Status
+from store.schema import Receipt
 from tests.conftest import System
-from worker.store import Change, Expect, NewNotification, Status
-from worker.store.schema import Receipt
 
 SMS_TEXT = "【Eolink】您的验证码是{$var}，5分钟内有效。"
 

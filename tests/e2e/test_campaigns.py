@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from scheduler.caps import cap_key
+from tasks.campaigns import CHUNK, FANOUT_LOCK, fan_out
 from tests.conftest import System
 from tests.scheduler.test_caps import unpack
 from tests.services import wait_until
@@ -95,7 +96,6 @@ def fan_out_now(system: System) -> dict[str, int]:
     ``fan_out`` reads ``time.time()`` when beat runs it, not the clock tests can move
     (scheduler/clock.py); until it reads ``rt.redis_now()``, a test that moves the clock
     runs this pass itself — the same code, given the system's now."""
-    from tasks.campaigns import FANOUT_LOCK, fan_out
 
     rt = system.runtime
     with rt.redis.lock(FANOUT_LOCK, timeout=60, blocking_timeout=60):
@@ -263,7 +263,6 @@ def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
 def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothing(
     make_system, tmp_path: Path
 ) -> None:
-    from tasks.campaigns import CHUNK
 
     system: System = make_system(pump_interval="0.5")
     with system.stack.together():

@@ -18,12 +18,12 @@ from collections.abc import Callable
 import pytest
 
 from scheduler.caps import cap_key
+from store import Status
 from tasks.enqueue import enqueue_many
 from tasks.requests import SendRequest
 from tests.conftest import System
 from tests.scheduler.test_caps import unpack
 from tests.services import wait_until
-from worker.store import Status
 
 NUMBERS = ["13800138000", "13900139001", "13700137002", "13600136003", "13500135004"]
 CAPS = ((1.0, 1), (60.0, 3), (86400.0, 10))

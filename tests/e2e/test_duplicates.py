@@ -15,9 +15,9 @@ from collections import Counter
 
 import pytest
 
+from store import NewNotification
 from tasks.publish import publish_dispatch
 from tests.conftest import System
-from worker.store import NewNotification
 
 NUMBERS = [f"+86138001380{i:02d}" for i in range(20)]
 

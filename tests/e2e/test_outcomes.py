@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from store import Change, Expect, NewNotification, Status
+from store.migrate import upgrade
 from tasks.dispatch import dispatch_ids
 from tasks.enqueue import enqueue
 from tests.conftest import BACKENDS, System, make_url_db, postgres_database
 from tests.services import wait_until
-from worker.store import Change, Expect, NewNotification, Status
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,6 @@ def system(
     drop = None
     if request.param == "postgres":
         database_url, drop = postgres_database()
-        from worker.migrate import upgrade
 
         upgrade(database_url)
     else:

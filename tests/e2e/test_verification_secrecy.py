@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sqlalchemy import select
 
+from store.schema import Event, Notification, Verification
 from tests.conftest import TEST_CREDENTIALS, System
 from tests.services import free_port, wait_until
-from worker.store.schema import Event, Notification, Verification
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,6 @@ def redis_dump(url: str) -> str:
 
 
 def ledger_dump(system: System) -> str:
-    from sqlalchemy import select
 
     with system.runtime.db.read() as conn:
         rows = [

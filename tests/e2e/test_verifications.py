@@ -17,10 +17,11 @@ import httpx
 import pytest
 import redis
 
+from store import Status
+from store.migrate import upgrade
 from tasks.enqueue import enqueue
 from tests.conftest import BACKENDS, TEST_CREDENTIALS, System, make_url_db, postgres_database
 from tests.services import wait_until
-from worker.store import Status
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,6 @@ def system(
     drop = None
     if request.param == "postgres":
         database_url, drop = postgres_database()
-        from worker.migrate import upgrade
 
         upgrade(database_url)
     else:

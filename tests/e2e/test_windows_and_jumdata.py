@@ -12,11 +12,11 @@ import redis
 
 from scheduler.caps import cap_key
 from scheduler.clock import Clock
+from store import Status
 from tasks.enqueue import enqueue
 from tests.conftest import System
 from tests.scheduler.test_caps import unpack
 from tests.services import wait_until
-from worker.store import Status
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""worker/signals.py: SIGTERM takes Ctrl-C's path (``finally`` runs), and a child started
+"""harness/signals.py: SIGTERM takes Ctrl-C's path (``finally`` runs), and a child started
 with ``die_with_parent`` does not outlive the process that started it, even a SIGKILLed
 one."""
 
@@ -28,7 +28,7 @@ def test_sigterm_runs_the_cleanup_ctrl_c_runs(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     program = f"""
 import pathlib, time
-from worker.signals import sigterm_as_interrupt
+from harness.signals import sigterm_as_interrupt
 try:
     with sigterm_as_interrupt():
         pathlib.Path({str(ready)!r}).touch()
@@ -50,7 +50,7 @@ def test_a_child_dies_with_its_parent_even_a_killed_one(tmp_path: Path) -> None:
     pid_file = tmp_path / "child"
     program = f"""
 import pathlib, subprocess, sys, time
-from worker.signals import die_with_parent
+from harness.signals import die_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
                          preexec_fn=die_with_parent)
 pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))

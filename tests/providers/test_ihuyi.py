@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from config.settings import Settings
 from providers.base import Draft, InvalidRequest, Message, Outcome, Reply
 from providers.ihuyi import (
     ADMIN_CODES,
@@ -200,7 +201,6 @@ def test_admin_answers_are_read_with_their_values() -> None:
 
 
 def test_the_default_base_url_is_https() -> None:
-    from worker.settings import Settings
 
     assert Settings(_env_file=None).ihuyi_base_url.startswith("https://")  # type: ignore[call-arg]
 

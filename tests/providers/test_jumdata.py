@@ -4,10 +4,12 @@ blocked and outside-window answers), the signed form, the callback, and validati
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
 
+from config.settings import Settings
 from providers.base import Draft, InvalidRequest, Message, MissingCredentials, Outcome, Reply
 from providers.jumdata import BLOCKED_CODE, CODES, WINDOW_CODE, Jumdata, sign
 from tests.providers.codes_doc import outcomes
@@ -214,9 +216,6 @@ def test_a_malformed_callback_is_refused(form: dict[str, str]) -> None:
 
 
 def test_the_window_is_beijing_time_whatever_the_timezone_setting() -> None:
-    from datetime import UTC, datetime
-
-    from worker.settings import Settings
 
     for zone in ("UTC", "America/New_York", "Asia/Shanghai"):
         window = Settings(_env_file=None, timezone=zone).policy("jumdata").window  # type: ignore[call-arg]

@@ -17,14 +17,18 @@ import pytest
 import time_machine
 from pydantic import SecretStr
 
+from config.settings import Settings
 from providers import registry
 from providers.apispace import ApispaceVoice
 from providers.base import Message, Outcome, Provider, SendResult, UnreadableReply
-from providers.http import Transport
+from providers.http import HttpSettings, Transport
+from providers.ihuyi import Ihuyi
 from providers.jumdata import BLOCKED_CODE, Jumdata
-from providers.sandbox.jumdata import JumdataEmulator
-from providers.sandbox.state import Sandbox, SandboxConfig
+from sandbox.jumdata import JumdataEmulator
+from sandbox.state import Sandbox, SandboxConfig
+from tasks.calls import call_providers
 from tests.conftest import TEST_CREDENTIALS
+from tests.providers.codes_doc import rows
 from tests.services import Stack, free_port, wait_until
 
 
@@ -48,7 +52,6 @@ class Box:
 
     def dispatch(self, name: str, messages: list[Message]) -> list[SendResult]:
         """The dispatcher's grouping, batching and calling, on plain rows."""
-        from tasks.calls import call_providers
 
         runtime = SimpleNamespace(providers=self.providers, transport=self.transport)
         rows = [SimpleNamespace(provider=name, **vars_of(m)) for m in messages]
@@ -79,7 +82,6 @@ def vars_of(m: Message) -> dict[str, Any]:
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Box]:
-    from worker.settings import Settings
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -374,7 +376,6 @@ def test_an_itniotech_group_refused_for_two_bad_callees_fails_only_those(box: Bo
 
 
 def test_ihuyi_template_calls_carry_the_password_the_sandbox_checks_on_its_own(box: Box) -> None:
-    from providers.ihuyi import Ihuyi
 
     ihuyi: Ihuyi = box.providers["ihuyi"]  # type: ignore[assignment]
     added = ihuyi.parse_admin(
@@ -396,8 +397,6 @@ def test_ihuyi_template_calls_carry_the_password_the_sandbox_checks_on_its_own(b
 def test_the_network_rows_of_the_code_table_hold_through_the_real_transport(box: Box) -> None:
     """docs/codes.md: a request that never left is transient; one that got no answer
     after it was sent is ambiguous (and was placed: never placed again blind)."""
-    from providers.http import HttpSettings
-    from tests.providers.codes_doc import rows
 
     table = {
         r.code: Outcome(r.result) for r in rows("Answers no document describes (every provider)")

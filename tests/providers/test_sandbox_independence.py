@@ -14,15 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from providers.sandbox import ihuyi as ihuyi_box
-from providers.sandbox import itniotech as itniotech_box
-from providers.sandbox import jumdata as jumdata_box
-from providers.sandbox.seeds import mainland_number
+from sandbox import ihuyi as ihuyi_box
+from sandbox import itniotech as itniotech_box
+from sandbox import jumdata as jumdata_box
+from sandbox.seeds import mainland_number
 from tests.services import Stack, free_port
 
 SANDBOX = Path(__file__).resolve().parents[2] / "providers" / "sandbox"
 #: what the sandbox may import of ours: itself
-ALLOWED = ("providers.sandbox",)
+ALLOWED = ("sandbox",)
 
 
 def imports(path: Path) -> set[str]:

@@ -21,12 +21,12 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from config.settings import Settings
 from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, cap_key
 from scheduler.limits import parse_caps
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
 from tests.services import RedisServer, free_port, wait_until
-from worker.settings import Settings
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NODES = 3

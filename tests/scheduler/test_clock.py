@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from config.settings import Settings
 from scheduler.clock import OFFSET_KEY, Clock, ClockControlOff
 from scheduler.deferred import DeferredSet
+from tasks.runtime import Runtime
 
 
 def redis_time(client: redis.Redis) -> float:
@@ -84,8 +86,6 @@ def test_the_deferred_set_releases_on_the_clock_it_is_given(client: redis.Redis)
 def test_the_runtime_reads_now_from_the_clock_and_honours_the_setting(
     redis_url: str, tmp_path: Path
 ) -> None:
-    from tasks.runtime import Runtime
-    from worker.settings import Settings
 
     def runtime(control: bool) -> Runtime:
         settings = Settings(  # type: ignore[call-arg]

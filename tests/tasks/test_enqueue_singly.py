@@ -14,15 +14,15 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from config.settings import Settings
 from providers.base import InvalidRequest
+from store import Status
+from store.schema import Notification
 from tasks.enqueue import enqueue
 from tasks.publish import flush_dispatch
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
-from worker.app import DISPATCH_QUEUE
-from worker.settings import Settings
-from worker.store import Status
-from worker.store.schema import Notification
+from worker.queues import DISPATCH_QUEUE
 
 TEXT = "您的验证码是1234。"
 N = Notification.__table__

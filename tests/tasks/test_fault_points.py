@@ -21,11 +21,11 @@ from sqlalchemy import event
 
 from providers.base import Message, Reply
 from providers.http import LATE, Failure, HttpSettings, Transport
+from store import NewNotification
 from tasks.dispatch import Report, dispatch_steps
 from tasks.publish import publish_dispatch
 from tests.conftest import System
 from tests.services import RedisServer, wait_until
-from worker.store import NewNotification
 
 _numbers = iter(range(1, 10_000))
 

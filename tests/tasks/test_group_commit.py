@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
+from config.settings import Settings
+from store import Change, Expect, NewNotification, Status
+from store.schema import Event, Notification
 from tasks import writes
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
-from worker.settings import Settings
-from worker.store import Change, Expect, NewNotification, Status
-from worker.store.schema import Event, Notification
 
 THREADS = 8
 E = Event.__table__

@@ -32,13 +32,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from store import NewNotification, NewReceipt, Status
+from store.campaigns import IMPORTING, RUNNING, CampaignRow
 from tasks.campaigns import CampaignStateError, campaigns, cancel, pause, resume
 from tasks.dispatch import Report, dispatch_steps
 from tasks.maintenance import release, sweep_once
 from tests.conftest import System, make_url_db
 from tests.services import wait_until
-from worker.store import NewNotification, NewReceipt, Status
-from worker.store.campaigns import IMPORTING, RUNNING, CampaignRow
 
 _numbers = itertools.count(1)
 

@@ -15,11 +15,15 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
+from config.settings import Settings
+from providers.ihuyi import Ihuyi
+from store import Change, Expect, Status
+from store.schema import Notification, Suppression, Verification
+from tasks import suppressions
+from tasks.enqueue import enqueue
 from tasks.runtime import Runtime
+from tasks.verifications import expire_due
 from tests.conftest import TEST_CREDENTIALS
-from worker.settings import Settings
-from worker.store import Status
-from worker.store.schema import Notification, Suppression, Verification
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -297,7 +301,6 @@ def test_suppressions_are_added_listed_masked_and_lifted(
 def test_codes_nobody_checked_expire_and_their_unsent_notifications_end(
     client: TestClient, runtime: Runtime
 ) -> None:
-    from tasks.verifications import expire_due
 
     vid = create(client, ttl=60).json()["id"]
     assert expire_due(runtime) == 0
@@ -313,7 +316,6 @@ def test_codes_nobody_checked_expire_and_their_unsent_notifications_end(
 def test_a_bad_number_is_learnt_for_its_provider_or_for_all(
     database_url: str, redis_url: str, scope: str, provider: str
 ) -> None:
-    from tasks import suppressions
 
     rt = Runtime.build(settings_for(database_url, redis_url, suppress_scope=scope))
     try:
@@ -335,10 +337,6 @@ def test_a_bad_number_is_learnt_for_its_provider_or_for_all(
 def test_a_receipt_that_says_vacant_suppresses_the_number_for_its_provider(
     runtime: Runtime,
 ) -> None:
-    from providers.ihuyi import Ihuyi
-    from tasks import suppressions
-    from tasks.enqueue import enqueue
-    from worker.store import Change, Expect
 
     sent = enqueue("ihuyi", NUMBER, content="您好。", runtime=runtime)
     row = runtime.notifications.get(sent.id)

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from scheduler.deferred import KEY as DEFERRED_KEY
+from store.schema import Base
 from tasks.runtime import Runtime
 from tests.verifications.test_api import AUTH, settings_for
-from worker.app import DISPATCH_QUEUE
-from worker.store.schema import Base
+from worker.queues import DISPATCH_QUEUE
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

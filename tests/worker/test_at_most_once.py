@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from config.settings import Settings
+from store import Change, Expect, NewNotification, NewReceipt, Status
+from store.campaigns import IMPORTING, SCHEDULED, CampaignRow, CampaignStore
 from tasks.campaigns import fan_out
 from tasks.maintenance import end_unreceipted
 from tasks.runtime import Runtime
-from worker.settings import Settings
-from worker.store import Change, Expect, NewNotification, NewReceipt, Status
-from worker.store.campaigns import IMPORTING, SCHEDULED, CampaignRow, CampaignStore
 
 
 @pytest.fixture

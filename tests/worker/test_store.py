@@ -7,8 +7,7 @@ import threading
 
 import pytest
 
-from worker.migrate import ensure_schema
-from worker.store import (
+from store import (
     Change,
     Database,
     Expect,
@@ -18,6 +17,8 @@ from worker.store import (
     ReceiptStore,
     Status,
 )
+from store.migrate import ensure_schema
+from store.notifications import IllegalTransition
 
 
 @pytest.fixture
@@ -295,7 +296,6 @@ def test_moving_many_alike_moves_only_the_rows_still_in_the_source_status(
 
 
 def test_moving_many_alike_refuses_an_illegal_transition(store: NotificationStore) -> None:
-    from worker.store.notifications import IllegalTransition
 
     (n,) = store.insert([draft()])
     with store.db.write() as conn, pytest.raises(IllegalTransition):

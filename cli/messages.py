@@ -1,0 +1,98 @@
+"""``notifyq send`` and ``notifyq status``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.common import exits, fail, parse_options, print_json, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(send)
+    app.command()(status)
+
+
+def send(
+    provider: Annotated[
+        str, typer.Argument(help="apispace-voice, apispace-sms, ihuyi, jumdata or itniotech")
+    ],
+    to: Annotated[str, typer.Option("--to", help="the recipient's number, any usual spelling")],
+    template: Annotated[
+        str | None, typer.Option(help="the provider's template id (or itniotech audio file id)")
+    ] = None,
+    content: Annotated[
+        str | None, typer.Option(help="the full text (ihuyi; APISpace SMS msg)")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="a template variable (repeatable)")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="a provider option name=value (repeatable)")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: the same key never sends twice")
+    ] = None,
+    not_before: Annotated[
+        str | None, typer.Option("--not-before", help="ISO 8601: not before this moment")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Validate and enqueue one notification; prints its id."""
+    from tasks.enqueue import enqueue
+    from tasks.runtime import Runtime
+
+    config = settings()
+    options = parse_options(option or [])
+    with exits():
+        runtime = Runtime.build(config)
+        result = enqueue(
+            provider,
+            to,
+            template=template,
+            content=content,
+            params=param or [],
+            options=options,
+            idempotency_key=key,
+            not_before=not_before,
+            runtime=runtime,
+        )
+    if as_json:
+        print_json({"id": result.id, "status": result.status.value, "created": result.created})
+    else:
+        typer.echo(result.id)
+
+
+def status(
+    notification_id: Annotated[int, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """The notification and its history."""
+    from store import Database, NotificationStore
+    from store.migrate import ensure_schema
+    from tasks.views import notification_view
+
+    config = settings()
+    with exits():
+        ensure_schema(config.database_url)
+        view = notification_view(NotificationStore(Database(config.database_url)), notification_id)
+    if view is None:
+        fail(f"id: no notification {notification_id}", 2)
+    if as_json:
+        print_json(view)
+        return
+    console = Console()
+    console.print(
+        f"[bold]#{view['id']}[/] {view['provider']} → {view['to']}  [bold]{view['status']}[/]"
+        + (f"  ({view['reason']})" if view["reason"] else "")
+    )
+    if view["next_attempt_at"] and view["status"] in ("deferred", "retrying", "queued"):
+        console.print(f"next attempt at {view['next_attempt_at']}")
+    table = Table("at", "from", "to", "reason", box=None)
+    table.add_row(view["created_at"], "", "queued", "created")
+    for event in view["events"]:
+        table.add_row(event["at"], event["from"] or "", event["to"], event["reason"] or "")
+    console.print(table)

@@ -1,0 +1,99 @@
+"""``notifyq suppress add | list | remove | campaign``: numbers never to be called."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.common import BAD_INPUT, exits, fail, print_json, settings
+
+app = typer.Typer(
+    help="Suppressed numbers: an opt-out, or a number a provider reported bad.",
+    no_args_is_help=True,
+)
+
+
+def _runtime():  # type: ignore[no-untyped-def]
+    from tasks.runtime import Runtime
+
+    return Runtime.build(settings())
+
+
+@app.command()
+def add(
+    to: Annotated[str, typer.Argument(metavar="NUMBER")],
+    provider: Annotated[
+        str | None, typer.Option(help="one provider only (default: every provider)")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="one word, default opt-out")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Never call NUMBER again (through PROVIDER, or any)."""
+    from tasks import suppressions
+
+    with exits():
+        view, created = suppressions.add(
+            _runtime(), to, provider=provider, reason=reason, source="cli"
+        )
+    if as_json:
+        print_json({**view.public(), "created": created})
+    else:
+        typer.echo(
+            f"{view.public()['to']} suppressed ({view.reason})" + ("" if created else ", already")
+        )
+
+
+@app.command("list")
+def list_(
+    provider: Annotated[str | None, typer.Option(help="only this provider's")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="one number's suppressions")] = None,
+    after: Annotated[int, typer.Option(help="the page after this cursor")] = 0,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Suppressed numbers (masked), oldest first."""
+    from tasks import suppressions
+
+    with exits():
+        runtime = _runtime()
+        if to is not None:
+            views, cursor = suppressions.lookup(runtime, to), None
+        else:
+            views, cursor = suppressions.page(runtime, provider=provider, after=after, limit=limit)
+    rows = [v.public() for v in views]
+    if as_json:
+        print_json({"suppressions": rows, "next": cursor})
+        return
+    table = Table("number", "provider", "reason", "source", box=None)
+    for row in rows:
+        table.add_row(row["to"], row["provider"] or "all", row["reason"], row["source"])
+    Console().print(table)
+    if cursor is not None:
+        typer.echo(f"more: --after {cursor}")
+
+
+@app.command()
+def remove(
+    to: Annotated[str, typer.Argument(metavar="NUMBER")],
+    provider: Annotated[str | None, typer.Option(help="lift this provider's only")] = None,
+) -> None:
+    """Lift NUMBER's suppressions."""
+    from tasks import suppressions
+
+    with exits():
+        removed = suppressions.remove(_runtime(), to, provider=provider)
+    if not removed:
+        fail("to: the number is not suppressed", BAD_INPUT)
+    typer.echo(f"lifted {removed}")
+
+
+@app.command()
+def campaign(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """How many of a campaign's rows ended failed because their number is suppressed."""
+    from tasks import suppressions
+
+    with exits():
+        typer.echo(suppressions.suppressed_in_campaign(_runtime(), campaign_id))

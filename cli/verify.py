@@ -1,0 +1,132 @@
+"""``notifyq verify create | check | show | expire``: verification codes from the shell.
+
+The code is never printed: ``create`` prints the verification's id; the person who
+receives the code gives it to ``check`` (asked for without echo when ``--code`` is not
+given, so it stays out of the shell's history and the process list).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import BAD_INPUT, FAILURE, exits, fail, print_json, settings
+
+app = typer.Typer(
+    help="Verification codes: send one by SMS or voice, check what the person typed.",
+    no_args_is_help=True,
+)
+
+
+def _runtime():  # type: ignore[no-untyped-def]
+    from tasks.runtime import Runtime
+
+    return Runtime.build(settings())
+
+
+@app.command()
+def create(
+    to: Annotated[str, typer.Option("--to", help="the number to verify, any usual spelling")],
+    channel: Annotated[str, typer.Option(help="sms or voice")] = "sms",
+    template: Annotated[
+        str | None,
+        typer.Option(help="SMS text with {$var}; ihuyi text with {code}; jumdata template id"),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="sms: apispace-sms; voice: ihuyi or jumdata")
+    ] = None,
+    length: Annotated[int | None, typer.Option(help="digits, 4 to 8")] = None,
+    ttl: Annotated[int | None, typer.Option(help="seconds the code is valid, 60 to 3600")] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="a new code for the same purpose cancels the old one")
+    ] = None,
+    voice_after: Annotated[
+        int | None,
+        typer.Option("--voice-after", help="with sms: call with the code N s later if unchecked"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Send a new code; prints the verification's id (never the code)."""
+    from tasks.verifications import TooManyRequests, VerificationError, create_verification
+
+    with exits():
+        try:
+            created = create_verification(
+                to,
+                channel,
+                template=template,
+                provider=provider,
+                length=length,
+                ttl=ttl,
+                purpose=purpose,
+                voice_after=voice_after,
+                runtime=_runtime(),
+            )
+        except TooManyRequests as exc:
+            fail(f"to: too many codes for this number; retry in {exc.retry_after:.0f} s", FAILURE)
+        except VerificationError as exc:
+            fail(str(exc), FAILURE)
+    if as_json:
+        print_json(created.public())
+    else:
+        typer.echo(created.id)
+
+
+@app.command()
+def check(
+    verification_id: Annotated[int, typer.Argument(metavar="ID")],
+    code: Annotated[
+        str | None, typer.Option("--code", help="the code (asked for, unechoed, if not given)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Check a code: approved, denied (attempts left), expired or too_many_attempts.
+    Exit 0 only when approved."""
+    from tasks.verifications import (
+        APPROVED,
+        NoSuchVerification,
+        VerificationError,
+        check_verification,
+    )
+
+    if code is None:
+        code = typer.prompt("code", hide_input=True)
+    with exits():
+        try:
+            answer = check_verification(verification_id, code.strip(), runtime=_runtime())
+        except NoSuchVerification:
+            fail(f"id: no verification {verification_id}", BAD_INPUT)
+        except VerificationError as exc:
+            fail(str(exc), FAILURE)
+    if as_json:
+        print_json(answer.public())
+    else:
+        left = f" ({answer.attempts_left} attempts left)" if answer.status == "denied" else ""
+        typer.echo(f"{answer.status}{left}")
+    if answer.status != APPROVED:
+        raise typer.Exit(FAILURE)
+
+
+@app.command()
+def show(
+    verification_id: Annotated[int, typer.Argument(metavar="ID")],
+) -> None:
+    """The verification (number masked) and its notification's status, as JSON."""
+    from tasks.verifications import verification_view
+
+    with exits():
+        view = verification_view(_runtime(), verification_id)
+    if view is None:
+        fail(f"id: no verification {verification_id}", BAD_INPUT)
+    print_json(view)
+
+
+@app.command()
+def expire() -> None:
+    """End the pending verifications past their time (their unsent codes cancelled and
+    erased); prints how many. For a periodic job."""
+    from tasks.verifications import expire_due
+
+    with exits():
+        typer.echo(expire_due(_runtime()))

@@ -1,0 +1,100 @@
+"""The sandbox server: every emulator's routes on one Starlette app, plus its controls.
+
+``GET /_sandbox/calls[?provider=&since=]`` the ledger; ``DELETE`` clears it.
+``GET|POST /_sandbox/config`` reads or changes latency, fault rates and outcomes live.
+``GET /_sandbox/pushes`` what was pushed to receivers, and whether they said success.
+``GET /_sandbox/reports`` how many APISpace voice reports wait to be pulled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import fields as dataclass_fields
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.apispace import ApispaceEmulator
+from sandbox.ihuyi import IhuyiEmulator
+from sandbox.itniotech import ItniotechEmulator
+from sandbox.jumdata import JumdataEmulator
+from sandbox.state import Sandbox, SandboxConfig
+
+LIVE = {
+    "latency_ms",
+    "fail_rate",
+    "fail_rates",
+    "fail_first",
+    "error_first",
+    "apispace_report_code",
+    "apispace_report_max",
+    "timeout_rate",
+    "timeout_hold",
+    "outcomes",
+    "refusals",
+    "receipt_delay",
+    "time_scale",
+    "jumdata_window",
+    "stamp_tolerance",
+}
+
+
+def create_app(config: SandboxConfig | None = None) -> Starlette:
+    sandbox = Sandbox(config or SandboxConfig())
+    apispace = ApispaceEmulator(sandbox)
+    emulators = [
+        IhuyiEmulator(sandbox),
+        apispace,
+        JumdataEmulator(sandbox),
+        ItniotechEmulator(sandbox),
+    ]
+
+    async def calls(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.ledger.clear()
+            return JSONResponse({"cleared": True})
+        provider = request.query_params.get("provider")
+        since = int(request.query_params.get("since", "0"))
+        return JSONResponse({"calls": sandbox.ledger.query(provider, since)})
+
+    async def config_route(request: Request) -> Response:
+        if request.method == "POST":
+            changes = await request.json()
+            known = {f.name for f in dataclass_fields(SandboxConfig)}
+            for name, value in changes.items():
+                if name not in LIVE or name not in known:
+                    return JSONResponse(
+                        {"error": f"{name} cannot be changed live"}, status_code=400
+                    )
+                setattr(sandbox.config, name, value)
+        return JSONResponse(sandbox.config.public())
+
+    async def pushes(_: Request) -> Response:
+        return JSONResponse({"pushes": sandbox.pushes})
+
+    async def reports(_: Request) -> Response:
+        return JSONResponse({"waiting": len(apispace.reports)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            sandbox.client = client
+            yield
+            for task in list(sandbox.tasks):
+                task.cancel()
+
+    routes = [
+        Route("/_sandbox/calls", calls, methods=["GET", "DELETE"]),
+        Route("/_sandbox/config", config_route, methods=["GET", "POST"]),
+        Route("/_sandbox/pushes", pushes, methods=["GET"]),
+        Route("/_sandbox/reports", reports, methods=["GET"]),
+    ]
+    for emulator in emulators:
+        routes += emulator.routes()
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app

@@ -1,0 +1,359 @@
+"""Campaigns in the ledger: their rows, bulk-loaded; their release in chunks; their control.
+
+Bulk loading goes through the driver's ``executemany`` with the JSON already encoded:
+a million rows must load in seconds, and the ORM's per-row type processing is most of
+the cost of a naive insert. Everything else here is plain SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, update
+
+from store.bulk import Serialized, insert_rows
+from store.db import Database
+from store.notifications import Change, Expect, NotificationStore
+from store.schema import Campaign, CampaignRecipient, Notification
+from store.status import WAITING, Status
+
+C = Campaign.__table__
+R = CampaignRecipient.__table__
+N = Notification.__table__
+
+#: campaign statuses
+IMPORTING, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED = (
+    "importing",
+    "scheduled",
+    "running",
+    "paused",
+    "cancelled",
+    "completed",
+)
+MAX_KEPT_ERRORS = 100
+#: passes over a cancelled campaign's waiting rows before giving up on racing dispatches
+MAX_CANCEL_PASSES = 20
+
+log = logging.getLogger(__name__)
+
+_ROW_COLUMNS = (
+    "provider",
+    "to",
+    "template",
+    "content",
+    "params",
+    "options",
+    "route",
+    "status",
+    "attempts",
+    "campaign_id",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    """One accepted CSV row: the number in E.164, its own text and variables."""
+
+    row: int
+    to: str
+    content: str | None
+    params: tuple[str, ...]
+
+
+class CampaignStore:
+    def __init__(self, db: Database, notifications: NotificationStore) -> None:
+        self.db = db
+        self.notifications = notifications
+
+    # -- creating ----------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        name: str,
+        provider: str,
+        template: str | None,
+        content: str | None,
+        options: dict[str, Any],
+        route: list[Any] | None,
+        rate: str | None,
+        cron: str | None,
+        next_run_at: float | None,
+    ) -> int:
+        now = time.time()
+        with self.db.write() as conn:
+            return conn.execute(
+                insert(C).returning(C.c.id),
+                {
+                    "name": name,
+                    "status": IMPORTING,
+                    "provider": provider,
+                    "route": route,
+                    "template": template,
+                    "content": content,
+                    "options": options,
+                    "rate": rate,
+                    "cron": cron,
+                    "next_run_at": next_run_at,
+                    "started_at": None,
+                    "runs": 0,
+                    "total": 0,
+                    "rejected": 0,
+                    "errors": [],
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).scalar_one()
+
+    def add_notifications(
+        self, campaign: Any, rows: Sequence[CampaignRow], not_before: float
+    ) -> None:
+        """Store accepted rows as unreleased notifications, in one transaction."""
+        if not rows:
+            return
+        now = time.time()
+        options = Serialized(json.dumps(campaign.options or {}, ensure_ascii=False))
+        route = (
+            Serialized(json.dumps(campaign.route, ensure_ascii=False)) if campaign.route else None
+        )
+        values = [
+            (
+                campaign.provider,
+                r.to,
+                campaign.template,
+                r.content,
+                Serialized(json.dumps(list(r.params), ensure_ascii=False)),
+                options,
+                route,
+                Status.QUEUED.value,
+                0,
+                campaign.id,
+                not_before,
+                now,
+                now,
+            )
+            for r in rows
+        ]
+        with self.db.write() as conn:
+            insert_rows(conn, N, _ROW_COLUMNS, values)
+
+    def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
+        if not rows:
+            return
+        values = [(campaign_id, r.row, r.to, r.content, list(r.params)) for r in rows]
+        with self.db.write() as conn:
+            insert_rows(conn, R, ("campaign_id", "row", "to", "content", "params"), values)
+
+    def start_run(self, campaign: Any, now: float, next_run_at: float | None) -> int | None:
+        """Start a recurring campaign's occurrence exactly once: ``scheduled → running``
+        and one notification per kept recipient, in ONE transaction, guarded by the run
+        count that was read. Two fan-outs at once, or a retry after a crash between the
+        steps, find the run started (or not started at all) — never two runs' rows.
+        Returns how many notifications were made, or None if another fan-out won."""
+        with self.db.write() as conn:
+            claimed = conn.execute(
+                update(C)
+                .where(C.c.id == campaign.id, C.c.status == SCHEDULED, C.c.runs == campaign.runs)
+                .values(
+                    status=RUNNING,
+                    started_at=now,
+                    next_run_at=next_run_at,
+                    runs=campaign.runs + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            if claimed != 1:
+                return None
+            source = (
+                select(
+                    C.c.provider,
+                    R.c.to,
+                    C.c.template,
+                    R.c.content,
+                    R.c.params,
+                    C.c.options,
+                    C.c.route,
+                    literal(Status.QUEUED.value),
+                    literal(0),
+                    C.c.id,
+                    literal(now),
+                    literal(now),
+                    literal(now),
+                )
+                .join(C, C.c.id == R.c.campaign_id)
+                .where(R.c.campaign_id == campaign.id)
+                .order_by(R.c.row)
+            )
+            conn.execute(insert(N).from_select([N.c[name] for name in _ROW_COLUMNS], source))
+            # counted, not the INSERT's rowcount: psycopg reports -1 for INSERT … SELECT
+            return conn.execute(
+                select(func.count()).where(R.c.campaign_id == campaign.id)
+            ).scalar_one()
+
+    def finish_import(
+        self,
+        campaign_id: int,
+        *,
+        total: int,
+        rejected: int,
+        errors: list[dict[str, Any]],
+        status: str,
+    ) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                update(C)
+                .where(C.c.id == campaign_id)
+                .values(
+                    total=total,
+                    rejected=rejected,
+                    errors=errors[:MAX_KEPT_ERRORS],
+                    status=status,
+                    updated_at=time.time(),
+                )
+            )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, campaign_id: int) -> Any:
+        with self.db.read() as conn:
+            return conn.execute(select(C).where(C.c.id == campaign_id)).first()
+
+    def statuses(self, ids: Iterable[int]) -> dict[int, str]:
+        with self.db.read() as conn:
+            return dict(conn.execute(select(C.c.id, C.c.status).where(C.c.id.in_(list(ids)))).all())
+
+    def states(self, ids: Iterable[int]) -> dict[int, tuple[str, str | None]]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(C.c.id, C.c.status, C.c.rate).where(C.c.id.in_(list(ids))))
+            return {row.id: (row.status, row.rate) for row in rows}
+
+    def has_open(self, campaign_id: int) -> bool:
+        """Is any of its notifications still waiting or being sent? (an index probe)"""
+        open_statuses = [s.value for s in (*WAITING, Status.SENDING)]
+        with self.db.read() as conn:
+            return (
+                conn.execute(
+                    select(N.c.id)
+                    .where(N.c.campaign_id == campaign_id, N.c.status.in_(open_statuses))
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def with_status(self, *statuses: str) -> list[Any]:
+        with self.db.read() as conn:
+            return list(conn.execute(select(C).where(C.c.status.in_(statuses)).order_by(C.c.id)))
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(N.c.status, func.count())
+                .where(N.c.campaign_id == campaign_id)
+                .group_by(N.c.status)
+            )
+            return {getattr(s, "value", str(s)): n for s, n in rows}
+
+    def unreleased(self, campaign_id: int) -> int:
+        with self.db.read() as conn:
+            return conn.execute(
+                select(func.count()).where(
+                    N.c.campaign_id == campaign_id,
+                    N.c.status == Status.QUEUED.value,
+                    N.c.published_at.is_(None),
+                )
+            ).scalar_one()
+
+    # -- releasing ---------------------------------------------------------------------
+
+    def release(self, campaign_id: int, limit: int, now: float) -> list[int]:
+        """Claim the next ``limit`` unreleased rows (compare-and-set on published_at)."""
+        with self.db.write() as conn:
+            ids = [
+                row.id
+                for row in conn.execute(
+                    select(N.c.id)
+                    .where(
+                        N.c.campaign_id == campaign_id,
+                        N.c.status == Status.QUEUED.value,
+                        N.c.published_at.is_(None),
+                    )
+                    .order_by(N.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ]
+            if ids:
+                conn.execute(
+                    update(N)
+                    .where(N.c.id.in_(ids), N.c.published_at.is_(None))
+                    .values(published_at=now, next_attempt_at=now)
+                )
+            return ids
+
+    def unrelease(self, campaign_id: int) -> int:
+        """Hand released-but-not-started rows back (a pause): their broker messages will
+        find the campaign paused and do nothing; the fan-out releases them on resume."""
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(N)
+                .where(N.c.campaign_id == campaign_id, N.c.status == Status.QUEUED.value)
+                .values(published_at=None)
+            )
+            return result.rowcount or 0
+
+    # -- control -----------------------------------------------------------------------
+
+    def set_status(
+        self, campaign_id: int, status: str, *, expect: Sequence[str] | None = None, **values: Any
+    ) -> bool:
+        with self.db.write() as conn:
+            stmt = update(C).where(C.c.id == campaign_id)
+            if expect is not None:
+                stmt = stmt.where(C.c.status.in_(list(expect)))
+            result = conn.execute(stmt.values(status=status, updated_at=time.time(), **values))
+            return bool(result.rowcount)
+
+    def cancel_rows(self, campaign_id: int, chunk: int = 5000) -> int:
+        """Every row not yet handed to a provider → cancelled, each with its event.
+
+        Each change expects the row as read (a dispatch that took it meanwhile wins:
+        it is ``sending`` and no longer the campaign's to cancel); rows that moved from
+        one waiting status to another are read again on the next pass."""
+        cancelled = 0
+        waiting = [s.value for s in WAITING]
+        for _ in range(MAX_CANCEL_PASSES):
+            with self.db.read() as conn:
+                rows = list(
+                    conn.execute(
+                        select(N.c.id, N.c.status, N.c.version)
+                        .where(N.c.campaign_id == campaign_id, N.c.status.in_(waiting))
+                        .limit(chunk)
+                    )
+                )
+            if not rows:
+                return cancelled
+            applied = self.notifications.transition(
+                [
+                    Change(
+                        row.id,
+                        Status.CANCELLED,
+                        expect=Expect.row(row),
+                        reason="campaign:cancelled",
+                        values={"next_attempt_at": None},
+                    )
+                    for row in rows
+                ]
+            )
+            cancelled += len(applied)
+        log.warning(
+            "campaign %s: rows still waiting after cancelling (dispatch racing)", campaign_id
+        )
+        return cancelled

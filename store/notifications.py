@@ -1,0 +1,509 @@
+"""The notifications ledger: insert with idempotency, read, and guarded transitions.
+
+A transition is a compare-and-set on what its caller read: the row changes only if it
+is still in the status *and* at the version the change was decided from
+(:class:`Expect`), and only if :data:`~store.status.ALLOWED_FROM` permits the
+move at all. The table is the outer bound; ``expect`` is the guard. A copy of a task
+that read ``queued`` a moment before another copy committed ``sending`` is refused,
+even though ``sending → deferred`` is a permitted transition. Rows are read ``FOR
+UPDATE`` (PostgreSQL) or under SQLite's single write lock first, so a batch of changes
+costs three statements however many rows it touches, and the events record the true
+previous status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from observe.metrics import STALE_CHANGES
+from store.bulk import IN_LIST_LIMIT, insert_rows
+from store.db import Database
+from store.schema import Event, Notification
+from store.status import ALLOWED_FROM, WAITING, Status
+
+log = logging.getLogger(__name__)
+
+N = Notification.__table__
+E = Event.__table__
+EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A validated request, number already in E.164."""
+
+    provider: str
+    to: str
+    template: str | None = None
+    content: str | None = None
+    params: Sequence[str] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    route: Sequence[Mapping[str, Any]] | None = None
+    idempotency_key: str | None = None
+    campaign_id: int | None = None
+    not_before: float | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    status: Status
+    #: False when the idempotency key named an earlier notification
+    created: bool
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a change was decided from.
+
+    ``statuses`` is the status read (or, for a decision that holds for several — "any
+    waiting row of this campaign is cancelled" — those statuses); ``version``, when
+    set, pins the very episode read: a row that went ``queued → sending → queued``
+    is at another version, and a task that read the first ``queued`` must not act on
+    the second.
+    """
+
+    statuses: frozenset[Status]
+    version: int | None = None
+
+    @classmethod
+    def row(cls, row: Any) -> Expect:
+        """Exactly what this row was when read: its status at its version."""
+        return cls(frozenset({Status(row.status)}), int(row.version))
+
+    @classmethod
+    def any_of(cls, *statuses: Status) -> Expect:
+        return cls(frozenset(statuses))
+
+    @classmethod
+    def sending(cls, version: int) -> Expect:
+        """The ``sending`` episode this task started (the version its own change made)."""
+        return cls(frozenset({Status.SENDING}), version)
+
+    def admits(self, status: Status, version: int) -> bool:
+        return status in self.statuses and (self.version is None or self.version == version)
+
+    def __str__(self) -> str:
+        statuses = ",".join(sorted(self.statuses))
+        return statuses if self.version is None else f"{statuses}@v{self.version}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One wanted transition, and what it was decided from (required: a change that
+    does not say what it read can overwrite a concurrent one)."""
+
+    id: int
+    to: Status
+    expect: Expect
+    reason: str | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] | None = None
+    count_attempt: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    id: int
+    from_status: Status
+    to: Status
+
+
+class IllegalTransition(Exception):
+    """Raised only by callers that demand a transition; the store itself logs and skips."""
+
+
+class NotificationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writing new rows -------------------------------------------------------------
+
+    def insert(
+        self, drafts: Sequence[NewNotification], *, now: float | None = None
+    ) -> list[Enqueued]:
+        """Store drafts in one transaction; a known idempotency key returns the first row."""
+        now = time.time() if now is None else now
+        try:
+            with self.db.write() as conn:
+                return self._insert(conn, drafts, now)
+        except IntegrityError:
+            # Another writer stored one of our keys between our look-up and our insert
+            # (PostgreSQL only: SQLite writers are serialised). Once more, now it is seen.
+            with self.db.write() as conn:
+                return self._insert(conn, drafts, now)
+
+    def _insert(
+        self, conn: Connection, drafts: Sequence[NewNotification], now: float
+    ) -> list[Enqueued]:
+        keys = [d.idempotency_key for d in drafts if d.idempotency_key]
+        existing: dict[str, Row[Any]] = {}
+        if keys:
+            rows = conn.execute(
+                select(N.c.idempotency_key, N.c.id, N.c.status, N.c.next_attempt_at).where(
+                    N.c.idempotency_key.in_(keys)
+                )
+            )
+            existing = {row.idempotency_key: row for row in rows}
+        fresh = [d for d in drafts if not d.idempotency_key or d.idempotency_key not in existing]
+        seen: set[str] = set()
+        unique_fresh: list[NewNotification] = []
+        for draft in fresh:  # one key twice in one batch: the first one wins
+            if draft.idempotency_key:
+                if draft.idempotency_key in seen:
+                    continue
+                seen.add(draft.idempotency_key)
+            unique_fresh.append(draft)
+        ids: list[int] = []
+        if unique_fresh:
+            result = conn.execute(
+                insert(N).returning(N.c.id, sort_by_parameter_order=True),
+                [_row(d, now) for d in unique_fresh],
+            )
+            ids = [row.id for row in result]
+        made = dict(zip((id(d) for d in unique_fresh), ids, strict=True))
+        by_key = {d.idempotency_key: made[id(d)] for d in unique_fresh if d.idempotency_key}
+        out: list[Enqueued] = []
+        for draft in drafts:
+            if id(draft) in made:
+                status = _initial_status(draft, now)
+                nxt = draft.not_before if status is Status.DEFERRED else now
+                out.append(Enqueued(made[id(draft)], status, True, nxt))
+            elif draft.idempotency_key in existing:
+                row = existing[draft.idempotency_key]
+                out.append(Enqueued(row.id, Status(row.status), False, row.next_attempt_at))
+            else:  # the key repeated inside this batch
+                out.append(Enqueued(by_key[draft.idempotency_key], Status.QUEUED, False))
+        return out
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, notification_id: int) -> Row[Any] | None:
+        with self.db.read() as conn:
+            return conn.execute(select(N).where(N.c.id == notification_id)).first()
+
+    def load(self, conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+        return list(conn.execute(select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)))
+
+    def events(self, notification_id: int) -> list[Row[Any]]:
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(E).where(E.c.notification_id == notification_id).order_by(E.c.id)
+                )
+            )
+
+    def count_by_status(self, ids: Iterable[int] | None = None) -> dict[str, int]:
+
+        query = select(N.c.status, func.count()).group_by(N.c.status)
+        if ids is not None:
+            query = query.where(N.c.id.in_(list(ids)))
+        with self.db.read() as conn:
+            return {Status(status).value: count for status, count in conn.execute(query)}
+
+    # -- transitions ------------------------------------------------------------------
+
+    def transition(
+        self, changes: Sequence[Change], *, now: float | None = None, conn: Connection | None = None
+    ) -> list[Applied]:
+        """Apply what the guards allow; log and skip the rest. Returns what was applied."""
+        if not changes:
+            return []
+        now = time.time() if now is None else now
+        if conn is not None:
+            return self._transition(conn, changes, now)
+        with self.db.write() as own:
+            return self._transition(own, changes, now)
+
+    def _transition(self, conn: Connection, changes: Sequence[Change], now: float) -> list[Applied]:
+        """Read the rows under the write lock, decide each change against what is there,
+        write what passed, and record an event for each.
+
+        The decision is made here, in Python, on rows locked for this transaction (``FOR
+        UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so it is a true
+        compare-and-set however the writes below are batched."""
+        ids = sorted({c.id for c in changes})
+        query = select(N.c.id, N.c.status, N.c.attempts, N.c.version).where(N.c.id.in_(ids))
+        if not self.db.is_sqlite:
+            query = query.order_by(N.c.id).with_for_update()
+        current = {
+            row.id: _Current(Status(row.status), row.attempts, row.version)
+            for row in conn.execute(query).all()
+        }
+        writes: list[_Write] = []
+        for change in changes:
+            row = current.get(change.id)
+            if row is None:
+                log.warning(
+                    "transition to %s refused: notification %s does not exist", change.to, change.id
+                )
+                continue
+            if not change.expect.admits(row.status, row.version):
+                # the row moved on since the caller read it: a duplicate task, a racing
+                # sweeper or operator. Expected under at-least-once delivery, so quiet.
+                STALE_CHANGES.labels(change.to.value).inc()
+                log.debug(
+                    "transition to %s dropped: notification %s is %s@v%s, expected %s",
+                    change.to,
+                    change.id,
+                    row.status,
+                    row.version,
+                    change.expect,
+                )
+                continue
+            if row.status not in ALLOWED_FROM[change.to]:
+                log.warning(
+                    "transition refused: notification %s is %s, which may not become %s",
+                    change.id,
+                    row.status,
+                    change.to,
+                )
+                continue
+            values = {
+                "status": change.to.value,
+                "reason": change.reason,
+                "updated_at": now,
+                **change.values,
+            }
+            attempts = row.attempts + 1 if change.count_attempt else row.attempts
+            if change.count_attempt:
+                values["attempts"] = attempts
+            writes.append(_Write(change, row, values))
+            current[change.id] = _Current(change.to, attempts, row.version + 1)
+        _apply_writes(conn, writes, alike=len(ids) == len(changes))
+        insert_rows(
+            conn,
+            E,
+            EVENT_COLUMNS,
+            [
+                {
+                    "notification_id": w.change.id,
+                    "at": now,
+                    "from_status": w.row.status,
+                    "to_status": w.change.to,
+                    "reason": w.change.reason,
+                    "detail": dict(w.change.detail) if w.change.detail else None,
+                }
+                for w in writes
+            ],
+        )
+        return [Applied(w.change.id, w.row.status, w.change.to) for w in writes]
+
+    def move_alike(
+        self,
+        conn: Connection,
+        ids: Sequence[int],
+        *,
+        source: Status,
+        to: Status,
+        reason: str | None,
+        details: Mapping[int, Mapping[str, Any]],
+        now: float,
+    ) -> list[Applied]:
+        """Many rows from one status to another with the same reason: the compare-and-set
+        is one ``UPDATE … WHERE id IN (…) AND status = source RETURNING id`` a chunk, and
+        what it returns is what moved — no read before it, no row-by-row loop. A report
+        page's thousand ``sent`` → ``delivered`` (``bench/reports.py``); anything else
+        goes through :meth:`transition`. The rows end here (``next_attempt_at`` cleared:
+        for a ``sent`` row it was the receipt deadline)."""
+        if source not in ALLOWED_FROM[to]:
+            raise IllegalTransition(f"{source} → {to}")
+        moved: list[int] = []
+        for start in range(0, len(ids), IN_LIST_LIMIT):
+            moved += conn.execute(
+                update(N)
+                .where(
+                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
+                    unindexed(N.c.status) == source.value,
+                )
+                .values(
+                    status=to.value,
+                    reason=reason,
+                    updated_at=now,
+                    next_attempt_at=None,
+                    version=N.c.version + 1,
+                )
+                .returning(N.c.id)
+            ).scalars()
+        if len(moved) < len(ids):
+            log.warning(
+                "%d of %d transitions to %s refused: no longer %s",
+                len(ids) - len(moved),
+                len(ids),
+                to,
+                source,
+            )
+        events = [(i, now, source.value, to.value, reason, details.get(i)) for i in moved]
+        insert_rows(conn, E, EVENT_COLUMNS, events)
+        return [Applied(i, source, to) for i in moved]
+
+    # -- bookkeeping for the pump and the sweeper --------------------------------------
+
+    def mark_published(self, ids: Sequence[int], *, now: float | None = None) -> None:
+        if not ids:
+            return
+        now = time.time() if now is None else now
+        with self.db.write() as conn:
+            conn.execute(update(N).where(N.c.id.in_(list(ids))).values(published_at=now))
+
+    def stale_waiting(self, *, before: float, limit: int) -> list[int]:
+        """Waiting rows due before ``before`` whose last hand-off is older than it too."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(N.c.id)
+                .where(
+                    N.c.status.in_([s.value for s in WAITING]),
+                    N.c.next_attempt_at <= before,
+                    or_(N.c.published_at.is_(None), N.c.published_at <= before),
+                    N.c.campaign_id.is_(None) | N.c.published_at.is_not(None),
+                )
+                .order_by(N.c.next_attempt_at)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
+    def unreceipted(self, *, now: float, limit: int) -> list[Row[Any]]:
+        """Rows ``sent`` whose receipt deadline has passed (id, status, version).
+
+        A ``sent`` row's ``next_attempt_at`` is that deadline (set with ``sent``), so the
+        due index (status, next_attempt_at) finds them without reading every sent row."""
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(N.c.id, N.c.status, N.c.version)
+                    .where(N.c.status == Status.SENT.value, N.c.next_attempt_at <= now)
+                    .limit(limit)
+                )
+            )
+
+    def stale_sending(self, *, before: float, limit: int) -> list[Row[Any]]:
+        """Rows ``sending`` since before ``before`` (id, status, version: what a change
+        that resolves them expects)."""
+        with self.db.read() as conn:
+            return list(
+                conn.execute(
+                    select(N.c.id, N.c.status, N.c.version)
+                    .where(N.c.status == Status.SENDING.value, N.c.updated_at <= before)
+                    .limit(limit)
+                )
+            )
+
+
+class _Current(NamedTuple):
+    status: Status
+    attempts: int
+    version: int
+
+
+class _Write(NamedTuple):
+    change: Change
+    #: the row as it stood when the change was decided
+    row: _Current
+    values: dict[str, Any]
+
+
+def _apply_writes(conn: Connection, writes: Sequence[_Write], *, alike: bool) -> None:
+    """Write decided changes: rows given the very same values from the same status as
+    one ``UPDATE … WHERE id IN (…)``, the others one parameter set each.
+
+    The grouping is for a campaign's thousands of rows held or cancelled alike: one
+    statement instead of thousands of parameter sets, which SQLAlchemy would process
+    one by one in Python. Not when a row changes twice in one batch (``alike`` false),
+    whose order the statements must keep. Each write bumps the row's version."""
+    shared: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    single: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for write in writes:
+        key = _shared_key(write.row.status, write.values) if alike else None
+        if key is not None:
+            shared[key].append(write.change.id)
+        else:
+            single[tuple(sorted(write.values))].append(_params(write))
+    for (from_status, items), ids in shared.items():
+        for start in range(0, len(ids), IN_LIST_LIMIT):
+            conn.execute(
+                update(N)
+                .where(
+                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
+                    unindexed(N.c.status) == from_status.value,
+                )
+                .values({**dict(items), "version": N.c.version + 1})
+            )
+    for columns, rows in single.items():
+        conn.execute(
+            update(N)
+            .where(
+                and_(
+                    N.c.id == bindparam("b_id"),
+                    N.c.status == bindparam("b_from"),
+                    N.c.version == bindparam("b_version"),
+                )
+            )
+            .values(
+                {column: bindparam(f"v_{column}") for column in columns}
+                | {"version": N.c.version + 1}
+            ),
+            rows,
+        )
+
+
+def _params(write: _Write) -> dict[str, Any]:
+    """One row's parameters for the per-row compare-and-set UPDATE."""
+    params = {f"v_{k}": v for k, v in write.values.items()}
+    params.update(b_id=write.change.id, b_from=write.row.status.value, b_version=write.row.version)
+    return params
+
+
+def _shared_key(status: Status, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What rows changed alike share — the status they leave, the values they get — or
+    None when a value cannot be compared (a JSON column's dict or list)."""
+    key = (status, tuple(sorted(values.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def unindexed(column: Any) -> Any:
+    """``column`` in a form no index can serve (the same value on any store).
+
+    SQLite keeps no statistics, so for ``id IN (…) AND status = 'sent'`` it guesses
+    that the status index finds fewer rows than the primary key and reads every
+    ``sent`` row (hundreds of thousands, for a report page of a thousand). Wrapped, the
+    status is only checked on the rows the ids find."""
+    return func.coalesce(column, "")
+
+
+def _initial_status(draft: NewNotification, now: float) -> Status:
+    return Status.DEFERRED if draft.not_before and draft.not_before > now else Status.QUEUED
+
+
+def _row(draft: NewNotification, now: float) -> dict[str, Any]:
+    status = _initial_status(draft, now)
+    return {
+        "provider": draft.provider,
+        "to": draft.to,
+        "template": draft.template,
+        "content": draft.content,
+        "params": list(draft.params),
+        "options": dict(draft.options),
+        "route": [dict(leg) for leg in draft.route] if draft.route else None,
+        "status": status,
+        "reason": "scheduled" if status is Status.DEFERRED else None,
+        "attempts": 0,
+        "idempotency_key": draft.idempotency_key,
+        "campaign_id": draft.campaign_id,
+        "next_attempt_at": draft.not_before if status is Status.DEFERRED else now,
+        "published_at": None if status is Status.DEFERRED or draft.campaign_id else now,
+        "created_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,266 @@
+"""The ledger's tables, as typed SQLAlchemy 2 models.
+
+Times are epoch seconds (UTC) in floating point: they compare the same on SQLite and
+PostgreSQL, and they are the same numbers Redis uses as sorted-set scores and in the
+cap scripts, so no conversion sits between the ledger and the scheduler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from store.status import Status
+
+#: BIGINT on PostgreSQL; on SQLite an INTEGER PRIMARY KEY, the rowid itself.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+StatusColumn = Enum(
+    Status,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda enum: [member.value for member in enum],
+    validate_strings=True,
+)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        float: Double,
+    }
+
+
+class Campaign(Base):
+    """A reminder campaign: many notifications released to the workers as they keep up.
+
+    Its notifications are ordinary rows (``campaign_id`` set) that start unreleased
+    (``published_at`` is NULL); the fan-out releases them in chunks. A recurring
+    (cron) campaign keeps its recipients in ``campaign_recipients`` and materialises a
+    run of notifications from them at each occurrence.
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: importing → scheduled → running → completed; paused, cancelled beside them
+    status: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    route: Mapped[list[Any] | None] = mapped_column(JSON)
+    template: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: this campaign's own throughput cap (limits notation), beside the provider's caps
+    rate: Mapped[str | None] = mapped_column(String(32))
+    cron: Mapped[str | None] = mapped_column(String(64))
+    #: the next moment to start (one-off ``--at``, or the cron's next occurrence)
+    next_run_at: Mapped[float | None]
+    started_at: Mapped[float | None]
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    #: the first rejected rows: [{row, field, message}]
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class CampaignRecipient(Base):
+    """A recurring campaign's recipient, kept to materialise each run."""
+
+    __tablename__ = "campaign_recipients"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column(Integer)
+    to: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Notification(Base):
+    """One notification to one number: the ledger row every status change is written to."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_ref", "provider", "provider_ref"),
+        Index("ix_notifications_campaign", "campaign_id", "status", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    #: E.164, so every spelling of one number shares its caps
+    to: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the fail-over legs not yet tried: [{provider, template, content, params, options}]
+    route: Mapped[list[Any] | None] = mapped_column(JSON)
+    status: Mapped[Status] = mapped_column(StatusColumn)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: +1 on every status change: what a compare-and-set expects, so a task that read
+    #: ``queued`` cannot act on a row that has been ``sending`` and ``queued`` again since
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    provider_code: Mapped[str | None] = mapped_column(String(32))
+    #: its content, params and route carry a secret (a verification code): erased in the
+    #: transaction that makes its send final (tasks/outcomes.py), so the ledger keeps
+    #: nothing a reader could replay
+    secret: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    #: not before this moment (a cap, a window, a backoff or the caller's not_before)
+    next_attempt_at: Mapped[float | None]
+    #: when a dispatch task for this row was last published (the sweeper's clue)
+    published_at: Mapped[float | None]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class Event(Base):
+    """One status change, written in the same transaction as the change itself."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[float]
+    from_status: Mapped[Status | None] = mapped_column(StatusColumn)
+    to_status: Mapped[Status] = mapped_column(StatusColumn)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Receipt(Base):
+    """A delivery receipt, callback or report, kept even before its notification is known."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_receipts_ref"),
+        Index("ix_receipts_unmatched", "applied_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str] = mapped_column(String(64))
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[float]
+    notification_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite")
+    )
+    applied_at: Mapped[float | None]
+
+
+class ReportPull(Base):
+    """The raw body of one pull of a pull-and-delete report endpoint, committed before parsing."""
+
+    __tablename__ = "report_pulls"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    pulled_at: Mapped[float]
+    body: Mapped[str] = mapped_column(Text)
+    reports: Mapped[int | None] = mapped_column(Integer)
+    parsed_at: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+class ProviderTemplate(Base):
+    """A template filed with a provider (ihuyi AddTemplate) and its audit state."""
+
+    __tablename__ = "provider_templates"
+    __table_args__ = (UniqueConstraint("provider", "template_id", name="uq_provider_template"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    template_id: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[float]
+
+
+class Verification(Base):
+    """One verification code sent to one number: only its HMAC is kept (never the code).
+
+    ``status``: ``pending`` until checked right (``approved``), out of attempts
+    (``too_many_attempts``), past ``expires_at`` (``expired``) or replaced by a newer
+    code for the same number and purpose (``cancelled``). Every change is a
+    compare-and-set on ``version`` (store/verifications.py)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index("ix_verifications_number", "to", "purpose", "status"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: E.164
+    to: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    #: a random salt and HMAC-SHA256(NOTIFYQ_VERIFY_SECRET, salt:code), hex
+    salt: Mapped[str] = mapped_column(String(32))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the notification that carries the code, and the later one of another channel
+    #: (sent only if the code is still unchecked by then)
+    notification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    fallback_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notifications.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[float]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+class Suppression(Base):
+    """A number that must not be called: by one provider (it reported the number
+    blacklisted, vacant or malformed) or by any (``provider`` = ``*``: an opt-out, or a
+    learnt one under ``NOTIFYQ_SUPPRESS_SCOPE=all``)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("to", "provider", name="uq_suppressions_number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: E.164
+    to: Mapped[str] = mapped_column(String(20))
+    #: a provider name, or ``*`` for every provider
+    provider: Mapped[str] = mapped_column(String(32))
+    #: the why of ``suppressed:<why>``: blacklisted, vacant, malformed, opt-out, …
+    reason: Mapped[str] = mapped_column(String(64))
+    #: who said so: ``ihuyi:4030``, ``api``, ``cli``
+    source: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float]
