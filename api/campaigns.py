@@ -16,7 +16,7 @@ from api.auth import require_api_key
 from api.notifications import caller, errors_body
 from api.schemas import MAX_TEXT, StorableModel
 from providers.base import FieldError, InvalidRequest
-from tasks import campaigns
+from tasks.campaigns import campaigns, control, intake
 from tasks.requests import parse_time
 from tasks.runtime import Runtime
 
@@ -83,7 +83,7 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
             status_code=429,
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    spec = campaigns.CampaignSpec(
+    spec = intake.CampaignSpec(
         provider=body.provider,
         name=body.name,
         template=body.template,
@@ -95,9 +95,9 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
     )
     try:
         if body.csv is not None:
-            result = campaigns.import_campaign(runtime, spec, io.StringIO(body.csv, newline=""))
+            result = intake.import_campaign(runtime, spec, io.StringIO(body.csv, newline=""))
         else:
-            result = campaigns.import_records(runtime, spec, body.recipients or [])
+            result = intake.import_records(runtime, spec, body.recipients or [])
     except InvalidRequest as exc:
         return JSONResponse(errors_body(exc.errors), status_code=422)
     return {
@@ -147,7 +147,7 @@ def csv_error(text: str) -> str | None:
 @router.get("/campaigns/{campaign_id}")
 def get_campaign(campaign_id: int, request: Request) -> Any:
     view = (
-        campaigns.progress(request.app.state.runtime, campaign_id)
+        control.progress(request.app.state.runtime, campaign_id)
         if 0 < campaign_id < 2**63
         else None
     )
@@ -158,13 +158,13 @@ def get_campaign(campaign_id: int, request: Request) -> Any:
 
 def _control(action: str, campaign_id: int, request: Request) -> Any:
     runtime: Runtime = request.app.state.runtime
-    if not 0 < campaign_id < 2**63 or campaigns.campaigns(runtime).get(campaign_id) is None:
+    if not 0 < campaign_id < 2**63 or campaigns(runtime).get(campaign_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
     try:
-        getattr(campaigns, action)(runtime, campaign_id)
-    except campaigns.CampaignStateError as exc:
+        getattr(control, action)(runtime, campaign_id)
+    except control.CampaignStateError as exc:
         return JSONResponse({"errors": [{"field": "id", "message": str(exc)}]}, status_code=409)
-    return campaigns.progress(runtime, campaign_id)
+    return control.progress(runtime, campaign_id)
 
 
 @router.post("/campaigns/{campaign_id}/pause")

@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from api import ui_data
 from api.auth import authorised
 from config.settings import Settings
-from tasks import campaigns as campaign_tasks
+from tasks.campaigns import campaigns
+from tasks.campaigns import control as campaign_control
 from tasks.runtime import Runtime
 
 router = APIRouter(prefix="/ui", tags=["operations"], include_in_schema=False)
@@ -82,13 +83,13 @@ async def control(campaign_id: int, action: str, request: Request) -> Any:
     runtime: Runtime = request.app.state.runtime
     if action not in ACTIONS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such action")
-    if not 0 < campaign_id < 2**63 or campaign_tasks.campaigns(runtime).get(campaign_id) is None:
+    if not 0 < campaign_id < 2**63 or campaigns(runtime).get(campaign_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
     try:
-        await run_in_threadpool(getattr(campaign_tasks, action), runtime, campaign_id)
-    except campaign_tasks.CampaignStateError as exc:
+        await run_in_threadpool(getattr(campaign_control, action), runtime, campaign_id)
+    except campaign_control.CampaignStateError as exc:
         return JSONResponse({"errors": [{"field": "id", "message": str(exc)}]}, status_code=409)
-    return await run_in_threadpool(campaign_tasks.progress, runtime, campaign_id)
+    return await run_in_threadpool(campaign_control.progress, runtime, campaign_id)
 
 
 # -- rendering --------------------------------------------------------------------------------

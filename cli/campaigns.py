@@ -57,7 +57,7 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Import the CSV (bad rows are skipped and reported) and schedule the campaign."""
-    from tasks.campaigns import CampaignSpec, import_campaign
+    from tasks.campaigns.intake import CampaignSpec, import_campaign
     from tasks.requests import parse_time
 
     if not recipients.is_file():
@@ -96,7 +96,7 @@ def create(
 
 
 def _view(runtime: Any, campaign_id: int) -> dict[str, Any]:
-    from tasks.campaigns import progress
+    from tasks.campaigns.control import progress
 
     view = progress(runtime, campaign_id)
     if view is None:
@@ -169,13 +169,13 @@ def _watch(console: Console, runtime: Any, campaign_id: int, view: dict[str, Any
 
 
 def _control(action: str, campaign_id: int) -> None:
-    from tasks import campaigns
+    from tasks.campaigns import control
 
     with exits():
         runtime = _runtime()
         try:
-            outcome = getattr(campaigns, action)(runtime, campaign_id)
-        except campaigns.CampaignStateError as exc:
+            outcome = getattr(control, action)(runtime, campaign_id)
+        except control.CampaignStateError as exc:
             fail(f"id: {exc}", BAD_INPUT)
     typer.echo(
         f"campaign {campaign_id}: {action}"

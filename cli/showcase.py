@@ -40,7 +40,8 @@ from config.settings import Settings
 from harness.signals import sigterm_as_interrupt
 from harness.supervise import RedisServer, Stack, free_port, redis_answers
 from store.schema import Event, Notification
-from tasks.campaigns import CampaignSpec, import_campaign, progress
+from tasks.campaigns.control import progress
+from tasks.campaigns.intake import CampaignSpec, import_campaign
 from tasks.runtime import Runtime
 
 DEMO_DIR = Path("var") / "demo"

@@ -49,7 +49,7 @@ from store.campaigns import CANCELLED, RUNNING
 from tasks import suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
-from tasks.campaigns import CampaignState, campaign_states
+from tasks.campaigns.control import CampaignState, campaign_states
 from tasks.outcomes import Effects, hop_change, plan, wait_change
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime

@@ -32,7 +32,7 @@ WORKER_MODULES = (
     "tasks.dispatch",
     "tasks.maintenance",
     "tasks.reports",
-    "tasks.campaigns",
+    "tasks.campaigns.release",
     "worker.ready",
 )
 

@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from scheduler.caps import cap_key
-from tasks.campaigns import CHUNK, FANOUT_LOCK, fan_out
+from tasks.campaigns.intake import CHUNK
+from tasks.campaigns.release import FANOUT_LOCK, fan_out
 from tests.conftest import System
 from tests.scheduler.test_caps import unpack
 from tests.services import wait_until

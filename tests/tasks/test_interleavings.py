@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 
 from store import NewNotification, NewReceipt, Status
 from store.campaigns import IMPORTING, RUNNING, CampaignRow
-from tasks.campaigns import CampaignStateError, campaigns, cancel, pause, resume
+from tasks.campaigns import campaigns
+from tasks.campaigns.control import CampaignStateError, cancel, pause, resume
 from tasks.dispatch import Report, dispatch_steps
 from tasks.maintenance import release, sweep_once
 from tests.conftest import System, make_url_db

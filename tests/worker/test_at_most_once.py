@@ -15,7 +15,7 @@ from sqlalchemy import event
 from config.settings import Settings
 from store import Change, Expect, NewNotification, NewReceipt, Status
 from store.campaigns import IMPORTING, SCHEDULED, CampaignRow, CampaignStore
-from tasks.campaigns import fan_out
+from tasks.campaigns.release import fan_out
 from tasks.maintenance import end_unreceipted
 from tasks.runtime import Runtime
 

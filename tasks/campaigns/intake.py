@@ -1,17 +1,9 @@
-"""Reminder campaigns: import a CSV as it streams, release notifications as workers keep
-up, run recurring ones on their cron, and obey pause, resume and cancel.
+"""A campaign's intake: check its spec, read its CSV as it streams, fill each row's
+template, and store accepted rows in chunks.
 
 Import reads and validates row by row (a bad row is skipped and reported with its row
 number and reason; it never fails the campaign) and stores accepted rows in chunks, so
 a million-row file needs a few megabytes, not a million objects.
-
-Release (``notifyq.campaigns`` on beat, every second) is the back-pressure: it tops the
-broker's dispatch queue up to ``NOTIFYQ_RELEASE_HIGH_WATER`` messages and no further,
-sharing the room between running campaigns, so Redis never holds a campaign's million
-messages and a new single notification never waits behind them for long.
-
-A campaign's own throughput cap is enforced where every cap is — at admission, per
-send — so pauses, retries and deferrals cannot make it burst.
 """
 
 from __future__ import annotations
@@ -34,22 +26,19 @@ from store.campaigns import (
     CANCELLED,
     COMPLETED,
     IMPORTING,
-    PAUSED,
-    RUNNING,
     SCHEDULED,
     CampaignRow,
     CampaignStore,
 )
-from store.suppressions import SuppressionStore
-from tasks.publish import publish_dispatch
-from tasks.runtime import Runtime, get_runtime
-from worker.app import celery
-from worker.queues import DISPATCH_QUEUE
+from tasks.campaigns import campaigns
+from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+
 CHUNK = 5000
-FANOUT_LOCK = "nq:lock:campaigns"
+
+
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -74,13 +63,6 @@ class Imported:
     rejected: int
     errors: list[dict[str, Any]]
     next_run_at: float | None
-
-
-def campaigns(rt: Runtime) -> CampaignStore:
-    return CampaignStore(rt.db, rt.notifications)
-
-
-# -- checking the spec --------------------------------------------------------------------
 
 
 def check_spec(rt: Runtime, spec: CampaignSpec, now: float) -> float | None:
@@ -118,9 +100,6 @@ def next_occurrence(cron: str, after: float, zone: Any) -> float:
     """The cron's next moment after ``after``, read in the configured time zone."""
     start = datetime.fromtimestamp(after, UTC).astimezone(zone)
     return float(croniter(cron, start).get_next(datetime).timestamp())
-
-
-# -- importing ----------------------------------------------------------------------------
 
 
 def read_rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
@@ -286,169 +265,3 @@ def import_records(
         writer.writerow(["" if record.get(h) is None else str(record.get(h)) for h in header])
     buffer.seek(0)
     return import_campaign(rt, spec, buffer)
-
-
-# -- control ------------------------------------------------------------------------------
-
-
-class CampaignStateError(Exception):
-    """A control that the campaign's status does not allow (pause a completed one)."""
-
-
-def pause(rt: Runtime, campaign_id: int) -> str:
-    store = campaigns(rt)
-    if not store.set_status(campaign_id, PAUSED, expect=[SCHEDULED, RUNNING]):
-        raise CampaignStateError(f"campaign {campaign_id} is not scheduled or running")
-    store.unrelease(campaign_id)
-    return PAUSED
-
-
-def resume(rt: Runtime, campaign_id: int) -> str:
-    store = campaigns(rt)
-    campaign = store.get(campaign_id)
-    target = RUNNING if campaign is not None and campaign.started_at is not None else SCHEDULED
-    if not store.set_status(campaign_id, target, expect=[PAUSED]):
-        raise CampaignStateError(f"campaign {campaign_id} is not paused")
-    return target
-
-
-def cancel(rt: Runtime, campaign_id: int) -> int:
-    """Cancel the campaign and every notification of it not yet handed to a provider."""
-    store = campaigns(rt)
-    if not store.set_status(campaign_id, CANCELLED, expect=[SCHEDULED, RUNNING, PAUSED, IMPORTING]):
-        now_is = store.statuses([campaign_id]).get(campaign_id, "gone")
-        raise CampaignStateError(f"campaign {campaign_id} is already {now_is}")
-    # rows still in the broker or the deferred set find themselves cancelled: dispatch skips them
-    return store.cancel_rows(campaign_id)
-
-
-@dataclass(frozen=True)
-class CampaignState:
-    status: str
-    rate: tuple[Any, ...]
-
-
-def campaign_states(rt: Runtime, ids: Iterable[int]) -> dict[int, CampaignState]:
-    """Status and throughput cap of each campaign a dispatch batch touches (one query)."""
-    return {
-        campaign_id: CampaignState(status, parse_caps(rate))
-        for campaign_id, (status, rate) in campaigns(rt).states(ids).items()
-    }
-
-
-# -- progress -----------------------------------------------------------------------------
-
-DONE = {"sent", "delivered", "undelivered", "failed", "cancelled", "unknown"}
-
-
-def progress(rt: Runtime, campaign_id: int, now: float | None = None) -> dict[str, Any] | None:
-    store = campaigns(rt)
-    campaign = store.get(campaign_id)
-    if campaign is None:
-        return None
-    now = time.time() if now is None else now
-    counts = store.counts(campaign_id)
-    total = sum(counts.values())
-    done = sum(n for s, n in counts.items() if s in DONE)
-    elapsed = now - campaign.started_at if campaign.started_at else 0.0
-    rate = done / elapsed if elapsed > 0 else 0.0
-    return {
-        "id": campaign.id,
-        "name": campaign.name,
-        "status": campaign.status,
-        "provider": campaign.provider,
-        "cron": campaign.cron,
-        "next_run_at": _iso(campaign.next_run_at),
-        "started_at": _iso(campaign.started_at),
-        "runs": campaign.runs,
-        "total": total,
-        "accepted": campaign.total,
-        "rejected": campaign.rejected,
-        "errors": campaign.errors[:20],
-        "counts": counts,
-        # of the failed, those whose number is suppressed (never called)
-        "suppressed": SuppressionStore(rt.db).suppressed_in_campaign(campaign_id)
-        if counts.get("failed")
-        else 0,
-        "done": done,
-        "percent": round(100.0 * done / total, 1) if total else 100.0,
-        "rate_per_s": round(rate, 2),
-        "eta_s": round((total - done) / rate) if rate > 0 and done < total else None,
-    }
-
-
-def _iso(moment: float | None) -> str | None:
-    return (
-        None
-        if moment is None
-        else datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
-    )
-
-
-# -- the fan-out on beat ------------------------------------------------------------------
-
-
-@celery.task(name="notifyq.campaigns")
-def run_campaigns() -> dict[str, int]:
-    rt = get_runtime()
-    lock = rt.redis.lock(FANOUT_LOCK, timeout=60, blocking=False)
-    if not lock.acquire():
-        return {"skipped": 1}
-    try:
-        return fan_out(rt)
-    finally:
-        lock.release()
-
-
-def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
-    now = rt.redis_now() if now is None else now  # one clock for every host
-    store = campaigns(rt)
-    started = _start_due(rt, store, now)
-    running = store.with_status(RUNNING)
-    room = (
-        rt.settings.release_high_water - int(rt.redis.llen(DISPATCH_QUEUE))
-    ) * rt.settings.dispatch_batch
-    released = 0
-    if running and room > 0:
-        share = max(rt.settings.dispatch_batch, room // len(running))
-        for campaign in running:
-            ids = store.release(campaign.id, share, now)
-            if ids:
-                publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
-                released += len(ids)
-    finished = sum(_maybe_finish(rt, store, c, now) for c in running)
-    return {"started": started, "released": released, "finished": finished}
-
-
-def _start_due(rt: Runtime, store: CampaignStore, now: float) -> int:
-    started = 0
-    for campaign in store.with_status(SCHEDULED):
-        if campaign.next_run_at is not None and campaign.next_run_at > now:
-            continue
-        if campaign.cron:
-            nxt = next_occurrence(campaign.cron, now, rt.settings.zone)
-            made = store.start_run(campaign, now, nxt)
-            if made is None:  # another fan-out started this occurrence
-                continue
-            log.info(
-                "campaign %s: run %d started with %d notifications",
-                campaign.id,
-                campaign.runs + 1,
-                made,
-            )
-        elif not store.set_status(
-            campaign.id, RUNNING, expect=[SCHEDULED], started_at=now, runs=campaign.runs + 1
-        ):
-            continue  # another fan-out started it
-        started += 1
-    return started
-
-
-def _maybe_finish(rt: Runtime, store: CampaignStore, campaign: Any, now: float) -> int:
-    if store.has_open(campaign.id):
-        return 0
-    if campaign.cron:  # a recurring campaign waits for its next occurrence
-        store.set_status(campaign.id, SCHEDULED, expect=[RUNNING])
-    else:
-        store.set_status(campaign.id, COMPLETED, expect=[RUNNING])
-    return 1

@@ -1,0 +1,102 @@
+"""Release (``notifyq.campaigns`` on beat, every second): start what is due, top the
+broker's dispatch queue up, finish what is done.
+
+It is the back-pressure: it tops the broker's dispatch queue up to
+``NOTIFYQ_RELEASE_HIGH_WATER`` messages and no further, sharing the room between running
+campaigns, so Redis never holds a campaign's million messages and a new single
+notification never waits behind them for long. Recurring campaigns start a run on their
+cron, one transaction per occurrence (``CampaignStore.start_run``), so two fan-outs
+never start one occurrence twice.
+
+A campaign's own throughput cap is enforced where every cap is — at admission, per
+send — so pauses, retries and deferrals cannot make it burst.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from store.campaigns import (
+    COMPLETED,
+    RUNNING,
+    SCHEDULED,
+    CampaignStore,
+)
+from tasks.campaigns import campaigns
+from tasks.campaigns.intake import next_occurrence
+from tasks.publish import publish_dispatch
+from tasks.runtime import Runtime, get_runtime
+from worker.app import celery
+from worker.queues import DISPATCH_QUEUE
+
+log = logging.getLogger(__name__)
+
+
+FANOUT_LOCK = "nq:lock:campaigns"
+
+
+@celery.task(name="notifyq.campaigns")
+def run_campaigns() -> dict[str, int]:
+    rt = get_runtime()
+    lock = rt.redis.lock(FANOUT_LOCK, timeout=60, blocking=False)
+    if not lock.acquire():
+        return {"skipped": 1}
+    try:
+        return fan_out(rt)
+    finally:
+        lock.release()
+
+
+def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
+    now = rt.redis_now() if now is None else now  # one clock for every host
+    store = campaigns(rt)
+    started = _start_due(rt, store, now)
+    running = store.with_status(RUNNING)
+    room = (
+        rt.settings.release_high_water - int(rt.redis.llen(DISPATCH_QUEUE))
+    ) * rt.settings.dispatch_batch
+    released = 0
+    if running and room > 0:
+        share = max(rt.settings.dispatch_batch, room // len(running))
+        for campaign in running:
+            ids = store.release(campaign.id, share, now)
+            if ids:
+                publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
+                released += len(ids)
+    finished = sum(_maybe_finish(rt, store, c, now) for c in running)
+    return {"started": started, "released": released, "finished": finished}
+
+
+def _start_due(rt: Runtime, store: CampaignStore, now: float) -> int:
+    started = 0
+    for campaign in store.with_status(SCHEDULED):
+        if campaign.next_run_at is not None and campaign.next_run_at > now:
+            continue
+        if campaign.cron:
+            nxt = next_occurrence(campaign.cron, now, rt.settings.zone)
+            made = store.start_run(campaign, now, nxt)
+            if made is None:  # another fan-out started this occurrence
+                continue
+            log.info(
+                "campaign %s: run %d started with %d notifications",
+                campaign.id,
+                campaign.runs + 1,
+                made,
+            )
+        elif not store.set_status(
+            campaign.id, RUNNING, expect=[SCHEDULED], started_at=now, runs=campaign.runs + 1
+        ):
+            continue  # another fan-out started it
+        started += 1
+    return started
+
+
+def _maybe_finish(rt: Runtime, store: CampaignStore, campaign: Any, now: float) -> int:
+    if store.has_open(campaign.id):
+        return 0
+    if campaign.cron:  # a recurring campaign waits for its next occurrence
+        store.set_status(campaign.id, SCHEDULED, expect=[RUNNING])
+    else:
+        store.set_status(campaign.id, COMPLETED, expect=[RUNNING])
+    return 1
