@@ -38,7 +38,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -120,8 +120,9 @@ def seeded_kind(n: int) -> str:
 class ReportStore:
     """Reports waiting to be pulled, oldest first: at most 1,000,000, none past 72 h."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.waiting: deque[tuple[float, dict[str, Any]]] = deque()
+        self.clock = clock
 
     def _prune(self, now: float) -> None:
         while len(self.waiting) > KEEP_REPORTS:
@@ -133,23 +134,23 @@ class ReportStore:
         self.extend([report])
 
     def extend(self, reports: list[dict[str, Any]]) -> None:
-        now = time.time()
+        now = self.clock()
         self.waiting.extend((now, report) for report in reports)
         self._prune(now)
 
     def pop(self, count: int) -> list[dict[str, Any]]:
-        self._prune(time.time())
+        self._prune(self.clock())
         return [self.waiting.popleft()[1] for _ in range(min(count, len(self.waiting)))]
 
     def __len__(self) -> int:
-        self._prune(time.time())
+        self._prune(self.clock())
         return len(self.waiting)
 
 
 class ApispaceEmulator:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        self.reports = ReportStore()
+        self.reports = ReportStore(sandbox.now)
 
     def routes(self) -> list[Route]:
         return [
@@ -241,10 +242,9 @@ class ApispaceEmulator:
         self.sandbox.later(self.sandbox.config.receipt_delay, file_report)
         return call_id
 
-    @staticmethod
-    def _report(call_id: str, number: str, kind: str) -> dict[str, Any]:
+    def _report(self, call_id: str, number: str, kind: str) -> dict[str, Any]:
         voice_code, voice_desc = VOICE_CODES[kind]
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.sandbox.now() * 1000)
         answered = kind == "answered"
         return {
             "callId": call_id,
@@ -354,7 +354,9 @@ class ApispaceEmulator:
                     "mobile": number,
                     "status": status,
                     "desc": desc,
-                    "reportTime": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "reportTime": time.strftime(
+                        "%Y-%m-%d %H:%M:%S", time.localtime(self.sandbox.now())
+                    ),
                 }
             )
         self.sandbox.later(

@@ -1,7 +1,8 @@
 """The sandbox server: every emulator's routes on one Starlette app, plus its controls.
 
 ``GET /_sandbox/calls[?provider=&since=]`` the ledger; ``DELETE`` clears it.
-``GET|POST /_sandbox/config`` reads or changes latency, fault rates and outcomes live.
+``GET|POST /_sandbox/config`` reads or changes latency, fault rates and outcomes live,
+and moves the sandbox's clock (``clock_offset``, seconds: forward only, as the workers').
 ``GET /_sandbox/pushes`` what was pushed to receivers, and whether they said success.
 ``GET /_sandbox/reports`` how many APISpace voice reports wait to be pulled.
 """
@@ -40,6 +41,7 @@ LIVE = {
     "time_scale",
     "jumdata_window",
     "stamp_tolerance",
+    "clock_offset",
 }
 
 
@@ -70,6 +72,14 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
                     return JSONResponse(
                         {"error": f"{name} cannot be changed live"}, status_code=400
                     )
+                if name == "clock_offset" and not _moves_forward(
+                    value, sandbox.config.clock_offset
+                ):
+                    return JSONResponse(
+                        {"error": "clock_offset is a number of seconds, never less than now"},
+                        status_code=400,
+                    )
+            for name, value in changes.items():
                 setattr(sandbox.config, name, value)
         return JSONResponse(sandbox.config.public())
 
@@ -98,3 +108,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     return app
+
+
+def _moves_forward(value: object, current: float) -> bool:
+    """A clock that went back would re-open windows the provider already closed."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= current

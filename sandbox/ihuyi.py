@@ -147,7 +147,7 @@ class IhuyiEmulator:
                 content=content,
             )
             return {**failure, "voiceid": "0"}
-        now = time.time()
+        now = self.sandbox.now()
         self.caps.add(mobile, now)
         self.balance -= 1
         voiceid = self.sandbox.new_ref()
@@ -169,7 +169,7 @@ class IhuyiEmulator:
             return {"code": 4072, "msg": "提交的语音内容必须与报备过的模板格式相匹配"}
         if self.balance <= 0:
             return {"code": 4051, "msg": "剩余条数不足"}
-        now = time.time()
+        now = self.sandbox.now()
         for code, window, amount in CAPS:
             if self.caps.count(mobile, window, now) >= amount:
                 return {"code": int(code), "msg": "超过频率限制"}
@@ -187,7 +187,7 @@ class IhuyiEmulator:
             "mobilephone": mobile,
             "talktime": "12" if code == "2" else "0",
             "voiceid": voiceid,
-            "report_time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "report_time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.sandbox.now())),
         }
         self.sandbox.later(self.sandbox.config.receipt_delay, lambda: self.sandbox.push(url, form))
 

@@ -181,7 +181,7 @@ class ItniotechEmulator:
             "status": status,
             "reason": reason,
             "duration": seconds,
-            "endTime": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "endTime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.sandbox.now())),
         }
         self.sandbox.later(
             self.sandbox.config.receipt_delay, lambda: self.sandbox.push(url, json=result)

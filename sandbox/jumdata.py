@@ -112,8 +112,10 @@ class JumdataEmulator:
             "playTimes": fields.get("playTimes"),
             "notifyData": fields.get("notifyData"),
         }
-        now = time.time()
-        failure = self._auth(fields, now) or self._check(fields) or self._limits(mobile, now)
+        now = self.sandbox.now()
+        failure = (
+            self._auth(fields, time.time()) or self._check(fields) or self._limits(mobile, now)
+        )
         if failure is not None:
             self.sandbox.ledger.add(
                 PROVIDER, "send", mobile or None, str(failure["code"]), False, **seen

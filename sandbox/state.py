@@ -72,6 +72,10 @@ class SandboxConfig:
     #: "*" refuses every number (an account-wide fault such as a spent balance)
     refusals: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
+    #: seconds added to the sandbox's clock (:meth:`Sandbox.now`), as
+    #: ``NOTIFYQ_CLOCK_CONTROL`` adds an offset to the workers': a test that moves the
+    #: workers' clock past a cap window moves this one with it, instead of sleeping
+    clock_offset: float = 0.0
 
     def public(self) -> dict[str, Any]:
         """The config without credentials (for GET /_sandbox/config); receipt URLs carry
@@ -97,10 +101,12 @@ class Call:
 
 
 class Ledger:
-    """Every request the sandbox answered, in order; ``placed`` marks real phone calls."""
+    """Every request the sandbox answered, in order; ``placed`` marks real phone calls,
+    ``at`` is the sandbox's clock (offset included)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.calls: list[Call] = []
+        self.clock = clock
         self._seq = itertools.count(1)
 
     def add(
@@ -114,7 +120,7 @@ class Ledger:
         **fields: Any,
     ) -> Call:
         call = Call(
-            next(self._seq), provider, api, time.time(), number, str(code), placed, ref, fields
+            next(self._seq), provider, api, self.clock(), number, str(code), placed, ref, fields
         )
         self.calls.append(call)
         return call
@@ -152,7 +158,7 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.ledger = Ledger()
+        self.ledger = Ledger(self.now)
         self.random = random.Random(config.seed)
         self._refs = itertools.count(int(time.time()) % 100000 * 100000)
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -161,6 +167,13 @@ class Sandbox:
         self._pushing: asyncio.Semaphore | None = None
         self._failed: dict[str, int] = {}
         self._errored: dict[str, int] = {}
+
+    def now(self) -> float:
+        """The provider's clock: this host's, plus ``clock_offset``. It decides what a
+        provider decides by time (its per-number caps, jumdata's calling window, report
+        retention) and stamps the ledger. Signed time stamps are checked against the host's
+        own clock (:meth:`stamp_fresh`): the clients sign with theirs, which no offset moves."""
+        return time.time() + self.config.clock_offset
 
     def new_ref(self, prefix: str = "") -> str:
         return f"{prefix}{next(self._refs)}"
@@ -251,7 +264,7 @@ class Sandbox:
                     "url": url.rsplit("/callbacks/", maxsplit=1)[-1].split("/", 1)[-1],
                     "attempt": attempt,
                     "ok": ok,
-                    "at": time.time(),
+                    "at": self.now(),
                 }
             )
             if ok:

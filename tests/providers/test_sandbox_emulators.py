@@ -422,3 +422,32 @@ def test_the_network_rows_of_the_code_table_hold_through_the_real_transport(box:
     impatient.transport.close()
     assert (no_answer.outcome, no_answer.code) == (table["net:ReadTimeout"], "net:ReadTimeout")
     assert [c["placed"] for c in box.ledger("ihuyi")] == [True]
+
+
+# -- the sandbox's clock (clock_offset): what tests move with the workers' clock ------------
+
+
+def test_ihuyi_counts_its_caps_on_the_sandbox_clock_which_moves_only_forward(box: Box) -> None:
+    message = Message(id=1, to="+8613800138000", content="您的快递已到。")
+    codes = []
+    # each call 2 s after the last on the sandbox's clock, however fast they really come
+    for offset in (0.0, 2.0, 4.0, 6.0):
+        box.config(clock_offset=offset)
+        (result,) = box.send("ihuyi", [message])
+        codes.append(result.code)
+    # the fourth within a minute (of the sandbox's clock: the real one ran < 54 s)
+    assert codes == ["2", "2", "2", "4081"]
+
+    # a day on, on the sandbox's clock only: the minute has passed; the signature, stamped
+    # with the host's own clock, is still fresh (stamps are checked against the host's)
+    box.config(clock_offset=86400.0)
+    (result,) = box.send("ihuyi", [message])
+    assert (result.outcome, result.code) == (Outcome.ACCEPTED, "2")
+    placed = [c["at"] for c in box.ledger("ihuyi") if c["placed"]]
+    assert len(placed) == 4 and placed[-1] - placed[0] >= 86400.0
+
+    # never backwards (a clock going back would re-open windows), never a non-number
+    for bad in (86399.0, "86401", True, None):
+        answer = httpx.post(f"{box.url}/_sandbox/config", json={"clock_offset": bad}, timeout=10)
+        assert answer.status_code == 400, bad
+    assert httpx.get(f"{box.url}/_sandbox/config", timeout=10).json()["clock_offset"] == 86400.0
