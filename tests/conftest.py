@@ -206,6 +206,9 @@ class System:
                 self.stack.worker("--concurrency", str(concurrency))
             if beat:
                 self.stack.beat()
+        if self.env.get("NOTIFYQ_CLOCK_CONTROL") == "true":
+            # a sandbox started after the clock moved reads the same time as the workers
+            self._move_sandbox_clock(self.runtime.clock.offset())
         return self
 
     def cli(self, *args: str) -> Any:
@@ -259,11 +262,27 @@ class System:
         return self.runtime.clock.now()
 
     def advance(self, seconds: float) -> float:
-        """Move every process's clock forward (needs ``clock_control="true"``)."""
+        """Move every process's clock forward (needs ``clock_control="true"``): the
+        sandbox's first, then the workers' (Redis's offset). In that order the provider's
+        clock is never behind ours: a provider behind could refuse, for its own cap, a call
+        our caps had just admitted; one ahead only sees fewer calls in its windows.
+        Returns the workers' new offset."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._move_sandbox_clock(self.runtime.clock.offset() + seconds)
         return self.runtime.clock.advance(seconds)
 
     def advance_to(self, moment: float) -> float:
-        return self.runtime.clock.advance_to(moment)
+        return self.advance(max(0.0, moment - self.now()))
+
+    def _move_sandbox_clock(self, offset: float) -> None:
+        """The sandbox's ``clock_offset`` (sandbox/state.py), if this system runs one."""
+        if not any(p.name == "sandbox" and p.alive() for p in self.stack.procs):
+            return
+        answer = httpx.post(
+            f"{self.sandbox_url}/_sandbox/config", json={"clock_offset": offset}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
 
     # -- events to wait on instead of sleeping --------------------------------------------
 
