@@ -46,7 +46,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime or Runtime.build(settings)
     app.state.campaign_rate = CampaignRate(app.state.runtime.redis, settings.campaigns_per_minute)
     app.state.enqueuer = EnqueueCoalescer(
-        lambda requests: enqueue_many(requests, runtime=app.state.runtime)
+        lambda requests, then: enqueue_many(requests, runtime=app.state.runtime, then=then)
     )
 
     @app.exception_handler(RequestValidationError)

@@ -17,11 +17,21 @@ repeated within one call answers the later request with the first one's id.
 
 If the shared call fails (a database error), each of its requests is tried again on
 its own, so one request's failure is never another's.
+
+Publishing is gathered (``tasks/publish.py``, as for ``enqueue()``): a call returns once
+its rows are committed and hands their ids to the process's publisher, which sends what
+arrived within ``NOTIFYQ_PUBLISH_LINGER`` (10 ms) as one ``dispatch(ids)`` message of up
+to ``NOTIFYQ_DISPATCH_BATCH`` ids. The requests of a call are answered when their ids
+are out — so an answer still means *committed and published* — but the next call is
+stored meanwhile, not after: the groups of one linger leave in one message, and a
+worker pays one ``sending`` and one outcome write per message, not per group (with
+workers running, their writes and the API's share SQLite's one writer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -34,10 +44,14 @@ from tasks.requests import SendRequest
 log = logging.getLogger(__name__)
 
 Result = Enqueued | InvalidRequest
-EnqueueMany = Callable[[Sequence[SendRequest]], list[Result]]
+#: ``(requests, then)``: store and hand off; ``then()`` once their ids are published
+EnqueueMany = Callable[[Sequence[SendRequest], Callable[[], None]], list[Result]]
 
 #: at most this many requests in one transaction (a few ms of writing on SQLite)
 MAX_GROUP = 500
+#: answer anyway after this long without word from the publisher (the rows are committed
+#: and stamped: the sweeper re-drives any id whose message never left)
+PUBLISH_WAIT = 5.0
 
 
 class EnqueueCoalescer:
@@ -70,8 +84,15 @@ class EnqueueCoalescer:
 
     async def _run(self, group: list[tuple[SendRequest, asyncio.Future[Result]]]) -> None:
         requests = [request for request, _ in group]
+        loop = asyncio.get_running_loop()
+        published: asyncio.Future[None] = loop.create_future()
+
+        def then() -> None:  # the publisher's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, published)
+
         try:
-            results = await run_in_threadpool(self._enqueue_many, requests)
+            results = await run_in_threadpool(self._enqueue_many, requests, then)
         except asyncio.CancelledError:  # shutting down: the callers hear it too
             for _, answer in group:
                 answer.cancel()
@@ -88,8 +109,22 @@ class EnqueueCoalescer:
             for one in group:
                 await self._run([one])
             return
-        for (_, answer), result in zip(group, results, strict=True):
-            _settle(answer, result=result)
+
+        def answer(_: object = None) -> None:
+            for (_request, waiting), result in zip(group, results, strict=True):
+                _settle(waiting, result=result)
+
+        # answered once published; the drainer goes on to store the next group meanwhile
+        if published.done():
+            answer()
+        else:
+            published.add_done_callback(answer)
+            loop.call_later(PUBLISH_WAIT, _resolve, published)
+
+
+def _resolve(published: asyncio.Future[None]) -> None:
+    if not published.done():
+        published.set_result(None)
 
 
 def _settle(

@@ -18,8 +18,13 @@ that calling it in a loop or from many threads costs about what ``enqueue_many``
   ``enqueue()`` does not wait for that publish: its promise is the commit, and a publish
   lost after it (a crash, Redis away) is re-driven by the sweeper, as before.
 
-``enqueue_many`` publishes before it returns, as it always has (the HTTP API's own
-group commit sits on it and answers after the publish).
+``enqueue_many`` publishes before it returns, as it always has — unless it is given
+``then``: then its ids go the same gathered way as ``enqueue()``'s, and ``then()`` is
+called once they are out. The HTTP API's own group commit (``api/coalesce.py``) uses
+that: a single ``POST /v1/notifications`` is answered after its row is committed and its
+id published, as before, but its id leaves in one message with those of the other
+requests of the same ``NOTIFYQ_PUBLISH_LINGER``, and the API stores the next group while
+that message waits.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from redis.exceptions import RedisError
 from providers.base import InvalidRequest
 from store import Enqueued, NewNotification, NotificationStore, Status
 from tasks.grouping import Groups
-from tasks.publish import gather_dispatch, publish_dispatch
+from tasks.publish import Then, gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime
 
@@ -79,15 +84,24 @@ def enqueue(
 
 
 def enqueue_many(
-    requests: Sequence[SendRequest], *, runtime: Runtime | None = None
+    requests: Sequence[SendRequest], *, runtime: Runtime | None = None, then: Then | None = None
 ) -> list[Enqueued | InvalidRequest]:
     """Validate each request; store the valid ones in one transaction; publish them.
 
     A bad request never stops the good ones: its slot in the answer holds its errors.
+
+    ``then``: return once the rows are committed and hand the ids to the process's
+    publisher (gathered with others); ``then()`` follows once they are published (or
+    their publish failed: the sweeper re-drives them). It is called exactly once, also
+    when nothing was to be published. Without it, published before returning.
     """
     rt = runtime or get_runtime()
     results = _store(rt, requests)
-    hand_off(rt, [r for r in results if isinstance(r, Enqueued) and r.created])
+    created = [r for r in results if isinstance(r, Enqueued) and r.created]
+    if then is None:
+        hand_off(rt, created)
+    else:
+        hand_off(rt, created, gather=True, then=then)
     return results
 
 
@@ -105,22 +119,28 @@ def _store(rt: Runtime, requests: Sequence[SendRequest]) -> list[Enqueued | Inva
     return [slot if slot is not None else next(stored) for slot in answer]
 
 
-def hand_off(rt: Runtime, created: Sequence[Enqueued], *, gather: bool = False) -> None:
+def hand_off(
+    rt: Runtime, created: Sequence[Enqueued], *, gather: bool = False, then: Then | None = None
+) -> None:
     """Publish what may go now; put what waits for ``not_before`` in the deferred set.
 
     ``gather``: hand the ids to the process's publisher (published within the linger,
-    batched with others) instead of publishing before returning."""
+    batched with others) instead of publishing before returning; ``then()`` once they
+    are out (called exactly once, whatever happens)."""
     now_ids = [r.id for r in created if r.status is Status.QUEUED]
     later = [(r.id, r.next_attempt_at or 0.0) for r in created if r.status is Status.DEFERRED]
+    handed = False  # ``then`` is the publisher's to call
     try:
         if later:
             rt.deferred.add(later)
         if now_ids and gather:
+            handed = True
             gather_dispatch(
                 rt.celery,
                 now_ids,
                 batch=rt.settings.dispatch_batch,
                 linger=rt.settings.publish_linger,
+                then=then,
             )
         elif now_ids:
             publish_dispatch(rt.celery, now_ids, batch=rt.settings.dispatch_batch)
@@ -131,6 +151,9 @@ def hand_off(rt: Runtime, created: Sequence[Enqueued], *, gather: bool = False) 
             len(created),
             type(exc).__name__,
         )
+    finally:
+        if then is not None and not handed:
+            then()
 
 
 #: at most this many enqueue() calls share one transaction (a few ms of writing on SQLite)

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -39,6 +39,10 @@ DISPATCH = "notifyq.dispatch"
 
 #: the publisher thread exits after this long with nothing to publish (restarted on demand)
 IDLE_EXIT = 2.0
+
+#: called once the ids it came with have been published (or their publish has failed:
+#: then the sweeper re-drives them); from the publisher's thread, so it must be quick
+Then = Callable[[], None]
 
 
 def publish_dispatch(app: Celery, ids: Sequence[int], *, batch: int) -> int:
@@ -74,18 +78,25 @@ class DispatchPublisher:
         self.messages = 0
         self._cond = threading.Condition()
         self._pending: list[int] = []
+        self._then: list[Then] = []  # the callbacks of the pending ids
         self._first_at = 0.0  # monotonic time the oldest pending id arrived
         self._thread: threading.Thread | None = None
         self._busy = False  # a publish is under way (flush waits for it)
 
-    def submit(self, ids: Sequence[int]) -> None:
+    def submit(self, ids: Sequence[int], then: Then | None = None) -> None:
+        """Publish ``ids`` within the linger; ``then()`` once they have gone out (or could
+        not: a Redis error is logged and the sweeper re-drives them)."""
         if not ids:
+            if then is not None:
+                _call(then)
             return
         with self._cond:
             idle = not self._pending
             if idle:
                 self._first_at = time.monotonic()
             self._pending.extend(int(i) for i in ids)
+            if then is not None:
+                self._then.append(then)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="notifyq-dispatch-publisher", daemon=True
@@ -111,8 +122,9 @@ class DispatchPublisher:
                     return
                 self._cond.wait(min(left, 0.05))
             ids, self._pending = self._pending, []
+            then, self._then = self._then, []
         if ids:
-            self._publish(ids)
+            self._publish(ids, then)
 
     def _run(self) -> None:
         while True:
@@ -128,9 +140,10 @@ class DispatchPublisher:
                         self._thread = None
                         return
                 ids, self._pending = self._pending, []
+                then, self._then = self._then, []
                 self._busy = True
             try:
-                self._publish(ids)
+                self._publish(ids, then)
             finally:
                 with self._cond:
                     self._busy = False
@@ -138,7 +151,14 @@ class DispatchPublisher:
                         self._first_at = time.monotonic()
                     self._cond.notify_all()
 
-    def _publish(self, ids: list[int]) -> None:
+    def _publish(self, ids: list[int], then: Sequence[Then] = ()) -> None:
+        try:
+            self._send(ids)
+        finally:
+            for callback in then:
+                _call(callback)
+
+    def _send(self, ids: list[int]) -> None:
         try:
             self.messages += publish_dispatch(self.app, ids, batch=self.batch)
         except (RedisError, OperationalError, OSError) as exc:
@@ -150,6 +170,13 @@ class DispatchPublisher:
             )
         except Exception:  # never let the thread die with ids in hand unlogged
             log.exception("publishing %d stored notification(s) failed", len(ids))
+
+
+def _call(then: Then) -> None:
+    try:
+        then()
+    except Exception:  # one caller's callback never stops the others'
+        log.exception("a publish callback failed")
 
 
 _lock = threading.Lock()
@@ -170,12 +197,20 @@ def publisher_for(app: Celery, *, batch: int, linger: float) -> DispatchPublishe
         return publisher
 
 
-def gather_dispatch(app: Celery, ids: Sequence[int], *, batch: int, linger: float) -> None:
-    """Hand committed ``ids`` to this process's publisher; publishes now if ``linger`` ≤ 0."""
+def gather_dispatch(
+    app: Celery, ids: Sequence[int], *, batch: int, linger: float, then: Then | None = None
+) -> None:
+    """Hand committed ``ids`` to this process's publisher; publishes now if ``linger`` ≤ 0.
+
+    ``then()`` is called exactly once, when the ids are out or their publish failed."""
     if linger <= 0:
-        publish_dispatch(app, ids, batch=batch)
+        try:
+            publish_dispatch(app, ids, batch=batch)
+        finally:
+            if then is not None:
+                _call(then)
         return
-    publisher_for(app, batch=batch, linger=linger).submit(ids)
+    publisher_for(app, batch=batch, linger=linger).submit(ids, then)
 
 
 def flush_dispatch() -> None:

@@ -1,0 +1,124 @@
+"""Single ``POST /v1/notifications`` from many clients at once publish the gathered way
+(api/coalesce.py on tasks/publish.py): each answer comes only once its row is committed
+and its id is in a dispatch message in the broker, every id is in exactly one message,
+and the requests of a moment share messages. Real Redis, real SQLite (and PostgreSQL
+when configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from api.app import create_app
+from config.settings import Settings
+from tasks.enqueue import enqueue_many
+from tasks.requests import SendRequest
+from tasks.runtime import Runtime
+from tests.conftest import TEST_CREDENTIALS
+from worker.queues import DISPATCH_QUEUE
+
+AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
+TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
+CLIENTS = 24
+EACH = 5
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, redis_url=redis_url, **values
+    )
+    rt = Runtime.build(settings)
+    yield rt
+    rt.close()
+
+
+def messages(broker: redis.Redis) -> list[list[int]]:
+    out = []
+    for raw in broker.lrange(DISPATCH_QUEUE, 0, -1):
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "notifyq.dispatch"
+        out.append(json.loads(base64.b64decode(message["body"]))[0][0])
+    return out
+
+
+def test_concurrent_single_posts_are_answered_once_published_and_share_messages(
+    runtime: Runtime, redis_url: str
+) -> None:
+    broker = redis.Redis.from_url(redis_url)
+    app = create_app(runtime.settings, runtime)
+    unpublished: list[int] = []
+    uncommitted: list[int] = []
+    ids: list[int] = []
+
+    async def client(c: int, http: httpx.AsyncClient) -> None:
+        for i in range(EACH):
+            body = {"provider": "ihuyi", "to": f"138{c:02d}{i:06d}", "content": TEXT}
+            answer = await http.post("/v1/notifications", json=body, headers=AUTH)
+            assert answer.status_code == 202, answer.text
+            notification_id = answer.json()["id"]
+            ids.append(notification_id)
+            # an answer means committed and published, as before gathering
+            if notification_id not in {i for m in messages(broker) for i in m}:
+                unpublished.append(notification_id)
+            if runtime.notifications.get(notification_id) is None:
+                uncommitted.append(notification_id)
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            await asyncio.gather(*(client(c, http) for c in range(CLIENTS)))
+
+    asyncio.run(main())
+
+    assert (unpublished, uncommitted) == ([], [])
+    assert len(set(ids)) == CLIENTS * EACH
+    sent = messages(broker)
+    assert sorted(i for m in sent for i in m) == sorted(ids)  # each id in one message
+    assert all(len(m) <= runtime.settings.dispatch_batch for m in sent)
+    assert len(sent) < len(ids)  # gathered: the requests of a moment share a message
+    assert runtime.notifications.count_by_status() == {"queued": CLIENTS * EACH}
+
+
+def test_then_is_called_once_whatever_there_is_to_publish(runtime: Runtime) -> None:
+    """Queued ids (after the publish), a repeated key and a bad request (nothing to
+    publish), a deferred one (the deferred set, no message): ``then`` exactly once."""
+    calls: list[float] = []
+    done = threading.Event()
+
+    def then() -> None:
+        calls.append(time.monotonic())
+        done.set()
+
+    cases = [
+        [SendRequest(provider="ihuyi", to="13800138000", content=TEXT, idempotency_key="k")],
+        [SendRequest(provider="ihuyi", to="13800138000", content=TEXT, idempotency_key="k")],
+        [SendRequest(provider="ihuyi", to="12345", content=TEXT)],
+        [
+            SendRequest(
+                provider="ihuyi", to="13800138001", content=TEXT, not_before=time.time() + 3600
+            )
+        ],
+        [],
+    ]
+    kinds: list[list[str]] = []
+    for requests in cases:
+        calls.clear()
+        done.clear()
+        results = enqueue_many(requests, runtime=runtime, then=then)
+        assert done.wait(5)
+        time.sleep(0.05)  # a second call would come within the linger
+        assert len(calls) == 1, requests
+        kinds.append(
+            [type(r).__name__ + ("+" if getattr(r, "created", False) else "") for r in results]
+        )
+    assert kinds == [["Enqueued+"], ["Enqueued"], ["InvalidRequest"], ["Enqueued+"], []]
