@@ -3,6 +3,7 @@ PostgreSQL when NOTIFYQ_TEST_POSTGRES_URL is set), and notifyq's own processes."
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -22,7 +23,9 @@ from sqlalchemy.engine import make_url
 
 from config.settings import Settings
 from harness.signals import install_sigterm_as_interrupt
+from scheduler.clock import OFFSET_KEY
 from store.migrate import upgrade
+from store.schema import Base
 from tasks.runtime import Runtime
 from tests.services import NOTIFYQ, RedisServer, Stack, free_port, wait_until
 
@@ -308,11 +311,38 @@ class System:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.stack.report()}") from None
 
+    def empty(self) -> None:
+        """Every row of the store and every key of its Redis database gone, the processes
+        still running: for tests that share one started system (a module-scoped fixture)
+        and each expect to begin from nothing. The clock's offset is kept (a clock that
+        went back would re-open windows)."""
+        offset = self.runtime.clock.offset()
+        with self.runtime.db.write() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        self.runtime.redis.flushdb()
+        if offset:
+            self.runtime.redis.set(OFFSET_KEY, repr(offset))
+
     def close(self) -> None:
         # a test's processes need no long goodbye: what has not exited in 5 s is killed
         self.stack.stop(grace=5)
         if self._runtime is not None:
             self._runtime.close()
+
+
+@contextlib.contextmanager
+def own_system(directory: Path, **overrides: str) -> Iterator[System]:
+    """A system for a module-scoped fixture: its own redis-server (no test's flush of a
+    shared database can reach it) and its own SQLite store; stopped on leaving."""
+    server = RedisServer(directory / "redis", appendfsync=None)
+    server.start()
+    system = System(directory, server.url, f"sqlite:///{directory / 'notifyq.db'}", **overrides)
+    try:
+        yield system
+    finally:
+        system.close()
+        server.stop()
 
 
 @pytest.fixture

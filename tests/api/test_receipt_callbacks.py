@@ -6,6 +6,7 @@ and the repeats a provider sends when it missed our answer change nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,14 +16,24 @@ from sqlalchemy import func, select
 from providers.apispace import sms_ref
 from store import Change, Expect, NewNotification, Status
 from store.schema import Receipt
-from tests.conftest import System
+from tests.conftest import System, own_system
 
 SMS_TEXT = "【Eolink】您的验证码是{$var}，5分钟内有效。"
 
 
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """One API (and sandbox) for the module: the tests only push to it."""
+    with own_system(tmp_path_factory.mktemp("receipt-callbacks")) as system:
+        yield system.start(workers=0)
+
+
 @pytest.fixture
-def system(make_system: Any) -> System:
-    return make_system().start(workers=0)
+def system(started: System) -> System:
+    """The module's system with an empty store and Redis: every test counts what was
+    stored from zero, and reuses references ("77001") another test also pushed."""
+    started.empty()
+    return started
 
 
 def url(system: System, route: str, token: str | None = None) -> str:
