@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -225,61 +225,21 @@ class NotificationStore:
             return self._transition(own, changes, now)
 
     def _transition(self, conn: Connection, changes: Sequence[Change], now: float) -> list[Applied]:
-        """Read the rows under the write lock, decide each change against what is there,
-        write what passed, and record an event for each.
+        """One strategy for every caller: lock and read the rows, decide each change in
+        Python against the row as it stands, write each decided change as its own
+        compare-and-set, and record one event per change.
 
-        The decision is made here, in Python, on rows locked for this transaction (``FOR
-        UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so it is a true
-        compare-and-set however the writes below are batched."""
-        ids = sorted({c.id for c in changes})
-        query = select(N.c.id, N.c.status, N.c.attempts, N.c.version).where(N.c.id.in_(ids))
-        if not self.db.is_sqlite:
-            query = query.order_by(N.c.id).with_for_update()
-        current = {
-            row.id: _Current(Status(row.status), row.attempts, row.version)
-            for row in conn.execute(query).all()
-        }
-        writes: list[_Write] = []
-        for change in changes:
-            row = current.get(change.id)
-            if row is None:
-                log.warning(
-                    "transition to %s refused: notification %s does not exist", change.to, change.id
-                )
-                continue
-            if not change.expect.admits(row.status, row.version):
-                # the row moved on since the caller read it: a duplicate task, a racing
-                # sweeper or operator. Expected under at-least-once delivery, so quiet.
-                STALE_CHANGES.labels(change.to.value).inc()
-                log.debug(
-                    "transition to %s dropped: notification %s is %s@v%s, expected %s",
-                    change.to,
-                    change.id,
-                    row.status,
-                    row.version,
-                    change.expect,
-                )
-                continue
-            if row.status not in ALLOWED_FROM[change.to]:
-                log.warning(
-                    "transition refused: notification %s is %s, which may not become %s",
-                    change.id,
-                    row.status,
-                    change.to,
-                )
-                continue
-            values = {
-                "status": change.to.value,
-                "reason": change.reason,
-                "updated_at": now,
-                **change.values,
-            }
-            attempts = row.attempts + 1 if change.count_attempt else row.attempts
-            if change.count_attempt:
-                values["attempts"] = attempts
-            writes.append(_Write(change, row, values))
-            current[change.id] = _Current(change.to, attempts, row.version + 1)
-        _apply_writes(conn, writes, alike=len(ids) == len(changes))
+        The rows are locked for the transaction (``FOR UPDATE`` on PostgreSQL, ``BEGIN
+        IMMEDIATE`` on SQLite), so a decision cannot go stale between the read and the
+        write; each UPDATE still says ``WHERE id = … AND status = … AND version = …`` —
+        the very row the decision was made on — so the compare-and-set holds by itself,
+        whatever the lock. Changes with the same columns go in one executemany, and a row
+        changed twice in one batch is written in order (``_write``). Many rows moved
+        alike with nothing to decide row by row (a report page's receipts) take
+        :meth:`move_alike`, one set-based UPDATE, instead."""
+        current = self._lock_rows(conn, {c.id for c in changes})
+        writes = [w for w in (_decide(current, change, now) for change in changes) if w]
+        _write(conn, writes)
         insert_rows(
             conn,
             E,
@@ -297,6 +257,17 @@ class NotificationStore:
             ],
         )
         return [Applied(w.change.id, w.row.status, w.change.to) for w in writes]
+
+    def _lock_rows(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Current]:
+        """The rows as they stand, locked until the transaction ends (in id order on
+        PostgreSQL, so two batches over the same rows cannot deadlock)."""
+        query = select(N.c.id, N.c.status, N.c.attempts, N.c.version).where(N.c.id.in_(sorted(ids)))
+        if not self.db.is_sqlite:
+            query = query.order_by(N.c.id).with_for_update()
+        return {
+            row.id: _Current(Status(row.status), row.attempts, row.version)
+            for row in conn.execute(query).all()
+        }
 
     def move_alike(
         self,
@@ -411,66 +382,87 @@ class _Write(NamedTuple):
     values: dict[str, Any]
 
 
-def _apply_writes(conn: Connection, writes: Sequence[_Write], *, alike: bool) -> None:
-    """Write decided changes: rows given the very same values from the same status as
-    one ``UPDATE … WHERE id IN (…)``, the others one parameter set each.
-
-    The grouping is for a campaign's thousands of rows held or cancelled alike: one
-    statement instead of thousands of parameter sets, which SQLAlchemy would process
-    one by one in Python. Not when a row changes twice in one batch (``alike`` false),
-    whose order the statements must keep. Each write bumps the row's version."""
-    shared: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    single: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for write in writes:
-        key = _shared_key(write.row.status, write.values) if alike else None
-        if key is not None:
-            shared[key].append(write.change.id)
-        else:
-            single[tuple(sorted(write.values))].append(_params(write))
-    for (from_status, items), ids in shared.items():
-        for start in range(0, len(ids), IN_LIST_LIMIT):
-            conn.execute(
-                update(N)
-                .where(
-                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
-                    unindexed(N.c.status) == from_status.value,
-                )
-                .values({**dict(items), "version": N.c.version + 1})
-            )
-    for columns, rows in single.items():
-        conn.execute(
-            update(N)
-            .where(
-                and_(
-                    N.c.id == bindparam("b_id"),
-                    N.c.status == bindparam("b_from"),
-                    N.c.version == bindparam("b_version"),
-                )
-            )
-            .values(
-                {column: bindparam(f"v_{column}") for column in columns}
-                | {"version": N.c.version + 1}
-            ),
-            rows,
+def _decide(current: dict[int, _Current], change: Change, now: float) -> _Write | None:
+    """The write a change makes to the row as it stands, or None when it may not: the
+    row is gone, has moved on since the caller read it, or may not take that status.
+    ``current`` is updated, so a second change of the same row in one batch is decided
+    against the first."""
+    row = current.get(change.id)
+    if row is None:
+        log.warning(
+            "transition to %s refused: notification %s does not exist", change.to, change.id
         )
+        return None
+    if not change.expect.admits(row.status, row.version):
+        # the row moved on since the caller read it: a duplicate task, a racing sweeper
+        # or operator. Expected under at-least-once delivery, so quiet.
+        STALE_CHANGES.labels(change.to.value).inc()
+        log.debug(
+            "transition to %s dropped: notification %s is %s@v%s, expected %s",
+            change.to,
+            change.id,
+            row.status,
+            row.version,
+            change.expect,
+        )
+        return None
+    if row.status not in ALLOWED_FROM[change.to]:
+        log.warning(
+            "transition refused: notification %s is %s, which may not become %s",
+            change.id,
+            row.status,
+            change.to,
+        )
+        return None
+    values = {"status": change.to.value, "reason": change.reason, "updated_at": now}
+    values.update(change.values)
+    attempts = row.attempts + 1 if change.count_attempt else row.attempts
+    if change.count_attempt:
+        values["attempts"] = attempts
+    current[change.id] = _Current(change.to, attempts, row.version + 1)
+    return _Write(change, row, values)
+
+
+def _write(conn: Connection, writes: Sequence[_Write]) -> None:
+    """Each write as a compare-and-set on the row it was decided on, bumping its version.
+
+    Writes setting the same columns share one executemany. A row's second write in the
+    batch goes in a second round, after every first write, so each row's writes land in
+    the order they were decided (the second expects the version the first leaves)."""
+    rounds: list[dict[tuple[str, ...], list[dict[str, Any]]]] = []
+    seen: Counter[int] = Counter()
+    for write in writes:
+        turn = seen[write.change.id]
+        seen[write.change.id] += 1
+        if turn == len(rounds):
+            rounds.append(defaultdict(list))
+        rounds[turn][tuple(sorted(write.values))].append(_params(write))
+    for groups in rounds:
+        for columns, params in groups.items():
+            conn.execute(_compare_and_set(columns), params)
+
+
+def _compare_and_set(columns: Sequence[str]) -> Any:
+    return (
+        update(N)
+        .where(
+            and_(
+                N.c.id == bindparam("b_id"),
+                N.c.status == bindparam("b_from"),
+                N.c.version == bindparam("b_version"),
+            )
+        )
+        .values(
+            {column: bindparam(f"v_{column}") for column in columns} | {"version": N.c.version + 1}
+        )
+    )
 
 
 def _params(write: _Write) -> dict[str, Any]:
-    """One row's parameters for the per-row compare-and-set UPDATE."""
+    """One row's parameters for the compare-and-set UPDATE."""
     params = {f"v_{k}": v for k, v in write.values.items()}
     params.update(b_id=write.change.id, b_from=write.row.status.value, b_version=write.row.version)
     return params
-
-
-def _shared_key(status: Status, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """What rows changed alike share — the status they leave, the values they get — or
-    None when a value cannot be compared (a JSON column's dict or list)."""
-    key = (status, tuple(sorted(values.items())))
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
 
 
 def unindexed(column: Any) -> Any:

@@ -147,6 +147,46 @@ def test_a_change_decided_from_an_older_version_is_dropped_though_the_status_mat
     assert [a.to for a in store.transition([fresh])] == [Status.SENDING]
 
 
+def test_a_row_changed_twice_in_one_batch_is_written_in_order(store: NotificationStore) -> None:
+    """The second change expects the version the first leaves and sets other columns:
+    written out of order, it would match nothing while its event said it happened."""
+    (n,) = store.insert([draft()])
+    (other,) = store.insert([draft(to="+8613900139000")])
+    first = store.get(n.id)
+    applied = store.transition(
+        [
+            # another row's change with the very columns of this row's second change
+            Change(
+                other.id,
+                Status.DEFERRED,
+                expect=Expect.row(store.get(other.id)),
+                values={"next_attempt_at": 9.0},
+            ),
+            Change(n.id, Status.SENDING, expect=Expect.row(first), count_attempt=True),
+            Change(
+                n.id,
+                Status.RETRYING,
+                expect=Expect(frozenset({Status.SENDING}), first.version + 1),
+                reason="net:timeout",
+                values={"next_attempt_at": 5.0},
+            ),
+        ]
+    )
+    assert [(a.id, a.to) for a in applied] == [
+        (other.id, Status.DEFERRED),
+        (n.id, Status.SENDING),
+        (n.id, Status.RETRYING),
+    ]
+    row = store.get(n.id)
+    assert (row.status, row.version, row.attempts, row.next_attempt_at) == (
+        Status.RETRYING,
+        first.version + 2,
+        1,
+        5.0,
+    )
+    assert [e.to_status for e in store.events(n.id)] == [Status.SENDING, Status.RETRYING]
+
+
 def test_only_one_of_two_racing_claims_wins(store: NotificationStore) -> None:
     (n,) = store.insert([draft()])
     wins: list[int] = []
