@@ -163,10 +163,90 @@ class CapLimiter:
             self.refund(check.provider, check.number, decision)
         return self.hit_many([check for check, _ in taken])
 
+    def state(self, provider: str, number: str, caps: Sequence[Cap]) -> CapState:
+        """What the caps hold for one number now, decoded from its key (read only): for
+        an operator asking why a number waits (``notifyq caps show``)."""
+        raw = self.client.get(cap_key(provider, number))
+        if self.clock is not None:
+            now = self.clock.now()
+        else:
+            seconds, micros = self.client.time()
+            now = seconds + micros / 1_000_000
+        blocked_ms, attempts_ms = decode_log(raw)
+        now_ms = now * 1000
+        windows = []
+        for cap in caps:
+            window = cap.window * 1000 + self.margin_ms
+            inside = [at for at in attempts_ms if at > now_ms - window]
+            frees_ms = None
+            # as caps.lua decides: the amount-th most recent attempt inside the window
+            if len(attempts_ms) >= cap.amount:
+                decisive = attempts_ms[-cap.amount]
+                if decisive > now_ms - window:
+                    frees_ms = decisive + window
+            windows.append(
+                CapWindow(cap, len(inside), None if frees_ms is None else frees_ms / 1000)
+            )
+        blocked = blocked_ms / 1000 if blocked_ms > now_ms else None
+        return CapState(now, tuple(a / 1000 for a in attempts_ms), blocked, tuple(windows))
+
     def block(self, provider: str, number: str, seconds: float) -> float:
         """The provider refused this number for a cap: try nothing before now + seconds."""
         until = self._block(keys=[cap_key(provider, number)], args=[max(1, round(seconds * 1000))])
         return int(until) / 1000
+
+
+@dataclass(frozen=True)
+class CapWindow:
+    cap: Cap
+    #: attempts inside the window (widened by the margin, as the script counts them)
+    used: int
+    #: epoch seconds when this cap admits again, None while it has room
+    frees_at: float | None
+
+
+@dataclass(frozen=True)
+class CapState:
+    now: float
+    #: the attempts the key keeps, epoch seconds, oldest first
+    attempts: tuple[float, ...]
+    #: the provider's own block on this number, while it stands
+    blocked_until: float | None
+    windows: tuple[CapWindow, ...]
+
+    @property
+    def next_free(self) -> float:
+        """The first moment every cap (and any block) admits an attempt."""
+        moments = [self.now, self.blocked_until or 0.0]
+        moments += [w.frees_at for w in self.windows if w.frees_at is not None]
+        return max(moments)
+
+
+def decode_log(raw: bytes | None) -> tuple[int, list[int]]:
+    """A number's key → (blocked until, in ms or 0; its attempts in ms, oldest first).
+
+    The same reading as ``caps_decode`` in caps_codec.lua (its header has the layout
+    and a worked example): an optional 0xFF + 6-byte block, a 6-byte base time, then
+    each later attempt as a varint of ms after the one before."""
+    if not raw:
+        return 0, []
+    blocked, pos = 0, 0
+    if raw[0] == 0xFF:
+        blocked, pos = int.from_bytes(raw[1:7], "big"), 7
+    if len(raw) < pos + 6:
+        return blocked, []
+    at = int.from_bytes(raw[pos : pos + 6], "big")
+    attempts = [at]
+    delta, shift = 0, 0
+    for byte in raw[pos + 6 :]:
+        delta |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+        else:
+            at += delta
+            attempts.append(at)
+            delta, shift = 0, 0
+    return blocked, attempts
 
 
 def _decision(reply: int | Sequence[int], caps: Sequence[Cap]) -> Decision:
