@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,11 @@ class System:
             timeout=60,
         )
 
+    def cli_many(self, *commands: Sequence[str]) -> list[subprocess.CompletedProcess[str]]:
+        """Several ``notifyq`` commands at once, each its own process as from a shell:
+        their start-ups overlap instead of adding up. Results in the order given."""
+        return cli_together([(self, args) for args in commands])
+
     def status(self, notification_id: int) -> str:
         row = self.runtime.notifications.get(notification_id)
         return row.status.value if hasattr(row.status, "value") else str(row.status)
@@ -329,6 +334,36 @@ class System:
         self.stack.stop(grace=5)
         if self._runtime is not None:
             self._runtime.close()
+
+
+def cli_together(
+    jobs: Sequence[tuple[System, Sequence[str]]],
+) -> list[subprocess.CompletedProcess[str]]:
+    """A ``notifyq`` process for each (system, arguments), all started at once, each with
+    its system's settings; their results in the order given."""
+    procs = [
+        subprocess.Popen(
+            [NOTIFYQ, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **system.env},
+            cwd=system.directory,
+        )
+        for system, args in jobs
+    ]
+    results = []
+    try:
+        for (_, args), proc in zip(jobs, procs, strict=True):
+            # all started together on a machine that may be busy: one bound, and generous
+            out, err = proc.communicate(timeout=60 + 10 * len(jobs))
+            results.append(subprocess.CompletedProcess([NOTIFYQ, *args], proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,7 +20,8 @@ from store.schema import ReportPull
 from tasks.enqueue import enqueue_many
 from tasks.reports import pull_reports
 from tasks.requests import SendRequest
-from tests.conftest import SECRETS, System
+from tasks.views import notification_view
+from tests.conftest import SECRETS, System, cli_together
 from tests.services import wait_until
 
 SANDBOX = ("--receipt-delay", "0.3", "--jumdata-window", "", "--outcome", "0000=no-answer")
@@ -65,8 +68,9 @@ def test_every_provider_sends_through_the_cli_and_ends_in_its_receipts_status(ma
     system: System = make_system().start(sandbox_args=SANDBOX)
     ids: dict[str, int] = {}
     output = ""
-    for label, (provider, to, *rest) in SENDS.items():
-        sent = system.cli("send", provider, "--to", to, *rest)
+    # a `notifyq send` process each, all at once (as from eight shells)
+    commands = [("send", provider, "--to", to, *rest) for provider, to, *rest in SENDS.values()]
+    for label, sent in zip(SENDS, system.cli_many(*commands), strict=True):
         assert sent.returncode == 0, sent.stderr
         ids[label] = int(sent.stdout)
         output += sent.stdout + sent.stderr
@@ -105,9 +109,13 @@ def test_every_provider_sends_through_the_cli_and_ends_in_its_receipts_status(ma
     assert json.loads(pulls[2].body)["code"] == "0"  # the raw body, committed before parsing
     assert runtime.receipts.unparsed_journal("apispace-voice") == []
 
-    views = {
-        label: json.loads(system.cli("status", str(i), "--json").stdout) for label, i in ids.items()
-    }
+    # the views `notifyq status --json` prints; the command itself shows one of them (a
+    # process per view would only start the same code eight times)
+    views = {label: notification_view(runtime.notifications, i) for label, i in ids.items()}
+    shown = system.cli("status", str(ids["voice-no"]), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == json.loads(json.dumps(views["voice-no"], default=str))
+    output += shown.stdout + shown.stderr
     voice_calls = {
         c["number"]: c for c in system.ledger("apispace-voice") if c["api"] == "voice-notify"
     }
@@ -217,12 +225,31 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("provider", "args", "field"), BAD_INPUT)
+@pytest.fixture(scope="module")
+def refusals(
+    tmp_path_factory: pytest.TempPathFactory, redis_base: str
+) -> Iterator[list[tuple[subprocess.CompletedProcess[str], System]]]:
+    """Each bad input of BAD_INPUT given to a `notifyq send` process of its own, with its
+    own empty store; all the processes at once (their start-ups overlap)."""
+    systems = []
+    for case in range(len(BAD_INPUT)):
+        directory = tmp_path_factory.mktemp(f"bad-input-{case}")
+        systems.append(System(directory, redis_base, f"sqlite:///{directory / 'notifyq.db'}"))
+    jobs = [
+        (system, ("send", provider, *args))
+        for (provider, args, _), system in zip(BAD_INPUT, systems, strict=True)
+    ]
+    yield list(zip(cli_together(jobs), systems, strict=True))
+    for system in systems:
+        system.close()
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[f"{p}-{f}" for p, _, f in BAD_INPUT])
 def test_bad_input_exits_2_naming_the_field_and_stores_nothing(
-    make_system, provider: str, args: list[str], field: str
+    refusals: list[tuple[subprocess.CompletedProcess[str], System]], case: int
 ) -> None:
-    system: System = make_system()
-    refused = system.cli("send", provider, *args)
+    _, _, field = BAD_INPUT[case]
+    refused, system = refusals[case]
     assert refused.returncode == 2
     assert refused.stdout == ""
     (line,) = refused.stderr.strip().splitlines()
