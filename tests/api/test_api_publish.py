@@ -20,6 +20,7 @@ import redis
 from api.app import create_app
 from config.settings import Settings
 from tasks.enqueue import enqueue_many
+from tasks.publish import flush_dispatch
 from tasks.requests import SendRequest
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
@@ -116,7 +117,9 @@ def test_then_is_called_once_whatever_there_is_to_publish(runtime: Runtime) -> N
         done.clear()
         results = enqueue_many(requests, runtime=runtime, then=then)
         assert done.wait(5)
-        time.sleep(0.05)  # a second call would come within the linger
+        # every publish handed over or under way has finished (its callbacks called): a
+        # second call would have come from one of them — an event, not a pause
+        flush_dispatch()
         assert len(calls) == 1, requests
         kinds.append(
             [type(r).__name__ + ("+" if getattr(r, "created", False) else "") for r in results]
