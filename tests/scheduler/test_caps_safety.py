@@ -57,10 +57,18 @@ class Reference:
 
     def hit(self) -> bool:
         if all(self.limiter.test(item, "n") for item in self.items):
-            for item in self.items:
-                self.limiter.hit(item, "n")
+            recorded = [self.limiter.hit(item, "n") for item in self.items]
+            if not all(recorded):
+                # ``limits`` tests and hits on float seconds with different comparisons:
+                # on a window's very edge its test passes and its hit refuses, so its
+                # history no longer says what it decided
+                raise ReferenceUndecided
             return True
         return False
+
+
+class ReferenceUndecided(Exception):
+    """The reference contradicted itself (a call exactly on a window's edge)."""
 
 
 def within_caps(times_us: list[int]) -> bool:
@@ -90,12 +98,17 @@ def test_no_margin_never_lets_a_call_through_before_the_reference_does(
             at += gap
             clock.move_to(at / 1e6)
             ours = caps.hit("ihuyi", NUMBER, rules, at=at / 1e6)
-            theirs = reference.hit()
             if ours.allowed:
                 allowed_at.append(at)
+            try:
+                theirs = reference.hit()
+            except ReferenceUndecided:
+                theirs = None
             if ours.allowed == theirs:
                 continue
-            if ours.allowed:
+            if theirs is None:
+                pass  # nothing to compare: what we allowed is checked below all the same
+            elif ours.allowed:
                 assert _tie(allowed_at, at), (
                     f"allowed at +{at - START_US} µs where the reference refuses"
                 )
