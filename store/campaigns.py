@@ -1,8 +1,9 @@
 """Campaigns in the ledger: their rows, bulk-loaded; their release in chunks; their control.
 
-Bulk loading goes through the driver's ``executemany`` with the JSON already encoded:
-a million rows must load in seconds, and the ORM's per-row type processing is most of
-the cost of a naive insert. Everything else here is plain SQLAlchemy Core.
+Bulk loading goes through ``store.bulk.insert_rows`` with the JSON already encoded —
+``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite: a million rows must
+load in seconds, and the ORM's per-row type processing is most of the cost of a naive
+insert. Everything else here is plain SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
-from store.bulk import Serialized, insert_rows
+from store.bulk import Serialized, insert_rows, json_strings
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
 from store.schema import Campaign, CampaignRecipient, Notification
@@ -130,7 +131,7 @@ class CampaignStore:
                 r.to,
                 campaign.template,
                 r.content,
-                Serialized(json.dumps(list(r.params), ensure_ascii=False)),
+                json_strings(r.params),
                 options,
                 route,
                 Status.QUEUED.value,
@@ -143,14 +144,16 @@ class CampaignStore:
             for r in rows
         ]
         with self.db.write() as conn:
-            insert_rows(conn, N, _ROW_COLUMNS, values)
+            insert_rows(conn, N, _ROW_COLUMNS, values, prepared=True)
 
     def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
         if not rows:
             return
-        values = [(campaign_id, r.row, r.to, r.content, list(r.params)) for r in rows]
+        values = [(campaign_id, r.row, r.to, r.content, json_strings(r.params)) for r in rows]
         with self.db.write() as conn:
-            insert_rows(conn, R, ("campaign_id", "row", "to", "content", "params"), values)
+            insert_rows(
+                conn, R, ("campaign_id", "row", "to", "content", "params"), values, prepared=True
+            )
 
     def start_run(self, campaign: Any, now: float, next_run_at: float | None) -> int | None:
         """Start a recurring campaign's occurrence exactly once: ``scheduled → running``
