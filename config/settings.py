@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler.limits import Cap, parse_caps
@@ -23,6 +24,75 @@ DEFAULT_NUMBER_CAPS = "1/second;3/minute;10/day"
 #: windows kept on the provider's own clock, whatever NOTIFYQ_TIMEZONE says (jumdata's
 #: 09:00-21:00 is Beijing time: providers/jumdata.py WINDOW_ZONE)
 WINDOW_ZONES = {"jumdata": "Asia/Shanghai"}
+
+
+@dataclass(frozen=True)
+class SentinelRedis:
+    """A Redis found through its Sentinels: who to ask, for which service, which db."""
+
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    #: the master's (Sentinels are asked without one, as usually deployed)
+    password: str | None = None
+
+    def client_url(self) -> str:
+        """The form ``scheduler.connect.redis_client`` (redis-py's Sentinel) reads."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.hosts)
+        return f"sentinel://{auth}{hosts}/{self.service}/{self.db}"
+
+    def kombu_url(self) -> str:
+        """The form kombu's Redis transport reads (with ``master_name`` beside it)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.hosts)
+
+
+def parse_sentinel(url: str, master: str = "") -> SentinelRedis | None:
+    """``url`` as a :class:`SentinelRedis`, or None if it is not a ``sentinel://`` URL.
+
+    Two spellings: ``sentinel://[:pw@]h1:26379,h2:26379/<service>[/<db>]`` (notifyq's,
+    as for the caps), and kombu's ``sentinel://[:pw@]h1:26379[/<db>];sentinel://h2:26379``
+    whose service comes from ``master``. Raises ValueError for a Sentinel URL that names
+    no service, or names another than ``master``."""
+    parts = [p.strip() for p in url.split(";") if p.strip()]
+    if not parts or not all(p.startswith("sentinel://") for p in parts):
+        if any(p.startswith("sentinel://") for p in parts):
+            raise ValueError("every part of a Sentinel URL is sentinel://host:port")
+        return None
+    hosts: list[tuple[str, int]] = []
+    password: str | None = None
+    service = ""
+    db = 0
+    for index, part in enumerate(parts):
+        pieces = urlsplit(part)
+        netloc = pieces.netloc
+        if "@" in netloc:
+            auth, netloc = netloc.rsplit("@", 1)
+            secret = auth.split(":", 1)[1] if ":" in auth else auth
+            password = password or unquote(secret) or None
+        for spot in netloc.split(","):
+            host, _, port = spot.rpartition(":")
+            hosts.append((host, int(port)) if host else (spot, 26379))
+        path = [p for p in pieces.path.split("/") if p]
+        if index == 0 and path:
+            if path[0].isdigit():
+                db = int(path[0])
+            else:
+                service = path[0]
+                db = int(path[1]) if len(path) > 1 else 0
+    if service and master and service != master:
+        raise ValueError(
+            f"the Sentinel URL names the service {service!r}, "
+            f"NOTIFYQ_REDIS_SENTINEL_MASTER {master!r}"
+        )
+    service = service or master
+    if not service:
+        raise ValueError(
+            "a sentinel:// NOTIFYQ_REDIS_URL needs its service: "
+            "sentinel://host:26379/<service> or NOTIFYQ_REDIS_SENTINEL_MASTER"
+        )
+    return SentinelRedis(tuple(hosts), service, db, password)
 
 
 @dataclass(frozen=True)
@@ -41,7 +111,14 @@ class Settings(BaseSettings):
         env_prefix="NOTIFYQ_", env_file=".env", extra="ignore", frozen=True
     )
 
+    #: the broker and the runtime's own Redis: ``redis://…``, or behind Sentinel either
+    #: ``sentinel://[:password@]host:26379[,host:port]/<service>[/<db>]`` (as the caps)
+    #: or kombu's ``sentinel://host:26379;sentinel://host2:26379`` with
+    #: ``redis_sentinel_master`` naming the service (:attr:`sentinel`)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: the Sentinel service (master name) of a ``sentinel://`` ``redis_url`` that does
+    #: not name one itself
+    redis_sentinel_master: str = ""
     #: the per-number caps on a Redis of their own (empty: ``redis_url``); also
     #: ``sentinel://host:26379[,host:port]/<service>[/<db>]`` or
     #: ``redis+cluster://host:port[,host:port]`` (scheduler/connect.py)
@@ -218,6 +295,23 @@ class Settings(BaseSettings):
         if isinstance(value, str) and name.endswith("_window"):
             parse_window(value, ZoneInfo("UTC"))
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_named(self) -> Settings:
+        self.sentinel  # noqa: B018 -- a Sentinel URL without its service stops start-up
+        return self
+
+    @property
+    def sentinel(self) -> SentinelRedis | None:
+        """``redis_url``'s Sentinels, if it names some (for the broker and the runtime)."""
+        return parse_sentinel(self.redis_url, self.redis_sentinel_master)
+
+    @property
+    def redis_client_url(self) -> str:
+        """``redis_url`` as ``scheduler.connect.redis_client`` reads it (Sentinel URLs in
+        the form redis-py's Sentinel is built from; any other URL as it is)."""
+        sentinel = self.sentinel
+        return sentinel.client_url() if sentinel else self.redis_url
 
     @property
     def zone(self) -> ZoneInfo:

@@ -65,7 +65,7 @@ class Runtime:
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
         }
-        client = Redis.from_url(settings.redis_url, **connection)
+        client = redis_client(settings.redis_client_url, **connection)
         providers = registry.build_all(settings)
         clock = Clock(client, control=settings.clock_control)
         return cls(

@@ -5,6 +5,10 @@ rejected (requeued) when a worker dies, one message prefetched per thread: a mes
 is only gone once its notification's new state is committed. Task events are on so
 Flower shows every task, its retries and its runtime.
 
+The broker is ``NOTIFYQ_REDIS_URL``; behind Sentinel, in either spelling the settings
+accept, it becomes kombu's ``sentinel://h1:26379/<db>;sentinel://h2:26379/<db>`` with the
+transport option ``master_name`` (:func:`broker`).
+
 This module imports nothing of ours but the settings and the schedule, so the tasks can
 import the app without a circle. The app reads the environment when its configuration
 is first used, never at import; what a worker does once it is ready (metrics, warm
@@ -37,9 +41,24 @@ WORKER_MODULES = (
 )
 
 
+def broker(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and transport options: ``redis_url`` as it is, or for a Sentinel
+    URL (either spelling, config/settings.py ``parse_sentinel``) kombu's own form —
+    ``sentinel://h1:26379/<db>;sentinel://h2:26379/<db>`` — and ``master_name``."""
+    options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return settings.redis_url, options
+    options["master_name"] = sentinel.service
+    # the Sentinels answer without the master's password; their socket timeouts
+    options["sentinel_kwargs"] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    return sentinel.kombu_url(), options
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
+    broker_url, transport_options = broker(settings)
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker_url,
         "broker_connection_retry_on_startup": True,
         # A Redis error reply (OOM, LOADING after a restart) reconnects like a lost
         # connection instead of stopping the worker.
@@ -47,7 +66,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A dispatch already talking to a provider when Redis goes finishes and records
         # its outcome; its unacked message comes back and finds the row already final.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "broker_transport_options": transport_options,
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
