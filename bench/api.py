@@ -14,8 +14,10 @@ One machine, one private Redis, SQLite (the default store; PostgreSQL with
             beat run and the sandbox answers after 200 ms, timed from the first post to
             the last notification stored ``sent`` — what a user of the HTTP API sees.
 
-Each request is validated, stored (committed) and published before it is answered, so
-a figure here is *accepted and durable* per second. The issue names no baseline for
+Each request is validated, stored (committed) and published before it is answered (a
+single post's id in one dispatch message with the others of its
+``NOTIFYQ_PUBLISH_LINGER``: api/coalesce.py), so a figure here is *accepted and durable*
+per second. The issue names no baseline for
 the API, so the two are compared with each other. The client shares the machine's
 cores with the server: on a 2-core machine its own CPU is part of what is measured.
 
@@ -30,6 +32,7 @@ Prints a table, then as its last line one JSON object:
     python bench/api.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/api.py --py-spy var/api.svg   # and a flame graph of the API process
     python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
+    python bench/api.py --e2e-only --quick     # (c) and (d) alone
 """
 
 from __future__ import annotations
@@ -238,6 +241,68 @@ def end_to_end(
     }
 
 
+def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> float:
+    """Print (c) and (d); the share of the ceiling sent end to end."""
+    share = e2e["sends_per_s"] / e2e["ceiling_per_s"]
+    print(
+        f"\nwith {args.workers} workers and beat running, sandbox at {args.latency_ms} ms, "
+        f"{args.e2e_clients} clients posting single notifications ({posts}):"
+    )
+    print(f"{'run':34} {'per s':>9} {'vs ceiling':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'(c) ceiling: bare Celery sleeps':34} {e2e['ceiling_per_s']:9.0f} {'100%':>11}")
+    print(
+        f"{'(d) posts accepted':34} {e2e['posts_per_s']:9.0f} {'':11} "
+        f"{e2e['post_p50_ms']:8.1f} {e2e['post_p99_ms']:8.1f}"
+    )
+    print(
+        f"{'(d) sent end to end (post→sent)':34} {e2e['sends_per_s']:9.0f} {share:10.0%} "
+        f"{e2e['enqueue_to_sent_p50_ms']:8.0f} {e2e['enqueue_to_sent_p99_ms']:8.0f}"
+    )
+    return share
+
+
+def e2e_figures(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> dict[str, Any]:
+    return {
+        "e2e_posts": posts,
+        "e2e_clients": args.e2e_clients,
+        "e2e_ceiling_per_s": round(e2e["ceiling_per_s"], 1),
+        "e2e_posts_per_s": round(e2e["posts_per_s"], 1),
+        "e2e_post_p99_ms": round(e2e["post_p99_ms"], 1),
+        "e2e_sends_per_s": round(e2e["sends_per_s"], 1),
+        "e2e_vs_ceiling": round(e2e["sends_per_s"] / e2e["ceiling_per_s"], 3),
+        "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
+    }
+
+
+def e2e_only(args: argparse.Namespace) -> None:
+    """(c) and (d) alone: the figure a user of the HTTP API with workers running sees."""
+    posts = args.e2e or (2_000 if args.quick else 6_000)
+    with tempfile.TemporaryDirectory(prefix="nq-bench-api-") as tmp:
+        directory = Path(tmp)
+        server = RedisServer(directory / "redis")
+        server.start()
+        try:
+            e2e = end_to_end(
+                directory,
+                server.url,
+                args.database_url,
+                posts,
+                args.e2e_clients,
+                args.latency_ms,
+                args.workers,
+            )
+        finally:
+            server.stop()
+    print(f"notifyq api, one uvicorn process, {store_kind(args.database_url)}, private Redis")
+    report_e2e(args, e2e, posts)
+    figures = {
+        "store": store_kind(args.database_url).lower(),
+        "quick": args.quick,
+        **e2e_figures(args, e2e, posts),
+    }
+    print(json.dumps(figures))
+
+
 def main() -> None:
     install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -254,7 +319,13 @@ def main() -> None:
     parser.add_argument("--e2e-clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--e2e-only", action="store_true", help="only (c) the ceiling and (d) end to end"
+    )
     args = parser.parse_args()
+    if args.e2e_only:
+        e2e_only(args)
+        return
     store = store_kind(args.database_url)
     e2e_posts = args.e2e or (2_000 if args.quick else 6_000)
     single = args.single or (2_000 if args.quick else 20_000)
@@ -359,21 +430,7 @@ def main() -> None:
             f"{phase.quantile(0.50):8.1f} {phase.quantile(0.99):8.1f}"
         )
     ratio = many.items_per_s / one.items_per_s
-    share = e2e["sends_per_s"] / e2e["ceiling_per_s"]
-    print(
-        f"\nwith {args.workers} workers and beat running, sandbox at {args.latency_ms} ms, "
-        f"{args.e2e_clients} clients posting single notifications ({e2e_posts}):"
-    )
-    print(f"{'run':34} {'per s':>9} {'vs ceiling':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    print(f"{'(c) ceiling: bare Celery sleeps':34} {e2e['ceiling_per_s']:9.0f} {'100%':>11}")
-    print(
-        f"{'(d) posts accepted':34} {e2e['posts_per_s']:9.0f} {'':11} "
-        f"{e2e['post_p50_ms']:8.1f} {e2e['post_p99_ms']:8.1f}"
-    )
-    print(
-        f"{'(d) sent end to end (post→sent)':34} {e2e['sends_per_s']:9.0f} {share:10.0%} "
-        f"{e2e['enqueue_to_sent_p50_ms']:8.0f} {e2e['enqueue_to_sent_p99_ms']:8.0f}"
-    )
+    report_e2e(args, e2e, e2e_posts)
     print(
         f"batch vs single: {ratio:.1f}× the notifications per second; "
         f"ledger checked: {stored} queued once each, in {messages} dispatch messages"
@@ -395,14 +452,7 @@ def main() -> None:
         "batch_concurrency": min(args.concurrency, 16),
         "store": store.lower(),
         "quick": args.quick,
-        "e2e_posts": e2e_posts,
-        "e2e_clients": args.e2e_clients,
-        "e2e_ceiling_per_s": round(e2e["ceiling_per_s"], 1),
-        "e2e_posts_per_s": round(e2e["posts_per_s"], 1),
-        "e2e_post_p99_ms": round(e2e["post_p99_ms"], 1),
-        "e2e_sends_per_s": round(e2e["sends_per_s"], 1),
-        "e2e_vs_ceiling": round(share, 3),
-        "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
+        **e2e_figures(args, e2e, e2e_posts),
     }
     print(json.dumps(figures))
 
