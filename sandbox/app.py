@@ -1,6 +1,7 @@
 """The sandbox server: every emulator's routes on one Starlette app, plus its controls.
 
 ``GET /_sandbox/calls[?provider=&since=]`` the ledger; ``DELETE`` clears it.
+``GET /_sandbox/calls/count[?provider=]`` how many calls it holds, and how many placed.
 ``GET|POST /_sandbox/config`` reads or changes latency, fault rates and outcomes live,
 and moves the sandbox's clock (``clock_offset``, seconds: forward only, as the workers').
 ``GET /_sandbox/pushes`` what was pushed to receivers, and whether they said success.
@@ -63,6 +64,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         since = int(request.query_params.get("since", "0"))
         return JSONResponse({"calls": sandbox.ledger.query(provider, since)})
 
+    async def count(request: Request) -> Response:
+        return JSONResponse(sandbox.ledger.count(request.query_params.get("provider")))
+
     async def config_route(request: Request) -> Response:
         if request.method == "POST":
             changes = await request.json()
@@ -99,6 +103,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
     routes = [
         Route("/_sandbox/calls", calls, methods=["GET", "DELETE"]),
+        Route("/_sandbox/calls/count", count, methods=["GET"]),
         Route("/_sandbox/config", config_route, methods=["GET", "POST"]),
         Route("/_sandbox/pushes", pushes, methods=["GET"]),
         Route("/_sandbox/reports", reports, methods=["GET"]),

@@ -132,6 +132,11 @@ class Ledger:
             if c.seq > since and (provider is None or c.provider == provider)
         ]
 
+    def count(self, provider: str | None = None) -> dict[str, int]:
+        """How many calls, and how many placed (for pollers: no list to serialise)."""
+        mine = [c for c in self.calls if provider is None or c.provider == provider]
+        return {"calls": len(mine), "placed": sum(1 for c in mine if c.placed)}
+
     def clear(self) -> None:
         self.calls.clear()
 

@@ -231,9 +231,20 @@ class System:
         row = self.runtime.notifications.get(notification_id)
         return row.status.value if hasattr(row.status, "value") else str(row.status)
 
+    def statuses(self, ids: list[int]) -> dict[int, str]:
+        """Each notification's status from one read ("missing" for an id not stored): a
+        poll of a row at a time takes the CPU the workers being watched need."""
+        with self.runtime.db.read() as conn:
+            rows = self.runtime.notifications.load(conn, ids)
+        found = {
+            row.id: row.status.value if hasattr(row.status, "value") else str(row.status)
+            for row in rows
+        }
+        return {i: found.get(i, "missing") for i in ids}
+
     def wait_for(self, ids: list[int], statuses: set[str], timeout: float = 30) -> dict[int, str]:
         def done() -> dict[int, str] | None:
-            current = {i: self.status(i) for i in ids}
+            current = self.statuses(ids)
             return current if all(s in statuses for s in current.values()) else None
 
         try:
@@ -242,8 +253,8 @@ class System:
             )
         except TimeoutError:
             counts: dict[str, int] = {}
-            for i in ids:
-                counts[self.status(i)] = counts.get(self.status(i), 0) + 1
+            for status in self.statuses(ids).values():
+                counts[status] = counts.get(status, 0) + 1
             raise TimeoutError(
                 f"not all reached {statuses}: {counts}\n{self.stack.report()}"
             ) from None
@@ -253,6 +264,12 @@ class System:
         return httpx.get(f"{self.sandbox_url}/_sandbox/calls", params=params, timeout=30).json()[
             "calls"
         ]
+
+    def placed(self, provider: str | None = None) -> int:
+        """How many calls the sandbox placed (a count: cheap to poll, unlike the ledger)."""
+        params = {"provider": provider} if provider else {}
+        answer = httpx.get(f"{self.sandbox_url}/_sandbox/calls/count", params=params, timeout=30)
+        return int(answer.json()["placed"])
 
     def sandbox_pushes(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.sandbox_url}/_sandbox/pushes", timeout=10).json()["pushes"]

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from scheduler.caps import cap_key
+from tasks.campaigns.control import progress
 from tasks.campaigns.intake import CHUNK
 from tasks.campaigns.release import FANOUT_LOCK, fan_out
 from tests.conftest import System
@@ -34,13 +35,22 @@ def write_csv(path: Path, rows: int, bad: dict[int, list[str]]) -> None:
 
 
 def placed(system: System) -> int:
-    return sum(1 for call in system.ledger("ihuyi") if call["placed"])
+    return system.placed("ihuyi")
 
 
 def show(system: System, campaign_id: int) -> dict:
+    """What ``notifyq campaign show ID --json`` prints (a `notifyq` process)."""
     shown = system.cli("campaign", "show", str(campaign_id), "--json")
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
+
+
+def view(system: System, campaign_id: int) -> dict:
+    """The same view from this process, as the JSON the command prints: what polls read
+    (a process per poll would take the CPU the workers being watched need)."""
+    found = progress(system.runtime, campaign_id)
+    assert found is not None, f"no campaign {campaign_id}"
+    return json.loads(json.dumps(found, ensure_ascii=False, default=str))
 
 
 def admitted_at(system: System, national: str) -> float:
@@ -68,7 +78,7 @@ def dispatch_idle(system: System, campaign_id: int) -> bool:
         return False
     if any(b'"notifyq.dispatch"' in raw for raw in broker.hvals("unacked")):
         return False
-    return show(system, campaign_id)["counts"].get("sending", 0) == 0
+    return view(system, campaign_id)["counts"].get("sending", 0) == 0
 
 
 def stopped(system: System, campaign_id: int) -> int:
@@ -151,7 +161,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
 
     assert system.cli("campaign", "pause", str(campaign_id)).returncode == 0
     paused_at = stopped(system, campaign_id)
-    assert show(system, campaign_id)["status"] == "paused"
+    assert view(system, campaign_id)["status"] == "paused"
     beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == paused_at, "a paused campaign places no call"
 
@@ -164,20 +174,24 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     assert placed(system) == after_cancel, "nothing stray goes out after cancel"
 
     def settled() -> dict | None:
-        view = show(system, campaign_id)
+        seen = view(system, campaign_id)
         open_rows = sum(
-            view["counts"].get(s, 0) for s in ("queued", "deferred", "retrying", "sending", "sent")
+            seen["counts"].get(s, 0) for s in ("queued", "deferred", "retrying", "sending", "sent")
         )
-        return view if open_rows == 0 else None
+        return seen if open_rows == 0 else None
 
-    view = wait_until(settled, 180, interval=0.5, what="receipts for every placed call")
-    counts = view["counts"]
-    assert view["status"] == "cancelled"
+    settled_view = wait_until(settled, 180, interval=0.5, what="receipts for every placed call")
+    shown = show(system, campaign_id)  # the command prints the same
+    assert {k: shown[k] for k in ("status", "counts", "total", "rejected")} == {
+        k: settled_view[k] for k in ("status", "counts", "total", "rejected")
+    }
+    counts = shown["counts"]
+    assert shown["status"] == "cancelled"
     assert counts.get("delivered", 0) == after_cancel, (
         "every placed call was called once and delivered"
     )
     assert counts.get("cancelled", 0) == 10_000 - after_cancel
-    assert view["total"] == 10_000 and view["rejected"] == 3
+    assert shown["total"] == 10_000 and shown["rejected"] == 3
     calls = [c["fields"]["content"] for c in system.ledger("ihuyi") if c["placed"]]
     assert len(calls) == len(set(calls)), "no recipient called twice"
 
@@ -198,27 +212,27 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     created = create_campaign(system, recipients, "您好{name}", "--at", at)
     assert created.returncode == 0, created.stderr
     campaign_id = json.loads(created.stdout)["id"]
-    assert show(system, campaign_id)["next_run_at"] == at
+    assert view(system, campaign_id)["next_run_at"] == at
 
     beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
-    assert placed(system) == 0 and show(system, campaign_id)["status"] == "scheduled"
+    assert placed(system) == 0 and view(system, campaign_id)["status"] == "scheduled"
     # just before the start (the clock runs on meanwhile, far less than a minute)
     system.advance_to(start - 60)
     assert fan_out_now(system)["started"] == 0
-    assert placed(system) == 0 and show(system, campaign_id)["status"] == "scheduled"
+    assert placed(system) == 0 and view(system, campaign_id)["status"] == "scheduled"
 
     system.advance_to(start)
     assert fan_out_now(system)["started"] == 1
     wait_until(
-        lambda: show(system, campaign_id)["status"] == "completed",
+        lambda: view(system, campaign_id)["status"] == "completed",
         90,
         interval=0.5,
         what="completed",
     )
-    view = show(system, campaign_id)
-    started = datetime.fromisoformat(view["started_at"]).timestamp()
+    seen = view(system, campaign_id)
+    started = datetime.fromisoformat(seen["started_at"]).timestamp()
     assert start <= started < start + 60, "started at --at, on the system's clock"
-    assert view["counts"] == {"delivered": 20}
+    assert seen["counts"] == {"delivered": 20}
     assert placed(system) == 20
 
 
@@ -235,7 +249,7 @@ def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     campaign_id = json.loads(created.stdout)["id"]
     wait_until(
-        lambda: show(system, campaign_id)["status"] == "completed",
+        lambda: view(system, campaign_id)["status"] == "completed",
         120,
         interval=0.5,
         what="completed",
@@ -279,9 +293,9 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
     assert created.returncode == 2, created.stdout + created.stderr
     assert created.stderr.startswith("error: recipients:") and "cancelled" in created.stderr
     campaign_id = int(created.stderr.split("campaign ")[1].split()[0])
-    view = show(system, campaign_id)
-    assert view["status"] == "cancelled"
-    assert set(view["counts"]) == {"cancelled"} and view["counts"]["cancelled"] >= CHUNK
+    seen = view(system, campaign_id)
+    assert seen["status"] == "cancelled"
+    assert set(seen["counts"]) == {"cancelled"} and seen["counts"]["cancelled"] >= CHUNK
     # fan-out, pump and sweep passes after the failed import: nothing reaches a provider
     beat_passes(system, "notifyq.campaigns", "notifyq.release_due", "notifyq.sweep")
     assert placed(system) == 0
