@@ -44,12 +44,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from store.schema import Event, Notification
-from tasks.enqueue import enqueue, enqueue_many
-from tasks.publish import flush_dispatch
-from tasks.requests import SendRequest
-from tasks.runtime import Runtime
-
+# first on the path, or ``store`` would be bench/store.py (a script's own folder leads)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -60,6 +55,11 @@ from bench.store import fresh_database, kind, stored_bytes, wal_lsn  # noqa: E40
 from config.settings import Settings  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
 from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from store.schema import Event, Notification  # noqa: E402
+from tasks.enqueue import enqueue, enqueue_many  # noqa: E402
+from tasks.publish import flush_dispatch  # noqa: E402
+from tasks.requests import SendRequest  # noqa: E402
+from tasks.runtime import Runtime  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 HOOK = ROOT / "bench" / "hook"
