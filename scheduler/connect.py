@@ -11,9 +11,10 @@ Three kinds of URL, so the caps can follow the deployment (docs/capacity.md):
   caps script touches one key whose hash tag is the number, so each runs on that
   number's node (tests/scheduler/test_caps_cluster.py).
 
-The broker does not come through here: Celery (kombu) reads ``NOTIFYQ_REDIS_URL`` itself
-and speaks Sentinel with its own URL form, ``sentinel://host:26379;sentinel://host2:26379``
-plus the transport option ``master_name`` (README, Operations).
+The broker itself is Celery's (kombu's) connection: for a ``sentinel://`` broker URL,
+worker/app.py gives kombu its own form (``sentinel://host:26379;sentinel://host2:26379``
+plus the transport option ``master_name``), while the runtime's other Redis clients
+(deferred set, claims, circuit) come through here from the same URL.
 """
 
 from __future__ import annotations
