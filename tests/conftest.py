@@ -412,15 +412,15 @@ def make_system(tmp_path: Path, redis_url: str, sqlite_url: str) -> Iterator[Cal
         system.close()
 
 
-#: the files that take longest (minutes on real clocks: chaos, campaigns; then the CLI
-#: and process starts), first in the queue, so that no xdist worker is left running one
-#: alone at the end (``make test`` passes --no-loadscope-reorder so that xdist keeps this
-#: order). Measured with ``make test`` plus --durations=40 on 2 cores: chaos ~150 s,
-#: campaigns ~115 s, provider e2e ~50 s, sigterm ~45 s, caps concurrency ~25 s.
+#: the files that take longest (campaigns on real workers, the CLI's process starts,
+#: chaos, services stopped by signals), first in the queue, so that no xdist worker is
+#: left running one alone at the end (``make test`` passes --no-loadscope-reorder so that
+#: xdist keeps this order). Each file alone on 2 cores (``pytest FILE --durations=10``):
+#: campaigns ~80 s, provider e2e ~70 s, chaos ~45 s, sigterm ~45 s, caps concurrency ~35 s.
 LONGEST_FIRST = (
-    "tests/e2e/test_chaos.py",
     "tests/e2e/test_campaigns.py",
     "tests/test_providers_e2e.py",
+    "tests/e2e/test_chaos.py",
     "tests/ops/test_sigterm.py",
     "tests/e2e/test_caps_concurrency.py",
 )

@@ -223,13 +223,18 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
 
     system.advance_to(start)
     assert fan_out_now(system)["started"] == 1
-    wait_until(
-        lambda: view(system, campaign_id)["status"] == "completed",
+    # completed once every row is sent; then the receipts (0.2 s on) — the event to wait
+    # on before reading the final counts, which the command's own start-up used to hide
+    seen = wait_until(
+        lambda: (
+            (v := view(system, campaign_id))["status"] == "completed"
+            and "sent" not in v["counts"]
+            and v
+        ),
         90,
         interval=0.5,
-        what="completed",
+        what="completed, every receipt in",
     )
-    seen = view(system, campaign_id)
     started = datetime.fromisoformat(seen["started_at"]).timestamp()
     assert start <= started < start + 60, "started at --at, on the system's clock"
     assert seen["counts"] == {"delivered": 20}
