@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import func, select
 
 from scheduler.caps import cap_key
+from store.schema import Event
+from store.status import Status
 from tasks.campaigns.control import progress
 from tasks.campaigns.intake import CHUNK
 from tasks.campaigns.release import FANOUT_LOCK, fan_out
@@ -36,6 +39,17 @@ def write_csv(path: Path, rows: int, bad: dict[int, list[str]]) -> None:
 
 def placed(system: System) -> int:
     return system.placed("ihuyi")
+
+
+def republished(system: System) -> int:
+    """Rows that went deferred or retrying: each can put one message in the queue that
+    the campaign's fan-out did not count."""
+    with system.runtime.db.read() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.to_status.in_([Status.DEFERRED, Status.RETRYING]))
+        ).scalar_one()
 
 
 def show(system: System, campaign_id: int) -> dict:
@@ -121,7 +135,11 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         release_high_water=str(HIGH_WATER),
         dispatch_batch="50",
         pump_interval="0.5",
-        sweep_grace="30",
+        # the sweeper re-drives released rows whose hand-off is older than the grace: on
+        # a loaded machine a row can wait that long behind a full queue, and each re-drive
+        # is a message the fan-out did not count. Out of its reach here, the fan-out's
+        # bound below is exact.
+        sweep_grace="600",
     )
     with system.stack.together():
         system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2", "--latency-ms", "20")
@@ -155,8 +173,13 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         interval=0.1,
         what="2,000 calls",
     )
-    assert max(depths) <= HIGH_WATER + 5, (
-        f"the queue held {max(depths)} messages (high water {HIGH_WATER})"
+    # The fan-out tops the queue up to the high water and no further; the only other
+    # messages are those of rows that were deferred (the pump releases them) or retried
+    # (Celery republishes them): at most one message each.
+    others = republished(system)
+    assert max(depths) <= HIGH_WATER + others, (
+        f"the queue held {max(depths)} messages (high water {HIGH_WATER}, "
+        f"{others} deferred or retried rows)"
     )
 
     assert system.cli("campaign", "pause", str(campaign_id)).returncode == 0
