@@ -20,22 +20,32 @@ Failures become outcomes here, once, for every provider:
   call (a balance query) is retried on these;
 - past its *deadline* (a call admitted against a number's caps at t must reach the
   provider by t + the cap margin, or two calls could arrive closer together than the
-  provider's cap allows): when it finally has a connection, the caller's ``readmit``
-  takes its cap slots again at that moment and gives a new deadline — so a busy pool
-  delays calls but does not drop them; if the number's room was taken meanwhile (or a
-  connect runs past the deadline), the call is :data:`LATE`, never sent, and the caller
-  puts it back to wait.
+  provider's cap allows): the deadline is checked at the last moment before the
+  request's first byte is written — httpcore's ``send_request_headers.started`` trace
+  event, once a connection is held and connected — so neither the wait for a slot nor
+  a connect counts as leaving, and a connect is never cut short by the deadline (a
+  connect cut at the few ms left of a margin failed, and its retry found the call late:
+  that was every late call of bench/dispatch.py). A call found past its deadline there
+  asks the caller's ``readmit`` to take its cap slots again at that moment and give a
+  new deadline — the calls of one :meth:`Transport.perform_all` that ask at the same
+  moment share one ``readmit`` (one Redis round trip for all of them, not one each);
+  so a busy pool or a slow connect delays calls but does not drop them. If the
+  number's room was taken meanwhile, the call is :data:`LATE`, never sent, and the
+  caller puts it back to wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from tenacity import (
@@ -60,9 +70,22 @@ MAYBE_SENT = (
 #: the :attr:`Failure.kind` of a call that could not leave before its deadline
 LATE = "Late"
 
-#: asked when a call's deadline has passed before it could leave: take its cap slots
-#: again now and answer a new deadline (``time.monotonic()``), or None: not to be sent
-Readmit = Callable[[], float | None]
+#: asked when calls' deadlines have passed before they could leave, given their
+#: positions among the calls of one :meth:`Transport.perform_all`: take their cap slots
+#: again now and answer, one per position, a new deadline (``time.monotonic()``), or
+#: None: that call is not to be sent
+Readmit = Callable[[Sequence[int]], Sequence[float | None]]
+
+#: the trace events (httpcore) that come just before a request's first byte is written
+_BEFORE_WRITE = frozenset(
+    {"http11.send_request_headers.started", "http2.send_request_headers.started"}
+)
+
+#: how many times one call may be admitted again before it is given up as LATE (a loop
+#: so busy that a fresh margin runs out before the call can be written)
+MAX_READMITS = 3
+
+log = logging.getLogger(__name__)
 
 
 class _Late(Exception):
@@ -96,6 +119,73 @@ class HttpSettings:
     connect_retries: int = 3
 
 
+class _Readmits:
+    """The late calls of one :meth:`Transport.perform_all` that ask at the same moment
+    share one ``readmit``: the first to ask starts a round on the next turn of the loop,
+    the ones asking meanwhile join it, and those asking while a round is out form the
+    next (no timer: a lone call waits for nothing)."""
+
+    def __init__(self, readmit: Readmit, executor: ThreadPoolExecutor) -> None:
+        self._readmit = readmit
+        self._executor = executor
+        self._pending: list[tuple[int, asyncio.Future[float | None]]] = []
+        self._round: asyncio.Task[None] | None = None
+
+    async def ask(self, index: int) -> float | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[float | None] = loop.create_future()
+        self._pending.append((index, answer))
+        if self._round is None:
+            self._round = loop.create_task(self._rounds())
+        return await answer
+
+    async def _rounds(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    deadlines = await loop.run_in_executor(
+                        self._executor, self._readmit, [index for index, _ in batch]
+                    )
+                except Exception as exc:  # Redis away: not sent, never sent unchecked
+                    log.warning(
+                        "admitting %d late call(s) again failed (%s): not sent",
+                        len(batch),
+                        type(exc).__name__,
+                    )
+                    deadlines = [None] * len(batch)
+                for (_, answer), deadline in zip(batch, deadlines, strict=True):
+                    if not answer.done():
+                        answer.set_result(deadline)
+        finally:
+            self._round = None
+
+
+class _Gate:
+    """One call's deadline, checked by httpcore's trace hook just before the request is
+    written (see the module docstring); raises :class:`_Late` to stop it unwritten."""
+
+    def __init__(self, deadline: float | None, index: int, readmits: _Readmits | None) -> None:
+        self.deadline = deadline
+        self.index = index
+        self.readmits = readmits
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event not in _BEFORE_WRITE:
+            return
+        for _ in range(MAX_READMITS):
+            if self.deadline is None or time.monotonic() < self.deadline:
+                return
+            if self.readmits is None:
+                raise _Late
+            self.deadline = await self.readmits.ask(self.index)
+            if self.deadline is None:
+                raise _Late
+        if time.monotonic() >= self.deadline:
+            raise _Late
+
+
 class Transport:
     """Thread-safe: any thread may call :meth:`perform`; the loop thread does the I/O."""
 
@@ -106,6 +196,9 @@ class Transport:
         self._clients: list[httpx.AsyncClient] = []
         self._slots: asyncio.Queue[int] | None = None
         self._pid = 0
+        #: where readmissions run (Redis round trips): not the loop's default executor,
+        #: which also resolves the hosts connects go to
+        self._executor: ThreadPoolExecutor | None = None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -114,6 +207,7 @@ class Transport:
                 thread = threading.Thread(target=loop.run_forever, name="notifyq-http", daemon=True)
                 thread.start()
                 asyncio.run_coroutine_threadsafe(self._make_pools(), loop).result()
+                self._executor = ThreadPoolExecutor(4, thread_name_prefix="notifyq-readmit")
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
 
@@ -162,71 +256,64 @@ class Transport:
         calls: Sequence[Call],
         *,
         deadline: float | None = None,
-        readmit: Sequence[Readmit] | None = None,
+        readmit: Readmit | None = None,
     ) -> list[Reply | Failure]:
         """Place every call concurrently; one reply or failure per call, in order.
 
-        ``deadline`` (``time.monotonic()`` seconds): a call that has not left by then
-        asks its ``readmit`` (one per call; run on a worker thread, it may block) for a
-        new deadline, and is not sent at all (:data:`LATE`) if there is none."""
+        ``deadline`` (``time.monotonic()`` seconds): a call about to be written after it
+        asks ``readmit`` (given the positions of the calls asking at that moment; run on
+        a thread of its own, it may block) for a new deadline, and is not sent at all
+        (:data:`LATE`) if there is none."""
         if not calls:
             return []
         loop = self._ensure_loop()
-        again = readmit or [None] * len(calls)
-        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline, again), loop)
+        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline, readmit), loop)
         return future.result()
 
     async def _gather(
-        self, calls: Sequence[Call], deadline: float | None, readmit: Sequence[Readmit | None]
+        self, calls: Sequence[Call], deadline: float | None, readmit: Readmit | None
     ) -> list[Reply | Failure]:
+        assert self._executor is not None
+        readmits = _Readmits(readmit, self._executor) if readmit is not None else None
         return list(
             await asyncio.gather(
-                *(self._one(c, deadline, r) for c, r in zip(calls, readmit, strict=True))
+                *(self._one(c, _Gate(deadline, i, readmits)) for i, c in enumerate(calls))
             )
         )
 
-    async def _one(
-        self, call: Call, deadline: float | None, readmit: Readmit | None
-    ) -> Reply | Failure:
+    async def _one(self, call: Call, gate: _Gate) -> Reply | Failure:
         assert self._slots is not None
         wait = self.settings.pool_timeout
-        if deadline is not None and readmit is None:
-            wait = min(wait, deadline - time.monotonic())
+        if gate.deadline is not None and gate.readmits is None:
+            wait = min(wait, gate.deadline - time.monotonic())
         try:
             if wait <= 0:
                 raise TimeoutError
             slot = await asyncio.wait_for(self._slots.get(), wait)
         except TimeoutError:
-            if deadline is not None and time.monotonic() >= deadline:
+            if gate.deadline is not None and time.monotonic() >= gate.deadline:
                 return _late()
             return Failure(sent=False, kind="PoolTimeout", detail="no free connection in time")
         try:
-            if deadline is not None and time.monotonic() >= deadline:
-                if readmit is None:
-                    return _late()
-                deadline = await asyncio.get_running_loop().run_in_executor(None, readmit)
-                if deadline is None:
-                    return _late()
-            return await self._request(self._clients[slot], call, deadline)
+            late = gate.deadline is not None and time.monotonic() >= gate.deadline
+            if late and gate.readmits is None:  # nothing to ask: not worth a connect
+                return _late()
+            return await self._request(self._clients[slot], call, gate)
         finally:
             self._slots.put_nowait(slot)
 
-    def _timeout(self, deadline: float | None) -> httpx.Timeout:
-        """The call's timeouts; connecting may not run past the deadline."""
+    def _timeout(self) -> httpx.Timeout:
+        """The call's timeouts. Connecting is not leaving: the deadline is checked once a
+        connection is ready, just before the request is written (:class:`_Gate`)."""
         s = self.settings
-        connect = s.connect_timeout
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Late
-            connect = min(connect, remaining)
         return httpx.Timeout(
-            connect=connect, read=s.read_timeout, write=s.write_timeout, pool=s.pool_timeout
+            connect=s.connect_timeout,
+            read=s.read_timeout,
+            write=s.write_timeout,
+            pool=s.pool_timeout,
         )
 
-    async def _request(
-        self, client: httpx.AsyncClient, call: Call, deadline: float | None
-    ) -> Reply | Failure:
+    async def _request(self, client: httpx.AsyncClient, call: Call, gate: _Gate) -> Reply | Failure:
         retry_on = NOT_SENT + MAYBE_SENT if call.idempotent else NOT_SENT
         try:
             async for attempt in AsyncRetrying(
@@ -243,7 +330,8 @@ class Transport:
                         params=call.params,
                         data=call.form,
                         json=call.json,
-                        timeout=self._timeout(deadline),
+                        timeout=self._timeout(),
+                        extensions={"trace": gate},
                     )
                     body = await response.aread()
                     return Reply(
@@ -252,8 +340,6 @@ class Transport:
         except _Late:
             return _late()
         except NOT_SENT as exc:
-            if deadline is not None and time.monotonic() >= deadline:
-                return _late()  # connecting ran into the deadline: not sent, and not now
             return Failure(sent=False, kind=type(exc).__name__, detail=_safe(exc))
         except MAYBE_SENT as exc:
             return Failure(sent=True, kind=type(exc).__name__, detail=_safe(exc))
@@ -267,7 +353,9 @@ class Transport:
                 for client in self._clients:
                     asyncio.run_coroutine_threadsafe(client.aclose(), self._loop).result(timeout=5)
                 self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop, self._clients = None, []
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)
+            self._loop, self._clients, self._executor = None, [], None
 
 
 def _late() -> Failure:

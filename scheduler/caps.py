@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from scheduler import scripts
@@ -133,34 +134,48 @@ class CapLimiter:
             for check in checks
         ]
 
-    def _evalsha_many(self, calls: list[list[Any]]) -> list[Any]:
+    def _evalsha_many(self, calls: list[list[Any]], script: Script | None = None) -> list[Any]:
         if not calls:
             return []
-        replies = self._pipeline(calls)
+        script = script or self._hit
+        replies = self._pipeline(script, calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            self._hit.sha = self.client.script_load(self._hit.script)
-            for i, reply in zip(missing, self._pipeline([calls[i] for i in missing]), strict=True):
+            script.sha = self.client.script_load(script.script)
+            again = self._pipeline(script, [calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return replies
 
-    def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
+    def _pipeline(self, script: Script, calls: list[list[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for key, *args in calls:
             # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
             # named method but routes a raw EVALSHA to its key's node (one key a call)
-            pipe.execute_command("EVALSHA", self._hit.sha, 1, key, *args)
+            pipe.execute_command("EVALSHA", script.sha, 1, key, *args)
         return pipe.execute(raise_on_error=False)
+
+    def refund_many(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[bool]:
+        """:meth:`refund` for many attempts in one round trip (each still its own script
+        call on its own key)."""
+        todo = [(check, decision.stamp_ms) for check, decision in taken]
+        calls = [
+            [cap_key(check.provider, check.number), stamp]
+            for check, stamp in todo
+            if stamp is not None
+        ]
+        replies = iter(self._evalsha_many(calls, self._refund))
+        return [bool(next(replies)) if stamp is not None else False for _, stamp in todo]
 
     def readmit(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[Decision]:
         """Attempts admitted a while ago that only now are about to leave: give each slot
         back and ask again at this moment, so the attempt counts from when it really
-        goes. A refusal means another attempt took the room meanwhile: wait for it."""
-        for check, decision in taken:
-            self.refund(check.provider, check.number, decision)
+        goes. A refusal means another attempt took the room meanwhile: wait for it.
+        Two round trips however many: every refund in one, every new hit in the next."""
+        self.refund_many(taken)
         return self.hit_many([check for check, _ in taken])
 
     def state(self, provider: str, number: str, caps: Sequence[Cap]) -> CapState:

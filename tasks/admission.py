@@ -8,6 +8,7 @@ something for the recipient; nothing that a later check would refuse takes a slo
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ class Admission:
     slots: dict[int, Decision] = field(default_factory=dict)
     #: rows whose number is suppressed: they end ``failed`` without a call
     refusals: list[Refusal] = field(default_factory=list)
+    #: ``time.monotonic()`` just before the caps were asked: no slot of ``slots`` was
+    #: stamped earlier, so a call's deadline (this + the cap margin) is never later than
+    #: its stamp + the margin, however long the answer took to come back
+    at: float = 0.0
 
 
 @lru_cache(maxsize=4096)
@@ -109,6 +114,7 @@ def admit(
         candidates += group
     candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out, now)
     checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
+    out.at = time.monotonic()
     with CAP_LATENCY.time():
         decisions = rt.caps.hit_many(checks)
     for row, decision in zip(candidates, decisions, strict=True):

@@ -17,7 +17,7 @@ from typing import Any
 
 from observe.metrics import CALL_LATENCY
 from providers.base import Message, MissingCredentials, Outcome, SendResult
-from providers.http import Failure
+from providers.http import LATE, Failure
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,19 @@ log = logging.getLogger(__name__)
 #: one request's worth: a provider name and the messages it carries
 Batch = tuple[str, list[Message]]
 
+#: given the ids of each request (one list a request), take their cap slots again now;
+#: one new deadline (``time.monotonic()``) a request, or None: that request is not sent
+Readmit = Callable[[Sequence[Sequence[int]]], list[float | None]]
+
+_LATE = Failure(sent=False, kind=LATE, detail="could not leave before its deadline")
+
 
 def call_providers(
     rt: Runtime,
     rows: Sequence[Any],
     *,
     deadline: float | None = None,
-    readmit: Callable[[Sequence[int]], float | None] | None = None,
+    readmit: Readmit | None = None,
 ) -> list[SendResult]:
     """Group by provider and shared content, build one call per group (signed now),
     place them all concurrently, and turn every answer into results.
@@ -43,8 +49,10 @@ def call_providers(
     failing the n would lose n − 1 good notifications.
 
     ``deadline`` (``time.monotonic()``): what has not left by then is admitted again
-    through ``readmit`` (given the ids one request carries; a new deadline, or None:
-    not sent, ``net:Late``; see :mod:`providers.http`).
+    through ``readmit`` (a new deadline, or None: not sent, ``net:Late``; see
+    :mod:`providers.http`). A round whose deadline is already mostly spent before its
+    requests are built (a long ``sending`` commit, a split after a whole round trip)
+    is admitted again in one batch first, so its calls start with a whole margin.
     """
     groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
     for row in rows:
@@ -73,10 +81,15 @@ def _place(
     batches: Sequence[Batch],
     results: list[SendResult],
     deadline: float | None,
-    readmit: Callable[[Sequence[int]], float | None] | None,
+    readmit: Readmit | None,
 ) -> list[Batch]:
     """Place one round of requests concurrently, adding their results; returns the
     halves of every request refused whole that must go again."""
+    late: list[Batch] = []
+    spent = deadline is not None and deadline - time.monotonic() < rt.settings.cap_margin / 2
+    if spent and readmit is not None:
+        assert deadline is not None
+        batches, late, deadline = _readmit_round(batches, deadline, readmit)
     calls, placed = [], []
     for name, messages in batches:
         try:
@@ -85,13 +98,11 @@ def _place(
         except MissingCredentials as exc:
             results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
     started = time.perf_counter()
-    again = (
-        [partial(readmit, [m.id for m in messages]) for _, messages in placed]
-        if readmit is not None
-        else None
-    )
-    answers = rt.transport.perform_all(calls, deadline=deadline, readmit=again)
+    asks = partial(_ask, readmit, placed) if readmit is not None else None
+    answers: list[Any] = rt.transport.perform_all(calls, deadline=deadline, readmit=asks)
     elapsed = time.perf_counter() - started
+    placed += late
+    answers += [_LATE] * len(late)
     again: list[Batch] = []
     for (name, messages), answer in zip(placed, answers, strict=True):
         CALL_LATENCY.labels(name).observe(elapsed)
@@ -113,3 +124,20 @@ def _place(
         else:
             results += answered
     return again
+
+
+def _readmit_round(
+    batches: Sequence[Batch], deadline: float, readmit: Readmit
+) -> tuple[list[Batch], list[Batch], float]:
+    """Admit a whole round again before it is built: (requests that may go, requests
+    whose numbers were taken meanwhile, the deadline of those that go)."""
+    answers = readmit([[m.id for m in messages] for _, messages in batches])
+    going = [b for b, answer in zip(batches, answers, strict=True) if answer is not None]
+    late = [b for b, answer in zip(batches, answers, strict=True) if answer is None]
+    fresh = [answer for answer in answers if answer is not None]
+    return going, late, min(fresh) if fresh else deadline
+
+
+def _ask(readmit: Readmit, placed: Sequence[Batch], positions: Sequence[int]) -> list[float | None]:
+    """The transport's readmit (positions among the calls) in terms of ids."""
+    return readmit([[m.id for m in placed[p][1]] for p in positions])

@@ -127,7 +127,6 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
         return
     yield "claimed"
     admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
-    admitted_at = time.monotonic()
     read = {row.id: row for row in ready}
     changes = [wait_change(w, Expect.row(read[w.id])) for w in admission.waits]
     changes += [hop_change(h, now, Expect.row(read[h.id])) for h in admission.hops]
@@ -153,12 +152,15 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
         return
     yield "sending"
     # a call admitted against a number's caps must reach the provider within the cap
-    # margin of its admission; one held up longer (a busy pool, a slow write) is
-    # admitted again when it can leave, or not sent (providers/http.py, LATE)
+    # margin of its admission (measured from just before the caps were asked, so never
+    # later than the stamp + the margin); one held up longer is admitted again — in one
+    # batch before the requests are built if the `sending` commit (a group commit that
+    # waits for other tasks' writes) took most of the margin, else when it can leave
+    # (providers/http.py) — or not sent (LATE)
     results = call_providers(
         rt,
         sending,
-        deadline=admitted_at + rt.settings.cap_margin,
+        deadline=admission.at + rt.settings.cap_margin,
         readmit=_readmitter(rt, sending, admission),
     )
     yield "answered"
@@ -201,29 +203,43 @@ def _record(
 
 def _readmitter(
     rt: Runtime, sending: Sequence[Any], admission: Admission
-) -> Callable[[Sequence[int]], float | None]:
-    """For calls past their deadline when they can finally leave: take the numbers' cap
-    slots again at this moment, so the attempts count from when they really go, and give
-    a new deadline. If another attempt took a number's room meanwhile, the request is
-    not sent (its rows go back to waiting, uncounted) and the slots just taken for its
-    other numbers are given back."""
+) -> Callable[[Sequence[Sequence[int]]], list[float | None]]:
+    """For requests past their deadline when they can finally leave (given the ids each
+    carries; all of them in two Redis round trips): take the numbers' cap slots again at
+    this moment, so the attempts count from when they really go, and give each request a
+    new deadline. If another attempt took a number's room meanwhile, that request is not
+    sent (its rows go back to waiting, uncounted) and the slots just taken for its other
+    numbers are given back."""
     rows = {row.id: row for row in sending}
 
-    def readmit(ids: Sequence[int]) -> float | None:
-        held = [rows[i] for i in ids if i in admission.slots]
-        checks = [CapCheck(r.provider, r.to, rt.policies[r.provider].caps) for r in held]
-        decisions = rt.caps.readmit(
-            [(check, admission.slots[r.id]) for check, r in zip(checks, held, strict=True)]
+    def readmit(requests: Sequence[Sequence[int]]) -> list[float | None]:
+        held = [[rows[i] for i in ids if i in admission.slots] for ids in requests]
+        flat = [r for request in held for r in request]
+        checks = [CapCheck(r.provider, r.to, rt.policies[r.provider].caps) for r in flat]
+        asked = time.monotonic()  # before any new stamp: the deadline is never late
+        decisions = iter(
+            rt.caps.readmit(
+                [(check, admission.slots[r.id]) for check, r in zip(checks, flat, strict=True)]
+            )
         )
-        if all(d.allowed for d in decisions):
-            admission.slots.update((r.id, d) for r, d in zip(held, decisions, strict=True))
-            return time.monotonic() + rt.settings.cap_margin
-        for r, d in zip(held, decisions, strict=True):
-            admission.slots.pop(r.id, None)  # the old slot is gone already
-            if d.allowed:
-                rt.caps.refund(r.provider, r.to, d)
-        log.info("%d call(s) held up past their deadline: their numbers were taken", len(ids))
-        return None
+        deadlines: list[float | None] = []
+        taken: list[tuple[Any, Any]] = []
+        for request in held:
+            answers = [next(decisions) for _ in request]
+            if all(d.allowed for d in answers):
+                admission.slots.update((r.id, d) for r, d in zip(request, answers, strict=True))
+                deadlines.append(asked + rt.settings.cap_margin)
+                continue
+            deadlines.append(None)
+            for r, d in zip(request, answers, strict=True):
+                admission.slots.pop(r.id, None)  # the old slot is gone already
+                if d.allowed:
+                    taken.append((r, d))
+        _refund(rt, taken)
+        refused = deadlines.count(None)
+        if refused:
+            log.info("%d request(s) held up past their deadline: numbers taken", refused)
+        return deadlines
 
     return readmit
 

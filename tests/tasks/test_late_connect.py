@@ -1,0 +1,152 @@
+"""A call's deadline is checked just before its request is written, not before it
+connects (issue 16): a slow connect, or a wait for a connection, no longer makes a call
+late — it is admitted again as it leaves (the late calls of one perform_all in one
+readmit) — while a call whose readmission is refused is still never written.
+
+The slow connect is real: a listening socket whose accept queue is full drops the SYN,
+and the client's kernel sends it again about a second later.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from providers.base import Call, Reply
+from providers.http import LATE, Failure, HttpSettings, Transport
+
+
+class SlowAcceptServer:
+    """HTTP/1.1 on 127.0.0.1 that answers 200 to every request, but accepts nothing until
+    :meth:`open`: its queue (backlog 0) is filled by one idle connection, so a client's
+    connect waits for a SYN retransmission."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.port))
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+
+    def open(self) -> None:
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+            except OSError:
+                return
+            self.requests.append(data)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.filler.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def server() -> Iterator[SlowAcceptServer]:
+    box = SlowAcceptServer()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def _call(port: int, i: int) -> Call:
+    return Call(method="GET", url=f"http://127.0.0.1:{port}/send/{i}")
+
+
+class Readmits:
+    """The caller's side: each round of positions asked, and a fixed answer."""
+
+    def __init__(self, allow: bool, margin: float = 0.5) -> None:
+        self.allow, self.margin = allow, margin
+        self.rounds: list[list[int]] = []
+
+    def __call__(self, positions: Sequence[int]) -> list[float | None]:
+        self.rounds.append(list(positions))
+        fresh = time.monotonic() + self.margin
+        return [fresh if self.allow else None for _ in positions]
+
+
+def test_a_slow_connect_is_readmitted_when_the_request_can_leave_not_made_late(
+    server: SlowAcceptServer,
+) -> None:
+    """Connects take ~1 s (the SYN dropped once); the deadline is 0.3 s away. Before the
+    fix the connect was cut at the deadline and the call came back LATE (deferred) every
+    time; now it connects, is admitted again as it is written, and is sent. Both calls
+    ask in one readmit."""
+    threading.Timer(0.3, server.open).start()
+    transport = Transport(HttpSettings(max_connections=4, pool_size=4, connect_timeout=5))
+    readmit = Readmits(allow=True)
+    try:
+        started = time.monotonic()
+        answers = transport.perform_all(
+            [_call(server.port, 1), _call(server.port, 2)],
+            deadline=started + 0.3,
+            readmit=readmit,
+        )
+    finally:
+        transport.close()
+    assert all(isinstance(a, Reply) and a.status == 200 for a in answers), answers
+    assert len(server.requests) == 2
+    # admitted again (the connect outlasted the margin), both calls in rounds of one
+    # readmit each time they reached the gate; never more than once a call
+    asked = sorted(p for round_ in readmit.rounds for p in round_)
+    assert asked == [0, 1]
+
+
+def test_a_late_call_whose_readmission_is_refused_is_never_written(
+    server: SlowAcceptServer,
+) -> None:
+    threading.Timer(0.3, server.open).start()
+    transport = Transport(HttpSettings(max_connections=4, pool_size=4, connect_timeout=5))
+    readmit = Readmits(allow=False)
+    try:
+        (answer,) = transport.perform_all(
+            [_call(server.port, 1)], deadline=time.monotonic() + 0.3, readmit=readmit
+        )
+    finally:
+        transport.close()
+    assert isinstance(answer, Failure) and (answer.kind, answer.sent) == (LATE, False)
+    assert readmit.rounds == [[0]]
+    time.sleep(0.3)
+    assert server.requests == []  # connected, maybe; never a byte of the request
+
+
+def test_a_call_in_time_is_not_readmitted(server: SlowAcceptServer) -> None:
+    server.open()
+    transport = Transport(HttpSettings(max_connections=4, pool_size=4))
+    readmit = Readmits(allow=False)
+    try:
+        (answer,) = transport.perform_all(
+            [_call(server.port, 1)], deadline=time.monotonic() + 5, readmit=readmit
+        )
+    finally:
+        transport.close()
+    assert isinstance(answer, Reply)
+    assert readmit.rounds == []
