@@ -3,8 +3,10 @@ PostgreSQL when NOTIFYQ_TEST_POSTGRES_URL is set), and notifyq's own processes."
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -28,6 +30,7 @@ from store.migrate import upgrade
 from store.schema import Base
 from tasks.runtime import Runtime
 from tests.services import NOTIFYQ, RedisServer, Stack, free_port, wait_until
+from worker.queues import DISPATCH_QUEUE
 
 TEST_CREDENTIALS = {
     "NOTIFYQ_IHUYI_ACCOUNT": "cf_test01",
@@ -100,6 +103,35 @@ def postgres_database() -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def embedded_settings(database_url: str, redis_url: str, **extra: Any) -> Settings:
+    """An embedded runtime's settings: this test's store and Redis, the test credentials."""
+    values: dict[str, Any] = {
+        k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()
+    }
+    values.update(extra)
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, redis_url=redis_url, **values
+    )
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    """A runtime in this process on this test's store and Redis (no workers)."""
+    rt = Runtime.build(embedded_settings(database_url, redis_url))
+    yield rt
+    rt.close()
+
+
+def dispatch_messages(client: redis.Redis) -> list[list[int]]:
+    """The ids of every dispatch message waiting in the broker's queue, newest first."""
+    out = []
+    for raw in client.lrange(DISPATCH_QUEUE, 0, -1):
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "notifyq.dispatch"
+        out.append(json.loads(base64.b64decode(message["body"]))[0][0])
+    return out
 
 
 @pytest.fixture(params=BACKENDS)

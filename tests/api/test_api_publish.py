@@ -7,49 +7,23 @@ when configured)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 import redis
 
 from api.app import create_app
-from config.settings import Settings
 from tasks.enqueue import enqueue_many
 from tasks.publish import flush_dispatch
 from tasks.requests import SendRequest
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
-from worker.queues import DISPATCH_QUEUE
+from tests.conftest import TEST_CREDENTIALS, dispatch_messages
 
 AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 CLIENTS = 24
 EACH = 5
-
-
-@pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
-    )
-    rt = Runtime.build(settings)
-    yield rt
-    rt.close()
-
-
-def messages(broker: redis.Redis) -> list[list[int]]:
-    out = []
-    for raw in broker.lrange(DISPATCH_QUEUE, 0, -1):
-        message = json.loads(raw)
-        assert message["headers"]["task"] == "notifyq.dispatch"
-        out.append(json.loads(base64.b64decode(message["body"]))[0][0])
-    return out
 
 
 def test_concurrent_single_posts_are_answered_once_published_and_share_messages(
@@ -69,7 +43,7 @@ def test_concurrent_single_posts_are_answered_once_published_and_share_messages(
             notification_id = answer.json()["id"]
             ids.append(notification_id)
             # an answer means committed and published, as before gathering
-            if notification_id not in {i for m in messages(broker) for i in m}:
+            if notification_id not in {i for m in dispatch_messages(broker) for i in m}:
                 unpublished.append(notification_id)
             if runtime.notifications.get(notification_id) is None:
                 uncommitted.append(notification_id)
@@ -83,7 +57,7 @@ def test_concurrent_single_posts_are_answered_once_published_and_share_messages(
 
     assert (unpublished, uncommitted) == ([], [])
     assert len(set(ids)) == CLIENTS * EACH
-    sent = messages(broker)
+    sent = dispatch_messages(broker)
     assert sorted(i for m in sent for i in m) == sorted(ids)  # each id in one message
     assert all(len(m) <= runtime.settings.dispatch_batch for m in sent)
     assert len(sent) < len(ids)  # gathered: the requests of a moment share a message

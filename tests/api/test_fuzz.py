@@ -35,7 +35,7 @@ from providers.registry import NAMES
 from scheduler.deferred import KEY as DEFERRED_KEY
 from store.schema import Base
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
+from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from worker.queues import DISPATCH_QUEUE
 
 with warnings.catch_warnings():  # starlette's TestClient nags about httpx at import
@@ -119,15 +119,8 @@ class Api:
 
 
 def app_settings(database_url: str, redis_url: str) -> Settings:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=database_url,
-        redis_url=redis_url,
-        # the fuzz probes fields, not the per-key campaign rate (tests/api/test_doors.py)
-        campaigns_per_minute=1_000_000,
-        **values,
-    )
+    # the fuzz probes fields, not the per-key campaign rate (tests/api/test_doors.py)
+    return embedded_settings(database_url, redis_url, campaigns_per_minute=1_000_000)
 
 
 @pytest.fixture

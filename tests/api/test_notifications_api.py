@@ -18,10 +18,9 @@ import pytest
 import redis
 
 from api.app import create_app
-from config.settings import Settings
 from store import Change, Expect, Status
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
+from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from tests.services import free_port
 from worker.queues import DISPATCH_QUEUE
 
@@ -31,20 +30,6 @@ with warnings.catch_warnings():  # starlette's TestClient nags about httpx at im
 
 AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[1]}"}
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
-
-
-def app_settings(database_url: str, redis_url: str) -> Settings:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
-    )
-
-
-@pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    rt = Runtime.build(app_settings(database_url, redis_url))
-    yield rt
-    rt.close()
 
 
 @pytest.fixture
@@ -213,7 +198,7 @@ def test_healthz_is_200_when_redis_and_the_database_answer(client: TestClient) -
 
 def test_healthz_is_503_naming_redis_when_redis_is_unreachable(database_url: str) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    runtime = Runtime.build(app_settings(database_url, closed))
+    runtime = Runtime.build(embedded_settings(database_url, closed))
     try:
         with TestClient(create_app(runtime.settings, runtime)) as client:
             answer = client.get("/healthz")

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from config.settings import Settings
 from providers.base import InvalidRequest
 from store import Database, NotificationStore, bulk
 from store.bulk import json_strings
@@ -25,7 +24,6 @@ from store.schema import CampaignRecipient, Notification
 from tasks.campaigns import intake
 from tasks.campaigns.intake import CampaignSpec, import_campaign
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
 
 N = Notification.__table__
 R = CampaignRecipient.__table__
@@ -167,17 +165,6 @@ def test_a_copy_is_all_or_nothing_in_its_transaction(db: Database) -> None:
 
 
 # -- a whole import -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
-    )
-    rt = Runtime.build(settings)
-    yield rt
-    rt.close()
 
 
 def csv_of(count: int, *, broken_at: int | None = None) -> io.TextIOBase:

@@ -5,49 +5,24 @@ tasks/publish.py). Real Redis, real SQLite (and PostgreSQL when configured)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
-from collections.abc import Iterator
 
-import pytest
 import redis
 from sqlalchemy import func, select
 
-from config.settings import Settings
 from providers.base import InvalidRequest
 from store import Status
 from store.schema import Notification
 from tasks.enqueue import enqueue
 from tasks.publish import flush_dispatch
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
+from tests.conftest import dispatch_messages
 from worker.queues import DISPATCH_QUEUE
 
 TEXT = "您的验证码是1234。"
 N = Notification.__table__
 THREADS = 8
 EACH = 40
-
-
-@pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
-    )
-    rt = Runtime.build(settings)
-    yield rt
-    rt.close()
-
-
-def dispatched(client: redis.Redis) -> list[list[int]]:
-    out = []
-    for raw in client.lrange(DISPATCH_QUEUE, 0, -1):
-        message = json.loads(raw)
-        assert message["headers"]["task"] == "notifyq.dispatch"
-        out.append(json.loads(base64.b64decode(message["body"]))[0][0])
-    return out
 
 
 def test_threads_enqueueing_singly_share_commits_and_messages_and_each_sees_its_row(
@@ -75,7 +50,7 @@ def test_threads_enqueueing_singly_share_commits_and_messages_and_each_sees_its_
     assert missing == []
     assert len(set(ids)) == THREADS * EACH
     flush_dispatch()
-    messages = dispatched(redis.Redis.from_url(redis_url))
+    messages = dispatch_messages(redis.Redis.from_url(redis_url))
     published = [i for message in messages for i in message]
     assert sorted(published) == sorted(ids)  # each id in exactly one message
     assert all(len(m) <= runtime.settings.dispatch_batch for m in messages)
@@ -116,7 +91,7 @@ def test_a_bad_request_among_concurrent_ones_fails_alone_and_a_repeated_key_answ
     assert sum(a.created for a in answers.values()) == 1  # type: ignore[attr-defined]
     assert runtime.notifications.count_by_status() == {"queued": 1}
     flush_dispatch()
-    assert [i for m in dispatched(redis.Redis.from_url(redis_url)) for i in m] == [
+    assert [i for m in dispatch_messages(redis.Redis.from_url(redis_url)) for i in m] == [
         next(iter(answers.values())).id  # type: ignore[attr-defined]
     ]
 
@@ -131,4 +106,4 @@ def test_a_lone_enqueue_is_published_within_the_linger_without_a_flush(
         if client.llen(DISPATCH_QUEUE):
             break
         deadline.wait(0.01)
-    assert dispatched(client) == [[done.id]]
+    assert dispatch_messages(client) == [[done.id]]

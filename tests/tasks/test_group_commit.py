@@ -6,32 +6,17 @@ Real store (SQLite, and PostgreSQL when configured), real Redis, real threads.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import func, select
 
-from config.settings import Settings
 from store import Change, Expect, NewNotification, Status
 from store.schema import Event, Notification
 from tasks import writes
 from tasks.runtime import Runtime
-from tests.conftest import TEST_CREDENTIALS
 
 THREADS = 8
 E = Event.__table__
 N = Notification.__table__
-
-
-@pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
-    )
-    rt = Runtime.build(settings)
-    yield rt
-    rt.close()
 
 
 def stored(rt: Runtime, count: int) -> list[int]:

@@ -23,7 +23,7 @@ from tasks import suppressions
 from tasks.enqueue import enqueue
 from tasks.runtime import Runtime
 from tasks.verifications import expire_due
-from tests.conftest import TEST_CREDENTIALS
+from tests.conftest import TEST_CREDENTIALS, embedded_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -35,11 +35,8 @@ SECRET = "verify-secret-test-5e1f"
 
 
 def settings_for(database_url: str, redis_url: str, **extra: Any) -> Settings:
-    values = {k.removeprefix("NOTIFYQ_").lower(): v for k, v in TEST_CREDENTIALS.items()}
-    values.update(verify_secret=SECRET, clock_control="true")
-    values.update(extra)
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, **values
+    return embedded_settings(
+        database_url, redis_url, **{"verify_secret": SECRET, "clock_control": "true", **extra}
     )
 
 
