@@ -135,12 +135,18 @@ class Demo:
         """Everything it starts stops when it ends, on Ctrl-C and on SIGTERM alike (a
         service manager or ``timeout`` stops it with SIGTERM)."""
 
-        try:
-            with sigterm_as_interrupt():
+        with sigterm_as_interrupt() as interrupt:
+            try:
                 return self._run()
-        except KeyboardInterrupt:
-            self.console.print("stopped: everything the demo started has stopped")
-            return 130
+            except KeyboardInterrupt:
+                pass
+            except Exception:
+                if not interrupt.received:
+                    raise
+                # SIGTERM cut into a library's work and surfaced as its error (e.g.
+                # SQLAlchemy's check after the rollback of an interrupted commit)
+        self.console.print("stopped: everything the demo started has stopped")
+        return 130
 
     def _run(self) -> int:
         with self._services() as env:

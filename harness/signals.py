@@ -28,15 +28,31 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class Interrupt:
+    """Whether SIGTERM arrived inside :func:`sigterm_as_interrupt`'s block.
+
+    The KeyboardInterrupt it raises can land inside a library's own clean-up — SQLAlchemy
+    rolling back the transaction it cut short, say — and come out as that library's
+    error instead; ``received`` tells the caller it was the interrupt all the same."""
+
+    received = False
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[Interrupt]:
     """Inside the block (main thread only), SIGTERM raises KeyboardInterrupt."""
+    state = Interrupt()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        state.received = True
+        _interrupt(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
+        yield state
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -46,6 +46,31 @@ finally:
     assert marker.exists()
 
 
+def test_an_interrupt_that_surfaces_as_another_error_is_still_known(tmp_path: Path) -> None:
+    """The KeyboardInterrupt lands inside a clean-up that raises its own error (as
+    SQLAlchemy's does after rolling back an interrupted commit): the block still knows
+    SIGTERM arrived, and the demo exits 130 on it, not 1."""
+    ready = tmp_path / "ready"
+    program = f"""
+import pathlib, sys, time
+from harness.signals import sigterm_as_interrupt
+with sigterm_as_interrupt() as interrupt:
+    try:
+        try:
+            pathlib.Path({str(ready)!r}).touch()
+            while True:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            raise AssertionError("a library's own check, failing during its clean-up")
+    except AssertionError:
+        sys.exit(130 if interrupt.received else 1)
+"""
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT)
+    wait_until(ready.exists, 30, what="the program to start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 130
+
+
 def test_a_child_dies_with_its_parent_even_a_killed_one(tmp_path: Path) -> None:
     pid_file = tmp_path / "child"
     program = f"""
