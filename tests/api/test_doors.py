@@ -21,8 +21,8 @@ from api.expiry import purge_unknown_receipts
 from store import NewNotification, NewReceipt
 from store.schema import Campaign, Notification, Receipt
 from tasks.runtime import Runtime
-from tests.api.test_notifications_api import TEXT, app_settings, dispatched, one
-from tests.conftest import TEST_CREDENTIALS
+from tests.api.test_notifications_api import TEXT, dispatched, one
+from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from tests.services import wait_until
 
 with warnings.catch_warnings():
@@ -39,7 +39,7 @@ def make_client(database_url: str, redis_url: str) -> Iterator[Any]:
     opened: list[tuple[Runtime, TestClient]] = []
 
     def factory(**overrides: Any) -> tuple[TestClient, Runtime]:
-        base = app_settings(database_url, redis_url)
+        base = embedded_settings(database_url, redis_url)
         settings = base.model_copy(update=overrides)
         runtime = Runtime.build(settings)
         client = TestClient(create_app(settings, runtime))
@@ -192,7 +192,7 @@ def test_each_provider_opens_with_its_own_secret_and_the_shared_one_behind_a_set
 def test_receipts_for_unknown_references_expire_and_known_ones_stay(
     database_url: str, redis_url: str
 ) -> None:
-    settings = app_settings(database_url, redis_url).model_copy(
+    settings = embedded_settings(database_url, redis_url).model_copy(
         update={"receipt_unknown_ttl": 3600}
     )
     runtime = Runtime.build(settings)  # no API here: its own sweep would race the test
@@ -219,7 +219,7 @@ def test_receipts_for_unknown_references_expire_and_known_ones_stay(
 def test_the_api_sweeps_expired_receipts_on_its_own(
     make_client: Any, database_url: str, redis_url: str
 ) -> None:
-    runtime = Runtime.build(app_settings(database_url, redis_url))  # no API yet
+    runtime = Runtime.build(embedded_settings(database_url, redis_url))  # no API yet
     try:
         runtime.receipts.record([NewReceipt("ihuyi", "stranger-9", True, "2", "ok", {})], now=1.0)
         assert receipts(runtime) == 1
