@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,13 @@ def test_the_observability_profile_scrapes_api_and_workers_and_provisions_the_da
 
 def test_the_image_runs_unprivileged_and_can_write_its_var_directory() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("api", "providers", "scheduler", "tasks", "worker"):
+    # every package the wheel ships (pyproject's list) is copied into the image
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = [pattern.rstrip("*") for pattern in include]
+    assert "store" in packages and "sandbox" in packages, packages
+    for package in packages:
         assert f"COPY {package} {package}" in dockerfile
     assert "constraints.txt" in dockerfile
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
