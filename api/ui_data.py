@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import func, select
 
 from providers.numbers import e164, mask, parse_number
-from scheduler.caps import cap_key
 from store.schema import Campaign, Notification
 from store.status import Status
 from tasks.runtime import Runtime
@@ -142,47 +141,15 @@ def normalise(raw: str) -> str | None:
     return e164(parsed) if parsed is not None else None
 
 
-def decode_log(raw: bytes | None) -> tuple[float, list[float]]:
-    """A number's packed attempt log (``scheduler/caps_codec.lua``): (blocked until,
-    attempts oldest first), in epoch seconds."""
-    if not raw:
-        return 0.0, []
-    blocked, pos = 0.0, 0
-    if raw[0] == 0xFF:
-        blocked = int.from_bytes(raw[1:7], "big") / 1000
-        pos = 7
-    if len(raw) < pos + 6:
-        return blocked, []
-    at = int.from_bytes(raw[pos : pos + 6], "big")
-    log = [at]
-    delta, shift = 0, 0
-    for byte in raw[pos + 6 :]:
-        delta |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            at += delta
-            log.append(at)
-            delta, shift = 0, 0
-    return blocked, [ms / 1000 for ms in log]
-
-
 def number_caps(rt: Runtime, number: str) -> NumberCaps:
     """Each provider's caps as this number stands against them now, and its latest
     notifications (masked)."""
-    now = rt.redis_now()
-    margin = rt.settings.cap_margin
     view = NumberCaps(mask(number))
     for provider, policy in rt.policies.items():
-        blocked, log = decode_log(rt.redis.get(cap_key(provider, number)))
-        if blocked > now:
-            view.blocked_until[provider] = blocked
-        uses = []
-        for cap in policy.caps:
-            window = cap.window + margin
-            inside = [t for t in log if t > now - window]
-            full = len(inside) >= cap.amount
-            frees = inside[len(inside) - cap.amount] + window if full else None
-            uses.append(CapUse(cap.text, len(inside), cap.amount, frees))
+        state = rt.caps.state(provider, number, policy.caps)  # decoded as the scripts read it
+        if state.blocked_until is not None:
+            view.blocked_until[provider] = state.blocked_until
+        uses = [CapUse(w.cap.text, w.used, w.cap.amount, w.frees_at) for w in state.windows]
         if uses:
             view.by_provider[provider] = uses
     with rt.db.read() as conn:
