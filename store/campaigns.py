@@ -42,7 +42,8 @@ MAX_CANCEL_PASSES = 20
 
 log = logging.getLogger(__name__)
 
-_ROW_COLUMNS = (
+#: the columns of a campaign row, in the order the bulk insert (and COPY) takes them
+ROW_COLUMNS = (
     "provider",
     "to",
     "template",
@@ -144,7 +145,7 @@ class CampaignStore:
             for r in rows
         ]
         with self.db.write() as conn:
-            insert_rows(conn, N, _ROW_COLUMNS, values, prepared=True)
+            insert_rows(conn, N, ROW_COLUMNS, values, prepared=True)
 
     def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
         if not rows:
@@ -195,7 +196,7 @@ class CampaignStore:
                 .where(R.c.campaign_id == campaign.id)
                 .order_by(R.c.row)
             )
-            conn.execute(insert(N).from_select([N.c[name] for name in _ROW_COLUMNS], source))
+            conn.execute(insert(N).from_select([N.c[name] for name in ROW_COLUMNS], source))
             # counted, not the INSERT's rowcount: psycopg reports -1 for INSERT … SELECT
             return conn.execute(
                 select(func.count()).where(R.c.campaign_id == campaign.id)

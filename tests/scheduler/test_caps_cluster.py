@@ -26,7 +26,7 @@ from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, cap_key
 from scheduler.limits import parse_caps
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
-from tests.services import RedisServer, free_port, wait_until
+from tests.services import RedisServer, free_port, sentinel_watching, wait_until
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NODES = 3
@@ -243,39 +243,8 @@ def test_a_runtime_keeps_its_caps_on_the_cluster_named_by_a_cluster_url(
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Iterator[tuple[int, RedisServer]]:
     """One Redis master and one Sentinel watching it as ``nqcaps`` (quorum 1)."""
-    master = RedisServer(tmp_path / "master", appendfsync=None)
-    master.start()
-    port = free_port()
-    config = tmp_path / "sentinel.conf"  # a Sentinel rewrites its config: a file of its own
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor nqcaps 127.0.0.1 {master.port} 1\n"
-        "sentinel down-after-milliseconds nqcaps 5000\n"
-    )
-    proc = subprocess.Popen(
-        ["redis-server", str(config), "--sentinel"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        asker = redis.Redis(host="127.0.0.1", port=port)
-        wait_until(
-            lambda: _master_known(asker, master.port), 15, what="the sentinel knows the master"
-        )
-        yield port, master
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        master.stop()
-
-
-def _master_known(asker: redis.Redis, port: int) -> bool:
-    try:
-        # the raw command: redis-py 6.4's parser for the named method is broken ("once")
-        reply = asker.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "nqcaps")
-    except (redis.ConnectionError, redis.ResponseError):
-        return False
-    return bool(reply) and int(reply[1]) == port
+    with sentinel_watching(tmp_path, "nqcaps") as started:
+        yield started
 
 
 def test_a_runtime_finds_the_caps_master_through_a_sentinel(

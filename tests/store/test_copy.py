@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from providers.base import InvalidRequest
 from store import Database, NotificationStore, bulk
 from store.bulk import json_strings
-from store.campaigns import CANCELLED, SCHEDULED, CampaignRow, CampaignStore
+from store.campaigns import CANCELLED, ROW_COLUMNS, SCHEDULED, CampaignRow, CampaignStore
 from store.migrate import ensure_schema
 from store.schema import CampaignRecipient, Notification
 from tasks.campaigns import intake
@@ -137,21 +137,7 @@ def test_a_copy_is_all_or_nothing_in_its_transaction(db: Database) -> None:
     campaign = campaign_of(store)
     fixed = ("1001", None, "[]", "{}", None, "queued", 0, campaign.id, 1.0, 1.0, 1.0)
     good = [("jumdata", f"+86135{i:08d}", *fixed) for i in range(ROWS)]
-    columns = (
-        "provider",
-        "to",
-        "template",
-        "content",
-        "params",
-        "options",
-        "route",
-        "status",
-        "attempts",
-        "campaign_id",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    )
+    columns = ROW_COLUMNS
     # a row naming no campaign fails the foreign key at its turn, after the others
     bad = (*good[0][:9], 999_999, 1.0, 1.0, 1.0)
     with pytest.raises(Exception), db.write() as conn:  # noqa: B017 -- the driver's own

@@ -8,7 +8,6 @@ published and consumed through the Sentinel lands on that master."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from config.settings import SentinelRedis, Settings, parse_sentinel
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
-from tests.services import RedisServer, free_port, wait_until
+from tests.services import RedisServer, sentinel_watching
 from worker.app import VISIBILITY_TIMEOUT, celery_config, make_celery
 from worker.queues import DISPATCH_QUEUE
 
@@ -87,36 +86,8 @@ needs_redis = pytest.mark.skipif(
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Iterator[tuple[int, RedisServer]]:
     """One Redis master and one Sentinel watching it as ``nqbroker`` (quorum 1)."""
-    master = RedisServer(tmp_path / "master", appendfsync=None)
-    master.start()
-    port = free_port()
-    config = tmp_path / "sentinel.conf"  # a Sentinel rewrites its config: a file of its own
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor {SERVICE} 127.0.0.1 {master.port} 1\n"
-        f"sentinel down-after-milliseconds {SERVICE} 5000\n"
-    )
-    proc = subprocess.Popen(
-        ["redis-server", str(config), "--sentinel"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        asker = redis.Redis(host="127.0.0.1", port=port)
-        wait_until(lambda: _knows(asker, master.port), 15, what="the sentinel knows the master")
-        yield port, master
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        master.stop()
-
-
-def _knows(asker: redis.Redis, port: int) -> bool:
-    try:
-        reply = asker.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-    except (redis.ConnectionError, redis.ResponseError):
-        return False
-    return bool(reply) and int(reply[1]) == port
+    with sentinel_watching(tmp_path, SERVICE) as started:
+        yield started
 
 
 @needs_redis
