@@ -42,6 +42,9 @@ MAX_CANCEL_PASSES = 20
 
 log = logging.getLogger(__name__)
 
+#: chunks of one import stored at once on PostgreSQL (bench/campaign.py chose it)
+PARALLEL_WRITES = 4
+
 #: the columns of a campaign row, in the order the bulk insert (and COPY) takes them
 ROW_COLUMNS = (
     "provider",
@@ -74,6 +77,13 @@ class CampaignStore:
     def __init__(self, db: Database, notifications: NotificationStore) -> None:
         self.db = db
         self.notifications = notifications
+
+    @property
+    def parallel_writes(self) -> int:
+        """Chunks an import may store at once: PostgreSQL runs each chunk's COPY on a
+        backend of its own (its indexes, constraint checks and commit overlap); SQLite
+        takes one writer at a time, so a second would only wait."""
+        return 1 if self.db.is_sqlite else PARALLEL_WRITES
 
     # -- creating ----------------------------------------------------------------------
 
