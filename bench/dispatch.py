@@ -116,7 +116,14 @@ def ceiling(
     from bench.ceiling import celery as app  # noqa: PLC0415  (reads its settings at import)
 
     app.conf.broker_url = redis_url
-    time.sleep(4)  # workers connect
+    # timed from the moment every worker answers a ping (not from a guess at how long
+    # they take to start: a slow start would have been counted against the ceiling)
+    wait_until(
+        lambda: len(app.control.ping(timeout=0.5)) >= workers,
+        120,
+        interval=0.2,
+        what="ceiling workers",
+    )
     started = time.time()
     with app.producer_or_acquire() as producer:
         for _ in range(n):
@@ -129,6 +136,21 @@ def ceiling(
     stack.stop()
     stack.procs.clear()
     return {"per_s": n / (finished - started), "publish_per_s": n / (published - started)}
+
+
+def bracket(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The ceiling measured before and after the runs it is compared with, and their mean.
+
+    This machine's speed drifts (the same pure-Python loop took 0.36 s and 0.65 s minutes
+    apart on a shared 2-core host): one ceiling at the start would let a drift between it
+    and a run read as notifyq's gain or loss. The mean of both brackets the runs, and
+    the two figures printed side by side show how far the machine moved meanwhile."""
+    return {
+        "per_s": (before["per_s"] + after["per_s"]) / 2,
+        "publish_per_s": (before["publish_per_s"] + after["publish_per_s"]) / 2,
+        "before": before["per_s"],
+        "after": after["per_s"],
+    }
 
 
 def sql_counts(directory: Path) -> Counter[str]:
@@ -313,7 +335,9 @@ def main() -> None:
         help="a PostgreSQL server to run on (a fresh database each run), not SQLite",
     )
     parser.add_argument(
-        "--only", default=None, help="comma-separated runs: one-task,batched,single-1,single-N"
+        "--only",
+        default=None,
+        help="comma-separated runs: one-task,batched,single-1,single-N",
     )
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
@@ -349,16 +373,16 @@ def main() -> None:
         )
         stack = Stack(directory, dict(env))
         runs: dict[str, dict[str, Any]] = {}
+        ceiling_args = (
+            server.url,
+            n,
+            args.latency_ms / 1000,
+            args.workers,
+            args.pool,
+            args.concurrency,
+        )
         try:
-            top = ceiling(
-                stack,
-                server.url,
-                n,
-                args.latency_ms / 1000,
-                args.workers,
-                args.pool,
-                args.concurrency,
-            )
+            before = ceiling(stack, *ceiling_args)
             for key in chosen:
                 _label, producer, size, threads, worker_threads = modes[key]
                 with fresh_database(args.database_url, directory, f"bench-{key}") as url:
@@ -375,6 +399,8 @@ def main() -> None:
                         threads,
                         directory / f"sql-{key}",
                     )
+            stack.env.update(env)
+            top = bracket(before, ceiling(stack, *ceiling_args))
         finally:
             stack.stop()
             server.stop()
@@ -389,7 +415,10 @@ def main() -> None:
         f"{'run':46} {'sent/s':>7} {'vs ceil':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'redis':>6} {'sql':>5} {'+prod':>5} {'bytes':>6}"
     )
-    print(f"{'(a) ceiling: bare Celery sleep tasks':46} {top['per_s']:7.0f} {'100%':>8}")
+    print(
+        f"{'(a) ceiling: bare Celery sleep tasks':46} {top['per_s']:7.0f} {'100%':>8}"
+        f"   (mean of {top['before']:.0f} before the runs and {top['after']:.0f} after)"
+    )
     for key, run in runs.items():
         label = "(b) " + modes[key][0]
         print(
@@ -416,6 +445,8 @@ def main() -> None:
 
     figures: dict[str, Any] = {
         "ceiling_per_s": round(top["per_s"], 1),
+        "ceiling_before_per_s": round(top["before"], 1),
+        "ceiling_after_per_s": round(top["after"], 1),
         "ceiling_publish_per_s": round(top["publish_per_s"], 1),
         "store": store.lower(),
         "n": n,
@@ -427,7 +458,11 @@ def main() -> None:
         "batch": batch,
         "threads": args.threads,
     }
-    prefixes = {"one-task": "single_task", "batched": "batched", "single-1": "single_1"}
+    prefixes = {
+        "one-task": "single_task",
+        "batched": "batched",
+        "single-1": "single_1",
+    }
     prefixes["single-N"] = f"single_{args.threads}"
     for key, run in runs.items():
         prefix = prefixes[key]
