@@ -15,6 +15,15 @@ difference between a write lock that is busy and one that is idle half the time
 
 PostgreSQL is the production store: plain READ COMMITTED transactions; correctness
 under concurrency comes from compare-and-set updates (see ``notifications.py``).
+
+A pooled PostgreSQL connection is pinged before use only when it has been idle for
+:data:`PING_AFTER_IDLE` seconds: a server restart or a failover closes connections
+while they sit in the pool, and the ping finds that before a transaction does. One
+used again within the second is not pinged — SQLAlchemy's ``pool_pre_ping`` pings on
+every checkout, which cost one round trip of the four in each ``enqueue()`` and in
+each of a worker's transactions (measured with py-spy on a loop of ``enqueue()``).
+Should a server go away inside that second, the transaction fails as it would have
+mid-flight anyway, and SQLAlchemy, seeing the disconnect, recycles the whole pool.
 """
 
 from __future__ import annotations
@@ -23,27 +32,37 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 _WRITE = "notifyq_write"
+
+#: seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout
+PING_AFTER_IDLE = 1.0
 
 
 class Database:
     """One engine and the way to open read and write transactions on it."""
 
-    def __init__(self, url: str, *, pool_size: int = 16, max_overflow: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 16,
+        max_overflow: int = 64,
+        ping_after_idle: float = PING_AFTER_IDLE,
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, pool_size, max_overflow)
         else:
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
-            )
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+            _ping_when_idle(self.engine, ping_after_idle)
         self._thread_lock = threading.Lock()
         self._lock_path = _lock_file(self.url.database) if self.is_sqlite else None
         self._lock_fd: int | None = None
@@ -86,6 +105,30 @@ class Database:
         if self._lock_fd is not None and self._lock_pid == os.getpid():
             os.close(self._lock_fd)
         self._lock_fd = None
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """Ping a connection on checkout if it has been idle ``after`` seconds; one that
+    does not answer is replaced (``DisconnectionError`` makes the pool retry)."""
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["notifyq_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["notifyq_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get("notifyq_used", float("-inf")) < after:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:
+            raise exc.DisconnectionError(f"pooled connection did not answer: {error}") from error
+        if not alive:
+            raise exc.DisconnectionError("pooled connection did not answer")
 
 
 def _lock_file(database: str | None) -> str | None:
