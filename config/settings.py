@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     http_write_timeout: float = 10.0
     http_pool_timeout: float = 10.0
     http_max_connections: int = 400
+    #: provider calls a worker process admits before earlier ones are answered; more wait
+    #: *before* admission (tasks/budget.py), not in the HTTP pool past their deadline
+    dispatch_in_flight: int = Field(200, ge=1)
 
     #: threads (tuned by ``bench/dispatch.py``) or solo (debugging). Not gevent: provider
     #: HTTP runs on an asyncio loop thread and SQLite blocks, neither of which gevent's

@@ -120,6 +120,25 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
         resolve_stuck_sending(rt, stuck, now=now)
     if early:
         rt.deferred.add((row.id, row.next_attempt_at) for row in early)
+    if not ready:
+        return
+    # no more calls admitted than this process can carry out within the cap margin
+    # (tasks/budget.py): wait here, holding nothing, rather than in the HTTP pool later
+    units = rt.call_budget.take(len(ready))
+    try:
+        yield from _claimed_onwards(rt, ready, now, states, report)
+    finally:
+        rt.call_budget.give(units)
+
+
+def _claimed_onwards(
+    rt: Runtime,
+    ready: list[Any],
+    now: float,
+    states: Mapping[int, CampaignState],
+    report: Report,
+) -> Iterator[str]:
+    """The phases of :func:`dispatch_steps` from the claim on, within the call budget."""
     won = rt.claims.take([(row.id, row.version) for row in ready])
     report.skipped += len(ready) - len(won)
     ready = [row for row in ready if row.id in won]

@@ -27,6 +27,7 @@ from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
 from store import Database, NotificationStore, ReceiptStore
 from store.migrate import ensure_schema
+from tasks.budget import CallBudget
 from worker.app import celery as env_celery
 from worker.app import make_celery
 
@@ -49,6 +50,8 @@ class Runtime:
     clock: Clock
     #: one copy of a dispatch per row version gets past admission (scheduler/claims.py)
     claims: Claims
+    #: calls this process has admitted and not yet finished (tasks/budget.py)
+    call_budget: CallBudget
     #: the producer side of the Celery app, bound to these settings' broker
     celery: Celery
 
@@ -97,6 +100,7 @@ class Runtime:
             ),
             clock=clock,
             claims=Claims(client),
+            call_budget=CallBudget(settings.dispatch_in_flight),
             celery=celery or make_celery(settings),
         )
 
