@@ -142,7 +142,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         sweep_grace="600",
     )
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2", "--latency-ms", "20")
+        system.sandbox("--receipt-delay", "0.2", "--latency-ms", "20")
         system.stack.api(system.api_port)
         system.stack.worker("--concurrency", "16")
         system.stack.beat()
@@ -224,7 +224,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
 def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5", clock_control="true")
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.sandbox("--receipt-delay", "0.2")
         system.stack.api(system.api_port)
         system.stack.worker("--concurrency", "8")
         system.stack.beat()
@@ -279,7 +279,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
 def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5")
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.sandbox("--receipt-delay", "0.2")
         system.stack.api(system.api_port)
         system.stack.worker("--concurrency", "8")
         system.stack.beat()
@@ -321,7 +321,7 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
 
     system: System = make_system(pump_interval="0.5")
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port)
+        system.sandbox()
         system.stack.worker("--concurrency", "4")
         system.stack.beat()
     recipients = tmp_path / "list.csv"

@@ -170,7 +170,7 @@ def check_quiet_point(system: System, ids: list[int], each: int) -> dict[str, in
 def test_two_workers_never_exceed_ihuyi_caps_and_defer_to_the_exact_moment(make_system) -> None:
     system: System = make_system(sweep_grace="600", sending_timeout="120", clock_control="true")
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "1")
+        system.sandbox("--receipt-delay", "1")
         system.stack.api(system.api_port)
         for _ in range(2):
             system.stack.worker("--concurrency", "20")

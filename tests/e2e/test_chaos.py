@@ -105,7 +105,7 @@ def test_killing_a_worker_three_times_loses_nothing_and_calls_no_one_twice(
 ) -> None:
     system = chaos_system
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "150")
+        system.sandbox("--receipt-delay", "0.3", "--latency-ms", "150")
         system.stack.api(system.api_port)
         victim = system.stack.worker("--concurrency", "20", name="victim")
         system.stack.worker("--concurrency", "20", name="steady")
@@ -136,9 +136,7 @@ def test_restarting_redis_mid_run_loses_nothing(chaos_system: System, tmp_path) 
     system.env["NOTIFYQ_REDIS_URL"] = server.url
     try:
         with system.stack.together():
-            system.stack.sandbox(
-                system.sandbox_port, "--receipt-delay", "0.3", "--latency-ms", "100"
-            )
+            system.sandbox("--receipt-delay", "0.3", "--latency-ms", "100")
             system.stack.api(system.api_port)
             services = [system.stack.worker("--concurrency", "20"), system.stack.beat()]
         ids: list[int] = []
@@ -192,8 +190,7 @@ def test_a_faulty_provider_leaves_nothing_in_flight(chaos_system: System) -> Non
     system = chaos_system
     system.env["NOTIFYQ_CLOCK_CONTROL"] = "true"  # (settle_skipping_waits)
     with system.stack.together():
-        system.stack.sandbox(
-            system.sandbox_port,
+        system.sandbox(
             "--receipt-delay",
             "0.3",
             "--fail-rate",

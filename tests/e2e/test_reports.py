@@ -21,8 +21,7 @@ def test_fifty_voice_notifications_end_final_through_the_beat_poll_even_with_two
 ) -> None:
     system: System = make_system(apispace_report_interval="1", apispace_report_page="10")
     with system.stack.together():
-        system.stack.sandbox(
-            system.sandbox_port,
+        system.sandbox(
             "--receipt-delay",
             "0.5",
             "--latency-ms",

@@ -52,7 +52,7 @@ def system(
         sweep_interval="1",
     )
     with system.stack.together():
-        system.stack.sandbox(system.sandbox_port, "--receipt-delay", "0.2")
+        system.sandbox("--receipt-delay", "0.2")
         system.stack.api(system.api_port)
         system.stack.worker("--concurrency", "8")
         system.stack.beat()

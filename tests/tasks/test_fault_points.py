@@ -62,7 +62,7 @@ def phased(make_system, own_redis: RedisServer) -> System:
     # a generous cap margin: these tests are about what follows an answer, and a call
     # held up past its margin on a busy machine would (rightly) not be sent at all
     system: System = make_system(NOTIFYQ_REDIS_URL=own_redis.url, cap_margin="10")
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "3600")
+    system.sandbox("--receipt-delay", "3600")
     wait_until(lambda: system.ledger() is not None, 30, what="the sandbox")
     return system
 
@@ -175,7 +175,7 @@ def test_a_call_held_up_past_its_margin_is_admitted_again_when_it_can_leave(
     make_system, own_redis: RedisServer
 ) -> None:
     system: System = make_system(NOTIFYQ_REDIS_URL=own_redis.url, cap_margin="1")
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "3600")
+    system.sandbox("--receipt-delay", "3600")
     taken, national = _notification(system)
     rt = system.runtime
 

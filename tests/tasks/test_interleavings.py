@@ -84,7 +84,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_base: str) -> Iterato
         on_ambiguous="unknown",
         clock_control="true",
     )
-    system.stack.sandbox(system.sandbox_port, "--receipt-delay", "3600")
+    system.sandbox("--receipt-delay", "3600")
     wait_until(lambda: system.ledger() is not None, 30, what="the sandbox")
     yield system
     system.close()
