@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
 from store.bulk import IN_LIST_LIMIT, insert_rows
-from store.db import Database
+from store.db import INSERT_PAGE, Database
 from store.schema import Event, Notification
 from store.status import ALLOWED_FROM, WAITING, Status
 
@@ -133,13 +133,18 @@ class NotificationStore:
     ) -> list[Enqueued]:
         """Store drafts in one transaction; a known idempotency key returns the first row."""
         now = time.time() if now is None else now
+        # up to a page of rows is one INSERT statement, atomic by itself: on PostgreSQL it
+        # commits alone (no BEGIN/COMMIT round trips). The look-up of known keys before it
+        # is a read either way: the unique key, not a transaction, is what stops a second
+        # row, and a key stored meanwhile by another writer sends us round again below.
+        single = len(drafts) <= INSERT_PAGE
         try:
-            with self.db.write() as conn:
+            with self.db.statements() if single else self.db.write() as conn:
                 return self._insert(conn, drafts, now)
         except IntegrityError:
             # Another writer stored one of our keys between our look-up and our insert
             # (PostgreSQL only: SQLite writers are serialised). Once more, now it is seen.
-            with self.db.write() as conn:
+            with self.db.statements() if single else self.db.write() as conn:
                 return self._insert(conn, drafts, now)
 
     def _insert(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import event, exc, text
 
 from store import (
     Change,
@@ -343,3 +344,36 @@ def test_moving_many_alike_refuses_an_illegal_transition(store: NotificationStor
             conn, [n.id], source=Status.QUEUED, to=Status.DELIVERED, reason=None, details={}, now=0
         )
     assert store.get(n.id).status == Status.QUEUED
+
+
+# -- one statement, committed alone (store/db.py Database.statements) ---------------------
+
+
+def test_a_group_of_new_rows_is_one_statement_and_all_or_nothing(database_url: str) -> None:
+    ensure_schema(database_url)
+    db = Database(database_url)
+    store = NotificationStore(db)
+    inserts: list[str] = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: (
+            inserts.append(statement) if statement.lstrip().upper().startswith("INSERT") else None
+        ),
+    )
+    made = store.insert([draft(to=f"+86138001{i:05d}") for i in range(50)])
+    assert len({m.id for m in made}) == 50
+    if db.is_sqlite:  # a write transaction there (BEGIN IMMEDIATE is its writers' queue)
+        return
+    assert len(inserts) == 1  # so committing it on its own commits all 50 or none
+    # a group whose last row the database refuses (too long for its column) stores none
+    bad = [draft(to=f"+86139001{i:05d}") for i in range(9)] + [draft(to="+86" + "1" * 30)]
+    with pytest.raises(exc.DataError):
+        store.insert(bad)
+    with db.read() as conn:
+        stored = conn.execute(
+            text('SELECT count(*) FROM notifications WHERE "to" LIKE :prefix'),
+            {"prefix": "+86139001%"},
+        ).scalar_one()
+    assert stored == 0
+    db.dispose()
