@@ -29,12 +29,25 @@ from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Enum, Table
+from sqlalchemy import JSON, ColumnElement, Connection, Enum, Table, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 
 #: values per ``IN (…)`` list: SQLite before 3.32 binds at most 999 parameters a
 #: statement, later ones 32,766 (PostgreSQL 65,535). Large enough for a report page of
 #: a thousand to be one look-up, not two.
 IN_LIST_LIMIT = 5000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+
+
+def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:values)``, the list bound
+    as one array. A thousand-value ``IN`` list is a thousand placeholders that
+    SQLAlchemy expands and psycopg re-parses on every call (its statement cache skips
+    texts that long): on a report page that was most of the pull's CPU on PostgreSQL
+    (``bench/reports.py``, py-spy). One array parameter keeps the text short and the
+    same for every page; the planner uses the index for ``= ANY`` as for ``IN``."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 #: rows from which a PostgreSQL (psycopg) insert without a conflict clause is a COPY

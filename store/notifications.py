@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
-from store.bulk import IN_LIST_LIMIT, insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import INSERT_PAGE, Database
 from store.schema import Event, Notification
 from store.status import ALLOWED_FROM, WAITING, Status
@@ -298,7 +298,7 @@ class NotificationStore:
             moved += conn.execute(
                 update(N)
                 .where(
-                    N.c.id.in_(ids[start : start + IN_LIST_LIMIT]),
+                    among(conn, N.c.id, ids[start : start + IN_LIST_LIMIT]),
                     unindexed(N.c.status) == source.value,
                 )
                 .values(

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from store.bulk import IN_LIST_LIMIT, insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import Database
 from store.notifications import Applied, Change, Expect, NotificationStore, unindexed
 from store.schema import Notification, Receipt, ReportPull
@@ -175,7 +175,9 @@ class ReceiptStore:
         """The references among ``refs`` already stored (a repeat of an earlier receipt)."""
         return set(
             conn.execute(
-                select(R.c.provider_ref).where(R.c.provider == provider, R.c.provider_ref.in_(refs))
+                select(R.c.provider_ref).where(
+                    R.c.provider == provider, among(conn, R.c.provider_ref, refs)
+                )
             ).scalars()
         )
 
@@ -188,7 +190,7 @@ class ReceiptStore:
         rows = conn.execute(
             select(N.c.id, N.c.provider_ref, N.c.status, N.c.version).where(
                 N.c.provider == provider,
-                N.c.provider_ref.in_(refs),
+                among(conn, N.c.provider_ref, refs),
                 unindexed(N.c.status).in_([s.value for s in AWAITING]),
             )
         )
@@ -246,7 +248,9 @@ class ReceiptStore:
         """
         receipts = conn.execute(
             select(R.c.id, R.c.provider_ref, R.c.delivered, R.c.code, R.c.message).where(
-                R.c.provider == provider, R.c.provider_ref.in_(refs), R.c.applied_at.is_(None)
+                R.c.provider == provider,
+                among(conn, R.c.provider_ref, refs),
+                R.c.applied_at.is_(None),
             )
         ).all()
         if not receipts:

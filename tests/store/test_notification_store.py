@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import event, exc, text
+from sqlalchemy import event, exc, select, text
 
 from store import (
     Change,
@@ -18,8 +18,10 @@ from store import (
     ReceiptStore,
     Status,
 )
+from store.bulk import among
 from store.migrate import ensure_schema
 from store.notifications import IllegalTransition
+from store.schema import Notification
 
 
 @pytest.fixture
@@ -377,3 +379,17 @@ def test_a_group_of_new_rows_is_one_statement_and_all_or_nothing(database_url: s
         ).scalar_one()
     assert stored == 0
     db.dispose()
+
+
+def test_among_is_in_on_both_stores_the_empty_list_included(store: NotificationStore) -> None:
+    made = store.insert([draft(to=f"+86138002{i:05d}") for i in range(5)])
+    ids = [m.id for m in made]
+    table = Notification.__table__
+    with store.db.read() as conn:
+
+        def found(values: list[int]) -> list[int]:
+            query = select(table.c.id).where(among(conn, table.c.id, values))
+            return sorted(conn.execute(query).scalars())
+
+        assert found([*ids[1:4], 10**9]) == ids[1:4]
+        assert found([]) == []
