@@ -335,9 +335,7 @@ def main() -> None:
         help="a PostgreSQL server to run on (a fresh database each run), not SQLite",
     )
     parser.add_argument(
-        "--only",
-        default=None,
-        help="comma-separated runs: one-task,batched,single-1,single-N",
+        "--only", default=None, help="comma-separated runs: one-task,batched,single-1,single-N"
     )
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
@@ -399,7 +397,6 @@ def main() -> None:
                         threads,
                         directory / f"sql-{key}",
                     )
-            stack.env.update(env)
             top = bracket(before, ceiling(stack, *ceiling_args))
         finally:
             stack.stop()
@@ -458,11 +455,7 @@ def main() -> None:
         "batch": batch,
         "threads": args.threads,
     }
-    prefixes = {
-        "one-task": "single_task",
-        "batched": "batched",
-        "single-1": "single_1",
-    }
+    prefixes = {"one-task": "single_task", "batched": "batched", "single-1": "single_1"}
     prefixes["single-N"] = f"single_{args.threads}"
     for key, run in runs.items():
         prefix = prefixes[key]

@@ -425,7 +425,7 @@ def joinable_params(params: Sequence[str], separators: str, errors: list[FieldEr
     for index, value in enumerate(params):
         if not value:
             errors.append(FieldError(f"params[{index}]", "may not be empty"))
-        elif any(map(value.__contains__, separators)):
+        elif any(sep in value for sep in separators):
             shown = " or ".join(repr(sep) for sep in separators)
             errors.append(FieldError(f"params[{index}]", f"may not contain {shown}"))
 

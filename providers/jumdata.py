@@ -49,7 +49,6 @@ Assumptions (the seed leaves these open; decided here, once):
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,8 +82,6 @@ from providers.base import (
 
 PATH = "/voice-notify/send"
 MAX_TEMPLATE = 64
-#: what a template id may not contain (str.isspace's characters)
-_WHITESPACE = re.compile(r"\s")
 MAX_PLAY_TIMES = 3
 BLOCKED_CODE = "605"
 WINDOW_CODE = "606"
@@ -159,7 +156,7 @@ class Jumdata(Provider):
         template = (draft.template or "").strip()
         if not template:
             errors.append(FieldError("template", "required: the jumdata template id"))
-        elif len(template) > MAX_TEMPLATE or _WHITESPACE.search(template):
+        elif len(template) > MAX_TEMPLATE or any(ch.isspace() for ch in template):
             errors.append(FieldError("template", f"at most {MAX_TEMPLATE} characters, no spaces"))
         if draft.content:
             errors.append(FieldError("content", "jumdata takes a template id and params, not text"))

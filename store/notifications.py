@@ -137,14 +137,14 @@ class NotificationStore:
         # commits alone (no BEGIN/COMMIT round trips). The look-up of known keys before it
         # is a read either way: the unique key, not a transaction, is what stops a second
         # row, and a key stored meanwhile by another writer sends us round again below.
-        single = len(drafts) <= INSERT_PAGE
+        connect = self.db.statements if len(drafts) <= INSERT_PAGE else self.db.write
         try:
-            with self.db.statements() if single else self.db.write() as conn:
+            with connect() as conn:
                 return self._insert(conn, drafts, now)
         except IntegrityError:
             # Another writer stored one of our keys between our look-up and our insert
             # (PostgreSQL only: SQLite writers are serialised). Once more, now it is seen.
-            with self.db.statements() if single else self.db.write() as conn:
+            with connect() as conn:
                 return self._insert(conn, drafts, now)
 
     def _insert(

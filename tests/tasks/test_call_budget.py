@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,14 +46,24 @@ def test_a_task_larger_than_the_budget_runs_alone_rather_than_never() -> None:
 # -- dispatches through real HTTP ----------------------------------------------------------
 
 
+#: the budget the first run sets: calls a task of three ids makes at once
+BOUND = 3
+
+
 class CountingProvider:
-    """ihuyi's send answer after a second, counting how many requests are open at once
-    (a second: tasks started together overlap, however busy the machine)."""
+    """ihuyi's send answer, counting how many requests are open at once.
+
+    Every request is held open until more than :data:`BOUND` are open together (then all
+    go, at once) or ``hold`` seconds have passed: a dispatch that lets more than that
+    many calls out is caught while they are all open, whatever the machine's speed, and
+    one that keeps within the bound only waits ``hold`` a request."""
 
     def __init__(self) -> None:
         self.open = 0
         self.most = 0
-        self.lock = threading.Lock()
+        self.hold = 0.5
+        self.changed = threading.Condition()
+        self.crowded = False  # more than BOUND were open at once: nothing is held now
         counter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,11 +71,13 @@ class CountingProvider:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with counter.lock:
+                with counter.changed:
                     counter.open += 1
                     counter.most = max(counter.most, counter.open)
-                time.sleep(1.0)
-                with counter.lock:
+                    if counter.open > BOUND:
+                        counter.crowded = True
+                        counter.changed.notify_all()
+                    counter.changed.wait_for(lambda: counter.crowded, timeout=counter.hold)
                     counter.open -= 1
                 body = json.dumps({"code": 2, "msg": "提交成功", "voiceid": "v1"}).encode()
                 self.send_response(200)
@@ -124,7 +135,7 @@ def dispatch_concurrently(
 def test_calls_in_flight_stay_within_the_budget(
     database_url: str, redis_url: str, provider: CountingProvider
 ) -> None:
-    rt = dispatch_concurrently(database_url, redis_url, provider, in_flight=3, offset=0)
+    rt = dispatch_concurrently(database_url, redis_url, provider, in_flight=BOUND, offset=0)
     try:
         assert provider.most <= 3
         assert rt.call_budget.high_water == 3 and rt.call_budget.held == 0
@@ -133,6 +144,7 @@ def test_calls_in_flight_stay_within_the_budget(
     # the same dispatches with room for all: the server saw more at once, so the bound
     # above is the budget's doing, not the test's timing
     provider.most = 0
+    provider.hold = 20.0  # held until a second task's call joins: an event, not a delay
     rt = dispatch_concurrently(database_url, redis_url, provider, in_flight=100, offset=100)
     try:
         assert provider.most > 3
