@@ -84,7 +84,7 @@ def status(
     ] = False,
     timeout: Annotated[
         float, typer.Option(help="with --wait: seconds before giving up (exit 1)")
-    ] = 60.0,
+    ] = 120.0,
 ) -> None:
     """The notification and its history."""
     from store import Database, NotificationStore, Status
