@@ -24,6 +24,7 @@ import typer
 from cli.common import exits, fail, no_redis, redis_answers, require_free_port, settings, warn
 
 if TYPE_CHECKING:
+    from harness.signals import Interrupt
     from harness.supervise import Proc, Stack
 
 LOGS = Path("var") / "dev"
@@ -74,7 +75,7 @@ def _run(port: int, sandbox_port: int) -> int:
         env["NOTIFYQ_WORKER_METRICS_PORT"] = "0"
     LOGS.mkdir(parents=True, exist_ok=True)
     stack = Stack(LOGS.resolve(), env, cwd=Path.cwd(), tied=True)
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt() as interrupt:
         try:
             with stack.together():
                 stack.sandbox(sandbox_port)
@@ -82,7 +83,7 @@ def _run(port: int, sandbox_port: int) -> int:
                 stack.worker()
                 stack.beat()
             _started(sandbox_url, api_url, bool(config.api_keys))
-            return _watch(stack)
+            return _watch(stack, interrupt)
         except KeyboardInterrupt:
             typer.echo("notifyq dev: stopping everything it started")
             return 0
@@ -102,9 +103,10 @@ def _started(sandbox_url: str, api_url: str, keyed: bool) -> None:
         warn("NOTIFYQ_API_KEYS is empty: every /v1 request gets 401 until it is set")
 
 
-def _watch(stack: Stack) -> int:
+def _watch(stack: Stack, interrupt: Interrupt) -> int:
     """Until Ctrl-C or SIGTERM (KeyboardInterrupt), or until a process dies (1)."""
     while True:
+        interrupt.check()
         for proc in stack.procs:
             if not proc.alive():
                 typer.echo(

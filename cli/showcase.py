@@ -36,7 +36,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from config.settings import Settings
-from harness.signals import sigterm_as_interrupt
+from harness.signals import Interrupt, sigterm_as_interrupt
 from harness.supervise import RedisServer, Stack, free_port, redis_answers
 from harness.wiring import sandboxed
 from store.schema import Event, Notification
@@ -130,12 +130,14 @@ class Demo:
         self.directory = DEMO_DIR.resolve()
         self.redis_server: RedisServer | None = None
         self.stack: Stack | None = None
+        self.interrupt = Interrupt()
 
     def run(self) -> int:
         """Everything it starts stops when it ends, on Ctrl-C and on SIGTERM alike (a
         service manager or ``timeout`` stops it with SIGTERM)."""
 
         with sigterm_as_interrupt() as interrupt:
+            self.interrupt = interrupt
             try:
                 return self._run()
             except KeyboardInterrupt:
@@ -175,6 +177,7 @@ class Demo:
                 )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
+                        self.interrupt.check()
                         time.sleep(1)
         return 0 if finished else 1
 
@@ -307,6 +310,7 @@ class Demo:
                     done &= final == view["total"]
                 if done:
                     break
+                self.interrupt.check()
                 time.sleep(0.5)
         return done
 
