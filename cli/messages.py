@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cli.common import exits, fail, parse_options, print_json, settings
+
+#: how often ``status --wait`` reads the row again (a person watching: a quarter second)
+WAIT_POLL = 0.25
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +53,7 @@ def send(
     options = parse_options(option or [])
     with exits():
         runtime = Runtime.build(config)
+        runtime.redis.ping()  # no Redis: say so, and store nothing a worker cannot be told of
         result = enqueue(
             provider,
             to,
@@ -69,18 +74,42 @@ def send(
 def status(
     notification_id: Annotated[int, typer.Argument(metavar="ID")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="first wait until it is final: delivered, undelivered, failed, cancelled "
+            "or unknown",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="with --wait: seconds before giving up (exit 1)")
+    ] = 120.0,
 ) -> None:
     """The notification and its history."""
-    from store import Database, NotificationStore
+    from store import Database, NotificationStore, Status
     from store.migrate import ensure_schema
     from tasks.views import notification_view
 
     config = settings()
+    deadline = time.monotonic() + timeout
     with exits():
         ensure_schema(config.database_url)
-        view = notification_view(NotificationStore(Database(config.database_url)), notification_id)
+        store = NotificationStore(Database(config.database_url))
+        view = notification_view(store, notification_id)
+        while wait and view is not None and not Status(view["status"]).is_final:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(WAIT_POLL)
+            view = notification_view(store, notification_id)
     if view is None:
         fail(f"id: no notification {notification_id}", 2)
+    _show(view, as_json)
+    if wait and not Status(view["status"]).is_final:
+        fail(f"notification {notification_id} is still {view['status']} after {timeout:g} s")
+
+
+def _show(view: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(view)
         return

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import exits, fail, settings
+from cli.common import exits, fail, no_redis, redis_answers, require_free_port, settings, warn
+from config.settings import Settings
 from worker.beat import BEAT_SCHEDULE
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -21,7 +22,9 @@ def register(app: typer.Typer) -> None:
     app.command()(healthcheck)
 
 
-def _prepare() -> None:
+def _prepare() -> Settings:
+    """Logging, the schema, and a word if Redis is not there yet (the process starts all
+    the same and waits for it, as a deployment that starts Redis alongside needs)."""
     from observe.logs import setup
     from store.migrate import ensure_schema
 
@@ -29,13 +32,41 @@ def _prepare() -> None:
     setup(config.log_level)
     with exits():
         ensure_schema(config.database_url)
+    if not redis_answers(config):
+        warn(f"{no_redis(config)}; waiting for it")
+    return config
+
+
+def _not_as_root() -> None:
+    """One line instead of Celery's screen-long SecurityWarning for a worker run as root."""
+    import os
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    if os.getuid() == 0 or os.geteuid() == 0:
+        warn("notifyq worker runs as root: run it as an unprivileged user (the image uses one)")
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+
+
+def _credentials_for_live_apis(config: Settings) -> None:
+    from config.live import live_without_credentials
+
+    unconfigured = live_without_credentials(config)
+    if unconfigured:
+        warn(
+            "no credentials for the live APIs of "
+            + ", ".join(str(u) for u in unconfigured)
+            + ": their notifications wait until these are set (notifyq dev uses the sandbox)"
+        )
 
 
 def worker(ctx: typer.Context) -> None:
     """A Celery worker for every notifyq queue, with the benchmarked pool and concurrency
     (NOTIFYQ_WORKER_POOL, NOTIFYQ_WORKER_CONCURRENCY); any celery worker option may follow."""
-    _prepare()
-    config = settings()
+    config = _prepare()
+    _not_as_root()
+    _credentials_for_live_apis(config)
     from worker.app import celery
 
     argv = [
@@ -54,8 +85,7 @@ def worker(ctx: typer.Context) -> None:
 
 def beat(ctx: typer.Context) -> None:
     """The clock: releases deferred notifications, sweeps, polls reports, runs campaigns."""
-    _prepare()
-    config = settings()
+    config = _prepare()
     from worker.app import celery
 
     schedule = BEAT_SCHEDULE
@@ -72,10 +102,10 @@ def api(
 
     from api.app import create_app
 
-    _prepare()
-    config = settings()
+    require_free_port(host, port, "notifyq api")
+    config = _prepare()
     if not config.api_keys:
-        typer.echo("warning: NOTIFYQ_API_KEYS is empty: every /v1 request will get 401", err=True)
+        warn("NOTIFYQ_API_KEYS is empty: every /v1 request will get 401 until it is set")
     uvicorn.run(create_app(config), host=host, port=port, log_config=None, timeout_keep_alive=30)
 
 
@@ -189,6 +219,7 @@ def sandbox(
     from sandbox.app import create_app
     from sandbox.state import KINDS, SandboxConfig
 
+    require_free_port(host, port, "notifyq sandbox")
     config = settings()
     setup(config.log_level)
     outcomes = parse_options(outcome or [], "--outcome")

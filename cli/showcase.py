@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import secrets
 import shutil
 import time
 from collections import Counter
@@ -37,8 +36,9 @@ from rich.table import Table
 from sqlalchemy import select
 
 from config.settings import Settings
-from harness.signals import sigterm_as_interrupt
+from harness.signals import Interrupt, sigterm_as_interrupt
 from harness.supervise import RedisServer, Stack, free_port, redis_answers
+from harness.wiring import sandboxed
 from store.schema import Event, Notification
 from tasks.campaigns.control import progress
 from tasks.campaigns.intake import CampaignSpec, import_campaign
@@ -130,12 +130,14 @@ class Demo:
         self.directory = DEMO_DIR.resolve()
         self.redis_server: RedisServer | None = None
         self.stack: Stack | None = None
+        self.interrupt = Interrupt()
 
     def run(self) -> int:
         """Everything it starts stops when it ends, on Ctrl-C and on SIGTERM alike (a
         service manager or ``timeout`` stops it with SIGTERM)."""
 
         with sigterm_as_interrupt() as interrupt:
+            self.interrupt = interrupt
             try:
                 return self._run()
             except KeyboardInterrupt:
@@ -175,6 +177,7 @@ class Demo:
                 )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
+                        self.interrupt.check()
                         time.sleep(1)
         return 0 if finished else 1
 
@@ -216,20 +219,7 @@ class Demo:
             "NOTIFYQ_DATABASE_URL": f"sqlite:///{DEMO_DATABASE.resolve()}",
             "NOTIFYQ_TIMEZONE": zone,
             "NOTIFYQ_API_KEYS": "demo-key",
-            "NOTIFYQ_CALLBACK_TOKEN": secrets.token_urlsafe(16),
-            "NOTIFYQ_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-            "NOTIFYQ_IHUYI_ACCOUNT": "demo",
-            "NOTIFYQ_IHUYI_APIKEY": secrets.token_hex(16),
-            "NOTIFYQ_JUMDATA_APP_ID": "demo",
-            "NOTIFYQ_JUMDATA_APP_SECRET": secrets.token_hex(16),
-            "NOTIFYQ_APISPACE_TOKEN": secrets.token_hex(16),
-            "NOTIFYQ_ITNIOTECH_API_KEY": "demo",
-            "NOTIFYQ_ITNIOTECH_API_SECRET": secrets.token_hex(16),
-            "NOTIFYQ_ITNIOTECH_APP_ID": "demo-app",
-            **{
-                f"NOTIFYQ_{name}_BASE_URL": sandbox
-                for name in ("IHUYI", "JUMDATA", "APISPACE", "APISPACE_REPORT", "ITNIOTECH")
-            },
+            **sandboxed(sandbox, f"http://127.0.0.1:{api_port}"),
             "NOTIFYQ_JUMDATA_WINDOW": window_opening_soon(ZoneInfo(zone), WINDOW_OPENS_IN),
             "NOTIFYQ_APISPACE_REPORT_INTERVAL": "1",
             "NOTIFYQ_RETRY_BASE": "0.5",
@@ -320,6 +310,7 @@ class Demo:
                     done &= final == view["total"]
                 if done:
                     break
+                self.interrupt.check()
                 time.sleep(0.5)
         return done
 

@@ -33,9 +33,17 @@ class Interrupt:
 
     The KeyboardInterrupt it raises can land inside a library's own clean-up — SQLAlchemy
     rolling back the transaction it cut short, say — and come out as that library's
-    error instead; ``received`` tells the caller it was the interrupt all the same."""
+    error instead; ``received`` tells the caller it was the interrupt all the same. It
+    can also land in a finalizer (a weakref callback run by the garbage collector), where
+    Python prints "Exception ignored" and carries on: a loop that waits calls
+    :meth:`check` on each turn, so a swallowed SIGTERM still stops it."""
 
     received = False
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if SIGTERM arrived (and was perhaps swallowed)."""
+        if self.received:
+            raise KeyboardInterrupt("SIGTERM")
 
 
 @contextlib.contextmanager

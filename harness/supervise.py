@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from harness.signals import die_with_parent
+
 NOTIFYQ = str(Path(sys.executable).with_name("notifyq"))
 
 
@@ -141,6 +143,14 @@ class Stack:
     directory: Path
     env: dict[str, str]
     procs: list[Proc] = field(default_factory=list)
+    #: where the processes run (default: ``directory``, where their logs are); a command
+    #: that starts them for a person's shell runs them where the person is, so that
+    #: relative paths and ``.env`` mean the same to both
+    cwd: Path | None = None
+    #: the processes get SIGTERM when the process that started them dies, even by SIGKILL
+    #: (for a command whose whole job is to keep them: nothing outlives it). A
+    #: ``preexec_fn``: only for a caller that starts them before it has other threads
+    tied: bool = False
     #: inside :meth:`together`: the readiness checks still to make
     _pending: list[tuple[Proc, str | None, str | None, float]] | None = None
 
@@ -163,8 +173,9 @@ class Stack:
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=cwd or self.directory,
+            cwd=cwd or self.cwd or self.directory,
             start_new_session=True,
+            preexec_fn=die_with_parent if self.tied else None,  # noqa: PLW1509 - see tied
         )
         proc = Proc(name, process, log)
         self.procs.append(proc)

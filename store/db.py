@@ -24,6 +24,12 @@ every checkout, which cost one round trip of the four in each ``enqueue()`` and 
 each of a worker's transactions (measured with py-spy on a loop of ``enqueue()``).
 Should a server go away inside that second, the transaction fails as it would have
 mid-flight anyway, and SQLAlchemy, seeing the disconnect, recycles the whole pool.
+
+A SQLite file's folder is made when it is missing (a fresh checkout has no ``var/``): a
+relative path is relative to the working directory, as SQLite reads it. Where the folder
+cannot be made, or the database cannot be opened at all, :func:`opening` says which
+database and why (:class:`DatabaseUnavailable`) instead of the driver's "unable to open
+database file".
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 _WRITE = "notifyq_write"
 
@@ -46,6 +52,57 @@ PING_AFTER_IDLE = 1.0
 #: rows SQLAlchemy puts in one multi-row ``INSERT`` (its insertmanyvalues page, set
 #: here so that the store can rely on it: up to this many rows are one statement)
 INSERT_PAGE = 1000
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be opened: ``where`` it is (a SQLite file's absolute path, or
+    the URL without its password) and ``why``, in words a person can act on."""
+
+    def __init__(self, where: str, why: str) -> None:
+        self.where = where
+        self.why = why
+        super().__init__(f"cannot open the database {where}: {why}")
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The absolute path of a SQLite URL's file (None: in memory, or not SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
+def described(url: str | URL) -> str:
+    """How an error names a database: its file, or its URL with the password hidden."""
+    file = sqlite_file(url)
+    return str(file) if file is not None else make_url(url).render_as_string(hide_password=True)
+
+
+def make_sqlite_folder(url: str | URL) -> None:
+    """Make the folder of a SQLite URL's file if it is missing."""
+    file = sqlite_file(url)
+    if file is None:
+        return
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatabaseUnavailable(
+            str(file), f"its folder cannot be made ({error.strerror or error})"
+        ) from error
+
+
+@contextlib.contextmanager
+def opening(url: str | URL) -> Iterator[None]:
+    """Around the first use of a database: its SQLite folder made if missing, and a
+    failure to open or read it raised as :class:`DatabaseUnavailable`."""
+    make_sqlite_folder(url)
+    try:
+        yield
+    except exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()
+        raise DatabaseUnavailable(
+            described(url), reason[0] if reason else type(error.orig).__name__
+        ) from error
 
 
 class Database:
@@ -160,9 +217,7 @@ def _lock_file(database: str | None) -> str | None:
 
 
 def _sqlite_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
-    parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    make_sqlite_folder(url)
     engine = create_engine(
         url,
         pool_size=pool_size,

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from store.db import make_sqlite_folder, opening
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -55,10 +57,12 @@ def scripts_head() -> str | None:
 
 def current(url: str) -> str | None:
     """The revision the database is at (None: never migrated), read as Alembic keeps it:
-    the one row of ``alembic_version``."""
+    the one row of ``alembic_version``. The first thing every process reads, so this is
+    where a missing SQLite folder is made and an unopenable database is named
+    (``store.db.opening``)."""
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
+        with opening(url), engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -72,9 +76,8 @@ def _sqlite_lock(url: str) -> Iterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.migrate-lock", "w") as handle:
+    make_sqlite_folder(url)
+    with open(f"{database}.migrate-lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -83,6 +86,10 @@ def _sqlite_lock(url: str) -> Iterator[None]:
 
 
 def upgrade(url: str) -> None:
+    """Apply the migrations the database lacks. It is read first (:func:`current`), so a
+    database that cannot be opened is named as that, not as a migration that failed."""
+    if current(url) == head():
+        return
     with _sqlite_lock(url) if url.startswith("sqlite") else contextlib.nullcontext():
         from alembic import command  # noqa: PLC0415  (see HEAD)
 

@@ -455,13 +455,16 @@ def make_system(tmp_path: Path, redis_url: str, sqlite_url: str) -> Iterator[Cal
 #: chaos, services stopped by signals), first in the queue, so that no xdist worker is
 #: left running one alone at the end (``make test`` passes --no-loadscope-reorder so that
 #: xdist keeps this order). Each file alone on 2 cores (``pytest FILE --durations=10``):
-#: campaigns ~80 s, provider e2e ~70 s, chaos ~45 s, sigterm ~45 s, caps concurrency ~35 s.
+#: campaigns ~80 s, the README ~80 s, provider e2e ~70 s, chaos ~45 s, sigterm ~45 s,
+#: caps concurrency ~35 s, the first hour's errors ~60 s with others' runs beside it.
 LONGEST_FIRST = (
     "tests/e2e/test_campaigns.py",
+    "tests/test_readme.py",
     "tests/test_providers_e2e.py",
     "tests/e2e/test_chaos.py",
     "tests/ops/test_sigterm.py",
     "tests/e2e/test_caps_concurrency.py",
+    "tests/cli/test_first_hour.py",
 )
 
 

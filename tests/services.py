@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ __all__ = [
     "RedisServer",
     "Stack",
     "free_port",
+    "processes_under",
     "sentinel_watching",
     "wait_until",
 ]
@@ -59,3 +61,25 @@ def _names(asker: redis.Redis, service: str, port: int) -> bool:
     except (redis.ConnectionError, redis.ResponseError):
         return False
     return bool(reply) and int(reply[1]) == port
+
+
+def processes_under(directory: Path) -> dict[int, str]:
+    """Live processes whose working directory is inside ``directory``: what a command run
+    there started (the demo, ``notifyq dev``, a README session), pid → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = next(
+                line for line in (entry / "status").read_text().splitlines() if line[:6] == "State:"
+            )
+        except (OSError, StopIteration):
+            continue
+        if "Z" in state.split()[1]:
+            continue  # a zombie has exited; its parent has yet to reap it
+        if cwd == directory or directory in cwd.parents:
+            found[int(entry.name)] = cmdline
+    return found

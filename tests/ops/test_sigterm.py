@@ -20,7 +20,7 @@ import pytest
 
 from tasks.enqueue import enqueue
 from tests.conftest import System
-from tests.services import NOTIFYQ, wait_until
+from tests.services import NOTIFYQ, processes_under, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,28 +49,6 @@ def test_a_worker_stopped_mid_call_finishes_it_and_hands_back_the_rest(make_syst
     for number in numbers:
         calls = [c for c in system.ledger("ihuyi") if c["number"].endswith(number)]
         assert len([c for c in calls if c["placed"]]) == 1, (number, calls)
-
-
-def processes_under(directory: Path) -> dict[int, str]:
-    """Live processes whose working directory is inside ``directory``: what a demo run
-    there started (itself excluded by the caller)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = next(
-                line for line in (entry / "status").read_text().splitlines() if line[:6] == "State:"
-            )
-        except (OSError, StopIteration):
-            continue
-        if "Z" in state.split()[1]:
-            continue  # a zombie has exited; its parent has yet to reap it
-        if cwd == directory or directory in cwd.parents:
-            found[int(entry.name)] = cmdline
-    return found
 
 
 def start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
