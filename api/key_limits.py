@@ -1,0 +1,146 @@
+"""Per-key limits, so one runaway service cannot starve the others: a request rate and a
+daily quota of notifications, each answered ``429`` with ``Retry-After`` beyond it.
+
+- **Rate** (``keys create --rate 100/second``): every ``/v1`` request of the key counts,
+  checked by :class:`~api.auth.ApiKeyGate` before the body is read, on the per-number
+  caps script (scheduler/caps.py) under the namespace ``api-key``: at most that many in
+  any sliding window, on Redis's clock, whichever API process takes the request.
+- **Daily quota** (``--quota 10000``): notifications stored a day (midnight to midnight in
+  ``NOTIFYQ_TIMEZONE``), taken all or none before anything is stored (a batch takes
+  its valid items, a campaign its recipients, a verification its one or two calls) and
+  given back for what was not stored after all: an idempotent repeat, a refused item,
+  a campaign's rejected rows (scheduler/quota.py says why this is not the caps script).
+
+A key without limits costs nothing here: no Redis call. When Redis cannot be asked, the
+request goes through (logged): an outage of the limiter's Redis must not become an
+outage of every limited key, and what is stored still waits for the same Redis to be
+sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from api.keyring import Grant, KeyRing
+from scheduler.caps import CapLimiter
+from scheduler.quota import DailyQuota, QuotaDecision
+from store.keys import KeyStore
+from tasks.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: the caps' and quotas' namespace for API keys
+NAMESPACE = "api-key"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A 429: which limit, and how long until it admits again."""
+
+    message: str
+    retry_after: float
+
+    def response(self) -> JSONResponse:
+        wait = max(1, math.ceil(self.retry_after))
+        return JSONResponse(
+            {"errors": [{"field": "authorization", "message": self.message}]},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+
+
+class OverQuota(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+class Allowance:
+    """Units of a key's quota taken for one request; :meth:`stored` says how many were
+    used, and the rest go back when the request is done."""
+
+    def __init__(self, taken: int) -> None:
+        self.taken = taken
+        self.used = 0
+
+    def stored(self, units: int) -> None:
+        self.used = max(0, min(units, self.taken))
+
+
+class KeyLimits:
+    def __init__(self, caps: CapLimiter, quota: DailyQuota, timezone: str) -> None:
+        self.caps = caps
+        self.quota = quota
+        self.timezone = timezone
+
+    def admit(self, grant: Grant) -> Refusal | None:
+        """Count one request against the key's rate; a refusal if it is over."""
+        if not grant.rate:
+            return None
+        try:
+            decision = self.caps.hit(NAMESPACE, grant.name, grant.rate)
+        except RedisError as exc:
+            log.warning("the rate of key %s went unchecked (%s)", grant.name, type(exc).__name__)
+            return None
+        if decision.allowed:
+            return None
+        assert decision.retry_at is not None
+        return Refusal(
+            f"this API key may make at most {decision.cap} requests",
+            decision.retry_at - decision.now,
+        )
+
+    @contextmanager
+    def notifications(self, grant: Grant, units: int) -> Iterator[Allowance]:
+        """``units`` notifications of the key's daily quota for the block; raises
+        :class:`OverQuota` before the block if they do not fit. What the block does not
+        mark :meth:`Allowance.stored` is given back, also when it raises."""
+        quota = grant.daily_quota
+        allowance = Allowance(units)
+        if quota is None or units <= 0:
+            yield allowance
+            return
+        taken = self._take(grant.name, quota, units)
+        if taken is not None and not taken.allowed:
+            raise OverQuota(
+                Refusal(
+                    f"this API key's daily quota of {quota} notifications is used up "
+                    f"({taken.used} today); it starts again at midnight ({self.timezone})",
+                    taken.resets_at - time.time(),
+                )
+            )
+        try:
+            yield allowance
+        finally:
+            if taken is not None and allowance.used < units:
+                self._give_back(grant.name, quota, taken, units - allowance.used)
+
+    def _take(self, name: str, quota: int, units: int) -> QuotaDecision | None:
+        try:
+            return self.quota.take(NAMESPACE, name, quota, units)
+        except RedisError as exc:
+            log.warning("the quota of key %s went unchecked (%s)", name, type(exc).__name__)
+            return None
+
+    def _give_back(self, name: str, quota: int, taken: QuotaDecision, units: int) -> None:
+        try:
+            self.quota.give_back(NAMESPACE, name, quota, taken, units)
+        except RedisError as exc:
+            log.warning(
+                "key %s: %d unused units not given back (%s)", name, units, type(exc).__name__
+            )
+
+
+def keys_for(rt: Runtime) -> tuple[KeyRing, KeyLimits]:
+    """The key ring and the per-key limits of one API process."""
+    ring = KeyRing(KeyStore(rt.db), rt.redis, rt.settings.api_keys)
+    limits = KeyLimits(rt.caps, DailyQuota(rt.redis, rt.settings.zone), rt.settings.timezone)
+    return ring, limits
