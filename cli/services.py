@@ -74,9 +74,14 @@ def api(
 
     _prepare()
     config = settings()
-    if not config.api_keys:
-        typer.echo("warning: NOTIFYQ_API_KEYS is empty: every /v1 request will get 401", err=True)
-    uvicorn.run(create_app(config), host=host, port=port, log_config=None, timeout_keep_alive=30)
+    app = create_app(config)
+    if app.state.keyring.empty:
+        typer.echo(
+            "warning: no API key (NOTIFYQ_API_KEYS, `notifyq keys create`): "
+            "every /v1 request will get 401 until one is made",
+            err=True,
+        )
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=30)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
