@@ -6,9 +6,11 @@ up in a dict. The live keys are read from the store when the process starts and 
 only when they change.
 
 **A revoke reaches every process within a second.** ``notifyq keys create`` and
-``revoke`` commit, then increment :data:`VERSION_KEY` in Redis (:func:`announce`). A
-thread in each API process reads that version every :data:`POLL` seconds and reloads
-the live keys when it moved. While Redis cannot be read, the thread reloads from the
+``revoke`` commit, then set :data:`VERSION_KEY` in Redis to a new random value
+(:func:`announce`). A thread in each API process reads that version every :data:`POLL`
+seconds and reloads the live keys when it changed. Random, not a counter: a Redis that
+restarts empty would count from 1 again and could announce a version a process already
+holds, and its change would go unseen. While Redis cannot be read, the thread reloads from the
 store every second instead, so a revoke still takes effect within about a second;
 while the store cannot be read it keeps the keys it has (no revoke can be committed
 then either). Every :data:`FULL_RELOAD` seconds it reloads anyway.
@@ -33,6 +35,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,7 +50,7 @@ from store.schema import DEFAULT_OWNER
 
 log = logging.getLogger(__name__)
 
-#: incremented after every committed change to the keys
+#: a new random value after every committed change to the keys
 VERSION_KEY = "nq:keys:version"
 #: seconds between reads of the version
 POLL = 0.25
@@ -123,7 +126,7 @@ def bearer(header: str) -> str | None:
 
 def announce(client: Redis) -> None:
     """Tell every API process that the keys changed (after the change is committed)."""
-    client.incr(VERSION_KEY)
+    client.set(VERSION_KEY, uuid.uuid4().hex)
 
 
 class KeyRing:
