@@ -2,9 +2,13 @@
 daily quota of notifications, each answered ``429`` with ``Retry-After`` beyond it.
 
 - **Rate** (``keys create --rate 100/second``): every ``/v1`` request of the key counts,
-  checked by :class:`~api.auth.ApiKeyGate` before the body is read, on the per-number
-  caps script (scheduler/caps.py) under the namespace ``api-key``: at most that many in
-  any sliding window, on Redis's clock, whichever API process takes the request.
+  checked by :class:`~api.auth.ApiKeyGate` before the body is read, on the throughput
+  script providers' rates use (scheduler/rates.py, a GCRA on Redis's clock: a burst of
+  up to the amount, then the rate), whichever API process takes the request. Not the
+  per-number caps script: its sliding log is read whole on every call, so its cost grows
+  with the requests inside the window — ~0.1 ms a call at 100 a second, several ms at
+  thousands (``bench/keys.py``), on the Redis that holds every number's caps; the GCRA
+  keeps one time per key, whatever the rate.
 - **Daily quota** (``--quota 10000``): notifications stored a day (midnight to midnight in
   ``NOTIFYQ_TIMEZONE``), taken all or none before anything is stored (a batch takes
   its valid items, a campaign its recipients, a verification its one or two calls) and
@@ -30,14 +34,14 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from api.keyring import Grant, KeyRing
-from scheduler.caps import CapLimiter
 from scheduler.quota import DailyQuota, QuotaDecision
+from scheduler.rates import RateLimiter
 from store.keys import KeyStore
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: the caps' and quotas' namespace for API keys
+#: the rates' and quotas' namespace for API keys
 NAMESPACE = "api-key"
 
 
@@ -76,8 +80,8 @@ class Allowance:
 
 
 class KeyLimits:
-    def __init__(self, caps: CapLimiter, quota: DailyQuota, timezone: str) -> None:
-        self.caps = caps
+    def __init__(self, rates: RateLimiter, quota: DailyQuota, timezone: str) -> None:
+        self.rates = rates
         self.quota = quota
         self.timezone = timezone
 
@@ -86,16 +90,16 @@ class KeyLimits:
         if not grant.rate:
             return None
         try:
-            decision = self.caps.hit(NAMESPACE, grant.name, grant.rate)
+            decision = self.rates.take(f"{NAMESPACE}:{grant.name}", grant.rate)
         except RedisError as exc:
             log.warning("the rate of key %s went unchecked (%s)", grant.name, type(exc).__name__)
             return None
         if decision.allowed:
             return None
         assert decision.retry_at is not None
+        rate = ";".join(cap.text for cap in grant.rate)
         return Refusal(
-            f"this API key may make at most {decision.cap} requests",
-            decision.retry_at - decision.now,
+            f"this API key may make at most {rate} requests", decision.retry_at - decision.now
         )
 
     @contextmanager
@@ -142,5 +146,5 @@ class KeyLimits:
 def keys_for(rt: Runtime) -> tuple[KeyRing, KeyLimits]:
     """The key ring and the per-key limits of one API process."""
     ring = KeyRing(KeyStore(rt.db), rt.redis, rt.settings.api_keys)
-    limits = KeyLimits(rt.caps, DailyQuota(rt.redis, rt.settings.zone), rt.settings.timezone)
+    limits = KeyLimits(rt.rates, DailyQuota(rt.redis, rt.settings.zone), rt.settings.timezone)
     return ring, limits
