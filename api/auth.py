@@ -26,6 +26,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.key_limits import KeyLimits
@@ -158,7 +159,7 @@ class ApiKeyGate:
         settings: Settings = state.settings
         refusal: JSONResponse | None = None
         if path.startswith(self.prefix):
-            refusal = self._v1(scope, state.keyring, state.key_limits)
+            refusal = await self._v1(scope, state.keyring, state.key_limits)
         elif settings.ops_routes_need_key and path.startswith(OPS_PATHS):
             header = _header(scope, b"authorization")
             if not (path == "/metrics" and metrics_token(settings, header)):
@@ -173,11 +174,12 @@ class ApiKeyGate:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _v1(scope: Scope, ring: KeyRing, limits: KeyLimits) -> JSONResponse | None:
+    async def _v1(scope: Scope, ring: KeyRing, limits: KeyLimits) -> JSONResponse | None:
         grant = ring.grant(_header(scope, b"authorization"))
         if grant is None:
             return _refused(401, UNAUTHORISED)
-        over = limits.admit(grant)
+        # the rate's Redis call on a thread: a round trip must not hold the event loop
+        over = await run_in_threadpool(limits.admit, grant) if grant.rate else None
         if over is not None:
             return over.response()
         scope[GRANT] = grant

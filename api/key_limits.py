@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from api.keyring import Grant, KeyRing
 from scheduler.quota import DailyQuota, QuotaDecision
@@ -67,19 +68,31 @@ class OverQuota(Exception):
         self.refusal = refusal
 
 
+@dataclass
 class Allowance:
-    """Units of a key's quota taken for one request; :meth:`stored` says how many were
-    used, and the rest go back when the request is done."""
+    """Units of a key's daily quota taken for one request: :meth:`stored` says how many
+    were used; :meth:`KeyLimits.settle` gives the rest back."""
 
-    def __init__(self, taken: int) -> None:
-        self.taken = taken
-        self.used = 0
+    grant: Grant
+    units: int
+    #: the take (None: no quota, or Redis could not be asked)
+    taken: QuotaDecision | None = None
+    used: int = 0
 
     def stored(self, units: int) -> None:
-        self.used = max(0, min(units, self.taken))
+        self.used = max(0, min(units, self.units))
+
+    @property
+    def unused(self) -> int:
+        return self.units - self.used if self.taken is not None else 0
 
 
 class KeyLimits:
+    """The limits' Redis calls are blocking; the async routes and the gate run them on
+    a thread (:meth:`notifications_off_loop`), so a round trip never holds the event
+    loop that serves every other request (``bench/keys.py``: a quarter of the API's
+    throughput when it did)."""
+
     def __init__(self, rates: RateLimiter, quota: DailyQuota, timezone: str) -> None:
         self.rates = rates
         self.quota = quota
@@ -102,37 +115,62 @@ class KeyLimits:
             f"this API key may make at most {rate} requests", decision.retry_at - decision.now
         )
 
-    @contextmanager
-    def notifications(self, grant: Grant, units: int) -> Iterator[Allowance]:
-        """``units`` notifications of the key's daily quota for the block; raises
-        :class:`OverQuota` before the block if they do not fit. What the block does not
-        mark :meth:`Allowance.stored` is given back, also when it raises."""
+    def take(self, grant: Grant, units: int) -> Allowance:
+        """``units`` notifications of the key's daily quota, all or none: raises
+        :class:`OverQuota` if they do not fit."""
+        allowance = Allowance(grant, units)
         quota = grant.daily_quota
-        allowance = Allowance(units)
         if quota is None or units <= 0:
-            yield allowance
-            return
-        taken = self._take(grant.name, quota, units)
-        if taken is not None and not taken.allowed:
+            return allowance
+        try:
+            allowance.taken = self.quota.take(NAMESPACE, grant.name, quota, units)
+        except RedisError as exc:
+            log.warning("the quota of key %s went unchecked (%s)", grant.name, type(exc).__name__)
+            return allowance
+        if not allowance.taken.allowed:
             raise OverQuota(
                 Refusal(
                     f"this API key's daily quota of {quota} notifications is used up "
-                    f"({taken.used} today); it starts again at midnight ({self.timezone})",
-                    taken.resets_at - time.time(),
+                    f"({allowance.taken.used} today); it starts again at midnight "
+                    f"({self.timezone})",
+                    allowance.taken.resets_at - time.time(),
                 )
             )
+        return allowance
+
+    def settle(self, allowance: Allowance) -> None:
+        """Give back what ``allowance`` took and the request did not store."""
+        if allowance.unused <= 0:
+            return
+        assert allowance.taken is not None and allowance.grant.daily_quota is not None
+        self._give_back(
+            allowance.grant.name,
+            allowance.grant.daily_quota,
+            allowance.taken,
+            allowance.unused,
+        )
+
+    @contextmanager
+    def notifications(self, grant: Grant, units: int) -> Iterator[Allowance]:
+        """:meth:`take` before the block, :meth:`settle` after it (also when it raises)."""
+        allowance = self.take(grant, units)
         try:
             yield allowance
         finally:
-            if taken is not None and allowance.used < units:
-                self._give_back(grant.name, quota, taken, units - allowance.used)
+            self.settle(allowance)
 
-    def _take(self, name: str, quota: int, units: int) -> QuotaDecision | None:
+    @asynccontextmanager
+    async def notifications_off_loop(self, grant: Grant, units: int) -> AsyncIterator[Allowance]:
+        """:meth:`notifications` for an async route: the Redis calls on a thread."""
+        if grant.daily_quota is None:
+            yield Allowance(grant, units)
+            return
+        allowance = await run_in_threadpool(self.take, grant, units)
         try:
-            return self.quota.take(NAMESPACE, name, quota, units)
-        except RedisError as exc:
-            log.warning("the quota of key %s went unchecked (%s)", name, type(exc).__name__)
-            return None
+            yield allowance
+        finally:
+            if allowance.unused > 0:
+                await run_in_threadpool(self.settle, allowance)
 
     def _give_back(self, name: str, quota: int, taken: QuotaDecision, units: int) -> None:
         try:

@@ -113,7 +113,7 @@ async def create_notification(
     limits: KeyLimits = request.app.state.key_limits
     wanted = to_request(body, grant)
     try:
-        with limits.notifications(grant, 1) as allowance:
+        async with limits.notifications_off_loop(grant, 1) as allowance:
             result = await coalescer.enqueue(wanted)
             allowance.stored(int(not isinstance(result, InvalidRequest) and result.created))
     except OverQuota as exc:

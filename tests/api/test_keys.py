@@ -486,3 +486,42 @@ def test_the_log_names_the_key_that_paused_and_checked_never_the_key(
     assert f"verification {verification_id} checked by {OWNER}" in text
     for headers in world.headers.values():
         assert headers["Authorization"].removeprefix("Bearer ") not in text
+
+
+def test_metrics_and_docs_behind_a_key_need_an_admin_one(database_url: str, redis_url: str) -> None:
+    settings = embedded_settings(
+        database_url, redis_url, ops_routes_need_key=True, metrics_token="scrape-only-9"
+    )
+    runtime = Runtime.build(settings)
+    keys = KeyStore(runtime.db)
+    service = {"Authorization": f"Bearer {keys.create('billing', {Scope.SEND})[1]}"}
+    admin = {"Authorization": f"Bearer {keys.create('ops', {Scope.ADMIN})[1]}"}
+    try:
+        with TestClient(create_app(settings, runtime)) as client:
+            for path in ("/metrics", "/docs", "/openapi.json"):
+                assert client.get(path, headers=service).status_code == 403, path
+                assert client.get(path, headers=admin).status_code == 200, path
+                assert client.get(path).status_code == 401, path
+            scrape = {"Authorization": "Bearer scrape-only-9"}
+            assert client.get("/metrics", headers=scrape).status_code == 200
+    finally:
+        runtime.close()
+
+
+def test_keys_list_shows_when_a_key_was_last_used_never_the_key(
+    database_url: str, redis_url: str
+) -> None:
+    runtime = Runtime.build(embedded_settings(database_url, redis_url))
+    keys = KeyStore(runtime.db)
+    key = keys.create("billing", {Scope.SEND})[1]
+    keys.create("idle", {Scope.SEND})
+    try:
+        with TestClient(create_app(runtime.settings, runtime)) as client:
+            headers = {"Authorization": f"Bearer {key}"}
+            assert client.get(f"/v1/notifications/{MISSING}", headers=headers).status_code == 404
+        # written when the API stops (and once a minute while it runs)
+        used = {r.name: r.last_used_at for r in keys.listed()}
+        assert used["billing"] is not None and used["idle"] is None
+        assert all(key not in str(r.public()) for r in keys.listed())
+    finally:
+        runtime.close()
