@@ -36,7 +36,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -206,17 +207,17 @@ class KeyRing:
         with self._lock:
             if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
                 return
-            self._thread = threading.Thread(target=self._run, name="notifyq-keyring", daemon=True)
+            self._thread = threading.Thread(
+                target=_renew, args=(weakref.ref(self), self._stop), name="notifyq-keyring"
+            )
+            self._thread.daemon = True
             self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(POLL):
-            try:
-                self.refresh()
-                if time.monotonic() - self._touched_at >= TOUCH_EVERY:
-                    self.touch()
-            except Exception:  # the thread must outlive any one failure
-                log.exception("the API keys could not be renewed")
+    def tick(self) -> None:
+        """One turn of the renewal thread: the version, and "last used" when due."""
+        self.refresh()
+        if time.monotonic() - self._touched_at >= TOUCH_EVERY:
+            self.touch()
 
     def touch(self) -> None:
         """Write "last used" for the keys used since the last write."""
@@ -233,5 +234,16 @@ class KeyRing:
             self._thread.join(timeout=5)
         self.touch()
 
-    def names(self) -> Iterable[str]:
-        return sorted({g.name for g in self._grants.values()})
+
+def _renew(ring: weakref.ref[KeyRing], stop: threading.Event) -> None:
+    """The renewal thread: it holds its ring weakly and ends with it (an app that was
+    never shut down does not leave a thread polling for ever)."""
+    while not stop.wait(POLL):
+        current = ring()
+        if current is None:
+            return
+        try:
+            current.tick()
+        except Exception:  # the thread must outlive any one failure
+            log.exception("the API keys could not be renewed")
+        del current
