@@ -1,7 +1,8 @@
 """Each service sees only its own (spec "HTTP API" and "Keys"), in process over a real
 store and a real Redis: one table runs every ``/v1`` route — and the operator page — as
 the key that made the resource, another service's key, an admin key made with ``notifyq
-keys create``, a NOTIFYQ_API_KEYS key, a read-only key and a revoked key.
+keys create``, a NOTIFYQ_API_KEYS key, a read-only key, a revoked key and a key over its
+rate.
 
 Every cell gets a resource of its own, made by the owner through the API just before,
 so no cell depends on another's changes. Another key's resource answers exactly what an
@@ -36,7 +37,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 OWNER, OTHER, ADMIN, ENV, READER, REVOKED = "billing", "shop", "ops", "env", "audit", "gone"
-CALLERS = (OWNER, OTHER, ADMIN, ENV, READER, REVOKED)
+#: a key over its rate (one request an hour, spent)
+OVER = "flood"
+CALLERS = (OWNER, OTHER, ADMIN, ENV, READER, REVOKED, OVER)
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 FAR = "2099-01-01T10:00:00+08:00"
 MISSING = 987_654_321
@@ -110,6 +113,7 @@ def world(database_url: str, redis_url: str) -> Iterator[World]:
         ADMIN: keys.create(ADMIN, {Scope.ADMIN})[1],
         READER: keys.create(READER, {Scope.SEND})[1],
         REVOKED: keys.create(REVOKED, {Scope.SEND})[1],
+        OVER: keys.create(OVER, {Scope.SEND}, rate="1/hour")[1],
         ENV: TEST_CREDENTIALS["NOTIFYQ_API_KEYS"].split(",")[0],
     }
     with TestClient(create_app(settings, runtime)) as client:
@@ -122,6 +126,7 @@ def world(database_url: str, redis_url: str) -> Iterator[World]:
         w.headers[READER] = {"Authorization": f"Bearer {keys.create(READER, {Scope.READ})[1]}"}
         announce(runtime.redis)
         wait_until(lambda: refused(w, REVOKED) and not refused(w, READER), 5, what="the ring")
+        assert w.call(OVER, "GET", f"/v1/campaigns/{MISSING}").status_code == 404  # its one
         yield w
     runtime.close()
 
@@ -133,11 +138,11 @@ def refused(w: World, caller: str) -> bool:
 # -- the table ----------------------------------------------------------------------------------
 
 #: what each caller is answered, by route
-OWNED = {OWNER: 200, OTHER: 404, ADMIN: 200, ENV: 200, READER: 404, REVOKED: 401}
-CONTROL = {OWNER: 200, OTHER: 404, ADMIN: 200, ENV: 200, READER: 403, REVOKED: 401}
+OWNED = {OWNER: 200, OTHER: 404, ADMIN: 200, ENV: 200, READER: 404, REVOKED: 401, OVER: 429}
+CONTROL = {**OWNED, READER: 403}
 CHECK = CONTROL
-ANYONE_SENDS = {OWNER: 202, OTHER: 202, ADMIN: 202, ENV: 202, READER: 403, REVOKED: 401}
-ADMIN_ONLY = {OWNER: 403, OTHER: 403, ADMIN: 200, ENV: 200, READER: 403, REVOKED: 401}
+ANYONE_SENDS = {OWNER: 202, OTHER: 202, ADMIN: 202, ENV: 202, READER: 403, REVOKED: 401, OVER: 429}
+ADMIN_ONLY = {OWNER: 403, OTHER: 403, ADMIN: 200, ENV: 200, READER: 403, REVOKED: 401, OVER: 429}
 
 
 @dataclass(frozen=True)
@@ -346,7 +351,8 @@ CASES = [
         suppressed,
         {**ADMIN_ONLY, ADMIN: 204, ENV: 204},
     ),
-    Case("GET /ui (the operator page)", "GET", lambda w: ("/ui", None), ADMIN_ONLY),
+    # the page is not /v1: no rate; a service's key is not an admin's
+    Case("GET /ui (the operator page)", "GET", lambda w: ("/ui", None), {**ADMIN_ONLY, OVER: 403}),
 ]
 
 
@@ -384,6 +390,8 @@ def test_every_route_as_every_key(world: World, case: Case) -> None:
                 answer.json(),
                 answer.headers.get("www-authenticate"),
             )
+        if answer.status_code == 429:  # its body was never read: the rate comes first
+            assert int(answer.headers["retry-after"]) > 0
         if case.then is not None:
             case.then(world, caller, answer, path)
 
