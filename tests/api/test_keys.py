@@ -1,5 +1,5 @@
-"""Each service sees only its own (spec "HTTP API" and "Keys"), in process over a real
-store and a real Redis: one table runs every ``/v1`` route — and the operator page — as
+"""Each service sees only its own (README, "Keys"), in process over a real store and a real
+Redis: one table runs every ``/v1`` route — and the operator page — as
 the key that made the resource, another service's key, an admin key made with ``notifyq
 keys create``, a NOTIFYQ_API_KEYS key, a read-only key, a revoked key and a key over its
 rate.

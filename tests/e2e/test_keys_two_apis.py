@@ -20,7 +20,7 @@ from tests.services import RedisServer, free_port, wait_until
 
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 MISSING = "/v1/notifications/987654321"
-#: how soon a revoke must reach every API process (the issue's bound)
+#: how soon a revoke must reach every API process (README, "Keys")
 WITHIN = 1.0
 
 
