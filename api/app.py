@@ -19,6 +19,7 @@ from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
 from api.expiry import receipt_sweep
+from api.key_limits import keys_for
 from config.settings import Settings
 from tasks.enqueue import enqueue_many
 from tasks.gauges import LedgerCollector, LedgerFollower, RedisStateCollector
@@ -35,6 +36,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with receipt_sweep(app.state.runtime):
             yield
+        app.state.keyring.close()
 
     app = FastAPI(
         title="notifyq",
@@ -45,6 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = runtime or Runtime.build(settings)
     app.state.campaign_rate = CampaignRate(app.state.runtime.redis, settings.campaigns_per_minute)
+    app.state.keyring, app.state.key_limits = keys_for(app.state.runtime)
     app.state.enqueuer = EnqueueCoalescer(
         lambda requests, then: enqueue_many(requests, runtime=app.state.runtime, then=then)
     )

@@ -1,26 +1,44 @@
-"""Bearer keys for ``/v1`` and the token in callback paths, both compared in constant time.
+"""Bearer keys for ``/v1`` and the operator's routes, and the token in callback paths.
 
-The key is checked twice over: by :class:`ApiKeyGate`, an ASGI layer that answers 401
-before anything reads the request's body, and by the routers' :func:`require_api_key`
-dependency. The gate is what makes the answer to a caller without a key the same
-whatever it sent: FastAPI parses a JSON body *before* it runs a route's dependencies,
-so without it a malformed body would be told "422" (or "400") instead of "401" — the
-service telling a stranger about its input rules, and reading an unauthenticated body
-of any size first. The dependency stays so a router mounted elsewhere is never open.
+A key is recognised by :class:`~api.keyring.KeyRing` (keys made with ``notifyq keys
+create``, and ``NOTIFYQ_API_KEYS`` as admin keys) and checked twice over: by
+:class:`ApiKeyGate`, an ASGI layer that answers 401 before anything reads the request's
+body, and by the routers' :func:`require_api_key` dependency. The gate is what makes
+the answer to a caller without a valid key the same whatever it sent: FastAPI parses a
+JSON body *before* it runs a route's dependencies, so without it a malformed body
+would be told "422" (or "400") instead of "401" — the service telling a stranger about
+its input rules, and reading an unauthenticated body of any size first. A revoked, an
+unknown and a malformed key get that same 401. The dependency stays so a router
+mounted elsewhere is never open.
+
+After the key, in this order: its request rate (429, api/key_limits.py), still before
+the body is read; then, per route, its scope (:func:`requires`: 403 for a key that may
+not do that at all). What a key may *see* is the stores' business: every read takes the
+grant's :attr:`~api.keyring.Grant.owner_filter`, and another key's row answers 404 as
+one that does not exist.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.key_limits import KeyLimits
+from api.keyring import Grant, KeyRing, bearer
 from config.settings import Settings
+from store.keys import Scope as KeyScope
 
 UNAUTHORISED = "a valid 'Authorization: Bearer <key>' is required"
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+#: where the gate leaves the request's grant for the routes
+GRANT = "notifyq.grant"
+ADMIN_ONLY = "this route needs an admin key"
 
 
 def constant_time_in(candidate: str, secrets: list[str]) -> bool:
@@ -30,24 +48,43 @@ def constant_time_in(candidate: str, secrets: list[str]) -> bool:
     return found
 
 
-def authorised(settings: Settings, header: str) -> bool:
-    """Whether an ``Authorization`` header carries one of the configured keys."""
-    keys = [k.get_secret_value() for k in settings.api_keys]
-    scheme, _, key = header.partition(" ")
-    return (
-        bool(keys)
-        and scheme.lower() == "bearer"
-        and bool(key)
-        and constant_time_in(key.strip(), keys)
-    )
+def keyring(request: Request) -> KeyRing:
+    ring: KeyRing = request.app.state.keyring
+    return ring
 
 
-async def require_api_key(request: Request) -> None:
-    """``async`` though it waits for nothing: FastAPI runs a plain ``def`` dependency in
-    its thread pool, a thread hand-off per request for a string comparison."""
-    settings: Settings = request.app.state.settings
-    if not authorised(settings, request.headers.get("authorization", "")):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORISED, headers=CHALLENGE)
+async def require_api_key(request: Request) -> Grant:
+    """The request's grant (401 without a valid key). ``async`` though it waits for
+    nothing: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    hand-off per request for a dict look-up."""
+    found: Grant | None = request.scope.get(GRANT)
+    if found is None:
+        found = keyring(request).grant(request.headers.get("authorization", ""))
+        if found is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORISED, headers=CHALLENGE)
+        request.scope[GRANT] = found
+    return found
+
+
+def requires(scope: KeyScope) -> Callable[[Request], Awaitable[Grant]]:
+    """A dependency: the grant, if its key may ``scope`` (403 if it may not: a key that
+    may not create is told so, whatever it asked to create)."""
+
+    async def allowed(request: Request) -> Grant:
+        grant = await require_api_key(request)
+        if not grant.may(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this key does not have the {scope} scope"
+            )
+        return grant
+
+    return allowed
+
+
+#: a route's grant, by the scope it needs: ``grant: Sender`` in its parameters
+Sender = Annotated[Grant, Depends(requires(KeyScope.SEND))]
+Reader = Annotated[Grant, Depends(requires(KeyScope.READ))]
+Admin = Annotated[Grant, Depends(requires(KeyScope.ADMIN))]
 
 
 def callback_secrets(settings: Settings, provider: str) -> list[str]:
@@ -73,20 +110,18 @@ async def require_callback_token(request: Request, token: str) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
 
 
-#: operator routes behind the key when ``NOTIFYQ_OPS_ROUTES_NEED_KEY`` is set
+#: operator routes behind an admin key when ``NOTIFYQ_OPS_ROUTES_NEED_KEY`` is set
 OPS_PATHS = ("/metrics", "/docs", "/redoc", "/openapi.json")
 
 
-def metrics_authorised(settings: Settings, header: str) -> bool:
-    """An API key, or the metrics-only token (what Prometheus is given)."""
-    if authorised(settings, header):
-        return True
+def metrics_token(settings: Settings, header: str) -> bool:
+    """The metrics-only token (what Prometheus is given): it opens ``/metrics`` alone."""
     token = settings.metrics_token
-    scheme, _, given = header.partition(" ")
+    given = bearer(header)
     return (
         token is not None
-        and scheme.lower() == "bearer"
-        and constant_time_in(given.strip(), [token.get_secret_value()])
+        and given is not None
+        and constant_time_in(given, [token.get_secret_value()])
     )
 
 
@@ -97,13 +132,18 @@ def _header(scope: Scope, wanted: bytes) -> str:
     return ""
 
 
-class ApiKeyGate:
-    """Refuses every request under ``prefix`` without a valid key, before its body is read;
-    and, when the settings say so, the operator routes (``/metrics``: a key or the
-    metrics token; ``/docs`` and the OpenAPI document: a key).
+def _refused(code: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, code, headers=CHALLENGE if code == 401 else None)
 
-    The answer is byte for byte the one :func:`require_api_key` gives, so a caller
-    cannot tell which layer refused it.
+
+class ApiKeyGate:
+    """Refuses every request under ``prefix`` without a valid key, or over its key's rate,
+    before its body is read, and leaves the key's grant in the scope for the routes;
+    and, when the settings say so, the operator routes (``/metrics``: an admin key or
+    the metrics token; ``/docs`` and the OpenAPI document: an admin key).
+
+    The 401 is byte for byte the one :func:`require_api_key` gives, so a caller cannot
+    tell which layer refused it.
     """
 
     def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
@@ -115,20 +155,32 @@ class ApiKeyGate:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        settings: Settings = scope["app"].state.settings
-        header = _header(scope, b"authorization")
+        state = scope["app"].state
+        settings: Settings = state.settings
+        refusal: JSONResponse | None = None
         if path.startswith(self.prefix):
-            allowed = authorised(settings, header)
+            refusal = await self._v1(scope, state.keyring, state.key_limits)
         elif settings.ops_routes_need_key and path.startswith(OPS_PATHS):
-            allowed = (
-                metrics_authorised(settings, header)
-                if path == "/metrics"
-                else authorised(settings, header)
-            )
-        else:
-            allowed = True
-        if allowed:
-            await self.app(scope, receive, send)
+            header = _header(scope, b"authorization")
+            if not (path == "/metrics" and metrics_token(settings, header)):
+                grant = state.keyring.grant(header)
+                if grant is None:
+                    refusal = _refused(401, UNAUTHORISED)
+                elif not grant.may(KeyScope.ADMIN):
+                    refusal = _refused(403, ADMIN_ONLY)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        refusal = JSONResponse({"detail": UNAUTHORISED}, 401, headers=CHALLENGE)
-        await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _v1(scope: Scope, ring: KeyRing, limits: KeyLimits) -> JSONResponse | None:
+        grant = ring.grant(_header(scope, b"authorization"))
+        if grant is None:
+            return _refused(401, UNAUTHORISED)
+        # the rate's Redis call on a thread: a round trip must not hold the event loop
+        over = await run_in_threadpool(limits.admit, grant) if grant.rate else None
+        if over is not None:
+            return over.response()
+        scope[GRANT] = grant
+        return None

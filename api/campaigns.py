@@ -8,12 +8,14 @@ import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from api.auth import require_api_key
-from api.notifications import caller, errors_body
+from api.auth import Reader, Sender, require_api_key
+from api.key_limits import KeyLimits, OverQuota
+from api.keyring import Grant
+from api.notifications import errors_body
 from api.schemas import MAX_TEXT, StorableModel
 from providers.base import FieldError, InvalidRequest
 from tasks.campaigns import campaigns, control, intake
@@ -23,6 +25,8 @@ from tasks.runtime import Runtime
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["campaigns"])
 
 MAX_INLINE = 100_000
+#: campaigns in one page of ``GET /v1/campaigns``
+MAX_PAGE = 200
 #: a recipient's column name and value: a template variable, never a document
 Column = Annotated[str, StringConstraints(max_length=200)]
 Cell = Annotated[str, StringConstraints(max_length=MAX_TEXT)] | int | float | None
@@ -56,12 +60,15 @@ class CampaignIn(StorableModel):
     status_code=status.HTTP_201_CREATED,
     responses={422: {"description": "bad input, nothing stored"}},
 )
-def create_campaign(body: CampaignIn, request: Request) -> Any:
-    """Bounded twice before anything is stored: rows per campaign
-    (``NOTIFYQ_CAMPAIGN_MAX_ROWS``, 422 naming ``recipients`` or ``csv``) and campaigns
-    per API key per minute (``NOTIFYQ_CAMPAIGNS_PER_MINUTE``, 429 with ``Retry-After``);
-    the body's size was bounded before it was parsed (413)."""
+def create_campaign(body: CampaignIn, request: Request, grant: Sender) -> Any:
+    """Bounded before anything is stored: rows per campaign (``NOTIFYQ_CAMPAIGN_MAX_ROWS``,
+    422 naming ``recipients`` or ``csv``), campaigns per API key per minute
+    (``NOTIFYQ_CAMPAIGNS_PER_MINUTE``, 429 with ``Retry-After``) and the key's daily
+    quota (its recipients, all or none; the rejected ones are given back); the body's
+    size was bounded before it was parsed (413). The campaign and its rows belong to the
+    key."""
     runtime: Runtime = request.app.state.runtime
+    limits: KeyLimits = request.app.state.key_limits
     errors: list[FieldError] = []
     at = parse_time(body.at, "at", errors)
     if body.csv is not None:
@@ -74,7 +81,7 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
     if errors:
         return JSONResponse(errors_body(errors), status_code=422)
     wait = request.app.state.campaign_rate.admit(
-        caller(request), runtime.redis_now(), uuid.uuid4().hex
+        grant.namespace, runtime.redis_now(), uuid.uuid4().hex
     )
     if wait > 0:
         message = f"at most {runtime.settings.campaigns_per_minute} campaigns a minute per API key"
@@ -92,12 +99,18 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
         rate=body.rate,
         at=at,
         cron=body.cron,
+        owner=grant.name,
     )
+    units = recipients(body) if grant.daily_quota is not None else 0
     try:
-        if body.csv is not None:
-            result = intake.import_campaign(runtime, spec, io.StringIO(body.csv, newline=""))
-        else:
-            result = intake.import_records(runtime, spec, body.recipients or [])
+        with limits.notifications(grant, units) as allowance:
+            if body.csv is not None:
+                result = intake.import_campaign(runtime, spec, io.StringIO(body.csv, newline=""))
+            else:
+                result = intake.import_records(runtime, spec, body.recipients or [])
+            allowance.stored(result.total)
+    except OverQuota as exc:
+        return exc.refusal.response()
     except InvalidRequest as exc:
         return JSONResponse(errors_body(exc.errors), status_code=422)
     return {
@@ -107,6 +120,17 @@ def create_campaign(body: CampaignIn, request: Request) -> Any:
         "rejected": result.rejected,
         "errors": result.errors,
     }
+
+
+def recipients(body: CampaignIn) -> int:
+    """How many recipients the campaign names (CSV rows but the header): what it asks of
+    a key's daily quota before its rows are read."""
+    if body.recipients is not None:
+        return len(body.recipients)
+    try:
+        return max(0, sum(1 for _ in csv.reader(io.StringIO(body.csv or "", newline=""))) - 1)
+    except csv.Error:
+        return 0  # unreadable: refused by the import, nothing stored
 
 
 def row_bound_error(body: CampaignIn, limit: int) -> FieldError | None:
@@ -144,10 +168,28 @@ def csv_error(text: str) -> str | None:
     return None
 
 
+@router.get("/campaigns")
+def list_campaigns(
+    request: Request,
+    grant: Reader,
+    before: int | None = Query(None, ge=1, lt=2**63),
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
+) -> Any:
+    """The key's campaigns (an admin key's: all), newest first; ``next`` is the
+    ``before`` of the following page."""
+    runtime: Runtime = request.app.state.runtime
+    rows = campaigns(runtime).page(owner=grant.owner_filter, before=before, limit=limit)
+    return {
+        "campaigns": [control.summary(row) for row in rows],
+        "next": rows[-1].id if len(rows) == limit else None,
+    }
+
+
 @router.get("/campaigns/{campaign_id}")
-def get_campaign(campaign_id: int, request: Request) -> Any:
+def get_campaign(campaign_id: int, request: Request, grant: Reader) -> Any:
+    """404 for another key's campaign, as for one that does not exist."""
     view = (
-        control.progress(request.app.state.runtime, campaign_id)
+        control.progress(request.app.state.runtime, campaign_id, owner=grant.owner_filter)
         if 0 < campaign_id < 2**63
         else None
     )
@@ -156,27 +198,28 @@ def get_campaign(campaign_id: int, request: Request) -> Any:
     return view
 
 
-def _control(action: str, campaign_id: int, request: Request) -> Any:
+def _control(action: str, campaign_id: int, request: Request, grant: Grant) -> Any:
     runtime: Runtime = request.app.state.runtime
-    if not 0 < campaign_id < 2**63 or campaigns(runtime).get(campaign_id) is None:
+    owner = grant.owner_filter
+    if not 0 < campaign_id < 2**63 or campaigns(runtime).get(campaign_id, owner=owner) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
     try:
-        getattr(control, action)(runtime, campaign_id)
+        getattr(control, action)(runtime, campaign_id, owner=owner, by=grant.name)
     except control.CampaignStateError as exc:
         return JSONResponse({"errors": [{"field": "id", "message": str(exc)}]}, status_code=409)
-    return control.progress(runtime, campaign_id)
+    return control.progress(runtime, campaign_id, owner=owner)
 
 
 @router.post("/campaigns/{campaign_id}/pause")
-def pause_campaign(campaign_id: int, request: Request) -> Any:
-    return _control("pause", campaign_id, request)
+def pause_campaign(campaign_id: int, request: Request, grant: Sender) -> Any:
+    return _control("pause", campaign_id, request, grant)
 
 
 @router.post("/campaigns/{campaign_id}/resume")
-def resume_campaign(campaign_id: int, request: Request) -> Any:
-    return _control("resume", campaign_id, request)
+def resume_campaign(campaign_id: int, request: Request, grant: Sender) -> Any:
+    return _control("resume", campaign_id, request, grant)
 
 
 @router.post("/campaigns/{campaign_id}/cancel")
-def cancel_campaign(campaign_id: int, request: Request) -> Any:
-    return _control("cancel", campaign_id, request)
+def cancel_campaign(campaign_id: int, request: Request, grant: Sender) -> Any:
+    return _control("cancel", campaign_id, request, grant)

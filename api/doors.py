@@ -92,17 +92,11 @@ class BodyLimit:
             await too_large(limit)(scope, receive, send)
 
 
-def key_scope(header: str) -> str:
-    """A short, stable name for the API key in an ``Authorization`` header (a hash: the
-    key itself is never stored). Idempotency keys and rate counts live under it."""
-    _, _, key = header.partition(" ")
-    return "k" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
-
-
 def scoped_key(scope: str, key: str | None) -> str | None:
-    """The idempotency key as stored: the caller's key under its API key's scope, so two
-    API keys never share one. A key too long to fit beside its scope is stored as its
-    hash (``#`` marks it), which names the same request just as well."""
+    """The idempotency key as stored: the caller's key under its API key's namespace
+    (api/keyring.py ``Grant.namespace``), so two API keys never share one. A key too
+    long to fit beside its namespace is stored as its hash (``#`` marks it), which names
+    the same request just as well."""
     if key is None:
         return None
     stored = f"{scope}:{key}"

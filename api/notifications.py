@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import require_api_key
+from api.auth import Reader, Sender, require_api_key
 from api.coalesce import EnqueueCoalescer
-from api.doors import key_scope, payload, scoped_key
+from api.doors import payload, scoped_key
+from api.key_limits import KeyLimits, OverQuota
+from api.keyring import Grant
 from api.schemas import (
     Accepted,
     BatchIn,
@@ -22,6 +24,7 @@ from api.schemas import (
     NotificationIn,
 )
 from providers.base import FieldError, InvalidRequest
+from store import Enqueued
 from tasks.enqueue import enqueue_many
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime
@@ -30,8 +33,9 @@ from tasks.views import notification_view
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["notifications"])
 
 
-def to_request(body: NotificationIn, scope: str) -> SendRequest:
-    """``scope`` names the caller's API key: its idempotency keys are its own."""
+def to_request(body: NotificationIn, grant: Grant) -> SendRequest:
+    """The request of ``grant``'s key: it owns the notification, and its idempotency keys
+    are its own."""
     return SendRequest(
         provider=body.provider,
         to=body.to,
@@ -43,8 +47,9 @@ def to_request(body: NotificationIn, scope: str) -> SendRequest:
             RouteLeg(leg.provider, leg.template, leg.content, tuple(leg.params), leg.options)
             for leg in body.route
         ),
-        idempotency_key=scoped_key(scope, body.idempotency_key),
+        idempotency_key=scoped_key(grant.namespace, body.idempotency_key),
         not_before=body.not_before,
+        owner=grant.name,
     )
 
 
@@ -55,14 +60,10 @@ REUSED = "this idempotency key was used for a different request"
 def conflicts(runtime: Runtime, request: SendRequest, notification_id: int) -> bool:
     """Whether the notification an idempotency key named was asked for something other
     than ``request`` (which validated once already, so validates again)."""
-    row = runtime.notifications.get(notification_id)
-    if row is None:  # pragma: no cover - a key names a committed row
+    row = runtime.notifications.get(notification_id, owner=request.owner)
+    if row is None:  # pragma: no cover - a key names a committed row of its own
         return False
     return payload(row) != payload(validate(request, runtime.providers))
-
-
-def caller(request: Request) -> str:
-    return key_scope(request.headers.get("authorization", ""))
 
 
 def errors_body(errors: list[FieldError]) -> dict[str, Any]:
@@ -99,13 +100,24 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
         422: {"model": Errors},
     },
 )
-async def create_notification(body: NotificationIn, request: Request, response: Response) -> Any:
+async def create_notification(
+    body: NotificationIn,
+    request: Request,
+    response: Response,
+    grant: Sender,
+) -> Any:
     """Stored and published together with the requests that arrive at the same moment
     (``api.coalesce``): answered, as ever, only once this one is committed."""
 
     coalescer: EnqueueCoalescer = request.app.state.enqueuer
-    wanted = to_request(body, caller(request))
-    result = await coalescer.enqueue(wanted)
+    limits: KeyLimits = request.app.state.key_limits
+    wanted = to_request(body, grant)
+    try:
+        async with limits.notifications_off_loop(grant, 1) as allowance:
+            result = await coalescer.enqueue(wanted)
+            allowance.stored(int(not isinstance(result, InvalidRequest) and result.created))
+    except OverQuota as exc:
+        return exc.refusal.response()
     if isinstance(result, InvalidRequest):
         return JSONResponse(errors_body(result.errors), status_code=422)
     if not result.created:
@@ -119,22 +131,29 @@ async def create_notification(body: NotificationIn, request: Request, response: 
 
 
 @router.post("/notifications:batch", response_model=BatchOut, responses={422: {"model": Errors}})
-def create_batch(body: BatchIn, request: Request) -> Any:
+def create_batch(body: BatchIn, request: Request, grant: Sender) -> Any:
     """Up to 1,000 notifications; each is validated on its own and the answer lists, per
-    item, its id or its errors. Valid items are stored in one transaction."""
+    item, its id or its errors. Valid items are stored in one transaction; a key's daily
+    quota takes them all or none."""
     runtime: Runtime = request.app.state.runtime
-    scope = caller(request)
+    limits: KeyLimits = request.app.state.key_limits
     requests: list[SendRequest | None] = []
     items: list[BatchItem] = []
     for index, raw in enumerate(body.notifications):
         try:
-            requests.append(to_request(NotificationIn.model_validate(raw), scope))
+            requests.append(to_request(NotificationIn.model_validate(raw), grant))
             items.append(BatchItem(index=index))
         except ValidationError as exc:
             requests.append(None)
             items.append(BatchItem(index=index, errors=errors_out(pydantic_errors(exc))))
     valid = [r for r in requests if r is not None]
-    results = iter(enqueue_many(valid, runtime=runtime) if valid else [])
+    try:
+        with limits.notifications(grant, len(valid)) as allowance:
+            stored = enqueue_many(valid, runtime=runtime) if valid else []
+            allowance.stored(sum(1 for r in stored if isinstance(r, Enqueued) and r.created))
+    except OverQuota as exc:
+        return exc.refusal.response()
+    results = iter(stored)
     for item, req in zip(items, requests, strict=True):
         if req is None:
             continue
@@ -152,11 +171,12 @@ def create_batch(body: BatchIn, request: Request) -> Any:
 @router.get(
     "/notifications/{notification_id}", responses={404: {"description": "no such notification"}}
 )
-def get_notification(notification_id: int, request: Request) -> Any:
+def get_notification(notification_id: int, request: Request, grant: Reader) -> Any:
+    """404 for another key's notification, as for one that does not exist."""
     runtime: Runtime = request.app.state.runtime
     if not 0 < notification_id < 2**63:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification")
-    view = notification_view(runtime.notifications, notification_id)
+    view = notification_view(runtime.notifications, notification_id, owner=grant.owner_filter)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification")
     return view

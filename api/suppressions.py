@@ -1,5 +1,7 @@
 """``/v1/suppressions``: numbers never to be called (an opt-out, or a provider's "bad
-number"), listed with the number masked; added and lifted by the number itself."""
+number"), listed with the number masked; added and lifted by the number itself. The
+list spans every service's numbers, so these routes need an admin key; a campaign's
+count of suppressed rows is its owner's to ask."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from api.auth import require_api_key
+from api.auth import ADMIN_ONLY, Admin, Reader, require_api_key
 from api.schemas import StorableModel
 from providers.base import FieldError, InvalidRequest, mask
+from store.keys import Scope
 from tasks import suppressions
+from tasks.campaigns import campaigns
 from tasks.runtime import Runtime
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["suppressions"])
@@ -72,7 +76,7 @@ def _errors(errors: list[FieldError]) -> JSONResponse:
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "already suppressed"}, 422: {"description": "bad input"}},
 )
-def add(body: SuppressionIn, request: Request, response: Response) -> Any:
+def add(body: SuppressionIn, request: Request, response: Response, _: Admin) -> Any:
     """Suppress a number (for every provider unless one is named): its notifications end
     ``failed``, reason ``suppressed:<reason>``, without a call."""
     runtime: Runtime = request.app.state.runtime
@@ -90,6 +94,7 @@ def add(body: SuppressionIn, request: Request, response: Response) -> Any:
 @router.get("/suppressions", responses={422: {"description": "bad input"}})
 def list_suppressions(
     request: Request,
+    grant: Reader,
     provider: str | None = Query(None, max_length=32),
     to: str | None = Query(None, max_length=32),
     campaign_id: int | None = Query(None, ge=1, lt=2**63),
@@ -97,12 +102,19 @@ def list_suppressions(
     limit: int = Query(100, ge=1, le=suppressions.MAX_PAGE),
 ) -> Any:
     """A page of suppressions (``next`` is the ``after`` of the following page); ``to``
-    asks about one number; ``campaign_id`` counts that campaign's suppressed rows."""
+    asks about one number: both need an admin key (the list spans every key's
+    numbers). ``campaign_id`` counts that campaign's suppressed rows, for the key that
+    made it (404 for another's, as for one that does not exist)."""
     runtime: Runtime = request.app.state.runtime
     try:
         if campaign_id is not None:
-            count = suppressions.suppressed_in_campaign(runtime, campaign_id)
+            owner = grant.owner_filter
+            if campaigns(runtime).get(campaign_id, owner=owner) is None:
+                return JSONResponse({"detail": "no such campaign"}, status_code=404)
+            count = suppressions.suppressed_in_campaign(runtime, campaign_id, owner=owner)
             return {"campaign_id": campaign_id, "suppressed": count}
+        if not grant.may(Scope.ADMIN):
+            return JSONResponse({"detail": ADMIN_ONLY}, status_code=403)
         if to is not None:
             found = suppressions.lookup(runtime, to)
             return {"suppressions": [v.public() for v in found], "next": None}
@@ -119,7 +131,7 @@ def list_suppressions(
     responses={404: {"description": "the number is not suppressed"}, 422: {"description": ""}},
 )
 def remove(
-    to: str, request: Request, provider: str | None = Query(None, max_length=32)
+    to: str, request: Request, _: Admin, provider: str | None = Query(None, max_length=32)
 ) -> Response:
     """Lift a number's suppressions (one provider's with ``?provider=``, else all)."""
     runtime: Runtime = request.app.state.runtime

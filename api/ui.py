@@ -6,8 +6,9 @@ One server-rendered page: notifications by provider and status, what waits and w
 and pause/resume/cancel, each provider's circuit, and one number's caps. It refreshes
 itself every 10 s.
 
-Behind the API key: HTTP Basic with an API key as the password (a browser asks for it)
-or ``Authorization: Bearer``. The campaign buttons post with a header no other site's
+Behind an admin key (it shows every key's notifications and campaigns): HTTP Basic with
+the key as the password (a browser asks for it) or ``Authorization: Bearer``; any
+other valid key is told 403. The campaign buttons post with a header no other site's
 page can send without our consent (``X-Notifyq-UI``), so a logged-in browser cannot be
 made to press them from elsewhere. A number to look up is posted, never put in the URL,
 so it stays out of access logs; numbers on the page are masked.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
+from functools import partial
 from html import escape
 from typing import Any
 
@@ -26,8 +28,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import ui_data
-from api.auth import authorised
-from config.settings import Settings
+from api.keyring import Grant, KeyRing
+from store.keys import Scope
 from tasks.campaigns import campaigns
 from tasks.campaigns import control as campaign_control
 from tasks.runtime import Runtime
@@ -38,22 +40,26 @@ UI_HEADER = "x-notifyq-ui"
 ACTIONS = ("pause", "resume", "cancel")
 
 
-def ui_authorised(settings: Settings, header: str) -> bool:
+def ui_grant(ring: KeyRing, header: str) -> Grant | None:
     """Basic (any user name, an API key as the password) or Bearer."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
-        return authorised(settings, header)
+        return ring.grant(header)
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return False
+        return None
     _, _, password = decoded.partition(":")
-    return authorised(settings, f"Bearer {password}")
+    return ring.grant(f"Bearer {password}")
 
 
-def require_login(request: Request) -> None:
-    if not ui_authorised(request.app.state.settings, request.headers.get("authorization", "")):
+def require_login(request: Request) -> Grant:
+    grant = ui_grant(request.app.state.keyring, request.headers.get("authorization", ""))
+    if grant is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "login required", headers=CHALLENGE)
+    if not grant.may(Scope.ADMIN):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the operator page needs an admin key")
+    return grant
 
 
 @router.get("", response_class=HTMLResponse)
@@ -77,7 +83,7 @@ async def caps(request: Request, number: str = Form("", max_length=32)) -> HTMLR
 
 @router.post("/campaigns/{campaign_id}/{action}")
 async def control(campaign_id: int, action: str, request: Request) -> Any:
-    require_login(request)
+    grant = require_login(request)
     if request.headers.get(UI_HEADER) != "1":
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"the page's own requests carry {UI_HEADER}")
     runtime: Runtime = request.app.state.runtime
@@ -86,7 +92,9 @@ async def control(campaign_id: int, action: str, request: Request) -> Any:
     if not 0 < campaign_id < 2**63 or campaigns(runtime).get(campaign_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
     try:
-        await run_in_threadpool(getattr(campaign_control, action), runtime, campaign_id)
+        await run_in_threadpool(
+            partial(getattr(campaign_control, action), by=grant.name), runtime, campaign_id
+        )
     except campaign_control.CampaignStateError as exc:
         return JSONResponse({"errors": [{"field": "id", "message": str(exc)}]}, status_code=409)
     return await run_in_threadpool(campaign_control.progress, runtime, campaign_id)

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
-from api.auth import require_api_key
+from api.auth import Reader, Sender, require_api_key
+from api.key_limits import KeyLimits, OverQuota
 from api.schemas import StorableModel
 from providers.base import FieldError, InvalidRequest
 from tasks.runtime import Runtime
@@ -73,21 +74,29 @@ def _disabled(exc: VerificationsDisabled) -> JSONResponse:
         503: {"description": "NOTIFYQ_VERIFY_SECRET is not set"},
     },
 )
-def create(body: VerificationIn, request: Request) -> Any:
-    """A new code, sent by SMS or a voice call; answered once stored and handed on."""
+def create(body: VerificationIn, request: Request, grant: Sender) -> Any:
+    """A new code, sent by SMS or a voice call; answered once stored and handed on. It
+    and its notifications belong to the key, and count against its daily quota."""
     runtime: Runtime = request.app.state.runtime
+    limits: KeyLimits = request.app.state.key_limits
+    calls = 1 if body.voice_after is None else 2
     try:
-        created = create_verification(
-            body.to,
-            body.channel,
-            template=body.template,
-            provider=body.provider,
-            length=body.length,
-            ttl=body.ttl,
-            purpose=body.purpose,
-            voice_after=body.voice_after,
-            runtime=runtime,
-        )
+        with limits.notifications(grant, calls) as allowance:
+            created = create_verification(
+                body.to,
+                body.channel,
+                template=body.template,
+                provider=body.provider,
+                length=body.length,
+                ttl=body.ttl,
+                purpose=body.purpose,
+                voice_after=body.voice_after,
+                owner=grant.name,
+                runtime=runtime,
+            )
+            allowance.stored(calls)
+    except OverQuota as exc:
+        return exc.refusal.response()
     except InvalidRequest as exc:
         return _errors(exc.errors)
     except TooManyRequests as exc:
@@ -112,14 +121,21 @@ def create(body: VerificationIn, request: Request) -> Any:
         422: {"description": "the code is not 4 to 8 digits (not counted)"},
     },
 )
-def check(verification_id: int, body: CheckIn, request: Request) -> Any:
+def check(verification_id: int, body: CheckIn, request: Request, grant: Sender) -> Any:
     """``approved``, ``denied`` (with ``attempts_left``), ``expired`` or
-    ``too_many_attempts``; an approved code is never approved again."""
+    ``too_many_attempts``; an approved code is never approved again. Another key's
+    verification is 404, as one that does not exist, and its attempts are not spent."""
     runtime: Runtime = request.app.state.runtime
     if not 0 < verification_id < MAX_ID:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such verification")
     try:
-        return check_verification(verification_id, body.code, runtime=runtime).public()
+        return check_verification(
+            verification_id,
+            body.code,
+            owner=grant.owner_filter,
+            by=grant.name,
+            runtime=runtime,
+        ).public()
     except InvalidRequest as exc:
         return _errors(exc.errors)
     except NoSuchVerification:
@@ -131,10 +147,15 @@ def check(verification_id: int, body: CheckIn, request: Request) -> Any:
 @router.get(
     "/verifications/{verification_id}", responses={404: {"description": "no such verification"}}
 )
-def show(verification_id: int, request: Request) -> Any:
-    """The verification (number masked, never the code) and its notification's status."""
+def show(verification_id: int, request: Request, grant: Reader) -> Any:
+    """The verification (number masked, never the code) and its notification's status;
+    404 for another key's."""
     runtime: Runtime = request.app.state.runtime
-    view = verification_view(runtime, verification_id) if 0 < verification_id < MAX_ID else None
+    view = (
+        verification_view(runtime, verification_id, owner=grant.owner_filter)
+        if 0 < verification_id < MAX_ID
+        else None
+    )
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such verification")
     return view

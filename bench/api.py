@@ -109,12 +109,13 @@ async def drive(
     concurrency: int,
     make: Callable[[int], tuple[str, dict[str, Any], int]],
     name: str,
+    key: str = KEY,
 ) -> Phase:
     """``requests`` posts, ``concurrency`` at a time; every answer must be a success."""
     latencies: list[float] = []
     items = 0
     next_index = 0
-    headers = {"Authorization": f"Bearer {KEY}"}
+    headers = {"Authorization": f"Bearer {key}"}
 
     async def runner() -> None:
         """One connection, kept alive, one request at a time (bench/http1.py: a client

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import campaigns, caps, db, demo, dev, ihuyi, messages, services, suppress, verify
+from cli import (
+    campaigns,
+    caps,
+    db,
+    demo,
+    dev,
+    ihuyi,
+    keys,
+    messages,
+    services,
+    suppress,
+    verify,
+)
 
 app = typer.Typer(
     name="notifyq",
@@ -27,6 +39,7 @@ app.add_typer(verify.app, name="verify")
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(caps.app, name="caps")
 app.add_typer(dev.app, name="dev")
+app.add_typer(keys.app, name="keys")
 app.command()(demo.demo)
 
 

@@ -104,9 +104,13 @@ def api(
 
     require_free_port(host, port, "notifyq api")
     config = _prepare()
-    if not config.api_keys:
-        warn("NOTIFYQ_API_KEYS is empty: every /v1 request will get 401 until it is set")
-    uvicorn.run(create_app(config), host=host, port=port, log_config=None, timeout_keep_alive=30)
+    app = create_app(config)
+    if app.state.keyring.empty:
+        warn(
+            "no API key (NOTIFYQ_API_KEYS, `notifyq keys create`): "
+            "every /v1 request will get 401 until one is made"
+        )
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=30)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

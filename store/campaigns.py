@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, literal, select, update
 from store.bulk import Serialized, insert_rows, json_strings
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
-from store.schema import Campaign, CampaignRecipient, Notification
+from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification
 from store.status import WAITING, Status
 
 C = Campaign.__table__
@@ -57,6 +57,7 @@ ROW_COLUMNS = (
     "status",
     "attempts",
     "campaign_id",
+    "owner",
     "next_attempt_at",
     "created_at",
     "updated_at",
@@ -71,6 +72,25 @@ class CampaignRow:
     to: str
     content: str | None
     params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """A campaign as a list shows it: what it is and where it stands, not its counts."""
+
+    id: int
+    name: str
+    status: str
+    provider: str
+    owner: str
+    total: int
+    rejected: int
+    cron: str | None
+    next_run_at: float | None
+    created_at: float
+
+
+SUMMARY_COLUMNS = tuple(f.name for f in fields(CampaignSummary))
 
 
 class CampaignStore:
@@ -99,6 +119,7 @@ class CampaignStore:
         rate: str | None,
         cron: str | None,
         next_run_at: float | None,
+        owner: str = DEFAULT_OWNER,
     ) -> int:
         now = time.time()
         with self.db.write() as conn:
@@ -106,6 +127,7 @@ class CampaignStore:
                 insert(C).returning(C.c.id),
                 {
                     "name": name,
+                    "owner": owner,
                     "status": IMPORTING,
                     "provider": provider,
                     "route": route,
@@ -148,6 +170,7 @@ class CampaignStore:
                 Status.QUEUED.value,
                 0,
                 campaign.id,
+                campaign.owner,
                 not_before,
                 now,
                 now,
@@ -198,6 +221,7 @@ class CampaignStore:
                     literal(Status.QUEUED.value),
                     literal(0),
                     C.c.id,
+                    C.c.owner,
                     literal(now),
                     literal(now),
                     literal(now),
@@ -236,9 +260,24 @@ class CampaignStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, campaign_id: int) -> Any:
+    def get(self, campaign_id: int, *, owner: str | None = None) -> Any:
+        """The campaign; with ``owner``, only if that key name made it."""
+        query = select(C).where(C.c.id == campaign_id)
+        if owner is not None:
+            query = query.where(C.c.owner == owner)
         with self.db.read() as conn:
-            return conn.execute(select(C).where(C.c.id == campaign_id)).first()
+            return conn.execute(query).first()
+
+    def page(self, *, owner: str | None, before: int | None, limit: int) -> list[CampaignSummary]:
+        """Campaigns newest first, below id ``before``; with ``owner``, that key name's
+        only (an index on owner and id serves it)."""
+        query = select(*(C.c[name] for name in SUMMARY_COLUMNS)).order_by(C.c.id.desc())
+        if owner is not None:
+            query = query.where(C.c.owner == owner)
+        if before is not None:
+            query = query.where(C.c.id < before)
+        with self.db.read() as conn:
+            return [CampaignSummary(*row) for row in conn.execute(query.limit(limit))]
 
     def statuses(self, ids: Iterable[int]) -> dict[int, str]:
         with self.db.read() as conn:
@@ -326,17 +365,28 @@ class CampaignStore:
     # -- control -----------------------------------------------------------------------
 
     def set_status(
-        self, campaign_id: int, status: str, *, expect: Sequence[str] | None = None, **values: Any
+        self,
+        campaign_id: int,
+        status: str,
+        *,
+        expect: Sequence[str] | None = None,
+        owner: str | None = None,
+        **values: Any,
     ) -> bool:
+        """Compare-and-set on the status (``expect``); with ``owner``, only that key
+        name's campaign changes."""
         with self.db.write() as conn:
             stmt = update(C).where(C.c.id == campaign_id)
             if expect is not None:
                 stmt = stmt.where(C.c.status.in_(list(expect)))
+            if owner is not None:
+                stmt = stmt.where(C.c.owner == owner)
             result = conn.execute(stmt.values(status=status, updated_at=time.time(), **values))
             return bool(result.rowcount)
 
-    def cancel_rows(self, campaign_id: int, chunk: int = 5000) -> int:
-        """Every row not yet handed to a provider → cancelled, each with its event.
+    def cancel_rows(self, campaign_id: int, chunk: int = 5000, *, by: str | None = None) -> int:
+        """Every row not yet handed to a provider → cancelled, each with its event (whose
+        detail names ``by``, the key or the command line that cancelled, when given).
 
         Each change expects the row as read (a dispatch that took it meanwhile wins:
         it is ``sending`` and no longer the campaign's to cancel); rows that moved from
@@ -362,6 +412,7 @@ class CampaignStore:
                         expect=Expect.row(row),
                         reason="campaign:cancelled",
                         values={"next_attempt_at": None},
+                        detail={"by": by} if by else None,
                     )
                     for row in rows
                 ]

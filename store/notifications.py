@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from observe.metrics import STALE_CHANGES
 from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import INSERT_PAGE, Database
-from store.schema import Event, Notification
+from store.schema import DEFAULT_OWNER, Event, Notification
 from store.status import ALLOWED_FROM, WAITING, Status
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class NewNotification:
     idempotency_key: str | None = None
     campaign_id: int | None = None
     not_before: float | None = None
+    #: the name of the API key that asks for it (store/keys.py)
+    owner: str = DEFAULT_OWNER
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,14 @@ class NotificationStore:
 
     # -- reading ----------------------------------------------------------------------
 
-    def get(self, notification_id: int) -> Row[Any] | None:
+    def get(self, notification_id: int, *, owner: str | None = None) -> Row[Any] | None:
+        """The row; with ``owner``, only if that key name made it (None, as for an id
+        that does not exist, otherwise)."""
+        query = select(N).where(N.c.id == notification_id)
+        if owner is not None:
+            query = query.where(N.c.owner == owner)
         with self.db.read() as conn:
-            return conn.execute(select(N).where(N.c.id == notification_id)).first()
+            return conn.execute(query).first()
 
     def load(self, conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
         return list(conn.execute(select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)))
@@ -499,6 +506,7 @@ def _row(draft: NewNotification, now: float) -> dict[str, Any]:
         "attempts": 0,
         "idempotency_key": draft.idempotency_key,
         "campaign_id": draft.campaign_id,
+        "owner": draft.owner,
         "next_attempt_at": draft.not_before if status is Status.DEFERRED else now,
         "published_at": None if status is Status.DEFERRED or draft.campaign_id else now,
         "created_at": now,

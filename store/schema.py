@@ -22,10 +22,17 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from store.status import Status
+
+#: who owns what was made before keys had names, and what NOTIFYQ_API_KEYS keys and the
+#: command line make (store/keys.py says why one name serves both)
+DEFAULT_OWNER = "admin"
+#: a key's name as rows record their owner
+OWNER_LENGTH = 48
 
 #: BIGINT on PostgreSQL; on SQLite an INTEGER PRIMARY KEY, the rowid itself.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -58,9 +65,13 @@ class Campaign(Base):
     """
 
     __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_owner", "owner", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
+    #: the name of the API key that made it (store/keys.py); only that name and admin
+    #: keys see it
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), server_default=DEFAULT_OWNER)
     #: importing → scheduled → running → completed; paused, cancelled beside them
     status: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str] = mapped_column(String(32))
@@ -132,6 +143,9 @@ class Notification(Base):
     secret: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    #: the name of the API key that made it (store/keys.py); only that name and admin
+    #: keys see it
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), server_default=DEFAULT_OWNER)
     #: not before this moment (a cap, a window, a backoff or the caller's not_before)
     next_attempt_at: Mapped[float | None]
     #: when a dispatch task for this row was last published (the sweeper's clue)
@@ -223,6 +237,9 @@ class Verification(Base):
     #: E.164
     to: Mapped[str] = mapped_column(String(20))
     purpose: Mapped[str] = mapped_column(String(64))
+    #: the name of the API key that made it (store/keys.py); only that name and admin
+    #: keys see it
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), server_default=DEFAULT_OWNER)
     channel: Mapped[str] = mapped_column(String(8))
     provider: Mapped[str] = mapped_column(String(32))
     #: a random salt and HMAC-SHA256(NOTIFYQ_VERIFY_SECRET, salt:code), hex
@@ -264,3 +281,36 @@ class Suppression(Base):
     #: who said so: ``ihuyi:4030``, ``api``, ``cli``
     source: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float]
+
+
+class ApiKey(Base):
+    """An API key made with ``notifyq keys create``: its name, what it may do and its
+    limits. Only a SHA-256 digest of the key is kept, never the key. A revoked key keeps
+    its row (``revoked_at``), so what it made still names it; a name has at most one key
+    that is not revoked."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        Index(
+            "uq_api_keys_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(OWNER_LENGTH))
+    #: SHA-256 of the whole key, hex
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    #: comma-separated: send, read, admin
+    scopes: Mapped[str] = mapped_column(String(32))
+    #: requests a window, ``limits`` notation (``100/second``); none: unlimited
+    rate: Mapped[str | None] = mapped_column(String(64))
+    #: notifications a day (midnight to midnight in NOTIFYQ_TIMEZONE); none: unlimited
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[float]
+    #: written coarsely (at most about once a minute a key and API process)
+    last_used_at: Mapped[float | None]
+    revoked_at: Mapped[float | None]

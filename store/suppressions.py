@@ -126,11 +126,14 @@ class SuppressionStore:
                 out[(provider, number)] = Hit(reasons[provider], everywhere=False)
         return out
 
-    def suppressed_in_campaign(self, campaign_id: int) -> int:
+    def suppressed_in_campaign(self, campaign_id: int, *, owner: str | None = None) -> int:
         """How many of a campaign's rows ended ``failed`` because their number is
-        suppressed (what a campaign reports beside its counts)."""
+        suppressed (what a campaign reports beside its counts); with ``owner``, only
+        rows that key name made (0 for another's campaign, as for none)."""
         query = select(func.count()).where(
             N.c.campaign_id == campaign_id, N.c.reason.like(f"{PREFIX}%")
         )
+        if owner is not None:
+            query = query.where(N.c.owner == owner)
         with self.db.read() as conn:
             return int(conn.execute(query).scalar_one())

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, Select, insert, select, update
 
 from store.db import Database
-from store.schema import Notification, Verification
+from store.schema import DEFAULT_OWNER, Notification, Verification
 from store.status import WAITING, Status
 
 V = Verification.__table__
@@ -54,6 +54,8 @@ class NewVerification:
     length: int
     max_attempts: int
     expires_at: float
+    #: the name of the API key that asks for it (store/keys.py)
+    owner: str = DEFAULT_OWNER
 
 
 class VerificationStore:
@@ -81,14 +83,17 @@ class VerificationStore:
         }
         return int(conn.execute(insert(V).returning(V.c.id), [values]).scalar_one())
 
-    def get(self, verification_id: int) -> Row[Any] | None:
+    def get(self, verification_id: int, *, owner: str | None = None) -> Row[Any] | None:
+        """The row; with ``owner``, only if that key name made it."""
         with self.db.read() as conn:
-            return conn.execute(select(V).where(V.c.id == verification_id)).first()
+            return conn.execute(_one(verification_id, owner)).first()
 
-    def locked(self, conn: Connection, verification_id: int) -> Row[Any] | None:
+    def locked(
+        self, conn: Connection, verification_id: int, *, owner: str | None = None
+    ) -> Row[Any] | None:
         """The row, locked for this write transaction (PostgreSQL ``FOR UPDATE``; SQLite
-        holds its one write lock already)."""
-        query = select(V).where(V.c.id == verification_id)
+        holds its one write lock already); with ``owner``, only that key name's."""
+        query = _one(verification_id, owner)
         if not self.db.is_sqlite:
             query = query.with_for_update()
         return conn.execute(query).first()
@@ -119,6 +124,11 @@ class VerificationStore:
             .values(**values, version=V.c.version + 1, updated_at=now)
         )
         return bool(result.rowcount)
+
+
+def _one(verification_id: int, owner: str | None) -> Select[tuple[object, ...]]:
+    query = select(V).where(V.c.id == verification_id)
+    return query if owner is None else query.where(V.c.owner == owner)
 
 
 def erase_finished(conn: Connection, ids: Sequence[int]) -> int:

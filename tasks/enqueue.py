@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
 from store import Enqueued, NewNotification, NotificationStore, Status
+from store.schema import DEFAULT_OWNER
 from tasks.grouping import Groups
 from tasks.publish import Then, gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
@@ -59,9 +60,11 @@ def enqueue(
     route: Sequence[Mapping[str, Any] | RouteLeg] = (),
     idempotency_key: str | None = None,
     not_before: Any = None,
+    owner: str = DEFAULT_OWNER,
     runtime: Runtime | None = None,
 ) -> Enqueued:
     """Validate and enqueue one notification; raises InvalidRequest naming each bad field.
+    ``owner``: the key name it belongs to (store/keys.py), the operator's by default.
 
     Returns once the row is committed; its dispatch message follows within
     ``NOTIFYQ_PUBLISH_LINGER`` (see the module's docstring)."""
@@ -75,6 +78,7 @@ def enqueue(
         route=tuple(leg if isinstance(leg, RouteLeg) else RouteLeg(**leg) for leg in route),
         idempotency_key=idempotency_key,
         not_before=not_before,
+        owner=owner,
     )
     rt = runtime or get_runtime()
     result = _group_for(rt).submit(rt, request)

@@ -18,6 +18,7 @@ from typing import Any
 from providers import registry
 from providers.base import Draft, FieldError, InvalidRequest, Provider
 from store import NewNotification
+from store.schema import DEFAULT_OWNER
 
 MAX_KEY = 255
 
@@ -45,6 +46,8 @@ class SendRequest:
     #: epoch seconds, an ISO 8601 string, or an aware datetime
     not_before: float | str | datetime | None = None
     campaign_id: int | None = None
+    #: the name of the API key that asks (store/keys.py); the operator's by default
+    owner: str = DEFAULT_OWNER
 
 
 def parse_time(
@@ -155,4 +158,5 @@ def validate(
         idempotency_key=request.idempotency_key,
         campaign_id=request.campaign_id,
         not_before=not_before,
+        owner=request.owner,
     )

@@ -230,5 +230,5 @@ def learn_receipts(rt: Runtime, provider: str, receipts: Sequence[DeliveryReceip
     return learn(rt, [(p, to, str(why), str(code)) for p, to, why, code in lessons])
 
 
-def suppressed_in_campaign(rt: Runtime, campaign_id: int) -> int:
-    return store(rt).suppressed_in_campaign(campaign_id)
+def suppressed_in_campaign(rt: Runtime, campaign_id: int, *, owner: str | None = None) -> int:
+    return store(rt).suppressed_in_campaign(campaign_id, owner=owner)

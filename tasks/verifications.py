@@ -42,7 +42,8 @@ from observe.metrics import VERIFICATION_CHECKS, VERIFICATION_LIMITED, VERIFICAT
 from providers.base import FieldError, InvalidRequest, mask
 from scheduler.limits import parse_caps
 from store import Change, Enqueued, Expect, NewNotification, Status
-from store.schema import Notification
+from store.keys import CLI_ACTOR
+from store.schema import DEFAULT_OWNER, Notification
 from store.status import WAITING
 from store.verifications import (
     APPROVED,
@@ -292,10 +293,12 @@ def create_verification(
     ttl: float | None = None,
     purpose: str | None = None,
     voice_after: float | None = None,
+    owner: str = DEFAULT_OWNER,
     runtime: Runtime | None = None,
 ) -> Created:
     """Create a verification and send its code; raises InvalidRequest (naming each
-    field), TooManyRequests or VerificationsDisabled. The code is returned to no one."""
+    field), TooManyRequests or VerificationsDisabled. The code is returned to no one.
+    ``owner``: the key name it and its notifications belong to (store/keys.py)."""
     rt = runtime or get_runtime()
     secret = _secret(rt)
     if not isinstance(to, str) or not to.strip():
@@ -304,7 +307,7 @@ def create_verification(
     code = new_code(ask.length)
     leg = _leg(rt, ask.provider, ask.template, code)
     route = _voice_route(rt, ask.provider, code) if ask.channel == "voice" else ()
-    first = _draft(rt, to, leg, route)
+    first = _draft(rt, to, leg, route, owner=owner)
     number = first.to
     now = rt.redis_now()
     fallback = None
@@ -317,6 +320,7 @@ def create_verification(
                 _leg(rt, voice, None, code),
                 _voice_route(rt, voice, code),
                 not_before=now + ask.voice_after,
+                owner=owner,
             )
         except InvalidRequest as exc:  # the configured voice resend cannot go to this number
             raise InvalidRequest(
@@ -338,6 +342,7 @@ def create_verification(
         length=ask.length,
         max_attempts=rt.settings.verify_max_attempts,
         expires_at=now + ask.ttl,
+        owner=owner,
     )
     try:
         created, enqueued = _store(rt, new, [first] + ([fallback] if fallback else []), now)
@@ -347,12 +352,13 @@ def create_verification(
     hand_off(rt, enqueued)
     VERIFICATIONS.labels(ask.channel).inc()
     log.info(
-        "verification %s: a %d-digit code to %s by %s (%s)",
+        "verification %s: a %d-digit code to %s by %s (%s), for %s",
         created.id,
         ask.length,
         mask(number),
         ask.channel,
         ask.provider,
+        owner,
     )
     return created
 
@@ -422,10 +428,16 @@ def _end_notifications(rt: Runtime, conn: Any, rows: Sequence[Any], now: float, 
 
 
 def check_verification(
-    verification_id: int, code: Any, *, runtime: Runtime | None = None
+    verification_id: int,
+    code: Any,
+    *,
+    owner: str | None = None,
+    by: str = CLI_ACTOR,
+    runtime: Runtime | None = None,
 ) -> Checked:
     """Check a code; raises InvalidRequest for a code that is not 4-8 digits (nothing
-    counted), NoSuchVerification, VerificationsDisabled."""
+    counted), NoSuchVerification (also for another key name's, with ``owner``: nothing
+    counted either), VerificationsDisabled. ``by`` names who checked, in the log."""
     rt = runtime or get_runtime()
     secret = _secret(rt)
     if not isinstance(code, str) or not CODE.match(code):
@@ -433,7 +445,7 @@ def check_verification(
     store = VerificationStore(rt.db)
     now = rt.redis_now()
     with rt.db.write() as conn:
-        row = store.locked(conn, verification_id)
+        row = store.locked(conn, verification_id, owner=owner)
         if row is None:
             raise NoSuchVerification(verification_id)
         answer = _decide(row, secret, code, now)
@@ -444,7 +456,7 @@ def check_verification(
             if values.get("status") in ENDED:
                 _end_notifications(rt, conn, [row], now, f"verification:{values['status']}")
     VERIFICATION_CHECKS.labels(answer.status).inc()
-    log.info("verification %s checked: %s", verification_id, answer.status)
+    log.info("verification %s checked by %s: %s", verification_id, by, answer.status)
     return answer
 
 
@@ -481,9 +493,12 @@ def _decide(row: Any, secret: str, code: str, now: float) -> Checked:
 # -- read, expire ---------------------------------------------------------------------------
 
 
-def verification_view(rt: Runtime, verification_id: int) -> dict[str, Any] | None:
-    """A verification as callers see it: never the code, the number masked."""
-    row = VerificationStore(rt.db).get(verification_id)
+def verification_view(
+    rt: Runtime, verification_id: int, *, owner: str | None = None
+) -> dict[str, Any] | None:
+    """A verification as callers see it: never the code, the number masked. None for
+    an id that does not exist and, with ``owner``, for another key name's."""
+    row = VerificationStore(rt.db).get(verification_id, owner=owner)
     if row is None:
         return None
     delivery = None
@@ -502,6 +517,7 @@ def verification_view(rt: Runtime, verification_id: int) -> dict[str, Any] | Non
         "channel": row.channel,
         "provider": row.provider,
         "status": row.status,
+        "owner": row.owner,
         "attempts": row.attempts,
         "attempts_left": max(0, row.max_attempts - row.attempts) if row.status == PENDING else None,
         "expires_at": iso(row.expires_at),

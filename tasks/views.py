@@ -18,8 +18,12 @@ def iso(moment: float | None) -> str | None:
     )
 
 
-def notification_view(store: NotificationStore, notification_id: int) -> dict[str, Any] | None:
-    row = store.get(notification_id)
+def notification_view(
+    store: NotificationStore, notification_id: int, *, owner: str | None = None
+) -> dict[str, Any] | None:
+    """None for an id that does not exist, and, with ``owner``, for one that key name
+    did not make: the two are one answer."""
+    row = store.get(notification_id, owner=owner)
     if row is None:
         return None
     events = [
@@ -44,5 +48,6 @@ def notification_view(store: NotificationStore, notification_id: int) -> dict[st
         "next_attempt_at": iso(row.next_attempt_at),
         "created_at": iso(row.created_at),
         "campaign_id": row.campaign_id,
+        "owner": row.owner,
         "events": events,
     }

@@ -6,9 +6,10 @@ second pause changes nothing twice); cancel ends the campaign's unsent rows in c
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,41 +20,52 @@ from store.campaigns import (
     PAUSED,
     RUNNING,
     SCHEDULED,
+    CampaignSummary,
 )
+from store.keys import CLI_ACTOR
 from store.suppressions import SuppressionStore
 from tasks.campaigns import campaigns
 from tasks.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class CampaignStateError(Exception):
     """A control that the campaign's status does not allow (pause a completed one)."""
 
 
-def pause(rt: Runtime, campaign_id: int) -> str:
+def pause(rt: Runtime, campaign_id: int, *, owner: str | None = None, by: str = CLI_ACTOR) -> str:
+    """``owner``: only that key name's campaign (another's is left alone, as if there
+    were none); ``by`` names who asked, in the log."""
     store = campaigns(rt)
-    if not store.set_status(campaign_id, PAUSED, expect=[SCHEDULED, RUNNING]):
+    if not store.set_status(campaign_id, PAUSED, expect=[SCHEDULED, RUNNING], owner=owner):
         raise CampaignStateError(f"campaign {campaign_id} is not scheduled or running")
     store.unrelease(campaign_id)
+    log.info("campaign %s paused by %s", campaign_id, by)
     return PAUSED
 
 
-def resume(rt: Runtime, campaign_id: int) -> str:
+def resume(rt: Runtime, campaign_id: int, *, owner: str | None = None, by: str = CLI_ACTOR) -> str:
     store = campaigns(rt)
-    campaign = store.get(campaign_id)
+    campaign = store.get(campaign_id, owner=owner)
     target = RUNNING if campaign is not None and campaign.started_at is not None else SCHEDULED
-    if not store.set_status(campaign_id, target, expect=[PAUSED]):
+    if campaign is None or not store.set_status(campaign_id, target, expect=[PAUSED], owner=owner):
         raise CampaignStateError(f"campaign {campaign_id} is not paused")
+    log.info("campaign %s resumed by %s", campaign_id, by)
     return target
 
 
-def cancel(rt: Runtime, campaign_id: int) -> int:
-    """Cancel the campaign and every notification of it not yet handed to a provider."""
+def cancel(rt: Runtime, campaign_id: int, *, owner: str | None = None, by: str = CLI_ACTOR) -> int:
+    """Cancel the campaign and every notification of it not yet handed to a provider;
+    each row's event names ``by``."""
     store = campaigns(rt)
-    if not store.set_status(campaign_id, CANCELLED, expect=[SCHEDULED, RUNNING, PAUSED, IMPORTING]):
+    waiting = [SCHEDULED, RUNNING, PAUSED, IMPORTING]
+    if not store.set_status(campaign_id, CANCELLED, expect=waiting, owner=owner):
         now_is = store.statuses([campaign_id]).get(campaign_id, "gone")
         raise CampaignStateError(f"campaign {campaign_id} is already {now_is}")
+    log.info("campaign %s cancelled by %s", campaign_id, by)
     # rows still in the broker or the deferred set find themselves cancelled: dispatch skips them
-    return store.cancel_rows(campaign_id)
+    return store.cancel_rows(campaign_id, by=by)
 
 
 @dataclass(frozen=True)
@@ -73,9 +85,22 @@ def campaign_states(rt: Runtime, ids: Iterable[int]) -> dict[int, CampaignState]
 DONE = {"sent", "delivered", "undelivered", "failed", "cancelled", "unknown"}
 
 
-def progress(rt: Runtime, campaign_id: int, now: float | None = None) -> dict[str, Any] | None:
+def summary(campaign: CampaignSummary) -> dict[str, Any]:
+    """One line of a campaign list, times in ISO 8601."""
+    return {
+        **asdict(campaign),
+        "next_run_at": _iso(campaign.next_run_at),
+        "created_at": _iso(campaign.created_at),
+    }
+
+
+def progress(
+    rt: Runtime, campaign_id: int, now: float | None = None, *, owner: str | None = None
+) -> dict[str, Any] | None:
+    """None for a campaign that does not exist and, with ``owner``, for another key
+    name's: its counts are read only once the campaign is found as that name's."""
     store = campaigns(rt)
-    campaign = store.get(campaign_id)
+    campaign = store.get(campaign_id, owner=owner)
     if campaign is None:
         return None
     now = time.time() if now is None else now
@@ -89,6 +114,7 @@ def progress(rt: Runtime, campaign_id: int, now: float | None = None) -> dict[st
         "name": campaign.name,
         "status": campaign.status,
         "provider": campaign.provider,
+        "owner": campaign.owner,
         "cron": campaign.cron,
         "next_run_at": _iso(campaign.next_run_at),
         "started_at": _iso(campaign.started_at),

@@ -45,6 +45,7 @@ from store.campaigns import (
     CampaignRow,
     CampaignStore,
 )
+from store.schema import DEFAULT_OWNER
 from tasks.campaigns import campaigns
 from tasks.runtime import Runtime
 
@@ -68,6 +69,8 @@ class CampaignSpec:
     rate: str | None = None
     at: float | None = None
     cron: str | None = None
+    #: the name of the API key that asks (store/keys.py); its rows carry it too
+    owner: str = DEFAULT_OWNER
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,9 @@ def import_campaign(
         rate=spec.rate,
         cron=spec.cron,
         next_run_at=first_run,
+        owner=spec.owner,
     )
+    log.info("campaign %s created by %s", campaign_id, spec.owner)
     try:
         return _import_rows(rt, spec, store, campaign_id, variables, rows, first_run)
     except (UnicodeDecodeError, csv.Error) as exc:
