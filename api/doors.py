@@ -117,6 +117,7 @@ def payload(row_or_draft: Any) -> str:
             "params": [str(p) for p in row_or_draft.params or ()],
             "options": dict(row_or_draft.options or {}),
             "route": [dict(leg) for leg in row_or_draft.route or ()],
+            "priority": str(row_or_draft.priority),
         },
         sort_keys=True,
         ensure_ascii=False,

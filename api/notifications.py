@@ -50,6 +50,7 @@ def to_request(body: NotificationIn, grant: Grant) -> SendRequest:
         idempotency_key=scoped_key(grant.namespace, body.idempotency_key),
         not_before=body.not_before,
         owner=grant.name,
+        priority=body.priority,
     )
 
 

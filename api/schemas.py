@@ -82,6 +82,8 @@ class NotificationIn(Leg):
     route: list[Leg] = Field(default_factory=list, max_length=4)
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
     not_before: str | float | None = None
+    #: urgent, normal or bulk: checked with the rest of the request (tasks/requests.py)
+    priority: str | None = Field(None, max_length=16)
 
 
 class Accepted(BaseModel):
@@ -138,4 +140,5 @@ class NotificationOut(BaseModel):
     next_attempt_at: str | None
     created_at: str | None
     campaign_id: int | None
+    priority: str
     events: list[EventOut]

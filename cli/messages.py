@@ -43,6 +43,10 @@ def send(
     not_before: Annotated[
         str | None, typer.Option("--not-before", help="ISO 8601: not before this moment")
     ] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(help="urgent, normal (the default) or bulk: which work it goes before"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Validate and enqueue one notification; prints its id."""
@@ -63,6 +67,7 @@ def send(
             options=options,
             idempotency_key=key,
             not_before=not_before,
+            priority=priority,
             runtime=runtime,
         )
     if as_json:
@@ -116,7 +121,7 @@ def _show(view: dict[str, Any], as_json: bool) -> None:
     console = Console()
     console.print(
         f"[bold]#{view['id']}[/] {view['provider']} → {view['to']}  [bold]{view['status']}[/]"
-        + (f"  ({view['reason']})" if view["reason"] else "")
+        f"  {view['priority']}" + (f"  ({view['reason']})" if view["reason"] else "")
     )
     if view["next_attempt_at"] and view["status"] in ("deferred", "retrying", "queued"):
         console.print(f"next attempt at {view['next_attempt_at']}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
+from scheduler.priority import Priority
 from store.bulk import Serialized, insert_rows, json_strings
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
@@ -58,6 +59,7 @@ ROW_COLUMNS = (
     "attempts",
     "campaign_id",
     "owner",
+    "priority",
     "next_attempt_at",
     "created_at",
     "updated_at",
@@ -171,6 +173,7 @@ class CampaignStore:
                 0,
                 campaign.id,
                 campaign.owner,
+                Priority.BULK.value,  # a campaign's rows are always bulk
                 not_before,
                 now,
                 now,
@@ -222,6 +225,7 @@ class CampaignStore:
                     literal(0),
                     C.c.id,
                     C.c.owner,
+                    literal(Priority.BULK.value),
                     literal(now),
                     literal(now),
                     literal(now),

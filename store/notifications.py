@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
+from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
+from scheduler.priority import Priority
 from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import INSERT_PAGE, Database
 from store.schema import DEFAULT_OWNER, Event, Notification
@@ -52,6 +54,7 @@ class NewNotification:
     not_before: float | None = None
     #: the name of the API key that asks for it (store/keys.py)
     owner: str = DEFAULT_OWNER
+    priority: Priority = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Enqueued:
     #: False when the idempotency key named an earlier notification
     created: bool
     next_attempt_at: float | None = None
+    #: the broker queue its dispatch message takes (worker/queues.py)
+    priority: Priority = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ class NotificationStore:
             if id(draft) in made:
                 status = _initial_status(draft, now)
                 nxt = draft.not_before if status is Status.DEFERRED else now
-                out.append(Enqueued(made[id(draft)], status, True, nxt))
+                out.append(Enqueued(made[id(draft)], status, True, nxt, draft.priority))
             elif draft.idempotency_key in existing:
                 row = existing[draft.idempotency_key]
                 out.append(Enqueued(row.id, Status(row.status), False, row.next_attempt_at))
@@ -338,6 +343,17 @@ class NotificationStore:
         with self.db.write() as conn:
             conn.execute(update(N).where(N.c.id.in_(list(ids))).values(published_at=now))
 
+    def priorities(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Each row's ``(id, priority)``: what a publisher of bare ids (the pump, the
+        sweeper) needs to put each on its class's queue."""
+        out: list[tuple[int, str]] = []
+        with self.db.read() as conn:
+            for start in range(0, len(ids), IN_LIST_LIMIT):
+                chunk = [int(i) for i in ids[start : start + IN_LIST_LIMIT]]
+                query = select(N.c.id, N.c.priority).where(N.c.id.in_(chunk))
+                out += [(row.id, row.priority) for row in conn.execute(query)]
+        return out
+
     def stale_waiting(self, *, before: float, limit: int) -> list[int]:
         """Waiting rows due before ``before`` whose last hand-off is older than it too."""
         with self.db.read() as conn:
@@ -370,11 +386,11 @@ class NotificationStore:
 
     def stale_sending(self, *, before: float, limit: int) -> list[Row[Any]]:
         """Rows ``sending`` since before ``before`` (id, status, version: what a change
-        that resolves them expects)."""
+        that resolves them expects; priority: the queue a resend takes)."""
         with self.db.read() as conn:
             return list(
                 conn.execute(
-                    select(N.c.id, N.c.status, N.c.version)
+                    select(N.c.id, N.c.status, N.c.version, N.c.priority)
                     .where(N.c.status == Status.SENDING.value, N.c.updated_at <= before)
                     .limit(limit)
                 )
@@ -507,6 +523,7 @@ def _row(draft: NewNotification, now: float) -> dict[str, Any]:
         "idempotency_key": draft.idempotency_key,
         "campaign_id": draft.campaign_id,
         "owner": draft.owner,
+        "priority": draft.priority.value,
         "next_attempt_at": draft.not_before if status is Status.DEFERRED else now,
         "published_at": None if status is Status.DEFERRED or draft.campaign_id else now,
         "created_at": now,

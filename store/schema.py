@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from store.status import Status
 
 #: who owns what was made before keys had names, and what NOTIFYQ_API_KEYS keys and the
@@ -146,6 +147,9 @@ class Notification(Base):
     #: the name of the API key that made it (store/keys.py); only that name and admin
     #: keys see it
     owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), server_default=DEFAULT_OWNER)
+    #: urgent, normal or bulk (scheduler/priority.py): its broker queue, its share of a
+    #: worker's calls and of a provider's rate
+    priority: Mapped[str] = mapped_column(String(8), server_default=DEFAULT_PRIORITY.value)
     #: not before this moment (a cap, a window, a backoff or the caller's not_before)
     next_attempt_at: Mapped[float | None]
     #: when a dispatch task for this row was last published (the sweeper's clue)

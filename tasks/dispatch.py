@@ -51,7 +51,7 @@ from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns.control import CampaignState, campaign_states
 from tasks.outcomes import Effects, hop_change, plan, wait_change
-from tasks.publish import publish_dispatch
+from tasks.publish import publish_by_priority
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
 
@@ -419,9 +419,9 @@ def _after_write(
             DEFERRALS.labels(rows[w.id].provider, w.reason.split(":")[0]).inc()
     if deferred:
         rt.deferred.add(deferred)
-    hopped = [h.id for h in hops if (h.id, Status.QUEUED) in done]
+    hopped = [(h.id, rows[h.id].priority) for h in hops if (h.id, Status.QUEUED) in done]
     if hopped:
-        publish_dispatch(rt.celery, hopped, batch=rt.settings.dispatch_batch)
+        publish_by_priority(rt.celery, hopped, batch=rt.settings.dispatch_batch)
 
 
 def resolve_stuck_sending(rt: Runtime, rows: Sequence[Any], *, now: float) -> list[Applied]:
@@ -446,7 +446,10 @@ def resolve_stuck_sending(rt: Runtime, rows: Sequence[Any], *, now: float) -> li
     for a in applied:
         log.warning("notification %s was left sending by a lost worker: now %s", a.id, a.to)
     if resend and applied:
-        publish_dispatch(rt.celery, [a.id for a in applied], batch=rt.settings.dispatch_batch)
+        classes = {row.id: row.priority for row in rows}
+        publish_by_priority(
+            rt.celery, [(a.id, classes[a.id]) for a in applied], batch=rt.settings.dispatch_batch
+        )
     return applied
 
 

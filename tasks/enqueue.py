@@ -39,10 +39,11 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
+from scheduler.priority import Priority
 from store import Enqueued, NewNotification, NotificationStore, Status
 from store.schema import DEFAULT_OWNER
 from tasks.grouping import Groups
-from tasks.publish import Then, gather_dispatch, publish_dispatch
+from tasks.publish import Then, gather_dispatch, publish_by_priority
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime
 
@@ -61,10 +62,12 @@ def enqueue(
     idempotency_key: str | None = None,
     not_before: Any = None,
     owner: str = DEFAULT_OWNER,
+    priority: str | None = None,
     runtime: Runtime | None = None,
 ) -> Enqueued:
     """Validate and enqueue one notification; raises InvalidRequest naming each bad field.
     ``owner``: the key name it belongs to (store/keys.py), the operator's by default.
+    ``priority``: ``urgent``, ``normal`` (the default) or ``bulk`` (scheduler/priority.py).
 
     Returns once the row is committed; its dispatch message follows within
     ``NOTIFYQ_PUBLISH_LINGER`` (see the module's docstring)."""
@@ -79,6 +82,7 @@ def enqueue(
         idempotency_key=idempotency_key,
         not_before=not_before,
         owner=owner,
+        priority=priority,
     )
     rt = runtime or get_runtime()
     result = _group_for(rt).submit(rt, request)
@@ -131,23 +135,34 @@ def hand_off(
     ``gather``: hand the ids to the process's publisher (published within the linger,
     batched with others) instead of publishing before returning; ``then()`` once they
     are out (called exactly once, whatever happens)."""
-    now_ids = [r.id for r in created if r.status is Status.QUEUED]
+    now_ids: dict[Priority, list[int]] = {}
+    for r in created:
+        if r.status is Status.QUEUED:
+            now_ids.setdefault(r.priority, []).append(r.id)
     later = [(r.id, r.next_attempt_at or 0.0) for r in created if r.status is Status.DEFERRED]
-    handed = False  # ``then`` is the publisher's to call
+    handed = False  # ``then`` is the publishers' to call
     try:
         if later:
             rt.deferred.add(later)
         if now_ids and gather:
             handed = True
-            gather_dispatch(
-                rt.celery,
-                now_ids,
-                batch=rt.settings.dispatch_batch,
-                linger=rt.settings.publish_linger,
-                then=then,
-            )
+            each = _once_all_called(len(now_ids), then)
+            for priority in Priority:  # most urgent first
+                if priority in now_ids:
+                    gather_dispatch(
+                        rt.celery,
+                        now_ids[priority],
+                        batch=rt.settings.dispatch_batch,
+                        linger=rt.settings.publish_linger,
+                        then=each,
+                        priority=priority,
+                    )
         elif now_ids:
-            publish_dispatch(rt.celery, now_ids, batch=rt.settings.dispatch_batch)
+            publish_by_priority(
+                rt.celery,
+                [(i, p) for p, ids in now_ids.items() for i in ids],
+                batch=rt.settings.dispatch_batch,
+            )
     except (RedisError, OperationalError, OSError) as exc:
         log.warning(
             "stored %d notification(s) but could not hand them to Redis (%s); "
@@ -158,6 +173,24 @@ def hand_off(
     finally:
         if then is not None and not handed:
             then()
+
+
+def _once_all_called(n: int, then: Then | None) -> Then | None:
+    """A callback that calls ``then`` when it has itself been called ``n`` times: one
+    publisher a class each calls it once, and ``then`` must follow them all, once."""
+    if then is None or n <= 1:
+        return then
+    left = [n]
+    lock = threading.Lock()
+
+    def each() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()
+
+    return each
 
 
 #: at most this many enqueue() calls share one transaction (a few ms of writing on SQLite)

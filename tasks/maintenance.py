@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from scheduler.deferred import pump
 from store import Applied, Change, Expect, Status
 from tasks.dispatch import resolve_stuck_sending
-from tasks.publish import publish_dispatch
+from tasks.publish import publish_by_priority
 from tasks.runtime import Runtime, get_runtime
 from tasks.verifications import expire_due
 from worker.app import celery
@@ -46,9 +46,17 @@ def release_due() -> int:
 def release(rt: Runtime) -> int:
     def hand_over(ids: Sequence[int]) -> None:
         rt.notifications.mark_published(ids)
-        publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
+        publish_redriven(rt, ids)
 
     return pump(rt.deferred, hand_over, batch=PUMP_BATCH, most=PUMP_MOST)
+
+
+def publish_redriven(rt: Runtime, ids: Sequence[int]) -> None:
+    """Ids known only by number (the deferred set, the sweeper's query): each goes back
+    on its priority class's queue."""
+    publish_by_priority(
+        rt.celery, rt.notifications.priorities(ids), batch=rt.settings.dispatch_batch
+    )
 
 
 @celery.task(name="notifyq.expire_verifications")
@@ -82,7 +90,7 @@ def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
     if lost:
         log.warning("sweeper: re-driving %d notification(s) whose hand-off was lost", len(lost))
         rt.notifications.mark_published(lost, now=now)
-        publish_dispatch(rt.celery, lost, batch=settings.dispatch_batch)
+        publish_redriven(rt, lost)
     with rt.db.write() as conn:
         matched = rt.receipts.apply(conn, None, now)
     return {

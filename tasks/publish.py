@@ -1,5 +1,9 @@
 """Handing notification ids to the workers: dispatch messages carry ids, nothing else.
 
+Each message goes to the queue of its ids' priority class (worker/queues.py), so the
+workers take urgent ones before normal ones before bulk; one message carries ids of one
+class only.
+
 Two ways out:
 
 - :func:`publish_dispatch` publishes now, in the caller's thread, ``batch`` ids a message.
@@ -31,7 +35,9 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.queues import DISPATCH_QUEUE
+from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
+from scheduler.priority import Priority
+from worker.queues import DISPATCH_QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +51,30 @@ IDLE_EXIT = 2.0
 Then = Callable[[], None]
 
 
-def publish_dispatch(app: Celery, ids: Sequence[int], *, batch: int) -> int:
-    """Publish dispatch tasks for ``ids`` in batches; returns how many messages went out."""
+def publish_dispatch(
+    app: Celery, ids: Sequence[int], *, batch: int, priority: Priority = DEFAULT_PRIORITY
+) -> int:
+    """Publish dispatch tasks for ``ids`` (all of class ``priority``) in batches, on that
+    class's queue; returns how many messages went out."""
     messages = 0
+    queue = DISPATCH_QUEUES[Priority(priority).value]
     with app.producer_or_acquire() as producer:
         for start in range(0, len(ids), batch):
             chunk = [int(i) for i in ids[start : start + batch]]
-            app.send_task(DISPATCH, args=[chunk], queue=DISPATCH_QUEUE, producer=producer)
+            app.send_task(DISPATCH, args=[chunk], queue=queue, producer=producer)
             messages += 1
     return messages
+
+
+def publish_by_priority(
+    app: Celery, ids_and_classes: Sequence[tuple[int, str]], *, batch: int
+) -> int:
+    """Publish ``(id, priority)`` pairs, each class on its own queue, most urgent first."""
+    by_class: dict[Priority, list[int]] = {}
+    for notification_id, priority in ids_and_classes:
+        by_class.setdefault(Priority(priority), []).append(int(notification_id))
+    ordered = [p for p in Priority if p in by_class]
+    return sum(publish_dispatch(app, by_class[p], batch=batch, priority=p) for p in ordered)
 
 
 class DispatchPublisher:
@@ -71,10 +92,18 @@ class DispatchPublisher:
     and returns when it is out (used at process exit, by tests and by the benches).
     """
 
-    def __init__(self, app: Celery, *, batch: int, linger: float) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        batch: int,
+        linger: float,
+        priority: Priority = DEFAULT_PRIORITY,
+    ) -> None:
         self.app = app
         self.batch = batch
         self.linger = linger
+        self.priority = priority
         self.messages = 0
         self._cond = threading.Condition()
         self._pending: list[int] = []
@@ -160,7 +189,9 @@ class DispatchPublisher:
 
     def _send(self, ids: list[int]) -> None:
         try:
-            self.messages += publish_dispatch(self.app, ids, batch=self.batch)
+            self.messages += publish_dispatch(
+                self.app, ids, batch=self.batch, priority=self.priority
+            )
         except (RedisError, OperationalError, OSError) as exc:
             log.warning(
                 "could not hand %d stored notification(s) to Redis (%s); "
@@ -180,45 +211,61 @@ def _call(then: Then) -> None:
 
 
 _lock = threading.Lock()
-_publishers: weakref.WeakKeyDictionary[Celery, DispatchPublisher] = weakref.WeakKeyDictionary()
+_publishers: weakref.WeakKeyDictionary[Celery, dict[Priority, DispatchPublisher]] = (
+    weakref.WeakKeyDictionary()
+)
 _pid = os.getpid()
 
 
-def publisher_for(app: Celery, *, batch: int, linger: float) -> DispatchPublisher:
-    """This process's publisher for ``app`` (a fork starts with none of its parent's)."""
+def publisher_for(
+    app: Celery, *, batch: int, linger: float, priority: Priority = DEFAULT_PRIORITY
+) -> DispatchPublisher:
+    """This process's publisher of ``priority`` messages for ``app`` (a fork starts with
+    none of its parent's)."""
     global _pid  # noqa: PLW0603 -- one registry per process
     with _lock:
         if _pid != os.getpid():
             _publishers.clear()
             _pid = os.getpid()
-        publisher = _publishers.get(app)
+        of_app = _publishers.setdefault(app, {})
+        publisher = of_app.get(priority)
         if publisher is None:
-            publisher = _publishers[app] = DispatchPublisher(app, batch=batch, linger=linger)
+            publisher = of_app[priority] = DispatchPublisher(
+                app, batch=batch, linger=linger, priority=priority
+            )
         return publisher
 
 
 def gather_dispatch(
-    app: Celery, ids: Sequence[int], *, batch: int, linger: float, then: Then | None = None
+    app: Celery,
+    ids: Sequence[int],
+    *,
+    batch: int,
+    linger: float,
+    then: Then | None = None,
+    priority: Priority = DEFAULT_PRIORITY,
 ) -> None:
-    """Hand committed ``ids`` to this process's publisher; publishes now if ``linger`` ≤ 0.
+    """Hand committed ``ids`` (all of class ``priority``) to this process's publisher of
+    that class; publishes now if ``linger`` ≤ 0.
 
     ``then()`` is called exactly once, when the ids are out or their publish failed."""
     if linger <= 0:
         try:
-            publish_dispatch(app, ids, batch=batch)
+            publish_dispatch(app, ids, batch=batch, priority=priority)
         finally:
             if then is not None:
                 _call(then)
         return
-    publisher_for(app, batch=batch, linger=linger).submit(ids, then)
+    publisher_for(app, batch=batch, linger=linger, priority=priority).submit(ids, then)
 
 
 def flush_dispatch() -> None:
     """Publish every id this process has gathered and not yet published."""
     with _lock:
-        publishers = list(_publishers.values()) if _pid == os.getpid() else []
-    for publisher in publishers:
-        publisher.flush()
+        of_apps = list(_publishers.values()) if _pid == os.getpid() else []
+    for of_app in of_apps:
+        for publisher in list(of_app.values()):
+            publisher.flush()
 
 
 atexit.register(flush_dispatch)

@@ -17,6 +17,8 @@ from typing import Any
 
 from providers import registry
 from providers.base import Draft, FieldError, InvalidRequest, Provider
+from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
+from scheduler.priority import Priority
 from store import NewNotification
 from store.schema import DEFAULT_OWNER
 
@@ -48,6 +50,8 @@ class SendRequest:
     campaign_id: int | None = None
     #: the name of the API key that asks (store/keys.py); the operator's by default
     owner: str = DEFAULT_OWNER
+    #: urgent, normal or bulk (scheduler/priority.py); None: normal
+    priority: str | None = None
 
 
 def parse_time(
@@ -128,6 +132,7 @@ def validate(
     if request.idempotency_key is not None and not (0 < len(request.idempotency_key) <= MAX_KEY):
         errors.append(FieldError("idempotency_key", f"must be 1 to {MAX_KEY} characters"))
     not_before = parse_time(request.not_before, "not_before", errors)
+    priority = _priority(request.priority, errors)
     now = time.time() if now is None else now
     if not_before is not None and not_before > now + 366 * 86400:
         errors.append(FieldError("not_before", "must be within a year"))
@@ -159,4 +164,15 @@ def validate(
         campaign_id=request.campaign_id,
         not_before=not_before,
         owner=request.owner,
+        priority=priority,
     )
+
+
+def _priority(value: object, errors: list[FieldError]) -> Priority:
+    if value is None:
+        return DEFAULT_PRIORITY
+    try:
+        return Priority.parse(value)
+    except ValueError as exc:
+        errors.append(FieldError("priority", str(exc)))
+        return DEFAULT_PRIORITY

@@ -41,6 +41,7 @@ from typing import Any
 from observe.metrics import VERIFICATION_CHECKS, VERIFICATION_LIMITED, VERIFICATIONS
 from providers.base import FieldError, InvalidRequest, mask
 from scheduler.limits import parse_caps
+from scheduler.priority import Priority
 from store import Change, Enqueued, Expect, NewNotification, Status
 from store.keys import CLI_ACTOR
 from store.schema import DEFAULT_OWNER, Notification
@@ -259,7 +260,8 @@ def _voice_route(rt: Runtime, provider: str, code: str) -> tuple[RouteLeg, ...]:
 
 def _draft(rt: Runtime, to: str, leg: RouteLeg, route: Sequence[RouteLeg], **extra: Any) -> Any:
     """Validated as any notification is; errors renamed to the verification's fields,
-    and never carrying a value (the code would be one)."""
+    and never carrying a value (the code would be one). A code is always urgent: someone
+    is waiting on it."""
     request = SendRequest(
         provider=leg.provider,
         to=to,
@@ -267,6 +269,7 @@ def _draft(rt: Runtime, to: str, leg: RouteLeg, route: Sequence[RouteLeg], **ext
         content=leg.content,
         params=leg.params,
         route=tuple(route),
+        priority=Priority.URGENT,
         **extra,
     )
     try:

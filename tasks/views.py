@@ -48,6 +48,7 @@ def notification_view(
         "next_attempt_at": iso(row.next_attempt_at),
         "created_at": iso(row.created_at),
         "campaign_id": row.campaign_id,
+        "priority": row.priority,
         "owner": row.owner,
         "events": events,
     }

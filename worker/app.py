@@ -26,7 +26,13 @@ from kombu import Queue
 from config.settings import Settings, get_settings
 from observe.logs import setup
 from worker.beat import schedule
-from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE
+from worker.queues import (
+    CONTROL_QUEUE,
+    DISPATCH_QUEUE,
+    PRIORITY_STEPS,
+    QUEUE_ORDER_STRATEGY,
+    QUEUES,
+)
 
 #: longer than any retry countdown (retry_max ≤ 900 s), or a Redis broker would hand an
 #: ETA message to a second worker while the first still holds it
@@ -45,7 +51,12 @@ def broker(settings: Settings) -> tuple[str, dict[str, Any]]:
     """The broker URL and transport options: ``redis_url`` as it is, or for a Sentinel
     URL (either spelling, config/settings.py ``parse_sentinel``) kombu's own form —
     ``sentinel://h1:26379/<db>;sentinel://h2:26379/<db>`` — and ``master_name``."""
-    options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    options: dict[str, Any] = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        # urgent before normal before bulk, whenever more than one waits (worker/queues.py)
+        "queue_order_strategy": QUEUE_ORDER_STRATEGY,
+        "priority_steps": PRIORITY_STEPS,
+    }
     sentinel = settings.sentinel
     if sentinel is None:
         return settings.redis_url, options
@@ -76,7 +87,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_queues": [Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE)],
+        "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": DISPATCH_QUEUE,
         "task_routes": {
             "notifyq.release_due": {"queue": CONTROL_QUEUE},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scheduler.priority import Priority
 from store.campaigns import (
     COMPLETED,
     RUNNING,
@@ -28,7 +29,7 @@ from tasks.campaigns.intake import next_occurrence
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
-from worker.queues import DISPATCH_QUEUE
+from worker.queues import BULK_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
     started = _start_due(rt, store, now)
     running = store.with_status(RUNNING)
     room = (
-        rt.settings.release_high_water - int(rt.redis.llen(DISPATCH_QUEUE))
+        rt.settings.release_high_water - int(rt.redis.llen(BULK_QUEUE))
     ) * rt.settings.dispatch_batch
     released = 0
     if running and room > 0:
@@ -62,7 +63,9 @@ def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
         for campaign in running:
             ids = store.release(campaign.id, share, now)
             if ids:
-                publish_dispatch(rt.celery, ids, batch=rt.settings.dispatch_batch)
+                publish_dispatch(
+                    rt.celery, ids, batch=rt.settings.dispatch_batch, priority=Priority.BULK
+                )
                 released += len(ids)
     finished = sum(_maybe_finish(rt, store, c, now) for c in running)
     return {"started": started, "released": released, "finished": finished}

@@ -22,7 +22,7 @@ from scheduler.deferred import KEY as DEFERRED_KEY
 from store.schema import Base
 from tasks.runtime import Runtime
 from tests.verifications.test_api import AUTH, settings_for
-from worker.queues import DISPATCH_QUEUE
+from worker.queues import DISPATCH_QUEUES
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -115,7 +115,7 @@ def footprint(runtime: Runtime) -> dict[str, int]:
             for table in Base.metadata.sorted_tables
         }
     broker = redis.Redis.from_url(runtime.settings.redis_url)
-    counts["dispatch"] = int(broker.llen(DISPATCH_QUEUE))
+    counts["dispatch"] = sum(int(broker.llen(queue)) for queue in DISPATCH_QUEUES.values())
     counts["deferred"] = int(broker.zcard(DEFERRED_KEY))
     return counts
 

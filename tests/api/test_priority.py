@@ -1,0 +1,162 @@
+"""Priority classes at the doors (spec/interface.md "Priority"), in process over a real
+store and a real Redis: ``priority`` on ``POST /v1/notifications`` and ``enqueue()`` is
+stored, shown and decides the broker queue; a bad value is a 422 naming the field with
+nothing stored; the same idempotency key with another class is another request (409);
+a verification's notifications are urgent and a campaign's rows bulk, whatever asked."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from api.app import create_app
+from providers.base import InvalidRequest
+from store.schema import Notification
+from tasks.campaigns.intake import CampaignSpec, import_campaign
+from tasks.campaigns.release import fan_out
+from tasks.enqueue import enqueue
+from tasks.publish import flush_dispatch
+from tasks.runtime import Runtime
+from tasks.verifications import create_verification
+from tests.conftest import TEST_CREDENTIALS
+from tests.verifications.test_api import settings_for
+from worker.queues import BULK_QUEUE, DISPATCH_QUEUES, NORMAL_QUEUE, URGENT_QUEUE
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[1]}"}
+TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
+
+
+@pytest.fixture
+def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    """An embedded runtime with verification codes on."""
+    rt = Runtime.build(settings_for(database_url, redis_url))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def lanes_api(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime.settings, runtime)) as test_client:
+        yield test_client
+
+
+def queued_ids(queue: str, runtime: Runtime) -> list[int]:
+    """Every id in ``queue``'s dispatch messages."""
+    ids: list[int] = []
+    for raw in runtime.redis.lrange(queue, 0, -1):
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        ids += args[0]
+    return sorted(ids)
+
+
+def priority_of(runtime: Runtime, notification_id: int) -> str:
+    row = runtime.notifications.get(notification_id)
+    assert row is not None
+    return str(row.priority)
+
+
+def body(number: str = "13800138000", **extra: object) -> dict[str, object]:
+    return {"provider": "ihuyi", "to": number, "content": TEXT, **extra}
+
+
+def test_each_class_is_stored_shown_and_queued_on_its_own_queue(
+    lanes_api: TestClient, runtime: Runtime
+) -> None:
+    made: dict[str, int] = {}
+    for index, priority in enumerate(("urgent", "normal", "bulk", None)):
+        extra = {} if priority is None else {"priority": priority}
+        answer = lanes_api.post(
+            "/v1/notifications", json=body(f"1380013800{index}", **extra), headers=AUTH
+        )
+        assert answer.status_code == 202, answer.text
+        made[priority or "unsaid"] = answer.json()["id"]
+    flush_dispatch()
+
+    for asked, notification_id in made.items():
+        wanted = "normal" if asked == "unsaid" else asked
+        assert priority_of(runtime, notification_id) == wanted
+        view = lanes_api.get(f"/v1/notifications/{notification_id}", headers=AUTH).json()
+        assert view["priority"] == wanted
+    assert queued_ids(URGENT_QUEUE, runtime) == [made["urgent"]]
+    assert queued_ids(NORMAL_QUEUE, runtime) == sorted([made["normal"], made["unsaid"]])
+    assert queued_ids(BULK_QUEUE, runtime) == [made["bulk"]]
+
+
+@pytest.mark.parametrize("bad", ["high", "URGENT ", 3, ""])
+def test_a_bad_priority_is_a_422_naming_the_field_and_nothing_is_stored_or_queued(
+    lanes_api: TestClient, runtime: Runtime, bad: object
+) -> None:
+    answer = lanes_api.post("/v1/notifications", json=body(priority=bad), headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["priority"]
+    flush_dispatch()
+    with runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(Notification)).scalar_one() == 0
+    assert sum(int(runtime.redis.llen(q)) for q in DISPATCH_QUEUES.values()) == 0
+
+
+def test_the_same_idempotency_key_with_another_class_is_another_request(
+    lanes_api: TestClient,
+) -> None:
+    first = lanes_api.post(
+        "/v1/notifications", json=body(idempotency_key="k-1", priority="urgent"), headers=AUTH
+    )
+    assert first.status_code == 202, first.text
+    same = lanes_api.post(
+        "/v1/notifications", json=body(idempotency_key="k-1", priority="urgent"), headers=AUTH
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["id"] == first.json()["id"]
+    other = lanes_api.post("/v1/notifications", json=body(idempotency_key="k-1"), headers=AUTH)
+    assert other.status_code == 409, other.text
+    assert other.json()["errors"][0]["field"] == "idempotency_key"
+
+
+def test_enqueue_takes_a_class_and_names_the_field_of_a_bad_one(
+    runtime: Runtime
+) -> None:
+    done = enqueue("ihuyi", "13800138000", content=TEXT, priority="urgent", runtime=runtime)
+    flush_dispatch()
+    assert priority_of(runtime, done.id) == "urgent"
+    assert queued_ids(URGENT_QUEUE, runtime) == [done.id]
+    with pytest.raises(InvalidRequest) as caught:
+        enqueue("ihuyi", "13800138001", content=TEXT, priority="soon", runtime=runtime)
+    assert [e.field for e in caught.value.errors] == ["priority"]
+
+
+def test_a_verifications_notifications_are_urgent(runtime: Runtime) -> None:
+    created = create_verification("13800138000", "sms", voice_after=30, runtime=runtime)
+    ids = [i for i in (created.notification_id, created.fallback_id) if i is not None]
+    assert len(ids) == 2  # the code by SMS, and its voice fallback
+    assert {priority_of(runtime, i) for i in ids} == {"urgent"}
+    flush_dispatch()
+    assert queued_ids(URGENT_QUEUE, runtime) == [created.notification_id]
+
+
+def test_a_campaigns_rows_are_bulk_and_released_on_the_bulk_queue(
+    runtime: Runtime
+) -> None:
+    spec = CampaignSpec(provider="ihuyi", content="您好{name}，明天上午十点开会。")
+    csv = "mobile,name\n" + "".join(f"1380013{i:04d},客户{i}\n" for i in range(5))
+    imported = import_campaign(runtime, spec, io.StringIO(csv))
+    fan_out(runtime)  # starts it and releases its rows
+    with runtime.db.read() as conn:
+        ids = list(
+            conn.execute(select(Notification.id).where(Notification.campaign_id == imported.id))
+            .scalars()
+            .all()
+        )
+    assert len(ids) == 5
+    assert {priority_of(runtime, i) for i in ids} == {"bulk"}
+    assert queued_ids(BULK_QUEUE, runtime) == sorted(ids)
+    assert queued_ids(NORMAL_QUEUE, runtime) == queued_ids(URGENT_QUEUE, runtime) == []
