@@ -122,9 +122,7 @@ def test_the_same_idempotency_key_with_another_class_is_another_request(
     assert other.json()["errors"][0]["field"] == "idempotency_key"
 
 
-def test_enqueue_takes_a_class_and_names_the_field_of_a_bad_one(
-    runtime: Runtime
-) -> None:
+def test_enqueue_takes_a_class_and_names_the_field_of_a_bad_one(runtime: Runtime) -> None:
     done = enqueue("ihuyi", "13800138000", content=TEXT, priority="urgent", runtime=runtime)
     flush_dispatch()
     assert priority_of(runtime, done.id) == "urgent"
@@ -143,9 +141,7 @@ def test_a_verifications_notifications_are_urgent(runtime: Runtime) -> None:
     assert queued_ids(URGENT_QUEUE, runtime) == [created.notification_id]
 
 
-def test_a_campaigns_rows_are_bulk_and_released_on_the_bulk_queue(
-    runtime: Runtime
-) -> None:
+def test_a_campaigns_rows_are_bulk_and_released_on_the_bulk_queue(runtime: Runtime) -> None:
     spec = CampaignSpec(provider="ihuyi", content="您好{name}，明天上午十点开会。")
     csv = "mobile,name\n" + "".join(f"1380013{i:04d},客户{i}\n" for i in range(5))
     imported = import_campaign(runtime, spec, io.StringIO(csv))

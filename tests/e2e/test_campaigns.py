@@ -23,6 +23,7 @@ from tasks.campaigns.release import FANOUT_LOCK, fan_out
 from tests.conftest import System
 from tests.scheduler.test_caps import unpack
 from tests.services import wait_until
+from worker.queues import BULK_QUEUE, DISPATCH_QUEUES
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def dispatch_idle(system: System, campaign_id: int) -> bool:
     dispatch queue, none delivered to a worker and not yet finished (acks are late, so a
     running or retry-scheduled task keeps its message in ``unacked``), no row sending."""
     broker = redis.Redis.from_url(system.env["NOTIFYQ_REDIS_URL"])
-    if broker.llen("notifyq"):
+    if any(broker.llen(queue) for queue in DISPATCH_QUEUES.values()):
         return False
     if any(b'"notifyq.dispatch"' in raw for raw in broker.hvals("unacked")):
         return False
@@ -168,7 +169,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     broker = redis.Redis.from_url(system.env["NOTIFYQ_REDIS_URL"])
     depths = []
     wait_until(
-        lambda: (depths.append(broker.llen("notifyq")) or placed(system)) >= 2000,
+        lambda: (depths.append(broker.llen(BULK_QUEUE)) or placed(system)) >= 2000,
         300,
         interval=0.1,
         what="2,000 calls",

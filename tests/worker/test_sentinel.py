@@ -37,7 +37,9 @@ def settings(redis_url: str, master: str = "", **more: str) -> Settings:
 def test_a_plain_redis_url_is_the_broker_as_it_is() -> None:
     config = celery_config(settings("redis://127.0.0.1:6390/3"))
     assert config["broker_url"] == "redis://127.0.0.1:6390/3"
-    assert config["broker_transport_options"] == {"visibility_timeout": VISIBILITY_TIMEOUT}
+    options = config["broker_transport_options"]
+    assert options["visibility_timeout"] == VISIBILITY_TIMEOUT
+    assert "master_name" not in options
     assert settings("redis://127.0.0.1:6390/3").redis_client_url == "redis://127.0.0.1:6390/3"
 
 
