@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     publish_linger: float = Field(0.01, ge=0, le=1.0)
     #: keep at most this many dispatch messages waiting in the broker for campaigns
     release_high_water: int = Field(2000, ge=10)
+    #: the most of a worker's call budget, threads and connection pools, and of a burst of
+    #: a provider's rate, that bulk (campaign) work may hold: the rest is always free for
+    #: urgent and normal work (tasks/budget.py, scheduler/rates.py)
+    bulk_share: float = Field(0.8, gt=0, le=1)
 
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 30.0

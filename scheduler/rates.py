@@ -1,5 +1,13 @@
 """Provider-wide and campaign-wide throughput (``rate.lua``, GCRA on Redis's clock).
 
+Priority classes share one rate, not equally: urgent and normal sends may fill a whole
+burst, bulk only its ``reach`` (``NOTIFYQ_BULK_SHARE`` of it). Bulk takes what the others
+leave — the theoretical arrival time their takes push forward is the one bulk waits
+for — and never the last part of a burst, so when a campaign keeps a provider's rate
+saturated, that part is free the moment a code arrives: the code goes at once and the
+campaign's rows are the ones deferred. The average rate stays the provider's; only the
+burst bulk may build is smaller.
+
 Checked *before* the per-number caps: a throughput slot taken by a send that a number
 cap then refuses is a little lost throughput, while a number-cap slot taken by a send
 that the throughput cap refuses would be a lost call for that recipient.
@@ -33,10 +41,16 @@ class RateLimiter:
     def __init__(self, client: Redis) -> None:
         self._take = scripts.load(client, "rate")
 
-    def take(self, key: str, rates: Sequence[Cap], quantity: int = 1) -> RateDecision:
+    def take(
+        self, key: str, rates: Sequence[Cap], quantity: int = 1, *, reach: float = 1.0
+    ) -> RateDecision:
+        """Take ``quantity`` sends of the rate at ``key``, filling at most ``reach`` of a
+        burst (1 for urgent and normal, the bulk share for bulk)."""
         if not rates or quantity < 1:
             return RateDecision(True, now=0.0)
-        args: list[int] = [quantity]
+        if not 0 < reach <= 1:
+            raise ValueError("reach is a share of a burst: more than 0, at most 1")
+        args: list[float] = [quantity, reach]
         for rate in rates:
             args += [rate.window * 1000, rate.amount]
         allowed, now_ms, retry_ms = (int(x) for x in self._take(keys=[f"nq:rate:{key}"], args=args))

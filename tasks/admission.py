@@ -8,6 +8,7 @@ something for the recipient; nothing that a later check would refuse takes a slo
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from config.settings import ProviderPolicy
 from observe.metrics import CAP_LATENCY, SUPPRESSED
 from scheduler.caps import CapCheck, Decision
 from scheduler.limits import Cap
+from scheduler.priority import ORDER, Priority
 from scheduler.windows import CallingWindow, next_opening_all
 from store.verifications import erased
 from tasks import suppressions
@@ -108,9 +110,7 @@ def admit(
         group = _circuit(rt, provider, rows_of_provider, now, out)
         group = _window(policy, provider, group, now, out)
         if group and policy.rate:
-            group = _throughput(
-                rt, f"provider:{provider}", policy.rate, group, f"rate:{provider}", now, out
-            )
+            group = _provider_rate(rt, provider, policy.rate, group, now, out)
         candidates += group
     candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out, now)
     checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
@@ -149,6 +149,25 @@ def _suppressed(rt: Runtime, rows: Sequence[Any], out: Admission) -> list[Any]:
     return passing
 
 
+def _provider_rate(
+    rt: Runtime, provider: str, rates: Sequence[Cap], group: list[Any], now: float, out: Admission
+) -> list[Any]:
+    """A provider's throughput, class by class, most urgent first: urgent and normal take
+    their slots first and may fill a whole burst; bulk takes what they leave, up to its
+    share of a burst (scheduler/rates.py), so a code finds room even while a campaign
+    keeps the rate saturated, and the campaign's rows are the ones that wait."""
+    by_class: dict[Priority, list[Any]] = defaultdict(list)
+    for row in group:
+        by_class[Priority(row.priority)].append(row)
+    passing: list[Any] = []
+    for priority in ORDER:
+        if by_class[priority]:
+            reach = rt.settings.bulk_share if priority is Priority.BULK else 1.0
+            key, reason = f"provider:{provider}", f"rate:{provider}"
+            passing += _throughput(rt, key, rates, by_class[priority], reason, now, out, reach)
+    return passing
+
+
 def _campaign_rates(
     rt: Runtime, rows: list[Any], rates: dict[int, Any], out: Admission, now: float
 ) -> list[Any]:
@@ -174,14 +193,16 @@ def _throughput(
     reason: str,
     now: float,
     out: Admission,
+    reach: float = 1.0,
 ) -> list[Any]:
-    """Take a throughput cap for as many of ``group`` as one burst allows (never more:
-    the GCRA would let an oversize batch through whole); the rest wait, each for the
-    moment the rate will admit it (one interval apart), so the cap is used, not wasted."""
-    burst = min(rate.amount for rate in rates)
+    """Take a throughput cap for as many of ``group`` as the ``reach`` of one burst
+    allows (never more: the GCRA would let an oversize batch through whole); the rest
+    wait, each for the moment the rate will admit it (one interval apart), so the cap
+    is used, not wasted."""
+    burst = max(1, math.floor(min(rate.amount for rate in rates) * reach))
     interval = max(rate.window / rate.amount for rate in rates)
     going, rest = group[:burst], group[burst:]
-    taken = rt.rates.take(key, rates, len(going))
+    taken = rt.rates.take(key, rates, len(going), reach=reach)
     if not taken.allowed:
         assert taken.retry_at is not None
         out.waits += [

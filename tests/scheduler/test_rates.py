@@ -108,3 +108,25 @@ def test_no_rate_or_nothing_to_take_is_always_allowed(
     assert rates.take("provider:x", ()) == RateDecision(True, now=0.0)
     assert rates.take("provider:x", parse_caps("1/minute"), 0) == RateDecision(True, now=0.0)
     assert client.dbsize() == 0
+
+
+def test_bulk_fills_only_its_share_of_a_burst_and_the_rest_is_left_for_urgent(
+    rates: RateLimiter,
+) -> None:
+    # 10 per 10 s: one a second, so nothing below frees up between two takes
+    ten = parse_caps("10/10 seconds")
+    bulk = [rates.take("provider:apispace-sms", ten, reach=0.8) for _ in range(10)]
+    assert [d.allowed for d in bulk] == [True] * 8 + [False] * 2  # bulk stops at its 80%
+    refused = bulk[8]
+    assert refused.retry_at == pytest.approx(bulk[0].now + 1.0, abs=MS)
+    urgent = [rates.take("provider:apispace-sms", ten) for _ in range(3)]
+    assert [d.allowed for d in urgent] == [True, True, False]  # the last 20% of the burst
+    # what urgent took, bulk waits for: its next slot moved two intervals further on
+    later = rates.take("provider:apispace-sms", ten, reach=0.8)
+    assert not later.allowed
+    assert later.retry_at == pytest.approx(bulk[0].now + 3.0, abs=MS)
+
+
+def test_a_reach_outside_a_burst_is_refused(rates: RateLimiter) -> None:
+    with pytest.raises(ValueError, match="reach"):
+        rates.take("provider:x", parse_caps("1/second"), reach=0)
