@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     publish_linger: float = Field(0.01, ge=0, le=1.0)
     #: keep at most this many dispatch messages waiting in the broker for campaigns
     release_high_water: int = Field(2000, ge=10)
+    #: seconds of campaign work kept in the broker, from the throughput measured
+    #: (tasks/campaigns/pace.py): what a pause or a cancel has to wait out at most
+    release_lead: float = Field(5.0, gt=1.0, le=60.0)
     #: the most of a worker's call budget, threads and connection pools, and of a burst of
     #: a provider's rate, that bulk (campaign) work may hold: the rest is always free for
     #: urgent and normal work (tasks/budget.py, scheduler/rates.py)

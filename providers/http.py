@@ -11,6 +11,10 @@ pool on each request event, so one pool of 400 connections spends its CPU on the
 *slot* from a FIFO queue — a slot names a pool with a free connection — so no pool ever
 queues requests internally and the scan stays short.
 
+Bulk calls (a campaign's rows: the caller says so) hold at most ``bulk_share`` of the
+slots at once; the rest are always there for urgent and normal calls, so a code never
+waits for a connection behind a campaign's calls.
+
 Failures become outcomes here, once, for every provider:
 
 - connect error, connect timeout, pool timeout: the request never left, so it is
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import ssl
 import threading
@@ -114,6 +119,8 @@ class HttpSettings:
     max_connections: int = 400
     #: connections per pool (see the module docstring)
     pool_size: int = 4
+    #: the most of the connections bulk calls may hold at once (see the module docstring)
+    bulk_share: float = 1.0
     #: below the usual server keep-alive (5 s on many), so we never reuse a dying socket
     keepalive_expiry: float = 4.0
     connect_retries: int = 3
@@ -195,6 +202,8 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._slots: asyncio.Queue[int] | None = None
+        #: slots bulk calls may still take (at most ``bulk_share`` of them)
+        self._bulk_room: asyncio.Semaphore | None = None
         self._pid = 0
         #: where readmissions run (Redis round trips): not the loop's default executor,
         #: which also resolves the hosts connects go to
@@ -223,6 +232,7 @@ class Transport:
         for _ in range(per_pool):
             for index in range(pools):
                 self._slots.put_nowait(index)
+        self._bulk_room = asyncio.Semaphore(max(1, math.floor(pools * per_pool * s.bulk_share)))
 
     def _client(self, connections: int, context: ssl.SSLContext) -> httpx.AsyncClient:
         s = self.settings
@@ -257,39 +267,64 @@ class Transport:
         *,
         deadline: float | None = None,
         readmit: Readmit | None = None,
+        bulk: bool = False,
     ) -> list[Reply | Failure]:
         """Place every call concurrently; one reply or failure per call, in order.
 
         ``deadline`` (``time.monotonic()`` seconds): a call about to be written after it
         asks ``readmit`` (given the positions of the calls asking at that moment; run on
         a thread of its own, it may block) for a new deadline, and is not sent at all
-        (:data:`LATE`) if there is none."""
+        (:data:`LATE`) if there is none. ``bulk``: these calls hold connections only
+        within bulk's share (see the module docstring)."""
         if not calls:
             return []
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._gather(calls, deadline, readmit), loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self._gather(calls, deadline, readmit, bulk), loop
+        )
         return future.result()
 
     async def _gather(
-        self, calls: Sequence[Call], deadline: float | None, readmit: Readmit | None
+        self,
+        calls: Sequence[Call],
+        deadline: float | None,
+        readmit: Readmit | None,
+        bulk: bool,
     ) -> list[Reply | Failure]:
         assert self._executor is not None
         readmits = _Readmits(readmit, self._executor) if readmit is not None else None
         return list(
             await asyncio.gather(
-                *(self._one(c, _Gate(deadline, i, readmits)) for i, c in enumerate(calls))
+                *(self._one(c, _Gate(deadline, i, readmits), bulk) for i, c in enumerate(calls))
             )
         )
 
-    async def _one(self, call: Call, gate: _Gate) -> Reply | Failure:
-        assert self._slots is not None
+    async def _take_slot(self, bulk: bool) -> int:
+        """A free slot; for a bulk call, only while bulk holds less than its share."""
+        assert self._slots is not None and self._bulk_room is not None
+        if not bulk:
+            return await self._slots.get()
+        await self._bulk_room.acquire()
+        try:
+            return await self._slots.get()
+        except BaseException:  # cancelled by the pool timeout: the room is not held
+            self._bulk_room.release()
+            raise
+
+    def _give_slot(self, slot: int, bulk: bool) -> None:
+        assert self._slots is not None and self._bulk_room is not None
+        self._slots.put_nowait(slot)
+        if bulk:
+            self._bulk_room.release()
+
+    async def _one(self, call: Call, gate: _Gate, bulk: bool = False) -> Reply | Failure:
         wait = self.settings.pool_timeout
         if gate.deadline is not None and gate.readmits is None:
             wait = min(wait, gate.deadline - time.monotonic())
         try:
             if wait <= 0:
                 raise TimeoutError
-            slot = await asyncio.wait_for(self._slots.get(), wait)
+            slot = await asyncio.wait_for(self._take_slot(bulk), wait)
         except TimeoutError:
             if gate.deadline is not None and time.monotonic() >= gate.deadline:
                 return _late()
@@ -300,7 +335,7 @@ class Transport:
                 return _late()
             return await self._request(self._clients[slot], call, gate)
         finally:
-            self._slots.put_nowait(slot)
+            self._give_slot(slot, bulk)
 
     def _timeout(self) -> httpx.Timeout:
         """The call's timeouts. Connecting is not leaving: the deadline is checked once a

@@ -18,6 +18,7 @@ from typing import Any
 from observe.metrics import CALL_LATENCY
 from providers.base import Message, MissingCredentials, Outcome, SendResult
 from providers.http import LATE, Failure
+from scheduler.priority import Priority
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,11 @@ def call_providers(
     for (name, _), messages in groups.items():
         size = rt.providers[name].max_batch
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
+    # a campaign's calls hold connections only within bulk's share (providers/http.py)
+    bulk = any(Priority(row.priority) is Priority.BULK for row in rows)
     results: list[SendResult] = []
     while batches:
-        batches = _place(rt, batches, results, deadline, readmit)
+        batches = _place(rt, batches, results, deadline, readmit, bulk)
     return results
 
 
@@ -82,6 +85,7 @@ def _place(
     results: list[SendResult],
     deadline: float | None,
     readmit: Readmit | None,
+    bulk: bool = False,
 ) -> list[Batch]:
     """Place one round of requests concurrently, adding their results; returns the
     halves of every request refused whole that must go again."""
@@ -99,7 +103,7 @@ def _place(
             results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
     started = time.perf_counter()
     asks = partial(_ask, readmit, placed) if readmit is not None else None
-    answers: list[Any] = rt.transport.perform_all(calls, deadline=deadline, readmit=asks)
+    answers: list[Any] = rt.transport.perform_all(calls, deadline=deadline, readmit=asks, bulk=bulk)
     elapsed = time.perf_counter() - started
     placed += late
     answers += [_LATE] * len(late)

@@ -96,11 +96,12 @@ class Runtime:
                     write_timeout=settings.http_write_timeout,
                     pool_timeout=settings.http_pool_timeout,
                     max_connections=settings.http_max_connections,
+                    bulk_share=settings.bulk_share,
                 )
             ),
             clock=clock,
             claims=Claims(client),
-            call_budget=CallBudget(settings.dispatch_in_flight),
+            call_budget=CallBudget(settings.dispatch_in_flight, bulk_share=settings.bulk_share),
             celery=celery or make_celery(settings),
         )
 

@@ -44,6 +44,7 @@ WORKER_MODULES = (
     "tasks.reports",
     "tasks.campaigns.release",
     "worker.ready",
+    "worker.lanes",
 )
 
 

@@ -27,13 +27,19 @@ priority, so :data:`PRIORITY_STEPS` is just ``[0]``: one key per queue in the BR
 With ``worker_prefetch_multiplier`` 1 and late acks, a worker issues that BRPOP only
 when one of its threads is free (kombu's QoS counts the unacknowledged messages), so the
 choice of class is made at the moment a thread can start the work, never earlier:
-nothing urgent waits in a worker's local buffer behind bulk it fetched before. Bulk is
-also kept from taking every thread (tasks/budget.py), so there is always a thread free
-to take a code.
+nothing urgent waits in a worker's local buffer behind bulk it fetched before.
+
+And a worker's threads are never all bulk: while bulk tasks hold :data:`BULK_THREADS`'
+share of them (``NOTIFYQ_BULK_SHARE``, counted by worker/lanes.py from the moment a
+bulk message is received, before the next BRPOP is issued), the cycle leaves the bulk
+queue out of the BRPOP, so the threads left free only ever take control, urgent or
+normal work: a worker full of campaign work still takes a code at once.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Iterable
 
 #: the beat's control tasks (release, sweep, report polls, campaigns)
@@ -69,6 +75,42 @@ def table_rank(queue: str) -> int:
         return len(QUEUES)
 
 
+class ThreadShare:
+    """Which tasks of this worker hold (or are about to hold) a thread with bulk work,
+    against the most that may."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: set[str] = set()
+        #: the most threads bulk may hold; None: no limit (not a worker, or not yet ready)
+        self.limit: int | None = None
+
+    def configure(self, threads: int, share: float) -> None:
+        """``share`` of ``threads``, at least one (a worker of one thread still runs bulk)."""
+        self.limit = max(1, math.floor(threads * share))
+
+    def enter(self, task_id: str) -> None:
+        with self._lock:
+            self._holders.add(task_id)
+
+    def leave(self, task_id: str) -> None:
+        with self._lock:
+            self._holders.discard(task_id)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return len(self._holders)
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.held >= self.limit
+
+
+#: this worker process's bulk threads (one process, one count)
+BULK_THREADS = ThreadShare()
+
+
 class InTableOrder:
     """kombu's queue cycle, always in :data:`QUEUES`'s order (never rotated).
 
@@ -83,6 +125,10 @@ class InTableOrder:
         self.items[:] = sorted(it, key=lambda q: (table_rank(q), q))
 
     def consume(self, n: int) -> list[str]:
+        """The queues to BRPOP: in the table's order, without bulk while bulk holds its
+        share of the threads."""
+        if BULK_THREADS.full:
+            return [q for q in self.items[:n] if q != BULK_QUEUE]
         return self.items[:n]
 
     def rotate(self, last_used: str) -> str:

@@ -1,10 +1,12 @@
 """Release (``notifyq.campaigns`` on beat, every second): start what is due, top the
 broker's dispatch queue up, finish what is done.
 
-It is the back-pressure: it tops the broker's dispatch queue up to
-``NOTIFYQ_RELEASE_HIGH_WATER`` messages and no further, sharing the room between running
-campaigns, so Redis never holds a campaign's million messages and a new single
-notification never waits behind them for long. Recurring campaigns start a run on their
+It is the back-pressure: it keeps ``NOTIFYQ_RELEASE_LEAD`` seconds of work in the
+broker's bulk queue, measured from how fast the workers take it (tasks/campaigns/pace.py),
+and never more than ``NOTIFYQ_RELEASE_HIGH_WATER`` messages, sharing the room between
+running campaigns: Redis never holds a campaign's backlog, so a pause or a cancel acts
+within seconds. Codes and single notifications have queues of their own, taken first
+(worker/queues.py): they never wait behind this one. Recurring campaigns start a run on their
 cron, one transaction per occurrence (``CampaignStore.start_run``), so two fan-outs
 never start one occurrence twice.
 
@@ -26,6 +28,7 @@ from store.campaigns import (
 )
 from tasks.campaigns import campaigns
 from tasks.campaigns.intake import next_occurrence
+from tasks.campaigns.pace import measure, record
 from tasks.publish import publish_dispatch
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
@@ -54,19 +57,24 @@ def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:
     store = campaigns(rt)
     started = _start_due(rt, store, now)
     running = store.with_status(RUNNING)
-    room = (
-        rt.settings.release_high_water - int(rt.redis.llen(BULK_QUEUE))
-    ) * rt.settings.dispatch_batch
-    released = 0
+    batch = rt.settings.dispatch_batch
+    pace = measure(
+        rt.redis,
+        now,
+        int(rt.redis.llen(BULK_QUEUE)),
+        lead=rt.settings.release_lead,
+        high_water=rt.settings.release_high_water,
+    )
+    room = pace.room * batch
+    released = published = 0
     if running and room > 0:
-        share = max(rt.settings.dispatch_batch, room // len(running))
+        share = max(batch, room // len(running))
         for campaign in running:
             ids = store.release(campaign.id, share, now)
             if ids:
-                publish_dispatch(
-                    rt.celery, ids, batch=rt.settings.dispatch_batch, priority=Priority.BULK
-                )
+                published += publish_dispatch(rt.celery, ids, batch=batch, priority=Priority.BULK)
                 released += len(ids)
+    record(rt.redis, now, pace, published)
     finished = sum(_maybe_finish(rt, store, c, now) for c in running)
     return {"started": started, "released": released, "finished": finished}
 

@@ -43,6 +43,28 @@ def test_a_task_larger_than_the_budget_runs_alone_rather_than_never() -> None:
         CallBudget(0)
 
 
+def test_bulk_holds_at_most_its_share_and_the_rest_is_free_for_a_code() -> None:
+    budget = CallBudget(10, bulk_share=0.8)
+    assert budget.take(50, bulk=True) == 8  # a bulk task larger than its share: the share
+    waiting = threading.Event()
+    more_bulk = threading.Thread(target=lambda: (budget.take(1, bulk=True), waiting.set()))
+    more_bulk.start()
+    assert not waiting.wait(0.2)  # bulk holds its share: more bulk waits...
+    assert budget.take(2) == 2  # ...a code's units are free at once
+    budget.give(2)
+    assert not waiting.wait(0.2)  # units free, but not bulk's: still waiting
+    budget.give(8, bulk=True)
+    assert waiting.wait(5)
+    more_bulk.join()
+    assert (budget.held, budget.bulk_high_water) == (1, 8)
+    with pytest.raises(ValueError):
+        CallBudget(5, bulk_share=0)
+
+
+def test_a_budget_too_small_for_a_share_still_lets_bulk_run() -> None:
+    assert CallBudget(1, bulk_share=0.5).take(3, bulk=True) == 1
+
+
 # -- dispatches through real HTTP ----------------------------------------------------------
 
 
