@@ -115,6 +115,7 @@ def render(runtime: Runtime, lookup: ui_data.NumberCaps | None, error: str | Non
     statuses = [s for s in ui_data.STATUS_ORDER if any(s in row for row in table.values())]
     sections = [
         _statuses(table, statuses),
+        _lanes(ui_data.lanes(runtime)),
         _waiting(ui_data.waiting(runtime), zone),
         _campaigns(ui_data.campaigns(runtime)),
         _circuits(ui_data.circuits(runtime), zone),
@@ -138,6 +139,22 @@ def _statuses(table: dict[str, dict[str, int]], statuses: list[str]) -> str:
     return (
         '<section id="statuses"><h2>Notifications by provider and status</h2>'
         f"<table><tr><th>provider</th>{head}</tr>{rows}</table></section>"
+    )
+
+
+def _lanes(rows: list[ui_data.Lane]) -> str:
+    cells = "".join(
+        f'<tr data-lane="{escape(r.priority)}"><th>{escape(r.priority)}</th>'
+        f"<td><code>{escape(r.queue)}</code></td>"
+        f'<td data-depth="{r.depth}">{r.depth}</td>'
+        f"<td>{'—' if r.p99 is None else f'{r.p99 * 1000:,.0f} ms'}</td>"
+        f"<td>{r.samples}</td></tr>"
+        for r in rows
+    )
+    return (
+        '<section id="lanes"><h2>Priority lanes</h2><table><tr><th>class</th><th>queue</th>'
+        "<th>messages waiting</th><th>p99 enqueue → call (5 min)</th><th>calls</th></tr>"
+        f"{cells}</table></section>"
     )
 
 

@@ -1,6 +1,7 @@
 """What the operator page (``/ui``) shows, read from the ledger and Redis: notifications by
-provider and status, what waits and why, campaigns and their progress, circuits, and
-one number's caps. Read-only; every number leaves here masked."""
+provider and status, the priority lanes (queue depth, current p99 from enqueue to call),
+what waits and why, campaigns and their progress, circuits, and one number's caps.
+Read-only; every number leaves here masked."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from providers.numbers import e164, mask, parse_number
+from scheduler.priority import ORDER
 from store.schema import Campaign, Notification
 from store.status import Status
+from tasks import latency
 from tasks.runtime import Runtime
+from worker.queues import DISPATCH_QUEUES
 
 N = Notification.__table__
 C = Campaign.__table__
@@ -60,6 +64,18 @@ class CapUse:
     frees_at: float | None
 
 
+@dataclass(frozen=True)
+class Lane:
+    """One priority class: the messages waiting in its broker queue, and how long its
+    notifications waited from enqueue to call lately (tasks/latency.py)."""
+
+    priority: str
+    queue: str
+    depth: int
+    samples: int
+    p99: float | None
+
+
 @dataclass
 class NumberCaps:
     number: str
@@ -76,6 +92,14 @@ def by_status(rt: Runtime) -> dict[str, dict[str, int]]:
         ):
             table.setdefault(provider, {})[Status(status).value] = count
     return table
+
+
+def lanes(rt: Runtime) -> list[Lane]:
+    depths = [int(rt.redis.llen(DISPATCH_QUEUES[p.value])) for p in ORDER]
+    return [
+        Lane(c.priority, DISPATCH_QUEUES[c.priority], depth, c.samples, c.p99)
+        for c, depth in zip(latency.current(rt, now()), depths, strict=True)
+    ]
 
 
 def waiting(rt: Runtime) -> list[Waiting]:

@@ -34,6 +34,13 @@ CALL_LATENCY = Histogram(
     ["provider"],
     buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30),
 )
+ENQUEUE_TO_CALL = Histogram(
+    "notifyq_enqueue_to_call_seconds",
+    "From a notification's enqueue to its provider call leaving, by priority class and "
+    "provider: what a code waits behind, if anything",
+    ["priority", "provider"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
 
 VERIFICATIONS = Counter(
     "notifyq_verifications_total",

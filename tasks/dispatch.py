@@ -47,7 +47,7 @@ from scheduler.caps import CapCheck
 from scheduler.priority import Priority
 from store import Applied, Change, Expect, Status
 from store.campaigns import CANCELLED, RUNNING
-from tasks import suppressions, writes
+from tasks import latency, suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
 from tasks.calls import call_providers
 from tasks.campaigns.control import CampaignState, campaign_states
@@ -173,6 +173,7 @@ def _claimed_onwards(
     if not sending:
         return
     yield "sending"
+    latency.record(rt, sending, time.time())
     # a call admitted against a number's caps must reach the provider within the cap
     # margin of its admission (measured from just before the caps were asked, so never
     # later than the stamp + the margin); one held up longer is admitted again — in one

@@ -38,7 +38,8 @@ PUMP_BATCH = 500
 PUMP_MOST = 20_000
 
 
-@celery.task(name="notifyq.release_due")
+# beat's, four or five a second: kept out of Flower's history (worker/beat.py)
+@celery.task(name="notifyq.release_due", send_events=False)
 def release_due() -> int:
     return release(get_runtime())
 
@@ -59,14 +60,16 @@ def publish_redriven(rt: Runtime, ids: Sequence[int]) -> None:
     )
 
 
-@celery.task(name="notifyq.expire_verifications")
+# beat's, four or five a second: kept out of Flower's history (worker/beat.py)
+@celery.task(name="notifyq.expire_verifications", send_events=False)
 def expire_verifications() -> int:
     """Codes nobody checked end when their time is up (their notifications with them,
     the code erased): a pending verification must not wait for someone to look."""
     return expire_due(get_runtime())
 
 
-@celery.task(name="notifyq.sweep")
+# beat's, four or five a second: kept out of Flower's history (worker/beat.py)
+@celery.task(name="notifyq.sweep", send_events=False)
 def sweep() -> dict[str, int]:
     rt = get_runtime()
     lock = rt.redis.lock(

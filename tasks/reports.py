@@ -175,7 +175,8 @@ def _store(rt: Runtime, name: str, pull_id: int, page: ReportPage) -> int:
     return len(records)
 
 
-@celery.task(name="notifyq.poll_reports")
+# beat's, four or five a second: kept out of Flower's history (worker/beat.py)
+@celery.task(name="notifyq.poll_reports", send_events=False)
 def poll_reports() -> int:
     """On beat: one poller at a time (a Redis lock with a TTL, so a second beat or a slow
     poll never pulls in parallel — two pullers would each delete what the other missed)."""

@@ -1,8 +1,13 @@
 """The beat schedule: what runs by the clock, and how often (settings decide).
 
 Every entry expires after about one period, so a backlog behind a busy queue never
-piles up stale ticks; the tasks run on the control queue, beside the dispatch queue,
-so a deep backlog of sends does not delay the pump that releases deferred ones.
+piles up stale ticks; the tasks run on the control queue, taken before the dispatch
+queues, so a deep backlog of sends does not delay the pump that releases deferred ones.
+
+They send no task events, neither beat when it publishes them (:func:`_quiet`) nor the
+worker that runs them (``send_events=False`` on each): four or five a second, they
+would fill Flower's task history and push the dispatch tasks and their retries out of
+it. Their work shows in the metrics and the healthchecks instead.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from celery.signals import beat_init
 
 from config.settings import Settings
 from worker.queues import CONTROL_QUEUE
@@ -35,3 +42,10 @@ def schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
         "expire-verifications": every(VERIFICATION_EXPIRY_INTERVAL, "notifyq.expire_verifications"),
     }
+
+
+@beat_init.connect
+def _quiet(sender: Any = None, **_: object) -> None:
+    """Beat publishes only control tasks: none of them announces itself to Flower."""
+    if sender is not None:
+        sender.app.conf.task_send_sent_event = False

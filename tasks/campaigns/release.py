@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 FANOUT_LOCK = "nq:lock:campaigns"
 
 
-@celery.task(name="notifyq.campaigns")
+# beat's, four or five a second: kept out of Flower's history (worker/beat.py)
+@celery.task(name="notifyq.campaigns", send_events=False)
 def run_campaigns() -> dict[str, int]:
     rt = get_runtime()
     lock = rt.redis.lock(FANOUT_LOCK, timeout=60, blocking=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from providers.base import InvalidRequest
 from store.schema import Notification
+from tasks import latency
 from tasks.campaigns.intake import CampaignSpec, import_campaign
 from tasks.campaigns.release import fan_out
 from tasks.enqueue import enqueue
@@ -156,3 +159,26 @@ def test_a_campaigns_rows_are_bulk_and_released_on_the_bulk_queue(runtime: Runti
     assert {priority_of(runtime, i) for i in ids} == {"bulk"}
     assert queued_ids(BULK_QUEUE, runtime) == sorted(ids)
     assert queued_ids(NORMAL_QUEUE, runtime) == queued_ids(URGENT_QUEUE, runtime) == []
+
+
+def test_the_operator_page_shows_each_lanes_depth_and_current_p99(
+    lanes_api: TestClient, runtime: Runtime
+) -> None:
+    admin = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
+    for number in ("13800138000", "13800138001"):
+        sent = lanes_api.post(
+            "/v1/notifications", json=body(number, priority="urgent"), headers=AUTH
+        )
+        assert sent.status_code == 202, sent.text
+    flush_dispatch()
+    latency.record(runtime, [runtime.notifications.get(sent.json()["id"])], time.time())
+    page = lanes_api.get("/ui", headers=admin)
+    assert page.status_code == 200, page.text
+    urgent = re.search(r'<tr data-lane="urgent">(.*?)</tr>', page.text)
+    assert urgent is not None, page.text
+    assert 'data-depth="2"' in urgent[1]  # each answered once published: two messages
+    assert " ms</td><td>1</td>" in urgent[1]  # one call measured, its p99 shown
+    assert (
+        'data-lane="bulk"><th>bulk</th><td><code>notifyq.bulk</code></td><td data-depth="0">'
+        in (page.text)
+    )

@@ -1,6 +1,6 @@
 """``notifyq flower`` serves the dashboard for worker.app:celery: tasks appear under
-readable names, with ids — never numbers or texts — as their arguments, and a retried
-task shows its retries."""
+readable names, with ids — never numbers or texts — as their arguments, a retried task
+shows its retries, and beat's control tasks stay out of its history."""
 
 from __future__ import annotations
 
@@ -51,3 +51,8 @@ def test_flower_shows_dispatch_tasks_with_ids_only_and_their_retries(make_system
     # and ended SUCCESS, and carries its count of retries
     assert any(t.get("retries", 0) >= 1 for t in tasks().values()), "the failed attempt was retried"
     assert "13800138000" not in httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).text
+    # beat's control tasks ran meanwhile (and run on), but none of them fills the history
+    system.wait_runs("notifyq.release_due", 2)
+    system.wait_runs("notifyq.campaigns", 2)
+    names = {t.get("name") for t in tasks().values()}
+    assert names == {"notifyq.dispatch"}, names

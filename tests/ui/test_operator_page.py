@@ -121,6 +121,10 @@ def test_the_operator_page_shows_what_waits_and_controls_campaigns(
             waiting = page.locator("#waiting").inner_text()
             assert "cap:ihuyi:" in waiting, waiting
             assert "window:jumdata" in waiting, waiting
+            # the priority lanes: the singles went as normal, their waits measured
+            normal = page.locator('tr[data-lane="normal"]').inner_text()
+            assert " ms" in normal and "notifyq" in normal, normal
+            assert page.locator("tr[data-lane]").count() == 3
             # circuits
             assert page.locator('tr[data-circuit="itniotech"] td.bad').inner_text() == "open"
             assert page.locator('tr[data-circuit="ihuyi"] td.good').inner_text() == "closed"
