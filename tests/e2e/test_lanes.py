@@ -12,6 +12,7 @@ at the sandbox and the history of each row, whatever the machine's speed.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,3 +168,20 @@ def test_a_code_is_admitted_at_once_while_a_campaign_saturates_its_providers_rat
         assert row is not None and row.attempts == 1 and row.priority == "urgent"
     assert set(numbers) <= set(call_order(system))
     assert system.statuses(deferred) == dict.fromkeys(deferred, "deferred")
+
+
+def test_notifyq_send_takes_a_priority_and_names_the_field_of_a_bad_one(make_system) -> None:
+    system: System = make_system()  # no worker: the message stays in its queue
+    sent = system.cli(
+        "send", "ihuyi", "--to", "13800138000", "--content", TEXT, "--priority", "urgent", "--json"
+    )
+    assert sent.returncode == 0, sent.stderr
+    created = json.loads(sent.stdout)["id"]
+    row = system.runtime.notifications.get(created)
+    assert row is not None and row.priority == "urgent"
+    assert system.runtime.redis.llen(URGENT_QUEUE) == 1
+    refused = system.cli(
+        "send", "ihuyi", "--to", "13800138001", "--content", TEXT, "--priority", "soon"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("error: priority:"), refused.stderr

@@ -13,7 +13,6 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import column, create_engine, inspect, select, table, text
 
 from api.app import create_app
@@ -22,6 +21,7 @@ from store.migrate import HEAD, _config, current
 from store.schema import Base
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
+from tests.store.rows_before import at_revision, revision_before, store_rows
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -33,47 +33,15 @@ OWNED = ("notifications", "campaigns", "verifications")
 
 def before_keys() -> str:
     """The revision 0005 follows (whatever the chain holds before it)."""
-    previous = ScriptDirectory.from_config(_config("")).get_revision(REVISION).down_revision
-    assert isinstance(previous, str)
-    return previous
+    return revision_before(REVISION)
 
 
 @pytest.fixture
 def old_database(database_url: str) -> Iterator[str]:
     """The test's database at the revision before keys, holding a campaign with a row, a
     single notification and a verification (written as that revision's columns)."""
-    if current(database_url) is None:
-        command.upgrade(_config(database_url), before_keys())
-    else:  # the PostgreSQL fixture brings a new database to the head
-        command.downgrade(_config(database_url), before_keys())
-    engine = create_engine(database_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO campaigns (id, name, status, provider, options, runs, total,"
-                " rejected, errors, created_at, updated_at) VALUES"
-                " (7, 'old', 'scheduled', 'ihuyi', '{}', 0, 1, 0, '[]', 1.0, 1.0)"
-            )
-        )
-        for row_id, campaign in ((41, 7), (42, None)):
-            conn.execute(
-                text(
-                    'INSERT INTO notifications (id, provider, "to", content, params, options,'
-                    " status, attempts, campaign_id, created_at, updated_at) VALUES"
-                    " (:id, 'ihuyi', '+8613800138000', 'hello', '[]', '{}', 'queued',"
-                    " 0, :campaign, 1.0, 1.0)"
-                ),
-                {"id": row_id, "campaign": campaign},
-            )
-        conn.execute(
-            text(
-                'INSERT INTO verifications (id, "to", purpose, channel, provider, salt,'
-                " code_hmac, length, status, attempts, max_attempts, notification_id,"
-                " expires_at, created_at, updated_at) VALUES (5, '+8613800138000', 'default',"
-                " 'sms', 'apispace-sms', 'salt', 'hmac', 6, 'pending', 0, 5, 42, 9e9, 1.0, 1.0)"
-            )
-        )
-    engine.dispose()
+    at_revision(database_url, before_keys())
+    store_rows(database_url, [(41, 7), (42, None)], code=42)
     yield database_url
 
 
