@@ -2,7 +2,8 @@
 
 Each check asks the process for a sign of work, not just of life:
 
-- ``api``: ``/healthz`` answers 200 (it pings Redis and the database itself);
+- ``api``: ``/readyz`` answers 200: the store answers a query and Redis takes a write
+  (``/healthz`` is liveness only: it answers while they are away);
 - ``worker``: a worker on this host (``…@<hostname>``: each container has its own)
   answers a Celery ping on the broker: it holds its broker connection and its control
   loop turns, which a process stuck in start-up or cut off from Redis does not;
@@ -29,7 +30,7 @@ def check(
 ) -> str | None:
     """None if healthy, else why not (one line)."""
     if service == "api":
-        return _http(url or "http://127.0.0.1:8000/healthz")
+        return _http(url or "http://127.0.0.1:8000/readyz")
     if service == "flower":
         return _http(url or "http://127.0.0.1:5555/healthcheck")
     if service == "worker":
