@@ -18,6 +18,7 @@ from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
 from api.expiry import receipt_sweep
+from api.journal_replay import journal_replay
 from api.key_limits import keys_for
 from api.outages import Dependencies, OutageAnswers, readiness
 from config.settings import Settings
@@ -26,6 +27,7 @@ from scheduler.availability import require_writable
 from store import Enqueued
 from tasks.enqueue import enqueue_many
 from tasks.gauges import LedgerCollector, LedgerFollower, RedisStateCollector
+from tasks.journal import CallbackJournal
 from tasks.publish import Then
 from tasks.requests import SendRequest
 from tasks.runtime import Runtime
@@ -50,7 +52,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with app.state.dependencies.quiet_logs():
-            async with receipt_sweep(app.state.runtime):
+            async with (
+                receipt_sweep(app.state.runtime),
+                journal_replay(app.state.runtime, app.state.callback_journal, callbacks.apply),
+            ):
                 yield
             app.state.keyring.close()
 
@@ -65,6 +70,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.campaign_rate = CampaignRate(app.state.runtime.redis, settings.campaigns_per_minute)
     app.state.keyring, app.state.key_limits = keys_for(app.state.runtime)
     app.state.dependencies = Dependencies.of(app.state.runtime)
+    app.state.callback_journal = CallbackJournal(app.state.runtime.redis)
     app.state.enqueuer = EnqueueCoalescer(
         lambda requests, then: enqueue_once_redis_writes(app.state.runtime, requests, then),
         fails_all=lambda error: app.state.dependencies.away(error) is not None,

@@ -26,6 +26,7 @@ from redis.exceptions import LockError
 from providers.base import MissingCredentials, Provider, Reply, ReportPage, UnreadableReply
 from providers.http import Failure
 from store import NewReceipt
+from store.availability import probe_store
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
 
@@ -39,7 +40,12 @@ POLL_LOCK_TTL = 600
 
 
 def pull_reports(rt: Runtime) -> int:
-    """Pull every waiting report of every provider that pulls; returns receipts stored."""
+    """Pull every waiting report of every provider that pulls; returns receipts stored.
+
+    Never while the store is away: a page pulled is deleted on the provider's side, and
+    only the store can journal it, so the store is asked first and its error raised
+    (the worker logs that once per outage, worker/ready.py); the next poll pulls."""
+    probe_store(rt.db)
     stored = 0
     for name, provider in rt.providers.items():
         if provider.pulls_reports:

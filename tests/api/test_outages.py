@@ -19,7 +19,9 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from store.migrate import upgrade
-from store.schema import Notification
+from store.schema import Notification, Receipt
+from store.templates import TemplateStore
+from tasks.journal import CallbackJournal
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from tests.services import NOTIFYQ, PostgresServer, RedisServer, free_port, wait_until
@@ -151,3 +153,47 @@ def test_redis_refusing_writes_is_503_storing_nothing_then_202_once_it_clears(
             assert stored(runtime) == 1
     finally:
         runtime.close()
+
+
+def receipts(runtime: Runtime) -> int:
+    with runtime.db.read() as conn:
+        return conn.execute(select(func.count()).select_from(Receipt)).scalar_one()
+
+
+def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_refused_without_redis(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    own = RedisServer(tmp_path / "redis", appendfsync="always")  # the journal's AOF
+    own.start()
+    runtime = Runtime.build(embedded_settings(postgres.url, own.url))
+    journal = CallbackJournal(runtime.redis)
+    callback = f"/callbacks/{TEST_CREDENTIALS['NOTIFYQ_CALLBACK_TOKEN']}/ihuyi/receipt"
+    template = f"/callbacks/{TEST_CREDENTIALS['NOTIFYQ_CALLBACK_TOKEN']}/ihuyi/template"
+    try:
+        with TestClient(create_app(runtime.settings, runtime)) as client:
+            postgres.stop()
+            for ref in ("9001", "9002", "9001"):  # a provider's repeat journals twice
+                answer = client.post(callback, data={"voiceid": ref, "code": "2"})
+                assert (answer.status_code, answer.text) == (200, "success")
+            answer = client.post(template, data={"templateid": "77", "code": "2", "msg": "ok"})
+            assert (answer.status_code, answer.text) == (200, "success")
+            malformed = client.post(callback, data={"voiceid": "", "code": "2"})
+            assert malformed.status_code == 400, "a malformed push is refused, never journalled"
+            assert journal.waiting() == 4
+
+            own.stop()  # Redis away too: not success, so the provider pushes again
+            answer = client.post(callback, data={"voiceid": "9003", "code": "2"})
+            assert answer.status_code == 503 and answer.text != "success"
+
+            own.start()
+            postgres.start()
+            wait_until(lambda: journal.waiting() == 0, 30, what="the journal applied")
+            assert receipts(runtime) == 2, "9001 twice is one receipt"
+            assert TemplateStore(runtime.db).get("ihuyi", "77") is not None
+    finally:
+        runtime.close()
+        own.stop()
+    assert len(records(caplog, logging.WARNING, "the store is unavailable")) == 1
+    applied = records(caplog, logging.INFO, "applied ")
+    assert sum(int(line.split()[1]) for line in applied) == 4, applied
