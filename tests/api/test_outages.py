@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from store.migrate import upgrade
 from store.schema import Notification, Receipt
 from store.templates import TemplateStore
 from tasks.journal import CallbackJournal
@@ -52,28 +51,16 @@ def records(caplog: pytest.LogCaptureFixture, level: int, start: str) -> list[st
     ]
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    why = PostgresServer.unavailable()
-    if why:
-        pytest.skip(why)
-    server = PostgresServer()
-    server.start()
-    upgrade(server.url)
-    yield server
-    server.remove()
-
-
 def test_store_away_is_503_naming_it_then_202_once_back_with_one_warning_and_one_info(
-    postgres: PostgresServer, redis_url: str, caplog: pytest.LogCaptureFixture
+    own_postgres: PostgresServer, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    runtime = Runtime.build(embedded_settings(postgres.url, redis_url))
+    runtime = Runtime.build(embedded_settings(own_postgres.url, redis_url))
     try:
         with TestClient(create_app(runtime.settings, runtime)) as client:
             assert client.post("/v1/notifications", json=SEND, headers=AUTH).status_code == 202
 
-            postgres.stop()
+            own_postgres.stop()
             for turn in range(5):
                 body = {**SEND, "idempotency_key": f"outage-{turn}"}
                 answer = client.post("/v1/notifications", json=body, headers=AUTH)
@@ -85,7 +72,7 @@ def test_store_away_is_503_naming_it_then_202_once_back_with_one_warning_and_one
             assert ready.json()["store"].startswith("unavailable: ")
             assert ready.json()["redis"] == "ok"
 
-            postgres.start()
+            own_postgres.start()
             wait_until(lambda: client.get("/readyz").status_code == 200, 30, what="/readyz again")
             answer = client.post(
                 "/v1/notifications", json=SEND | {"to": "13800138001"}, headers=AUTH
@@ -161,18 +148,18 @@ def receipts(runtime: Runtime) -> int:
 
 
 def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_refused_without_redis(
-    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    own_postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     own = RedisServer(tmp_path / "redis", appendfsync="always")  # the journal's AOF
     own.start()
-    runtime = Runtime.build(embedded_settings(postgres.url, own.url))
+    runtime = Runtime.build(embedded_settings(own_postgres.url, own.url))
     journal = CallbackJournal(runtime.redis)
     callback = f"/callbacks/{TEST_CREDENTIALS['NOTIFYQ_CALLBACK_TOKEN']}/ihuyi/receipt"
     template = f"/callbacks/{TEST_CREDENTIALS['NOTIFYQ_CALLBACK_TOKEN']}/ihuyi/template"
     try:
         with TestClient(create_app(runtime.settings, runtime)) as client:
-            postgres.stop()
+            own_postgres.stop()
             for ref in ("9001", "9002", "9001"):  # a provider's repeat journals twice
                 answer = client.post(callback, data={"voiceid": ref, "code": "2"})
                 assert (answer.status_code, answer.text) == (200, "success")
@@ -187,7 +174,7 @@ def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_
             assert answer.status_code == 503 and answer.text != "success"
 
             own.start()
-            postgres.start()
+            own_postgres.start()
             wait_until(lambda: journal.waiting() == 0, 30, what="the journal applied")
             assert receipts(runtime) == 2, "9001 twice is one receipt"
             assert TemplateStore(runtime.db).get("ihuyi", "77") is not None

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from store.migrate import upgrade
 from tasks.journal import JOURNAL_KEY
 from tests.conftest import TEST_CREDENTIALS, System
 from tests.services import PostgresServer, wait_until
@@ -31,18 +29,6 @@ pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
 GONE = "the store is unavailable"
 BACK = "the store is back"
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    why = PostgresServer.unavailable()
-    if why:
-        pytest.skip(why)
-    server = PostgresServer()
-    server.start()
-    upgrade(server.url)
-    yield server
-    server.remove()
 
 
 class Load:
@@ -76,12 +62,12 @@ def journalled_refs(client: redis.Redis) -> set[str]:
 
 
 def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_once(
-    postgres: PostgresServer, make_system: Any
+    own_postgres: PostgresServer, make_system: Any
 ) -> None:
     # a dispatch that met the store away is re-driven by the sweeper after its grace, and
     # a call left ``sending`` resolved after its timeout: short ones, for a short test
     system: System = make_system(
-        database_url=postgres.url, sweep_interval="1", sweep_grace="3", sending_timeout="10"
+        database_url=own_postgres.url, sweep_interval="1", sweep_grace="3", sending_timeout="10"
     )
     system.start(workers=1, concurrency=8, beat=True, sandbox_args=("--receipt-delay", "1.5"))
     broker = redis.Redis.from_url(system.env["NOTIFYQ_REDIS_URL"])
@@ -92,7 +78,7 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
     load.thread.start()
     try:
         wait_until(lambda: len(load.accepted()) >= 20, 60, what="20 notifications accepted")
-        postgres.stop()
+        own_postgres.stop()
         # the outage lasts until each process has said so and receipts wait in the journal
         wait_until(
             lambda: all(GONE in p.text() for p in (api, worker, beat)) and broker.hlen(JOURNAL_KEY),
@@ -100,7 +86,7 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
             what="every process to see the store away, and a receipt journalled",
         )
         during = journalled_refs(broker)
-        postgres.start()
+        own_postgres.start()
         wait_until(
             lambda: all(BACK in p.text() for p in (api, worker, beat)), 60, what="all see it back"
         )
