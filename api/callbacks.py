@@ -38,7 +38,7 @@ from store.availability import store_away
 from store.schema import ProviderTemplate, Receipt
 from store.templates import TemplateStore
 from tasks import suppressions
-from tasks.journal import CallbackJournal
+from tasks.journal import REPORT_PAGE, CallbackJournal
 from tasks.runtime import Runtime
 
 router = APIRouter(
@@ -198,6 +198,9 @@ def apply(runtime: Runtime, route: str, body: Any) -> None:
     journal does, the same as the route would have."""
     if route == TEMPLATE_AUDIT:
         _store_audit(runtime, template_audit(body))
+        return
+    if route.startswith(REPORT_PAGE):  # a pulled page: the next poll parses it
+        runtime.receipts.journal(route.removeprefix(REPORT_PAGE), body)
         return
     push = PUSHES[route]
     _store_receipts(runtime, push.provider, parsed(push, body))

@@ -9,6 +9,9 @@ idempotently, so an entry applied twice (two API processes replaying at once, a 
 between applying and removing) changes nothing the second time. If Redis cannot take
 it either, the callback is answered with a failure and the provider tries again.
 
+A report page pulled (so deleted on the provider's side) just as the store went away
+is kept here the same way (:data:`REPORT_PAGE`, tasks/reports.py).
+
 Entries are fields of one hash, each under an id of its own: a replay removes exactly
 the entry it applied, whatever other processes add or remove meanwhile.
 """
@@ -28,6 +31,9 @@ from redis import Redis
 JOURNAL_KEY = "nq:callbacks:journal"
 #: entries that could not be applied for a reason other than the store being away
 FAILED_KEY = "nq:callbacks:journal:failed"
+#: the route of a pulled report page (``report:<provider>``, its body as text) that the
+#: store could not journal: applied by copying it into the store's own journal
+REPORT_PAGE = "report:"
 
 
 @dataclass(frozen=True)

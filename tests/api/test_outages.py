@@ -17,9 +17,14 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from api import callbacks
 from api.app import create_app
+from api.journal_replay import replay
+from providers.base import Reply
+from store.availability import store_away
 from store.schema import Notification, Receipt
 from store.templates import TemplateStore
+from tasks import reports
 from tasks.journal import CallbackJournal
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
@@ -184,3 +189,25 @@ def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_
     assert len(records(caplog, logging.WARNING, "the store is unavailable")) == 1
     applied = records(caplog, logging.INFO, "applied ")
     assert sum(int(line.split()[1]) for line in applied) == 4, applied
+
+
+def test_a_report_page_pulled_as_the_store_goes_is_kept_in_redis_and_journalled_once_back(
+    own_postgres: PostgresServer, redis_url: str
+) -> None:
+    runtime = Runtime.build(embedded_settings(own_postgres.url, redis_url))
+    journal = CallbackJournal(runtime.redis)
+    page = '{"code": 200, "data": []}'
+    try:
+        own_postgres.stop()
+        with pytest.raises(Exception) as raised:
+            reports._journal(runtime, "apispace-voice", Reply(200, page.encode()))
+        assert store_away(raised.value)
+        assert [e.route for e in journal.entries()] == ["report:apispace-voice"]
+
+        own_postgres.start()
+        wait_until(lambda: replay(runtime, journal, callbacks.apply) == 1, 30, what="replayed")
+        [row] = runtime.receipts.unparsed_journal("apispace-voice")
+        assert row.body == page
+        assert journal.waiting() == 0
+    finally:
+        runtime.close()
