@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,3 +212,27 @@ def test_a_report_page_pulled_as_the_store_goes_is_kept_in_redis_and_journalled_
         assert journal.waiting() == 0
     finally:
         runtime.close()
+
+
+def test_two_api_processes_replaying_one_journal_at_once_store_each_receipt_once(
+    runtime: Runtime,
+) -> None:
+    journal = CallbackJournal(runtime.redis)
+    refs = [str(9100 + i) for i in range(40)]
+    for ref in refs + refs[:10]:  # a provider's repeats are journalled as they come
+        journal.write("ihuyi", {"voiceid": ref, "code": "2"})
+    start = threading.Barrier(2)
+    counts: list[int] = []
+
+    def one_process() -> None:
+        start.wait()
+        counts.append(replay(runtime, journal, callbacks.apply))
+
+    threads = [threading.Thread(target=one_process) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(counts) >= 50, counts  # each entry applied at least once, some twice
+    assert journal.waiting() == 0
+    assert receipts(runtime) == len(refs)
