@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,7 +11,6 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import callbacks, campaigns, notifications, suppressions, ui, verifications
@@ -19,10 +18,18 @@ from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
 from api.expiry import receipt_sweep
+from api.journal_replay import journal_replay
 from api.key_limits import keys_for
+from api.outages import Dependencies, OutageAnswers, readiness
 from config.settings import Settings
+from providers.base import InvalidRequest
+from scheduler.availability import require_writable
+from store import Enqueued
 from tasks.enqueue import enqueue_many
 from tasks.gauges import LedgerCollector, LedgerFollower, RedisStateCollector
+from tasks.journal import CallbackJournal
+from tasks.publish import Then
+from tasks.requests import SendRequest
 from tasks.runtime import Runtime
 
 
@@ -31,12 +38,26 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def enqueue_once_redis_writes(
+    runtime: Runtime, requests: Sequence[SendRequest], then: Then
+) -> list[Enqueued | InvalidRequest]:
+    """Store and publish, once Redis has taken a write: a Redis that refuses writes
+    (read-only after a fail-over, out of memory) is a 503 with nothing stored, where
+    storing first would leave rows no worker is told of until the sweeper's turn."""
+    require_writable(runtime.redis)
+    return enqueue_many(requests, runtime=runtime, then=then)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with receipt_sweep(app.state.runtime):
-            yield
-        app.state.keyring.close()
+        with app.state.dependencies.quiet_logs():
+            async with (
+                receipt_sweep(app.state.runtime),
+                journal_replay(app.state.runtime, app.state.callback_journal, callbacks.apply),
+            ):
+                yield
+            app.state.keyring.close()
 
     app = FastAPI(
         title="notifyq",
@@ -48,8 +69,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime or Runtime.build(settings)
     app.state.campaign_rate = CampaignRate(app.state.runtime.redis, settings.campaigns_per_minute)
     app.state.keyring, app.state.key_limits = keys_for(app.state.runtime)
+    app.state.dependencies = Dependencies.of(app.state.runtime)
+    app.state.callback_journal = CallbackJournal(app.state.runtime.redis)
     app.state.enqueuer = EnqueueCoalescer(
-        lambda requests, then: enqueue_many(requests, runtime=app.state.runtime, then=then)
+        lambda requests, then: enqueue_once_redis_writes(app.state.runtime, requests, then),
+        fails_all=lambda error: app.state.dependencies.away(error) is not None,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -75,24 +99,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
-        rt: Runtime = app.state.runtime
-        checks: dict[str, str] = {}
-        try:
-            rt.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:  # health reports every failure as data
-            checks["redis"] = f"error: {type(exc).__name__}"
-        try:
-            with rt.db.read() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if healthy else "degraded", **checks},
-            status_code=200 if healthy else 503,
-        )
+        """Liveness: this process answers. The store or Redis being away is readiness."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """Readiness: 200 when the store answers and Redis takes writes; else 503 naming
+        the dependency that is away (``store``, ``redis``), with ``Retry-After``."""
+        return readiness(app.state.runtime, app.state.dependencies)
 
     registry = CollectorRegistry()
     registry.register(LedgerCollector(app.state.runtime))
@@ -106,7 +120,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, prefix="/v1/")
-    app.add_middleware(ApiKeyGate, prefix="/v1/")  # added last: outermost, so 401 comes first
+    app.add_middleware(ApiKeyGate, prefix="/v1/")  # outside the body limit: 401 comes first
+    # outermost: a dependency away is 503 wherever it is met, the key gate included
+    app.add_middleware(OutageAnswers, dependencies=app.state.dependencies)
     app.include_router(notifications.router)
     app.include_router(campaigns.router)
     app.include_router(callbacks.router)

@@ -1,9 +1,11 @@
 """Provider callbacks: ``/callbacks/{token}/…``. Each answers ``success`` only after the
-receipt is committed (a provider that hears anything else pushes again, up to 3 times),
-is idempotent (a repeat changes nothing), refuses a malformed body with 400 and stores
-nothing (malformed: no reference, or not the provider's shape — a status or code the
-documents do not list is *not* malformed: it is stored, with its raw value), refuses
-an oversized one with 413, and hides behind the token (404 if wrong).
+receipt is committed — or, while the store is away, journalled in Redis and applied when
+it is back (tasks/journal.py, api/journal_replay.py); a provider that hears anything
+else pushes again, up to 3 times — is idempotent (a repeat changes nothing), refuses a
+malformed body with 400 and stores nothing (malformed: no reference, or not the
+provider's shape — a status or code the documents do not list is *not* malformed: it is
+stored, with its raw value), refuses an oversized one with 413, and hides behind the
+token (404 if wrong).
 
 "Malformed" includes what the ledger could not store: text with NUL or a lone
 surrogate (PostgreSQL and UTF-8 refuse them) and a reference longer than the ledger's
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -27,13 +30,15 @@ from api.auth import require_callback_token
 from api.schemas import unstorable
 from providers.apispace import ApispaceSms
 from providers.base import DeliveryReceipt
-from providers.ihuyi import Ihuyi
+from providers.ihuyi import Ihuyi, TemplateAudit
 from providers.itniotech import Itniotech
 from providers.jumdata import Jumdata
 from store import NewReceipt
+from store.availability import store_away
 from store.schema import ProviderTemplate, Receipt
 from store.templates import TemplateStore
 from tasks import suppressions
+from tasks.journal import REPORT_PAGE, CallbackJournal
 from tasks.runtime import Runtime
 
 router = APIRouter(
@@ -99,30 +104,40 @@ def check_refs(receipts: list[DeliveryReceipt]) -> None:
         raise bad("a receipt's reference is longer than any we hand out")
 
 
+@dataclass(frozen=True)
+class Push:
+    """A provider's receipt push: how its body becomes receipts, and whether it may be
+    a JSON array (providers that batch their receipts push arrays)."""
+
+    provider: str
+    parse: Callable[[Any], list[DeliveryReceipt]]
+    arrays: bool = True
+
+
+#: each receipt route's push, by the route's name (also the journal's, tasks/journal.py)
+PUSHES = {
+    "ihuyi": Push("ihuyi", lambda form: [Ihuyi.parse_receipt(form)], arrays=False),
+    "jumdata": Push("jumdata", lambda form: [Jumdata.parse_callback(form)], arrays=False),
+    "apispace-sms": Push("apispace-sms", ApispaceSms.parse_receipts),
+    "itniotech": Push("itniotech", Itniotech.parse_receipts),
+}
+TEMPLATE_AUDIT = "ihuyi/template"
+
+
 @router.post("/ihuyi/receipt", response_class=PlainTextResponse)
 async def ihuyi_receipt(request: Request) -> PlainTextResponse:
     """ihuyi's delivery receipt (form): ``code`` 2 answered; any other code, documented
     or not (-7…), is stored undelivered with that code and answered ``success``, so
     ihuyi stops pushing rather than giving up on a receipt we refused."""
-    return await _receipts(request, "ihuyi", lambda form: [Ihuyi.parse_receipt(form)], arrays=False)
+    return await _receipts(request, "ihuyi")
 
 
 @router.post("/ihuyi/template", response_class=PlainTextResponse)
 async def ihuyi_template(request: Request) -> PlainTextResponse:
     form = await read_form(request)
-    try:
-        audit = Ihuyi.parse_template_audit(form)
-    except (KeyError, ValueError, TypeError):
-        raise bad("not an ihuyi template audit") from None
-    if len(audit.template_id) > MAX_TEMPLATE_ID:
-        raise bad("not an ihuyi template id")
+    audit = template_audit(form)
     runtime: Runtime = request.app.state.runtime
-    templates = TemplateStore(runtime.db)
-    state = "approved" if audit.approved else "rejected"
-    await _in_thread(
-        request,
-        lambda: templates.upsert("ihuyi", audit.template_id, state=state, message=audit.message),
-    )
+    await _kept(request, TEMPLATE_AUDIT, form, lambda: _store_audit(runtime, audit))
     return SUCCESS
 
 
@@ -130,52 +145,92 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
 async def jumdata_result(request: Request) -> PlainTextResponse:
     """jumdata's call result (form, or JSON): ``callStatus`` 0 answered; 1, or any value
     the seed does not list, not (kept raw) — stored and answered ``success`` alike."""
-    return await _receipts(
-        request, "jumdata", lambda form: [Jumdata.parse_callback(form)], arrays=False
-    )
+    return await _receipts(request, "jumdata")
 
 
 @router.post("/apispace-sms", response_class=PlainTextResponse)
 async def apispace_sms_reports(request: Request) -> PlainTextResponse:
     """APISpace's SMS delivery reports (ASSUMED push, JSON object or array): one receipt
     per number, matched by ``msgId`` and number (``providers.apispace.sms_ref``)."""
-    return await _receipts(request, "apispace-sms", ApispaceSms.parse_receipts)
+    return await _receipts(request, "apispace-sms")
 
 
 @router.post("/itniotech", response_class=PlainTextResponse)
 async def itniotech_results(request: Request) -> PlainTextResponse:
     """itniotech's call results (ASSUMED push, JSON object or array), by ``voiceId``."""
-    return await _receipts(request, "itniotech", Itniotech.parse_receipts)
+    return await _receipts(request, "itniotech")
 
 
-async def _receipts(
-    request: Request,
-    provider: str,
-    parse: Callable[[Any], list[DeliveryReceipt]],
-    *,
-    arrays: bool = True,
-) -> PlainTextResponse:
+async def _receipts(request: Request, route: str) -> PlainTextResponse:
     """Parse every receipt of a push before storing any (one bad entry refuses the whole
     push, so the provider repeats it whole), store them in one transaction, then say
-    ``success``. ``arrays``: the provider may push a JSON array of receipts."""
-    body = await read_body(request, arrays=arrays)
-    try:
-        receipts = parse(body)
-    except (KeyError, ValueError, TypeError):
-        raise bad(f"not a {provider} receipt push") from None
-    check_refs(receipts)
+    ``success``."""
+    push = PUSHES[route]
+    body = await read_body(request, arrays=push.arrays)
+    receipts = parsed(push, body)
     runtime: Runtime = request.app.state.runtime
+    await _kept(request, route, body, lambda: _store_receipts(runtime, push.provider, receipts))
+    return SUCCESS
+
+
+def parsed(push: Push, body: Any) -> list[DeliveryReceipt]:
+    """The push's receipts; 400 if it is not the provider's shape or names no call of ours."""
+    try:
+        receipts = push.parse(body)
+    except (KeyError, ValueError, TypeError):
+        raise bad(f"not a {push.provider} receipt push") from None
+    check_refs(receipts)
+    return receipts
+
+
+def template_audit(form: Mapping[str, Any]) -> TemplateAudit:
+    try:
+        audit = Ihuyi.parse_template_audit(form)
+    except (KeyError, ValueError, TypeError):
+        raise bad("not an ihuyi template audit") from None
+    if len(audit.template_id) > MAX_TEMPLATE_ID:
+        raise bad("not an ihuyi template id")
+    return audit
+
+
+def apply(runtime: Runtime, route: str, body: Any) -> None:
+    """Store a callback that ``route`` took (``body`` as decoded): what a replay of the
+    journal does, the same as the route would have."""
+    if route == TEMPLATE_AUDIT:
+        _store_audit(runtime, template_audit(body))
+        return
+    if route.startswith(REPORT_PAGE):  # a pulled page: the next poll parses it
+        runtime.receipts.journal(route.removeprefix(REPORT_PAGE), body)
+        return
+    push = PUSHES[route]
+    _store_receipts(runtime, push.provider, parsed(push, body))
+
+
+def _store_receipts(runtime: Runtime, provider: str, receipts: list[DeliveryReceipt]) -> None:
     records = [
         NewReceipt(provider, r.ref, r.delivered, r.code, r.message, dict(r.detail))
         for r in receipts
     ]
-    await _in_thread(request, lambda: runtime.receipts.record(records))
+    runtime.receipts.record(records)
     # committed: a receipt that says the number is bad (ihuyi -5, vacant) suppresses it
     # (tasks/suppressions.py); a failure here costs the lesson, never the receipt
-    await _in_thread(request, lambda: suppressions.learn_receipts(runtime, provider, receipts))
-    return SUCCESS
+    suppressions.learn_receipts(runtime, provider, receipts)
 
 
-async def _in_thread(request: Request, work: Any) -> Any:
+def _store_audit(runtime: Runtime, audit: TemplateAudit) -> None:
+    state = "approved" if audit.approved else "rejected"
+    TemplateStore(runtime.db).upsert("ihuyi", audit.template_id, state=state, message=audit.message)
 
-    return await run_in_threadpool(work)
+
+async def _kept(request: Request, route: str, body: Any, store: Callable[[], None]) -> None:
+    """Stored, or — while the store is away — journalled in Redis (tasks/journal.py);
+    either way kept before the caller answers ``success``. With Redis away too, the
+    error goes on: the answer is a 503 (api/outages.py) and the provider tries again."""
+    try:
+        await run_in_threadpool(store)
+    except Exception as error:
+        if not store_away(error):
+            raise
+        request.app.state.dependencies.store.failed(error)
+        journal: CallbackJournal = request.app.state.callback_journal
+        await run_in_threadpool(journal.write, route, body)

@@ -57,9 +57,18 @@ PUBLISH_WAIT = 5.0
 class EnqueueCoalescer:
     """Per event loop (one per app): ``await enqueue(request)`` from any request handler."""
 
-    def __init__(self, enqueue_many: EnqueueMany, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        enqueue_many: EnqueueMany,
+        max_group: int = MAX_GROUP,
+        *,
+        fails_all: Callable[[BaseException], bool] = lambda _: False,
+    ) -> None:
+        """``fails_all``: an error that every request of a group would meet on its own
+        (the store or Redis away), answered to all at once instead of retried one by one."""
         self._enqueue_many = enqueue_many
         self._max_group = max_group
+        self._fails_all = fails_all
         self._waiting: list[tuple[SendRequest, asyncio.Future[Result]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -98,8 +107,9 @@ class EnqueueCoalescer:
                 answer.cancel()
             raise
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0][1], error=exc)
+            if len(group) == 1 or self._fails_all(exc):
+                for _, waiting in group:
+                    _settle(waiting, error=exc)
                 return
             log.warning(
                 "a group of %d enqueues failed (%s); each is tried on its own",

@@ -2,12 +2,15 @@
 which idempotency keys are its own.
 
 Each bound answers before the expensive part: a body over its limit is refused while it
-is still being received (never parsed, never buffered whole), a campaign over its rate
-before its rows are read. Every refusal is a 4xx that says which bound and by how much.
+is still being received (never parsed, never buffered whole; the rest read and dropped
+so that the client reads its 413), a campaign over its rate before its rows are read.
+Every refusal is a 4xx that says which bound and by how much.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -20,6 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from config.settings import Settings
 
 CAMPAIGNS_PATH = "/v1/campaigns"
+#: the most of an oversized body read and dropped after its 413 (see refuse_and_drain)
+DRAIN_MAX = 64 * 1024 * 1024
+#: and for how long at the most
+DRAIN_SECONDS = 30.0
 #: an idempotency key as stored: ``<scope>:<key>``, within the ledger's 255 characters
 STORED_KEY_MAX = 255
 
@@ -48,6 +55,45 @@ def too_large(limit: int) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=413)
 
 
+async def refuse_and_drain(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    """413, then the rest of the body read and discarded before the answer ends.
+
+    A client that writes its whole request before it reads (most do) would otherwise
+    meet a server that has stopped reading: it blocks on a full socket, or — once the
+    server closes with its bytes unread — reads a reset instead of the 413. So the
+    answer is sent whole but left open (``more_body``) while up to :data:`DRAIN_MAX`
+    bytes, for up to :data:`DRAIN_SECONDS`, are read and dropped; then it ends and the
+    connection closes (``Connection: close``: what is past the bound is never parsed as
+    a next request). A client that asked ``Expect: 100-continue`` has sent no body: it
+    is told 413 and nothing is read."""
+    answer = too_large(limit)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status_code,
+            "headers": [*answer.raw_headers, (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body, "more_body": True})
+    if (b"expect", b"100-continue") not in scope["headers"]:
+        await drain(receive)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def drain(receive: Receive) -> None:
+    """Read and drop the request body up to the bounds (see :func:`refuse_and_drain`)."""
+    read = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while read <= DRAIN_MAX:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                read += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+
 class BodyLimit:
     """413 for a ``/v1`` body over its limit, before anything parses it: a declared
     ``Content-Length`` over the limit is refused unread; a chunked body is counted as it
@@ -65,23 +111,34 @@ class BodyLimit:
         limit = body_limit(scope["app"].state.settings, scope["method"], scope["path"])
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await too_large(limit)(scope, receive, send)
+                await refuse_and_drain(limit, scope, receive, send)
                 return
         received = 0
         started = False
+        refused = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    refused = True
                     raise BodyTooLarge(limit)
             return message
 
         async def sending(message: Message) -> None:
+            """The app's answer; once the body was refused (the app's own 413, from
+            FastAPI's body reader), kept open while the rest is drained, as
+            :func:`refuse_and_drain` does."""
             nonlocal started
             started = started or message["type"] == "http.response.start"
+            if refused and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], (b"connection", b"close")]}
+            if refused and message["type"] == "http.response.body" and not message.get("more_body"):
+                await send({**message, "more_body": True})
+                await drain(receive)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
         try:
@@ -89,7 +146,7 @@ class BodyLimit:
         except BodyTooLarge:
             if started:  # pragma: no cover - every /v1 route reads its body before answering
                 raise
-            await too_large(limit)(scope, receive, send)
+            await refuse_and_drain(limit, scope, receive, send)
 
 
 def scoped_key(scope: str, key: str | None) -> str | None:

@@ -19,6 +19,7 @@ import time
 from sqlalchemy import and_, delete, exists, select
 from starlette.concurrency import run_in_threadpool
 
+from api.background import running
 from store.schema import Notification, Receipt
 from tasks.runtime import Runtime
 
@@ -61,12 +62,6 @@ async def sweep_forever(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
-@contextlib.asynccontextmanager
-async def receipt_sweep(runtime: Runtime):  # type: ignore[no-untyped-def]
-    task = asyncio.create_task(sweep_forever(runtime))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def receipt_sweep(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
+    """The sweep, beside the app while it serves."""
+    return running(sweep_forever(runtime))

@@ -24,6 +24,7 @@ from api.schemas import (
     NotificationIn,
 )
 from providers.base import FieldError, InvalidRequest
+from scheduler.availability import require_writable
 from store import Enqueued
 from tasks.enqueue import enqueue_many
 from tasks.requests import RouteLeg, SendRequest, validate
@@ -148,6 +149,8 @@ def create_batch(body: BatchIn, request: Request, grant: Sender) -> Any:
             requests.append(None)
             items.append(BatchItem(index=index, errors=errors_out(pydantic_errors(exc))))
     valid = [r for r in requests if r is not None]
+    if valid:
+        require_writable(runtime.redis)  # refusing writes: 503, nothing stored (api/outages.py)
     try:
         with limits.notifications(grant, len(valid)) as allowance:
             stored = enqueue_many(valid, runtime=runtime) if valid else []

@@ -100,6 +100,7 @@ def exits() -> Iterator[None]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from scheduler.availability import RedisRefusesWrites
     from store.db import DatabaseUnavailable
 
     try:
@@ -112,6 +113,8 @@ def exits() -> Iterator[None]:
         fail(unopenable(exc), FAILURE)
     except (RedisConnectionError, RedisTimeoutError):
         fail(no_redis(settings()), FAILURE)
+    except RedisRefusesWrites as exc:
+        fail(f"{exc}: nothing was done; try again once it takes writes", FAILURE)
     except (RedisError, SQLAlchemyError, OSError) as exc:
         fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", FAILURE)
 

@@ -50,6 +50,7 @@ def send(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Validate and enqueue one notification; prints its id."""
+    from scheduler.availability import require_writable
     from tasks.enqueue import enqueue
     from tasks.runtime import Runtime
 
@@ -57,7 +58,8 @@ def send(
     options = parse_options(option or [])
     with exits():
         runtime = Runtime.build(config)
-        runtime.redis.ping()  # no Redis: say so, and store nothing a worker cannot be told of
+        # no Redis, or one that refuses writes: say so, and store nothing no worker is told of
+        require_writable(runtime.redis)
         result = enqueue(
             provider,
             to,

@@ -8,7 +8,6 @@ import typer
 
 from cli.common import exits, fail, no_redis, redis_answers, require_free_port, settings, warn
 from config.settings import Settings
-from worker.beat import BEAT_SCHEDULE
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -84,13 +83,13 @@ def worker(ctx: typer.Context) -> None:
 
 
 def beat(ctx: typer.Context) -> None:
-    """The clock: releases deferred notifications, sweeps, polls reports, runs campaigns."""
+    """The clock: releases deferred notifications, sweeps, polls reports, runs campaigns.
+    Any number may run, from one folder or many hosts: each job is sent once a period
+    (worker/beat_scheduler.py)."""
     config = _prepare()
     from worker.app import celery
 
-    schedule = BEAT_SCHEDULE
-    schedule.parent.mkdir(parents=True, exist_ok=True)
-    celery.start(["beat", "--loglevel", config.log_level, "--schedule", str(schedule), *ctx.args])
+    celery.start(["beat", "--loglevel", config.log_level, *ctx.args])
 
 
 def api(
@@ -172,7 +171,7 @@ def healthcheck(
         str | None, typer.Option(help="api/flower: the address to ask (default: loopback)")
     ] = None,
     max_age: Annotated[
-        float, typer.Option(help="beat: the schedule file must be younger than this (s)")
+        float, typer.Option(help="beat: its heartbeat file must be younger than this (s)")
     ] = 240.0,
 ) -> None:
     """Exit 0 if this container's SERVICE is healthy (compose healthchecks call it)."""

@@ -26,6 +26,8 @@ from redis.exceptions import LockError
 from providers.base import MissingCredentials, Provider, Reply, ReportPage, UnreadableReply
 from providers.http import Failure
 from store import NewReceipt
+from store.availability import probe_store, store_away
+from tasks.journal import REPORT_PAGE, CallbackJournal
 from tasks.runtime import Runtime, get_runtime
 from worker.app import celery
 
@@ -39,7 +41,12 @@ POLL_LOCK_TTL = 600
 
 
 def pull_reports(rt: Runtime) -> int:
-    """Pull every waiting report of every provider that pulls; returns receipts stored."""
+    """Pull every waiting report of every provider that pulls; returns receipts stored.
+
+    Never while the store is away: a page pulled is deleted on the provider's side, and
+    only the store can journal it, so the store is asked first and its error raised
+    (the worker logs that once per outage, worker/ready.py); the next poll pulls."""
+    probe_store(rt.db)
     stored = 0
     for name, provider in rt.providers.items():
         if provider.pulls_reports:
@@ -103,17 +110,33 @@ def _journal_only(rt: Runtime, name: str, answer: Reply | Failure) -> None:
 
 
 def _journal(rt: Runtime, name: str, answer: Reply) -> int:
-    """Commit a pulled body raw before anything reads it; its journal id. A page that
-    cannot be journalled is gone (the provider deleted it): said loudly, then raised."""
+    """Commit a pulled body raw before anything reads it; its journal id.
+
+    A store that went away since the pull began cannot take it: the body goes to the
+    callback journal in Redis (tasks/journal.py), which the API copies into this
+    journal once the store is back, for the next poll to parse; then the error is
+    raised (this run stops). A page neither can keep is gone (the provider deleted
+    it): said loudly, then raised."""
     try:
         return rt.receipts.journal(name, answer.text())
-    except Exception:
+    except Exception as error:
+        if store_away(error) and _kept_in_redis(rt, name, answer):
+            raise
         log.exception(
             "%s report page (%d bytes) pulled but not journalled: its reports are lost",
             name,
             len(answer.body),
         )
         raise
+
+
+def _kept_in_redis(rt: Runtime, name: str, answer: Reply) -> bool:
+    try:
+        CallbackJournal(rt.redis).write(REPORT_PAGE + name, answer.text())
+    except Exception:  # Redis away too: the caller says the page is lost
+        return False
+    log.warning("%s report page pulled as the store went away: kept in Redis", name)
+    return True
 
 
 def _log_failure(name: str, answer: Failure) -> None:

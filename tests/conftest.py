@@ -29,7 +29,15 @@ from scheduler.clock import OFFSET_KEY
 from store.migrate import upgrade
 from store.schema import Base
 from tasks.runtime import Runtime
-from tests.services import NOTIFYQ, Proc, RedisServer, Stack, free_port, wait_until
+from tests.services import (
+    NOTIFYQ,
+    PostgresServer,
+    Proc,
+    RedisServer,
+    Stack,
+    free_port,
+    wait_until,
+)
 from worker.queues import DISPATCH_QUEUE
 
 TEST_CREDENTIALS = {
@@ -145,6 +153,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     upgrade(url)
     yield url
     drop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, migrated, that the test may stop and start
+    (skipped, saying why, where the server's binaries are missing)."""
+    why = PostgresServer.unavailable()
+    if why:
+        pytest.skip(why)
+    server = PostgresServer()
+    server.start()
+    upgrade(server.url)
+    yield server
+    server.remove()
 
 
 @pytest.fixture

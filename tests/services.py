@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from harness.supervise import NOTIFYQ, Proc, RedisServer, Stack, free_port, wait
 
 __all__ = [
     "NOTIFYQ",
+    "PostgresServer",
     "Proc",
     "RedisServer",
     "Stack",
@@ -83,3 +87,81 @@ def processes_under(directory: Path) -> dict[int, str]:
         if cwd == directory or directory in cwd.parents:
             found[int(entry.name)] = cmdline
     return found
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's PostgreSQL server binaries (initdb, pg_ctl), if installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of a test's own in a temporary folder, on a free loopback
+    port, that the test may stop and start (``pg_ctl``). As root it runs as the
+    ``postgres`` user (the server refuses root). :meth:`unavailable` says why it cannot
+    run here (no binaries, no such user), for a skip that gives its reason."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bin = postgres_bin()
+        self.directory = Path(tempfile.mkdtemp(prefix="nq-pg-"))
+        self.data = self.directory / "data"
+
+    @staticmethod
+    def unavailable() -> str | None:
+        if postgres_bin() is None:
+            return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/pg_ctl)"
+        if os.geteuid() == 0 and not _user_exists("postgres"):
+            return "running as root and there is no postgres user to run the server as"
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        assert self.bin is not None
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.directory, "postgres")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-N")
+        # fsync off: a test's cluster need not survive the machine crashing; commits stay
+        # synchronous, or an immediate stop would lose those still in the WAL buffers
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: as a crash or a pulled cable, no goodbye to the clients."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "stop", "-w", "-D", str(self.data), "-m", mode)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -25,7 +25,7 @@ from kombu import Queue
 
 from config.settings import Settings, get_settings
 from observe.logs import setup
-from worker.beat import schedule
+from worker.beat import SCHEDULER, schedule
 from worker.queues import (
     CONTROL_QUEUE,
     DISPATCH_QUEUE,
@@ -102,6 +102,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_redirect_stdouts": False,
         "imports": list(WORKER_MODULES),
         "beat_schedule": schedule(settings),
+        "beat_scheduler": SCHEDULER,
         "timezone": settings.timezone,
     }
 

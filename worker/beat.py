@@ -13,7 +13,6 @@ it. Their work shows in the metrics and the healthchecks instead.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from celery.signals import beat_init
@@ -21,8 +20,9 @@ from celery.signals import beat_init
 from config.settings import Settings
 from worker.queues import CONTROL_QUEUE
 
-#: beat's schedule file (beat rewrites it as it sends tasks; the healthcheck reads its age)
-BEAT_SCHEDULE = Path("var") / "celerybeat-schedule"
+#: the scheduler every beat runs: the schedule in memory, each period claimed in Redis, so
+#: any number of beats send each job once a period (worker/beat_scheduler.py)
+SCHEDULER = "worker.beat_scheduler:ClaimingScheduler"
 #: how often codes past their time are expired (a code's life is minutes: 30 s is fine)
 VERIFICATION_EXPIRY_INTERVAL = 30.0
 

@@ -2,12 +2,13 @@
 
 Each check asks the process for a sign of work, not just of life:
 
-- ``api``: ``/healthz`` answers 200 (it pings Redis and the database itself);
+- ``api``: ``/readyz`` answers 200: the store answers a query and Redis takes a write
+  (``/healthz`` is liveness only: it answers while they are away);
 - ``worker``: a worker on this host (``…@<hostname>``: each container has its own)
   answers a Celery ping on the broker: it holds its broker connection and its control
   loop turns, which a process stuck in start-up or cut off from Redis does not;
-- ``beat``: beat's schedule file was rewritten lately (beat rewrites it as it sends
-  tasks, at least every three minutes);
+- ``beat``: beat's heartbeat file was touched lately (each turn of the beat, at least
+  once a second while it runs; worker/beat_scheduler.py);
 - ``flower``: Flower's own ``/healthcheck`` answers.
 """
 
@@ -21,7 +22,7 @@ import httpx
 
 from config.settings import Settings
 from worker.app import celery
-from worker.beat import BEAT_SCHEDULE
+from worker.beat_scheduler import HEARTBEAT
 
 
 def check(
@@ -29,13 +30,13 @@ def check(
 ) -> str | None:
     """None if healthy, else why not (one line)."""
     if service == "api":
-        return _http(url or "http://127.0.0.1:8000/healthz")
+        return _http(url or "http://127.0.0.1:8000/readyz")
     if service == "flower":
         return _http(url or "http://127.0.0.1:5555/healthcheck")
     if service == "worker":
         return _worker_ping()
     if service == "beat":
-        return _beat_schedule_age(max_age)
+        return _heartbeat_age(max_age)
     return f"unknown service {service!r} (api, worker, beat or flower)"
 
 
@@ -59,10 +60,8 @@ def _worker_ping() -> str | None:
     return None if ours else f"no worker on {host} answered a ping"
 
 
-def _beat_schedule_age(max_age: float, directory: Path = Path("var")) -> str | None:
-
-    files = list(directory.glob(BEAT_SCHEDULE.name + "*"))
-    if not files:
-        return f"no schedule file {BEAT_SCHEDULE}* yet"
-    age = time.time() - max(f.stat().st_mtime for f in files)
-    return None if age <= max_age else f"schedule file not rewritten for {age:.0f} s"
+def _heartbeat_age(max_age: float, heartbeat: Path = HEARTBEAT) -> str | None:
+    if not heartbeat.exists():
+        return f"no heartbeat file {heartbeat} yet"
+    age = time.time() - heartbeat.stat().st_mtime
+    return None if age <= max_age else f"heartbeat file not rewritten for {age:.0f} s"

@@ -1,5 +1,7 @@
-"""What a worker does once it is ready, before its first task: serve its metrics and
-build its runtime and HTTP pools, so no admitted call waits on start-up work.
+"""What a worker does once it is ready, before its first task: serve its metrics,
+build its runtime and HTTP pools, so no admitted call waits on start-up work, and watch
+the store, so that while it is away the worker logs one WARNING and, when it is back,
+one INFO — not Celery's traceback for every task that met it (observe/outage.py).
 
 It sits above the tasks (it builds their runtime), so the app loads it with them
 (worker/app.py ``WORKER_MODULES``) instead of importing it.
@@ -13,6 +15,8 @@ from celery.signals import worker_ready
 from prometheus_client import REGISTRY, start_http_server
 
 from config.settings import get_settings
+from observe.outage import Outage, quiet_on_root
+from store.availability import probe_store, store_away
 from tasks.gauges import RedisStateCollector, prime
 from tasks.runtime import Runtime, get_runtime
 
@@ -24,7 +28,16 @@ def _on_ready(**_: object) -> None:
     settings = get_settings()
     runtime = get_runtime()
     serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host, runtime)
+    watch_the_store(runtime)
     runtime.transport.warm()
+
+
+def watch_the_store(runtime: Runtime) -> Outage:
+    """This process's watch on the store, fed by every log record that carries an error
+    saying the store is away."""
+    store = Outage("the store", lambda: probe_store(runtime.db), logger=log)
+    quiet_on_root([(store, store_away)])
+    return store
 
 
 def serve_worker_metrics(

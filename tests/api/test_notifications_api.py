@@ -1,7 +1,7 @@
 """``/v1/notifications`` as the contract states it (spec/interface.md), in process over a
 real store and a real Redis: an idempotency key answers 200 with the first notification
 (409 for another request) and queues nothing twice; a batch answers each item and stores only the good ones; a
-notification reads back with its number masked and its history; ``/healthz`` says
+notification reads back with its number masked and its history; ``/readyz`` says
 which dependency is down; ``/metrics`` counts the ledger."""
 
 from __future__ import annotations
@@ -190,25 +190,31 @@ def test_a_notification_reads_back_masked_with_its_history(
 # -- operations --------------------------------------------------------------------------------
 
 
-def test_healthz_is_200_when_redis_and_the_database_answer(client: TestClient) -> None:
-    answer = client.get("/healthz")
+def test_healthz_and_readyz_are_200_when_redis_and_the_store_answer(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    answer = client.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "redis": "ok", "database": "ok"}
+    assert answer.json() == {"status": "ready", "store": "ok", "redis": "ok"}
 
 
-def test_healthz_is_503_naming_redis_when_redis_is_unreachable(database_url: str) -> None:
+def test_readyz_is_503_naming_redis_when_redis_is_unreachable_and_healthz_stays_200(
+    database_url: str,
+) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     runtime = Runtime.build(embedded_settings(database_url, closed))
     try:
         with TestClient(create_app(runtime.settings, runtime)) as client:
-            answer = client.get("/healthz")
+            ready = client.get("/readyz")
+            alive = client.get("/healthz")
     finally:
         runtime.close()
-    assert answer.status_code == 503
-    body = answer.json()
-    assert body["status"] == "degraded"
-    assert body["database"] == "ok"
-    assert body["redis"].startswith("error:")
+    assert alive.status_code == 200
+    assert ready.status_code == 503
+    assert ready.headers["Retry-After"].isdigit()
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    assert body["store"] == "ok"
+    assert body["redis"].startswith("unavailable: ")
 
 
 def test_metrics_count_the_ledger_by_provider_and_status(

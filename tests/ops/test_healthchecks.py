@@ -29,12 +29,12 @@ def check(system: System, *args: str) -> subprocess.CompletedProcess[str]:
 def test_healthchecks_follow_the_processes(make_system: Any) -> None:
     system: System = make_system()
     system.start(workers=1, concurrency=2, beat=True)
-    healthz = f"{system.api_url}/healthz"
-    for args in (("api", "--url", healthz), ("worker",), ("beat",)):
+    ready = f"{system.api_url}/readyz"  # what compose asks
+    for args in (("api", "--url", ready), ("worker",), ("beat",)):
         answer = check(system, *args)
         assert answer.returncode == 0, (args, answer.stderr)
     system.stack.stop(grace=30)
-    assert check(system, "api", "--url", healthz).returncode == 1
+    assert check(system, "api", "--url", ready).returncode == 1
     gone = check(system, "worker")
     assert gone.returncode == 1 and "answered a ping" in gone.stderr, gone.stderr
     stale = check(system, "beat", "--max-age", "0")
