@@ -44,6 +44,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
+from scheduler.caps_floor import admitted_detail
 from store import Applied, Change, Expect, Status
 from store.campaigns import CANCELLED, RUNNING
 from tasks import suppressions, writes
@@ -154,7 +155,13 @@ def _claimed_onwards(
         for r in admission.refusals
     ]
     changes += [
-        Change(id=row.id, to=Status.SENDING, expect=Expect.row(row), count_attempt=True)
+        Change(
+            id=row.id,
+            to=Status.SENDING,
+            expect=Expect.row(row),
+            count_attempt=True,
+            detail=admitted_detail(admission.slots.get(row.id)),  # the caps' floor reads it
+        )
         for row in admission.go
     ]
     yield "admitted"
