@@ -128,7 +128,12 @@ class CapLimiter:
         if at is None and self.clock is not None:
             at = self.clock.now()
         at_us = None if at is None else round(at * 1_000_000)
-        return self._decide([CapCheck(provider, number, caps)], at_us)[0]
+        check = CapCheck(provider, number, caps)
+        if self.floor is None or not self.floor.covers(provider):
+            # one EVALSHA, no pipeline: the cheapest round trip for a single decision
+            keys, args = self._call(check, at_us, None)
+            return _decision(self._hit(keys=keys, args=args), caps)
+        return self._decide([check], at_us)[0]
 
     def refund(self, provider: str, number: str, decision: Decision) -> bool:
         """Take back the attempt ``decision`` recorded (it was not used); True if found."""
