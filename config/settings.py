@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     #: a ``sent`` row with no receipt after this long ends ``unknown``, saying so (72 h:
     #: providers push or report within a day; a later receipt still repairs it)
     receipt_timeout: float = Field(72 * 3600.0, gt=0)
+    #: finished notifications (with their events and receipts), report pulls and
+    #: verifications older than this many days are deleted (store/retention.py)
+    retention_days: float = Field(90.0, gt=0)
     sweep_interval: float = Field(10.0, gt=0)
     pump_interval: float = Field(1.0, gt=0)
     #: notifications per dispatch task when many are released at once

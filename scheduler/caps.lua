@@ -2,17 +2,31 @@
 -- record the attempt. One key per (provider, number); Redis's own clock.
 --
 -- KEYS[1]  the number's log, one string (layout and a worked example: caps_codec.lua)
+-- KEYS[2]  this Redis's lineage mark (only when ARGV[3] is not ""): see "lineage" below
 -- ARGV[1]  the longest window in ms: the key's TTL, past which no attempt matters
 -- ARGV[2]  "" for Redis's clock, or the time in µs (tests drive a simulated clock)
--- ARGV[3..] pairs: window_ms, amount, one pair per cap (each window already widened by
---          the caller's margin for arrival jitter at the provider)
+-- ARGV[3]  "" to trust the log as it is; "?" to check the lineage, no floor given; or k,
+--          the number of the store's past calls that follow as the floor
+-- ARGV[4..3+2k]  the floor: pairs started_ms, ended_ms (0: still calling) of the calls
+--          the store recorded for this number, oldest first
+-- then pairs: window_ms, amount, one pair per cap (each window already widened by the
+--          caller's margin for arrival jitter at the provider)
 --
 -- Returns the recorded stamp in ms (an integer) when allowed — what caps_refund.lua
 -- takes back should this attempt not be used — else {now_ms, retry_at_ms, cap_index}:
 -- cap_index 0 is the provider's own block (caps_block.lua), 1.. the refusing cap's
--- position among the pairs (the tightest: the one that frees last). The common answer
--- is one integer, the cheapest reply to parse.
+-- position among the pairs (the tightest: the one that frees last), -1 "in doubt, send
+-- the floor" (retry_at_ms is then the moment this lineage began). The common answer is
+-- one integer, the cheapest reply to parse.
 -- Every amount must be at least 1 (scheduler/limits.py refuses 0).
+--
+-- Lineage: the log of a Redis whose history began less than a window ago may lack
+-- attempts (a replica promoted before it received them, a restart that lost the last
+-- writes). The mark holds the replication id and the moment this Redis first saw
+-- caps under it; a promotion or a restart changes the id, so the mark no longer matches
+-- and the lineage begins again. While in doubt, the attempts that count are the store's
+-- calls started before the lineage began plus the log's own since: disjoint, and
+-- together every call made (scheduler/caps_floor.py).
 --
 -- Rounding toward safety: a decision compares against the time rounded DOWN to the ms,
 -- an attempt is recorded at the time rounded UP, so an attempt never looks older than
@@ -32,8 +46,37 @@ local now = math.floor(micros / 1000)
 local stamp = math.ceil(micros / 1000)
 local longest = tonumber(ARGV[1])
 
+local first_cap = 4
+local floor = nil
+if ARGV[3] ~= '' then
+  local given = tonumber(ARGV[3])
+  if given then first_cap = 4 + 2 * given end
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  local mark = redis.call('GET', KEYS[2])
+  local began
+  if mark and string.sub(mark, 1, #replid + 1) == replid .. ' ' then
+    began = tonumber(string.sub(mark, #replid + 2))
+  else
+    began = stamp
+    redis.call('SET', KEYS[2], replid .. ' ' .. stamp)
+  end
+  if now - began < longest then
+    if not given then
+      return {now, began, -1}
+    end
+    floor = {began = began}
+    for i = 4, first_cap - 1, 2 do
+      if tonumber(ARGV[i]) < began then
+        local ended = tonumber(ARGV[i + 1])
+        if ended == 0 then ended = stamp end
+        floor[#floor + 1] = ended
+      end
+    end
+  end
+end
+
 local raw = redis.call('GET', KEYS[1])
-if not raw then
+if not raw and not floor then
   -- the common case, a number with nothing recorded: every cap (amount >= 1) passes
   redis.call('SET', KEYS[1], struct.pack('>I6', stamp), 'PX', longest)
   return stamp
@@ -44,20 +87,33 @@ if blocked > now then
   return {now, blocked, 0}
 end
 
+-- what the caps count: the log, or while in doubt the floor and the log since the
+-- lineage began
+local seen, m = log, n
+if floor then
+  seen = {}
+  for i = 1, #floor do seen[i] = floor[i] end
+  for i = 1, n do
+    if log[i] >= floor.began then seen[#seen + 1] = log[i] end
+  end
+  table.sort(seen)
+  m = #seen
+end
+
 local keep = 1
 local retry_at = 0
 local refusing = 0
-for i = 3, #ARGV, 2 do
+for i = first_cap, #ARGV, 2 do
   local window = tonumber(ARGV[i])
   local amount = tonumber(ARGV[i + 1])
   if amount > keep then keep = amount end
   -- the amount-th most recent attempt decides: inside the window → refused, and the
   -- cap frees the moment that attempt leaves the window
-  if n >= amount then
-    local decisive = log[n - amount + 1]
+  if m >= amount then
+    local decisive = seen[m - amount + 1]
     if decisive > now - window and decisive + window > retry_at then
       retry_at = decisive + window
-      refusing = (i - 1) / 2
+      refusing = (i - first_cap) / 2 + 1
     end
   end
 end

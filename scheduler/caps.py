@@ -31,14 +31,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from scheduler import scripts
+from scheduler.caps_floor import LINEAGE_KEY, CapFloor, floor_args
 from scheduler.clock import Clock
 from scheduler.limits import Cap
 
 PROVIDER_BLOCK = "provider-block"
+#: seconds before a window that the floor also reads: a call that started then may have
+#: left inside it (a request's timeouts are far shorter)
+FLOOR_SLACK = 300.0
 
 
 @dataclass(frozen=True)
@@ -70,29 +75,48 @@ def cap_key(provider: str, number: str) -> str:
 
 
 class CapLimiter:
-    """Admits attempts against per-number caps; thread-safe (redis-py pools connections)."""
+    """Admits attempts against per-number caps; thread-safe (redis-py pools connections).
 
-    def __init__(self, client: Redis, *, margin: float = 0.5, clock: Clock | None = None) -> None:
+    With a ``floor`` (scheduler/caps_floor.py), a number whose log may be short after a
+    fail-over or a restart is decided on the store's record of its calls as well."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        margin: float = 0.5,
+        clock: Clock | None = None,
+        floor: CapFloor | None = None,
+    ) -> None:
         self.client = client
         self.margin_ms = round(margin * 1000)
         #: under clock control (tests), decisions take the controlled time instead of
         #: Redis's, so a test that moves the clock moves the caps' windows with it
         self.clock = clock if clock is not None and clock.control else None
+        #: a cluster has no one place for the lineage mark: its logs are trusted
+        self.floor = None if isinstance(client, RedisCluster) else floor
         self._hit = scripts.load(client, "caps")
         self._block = scripts.load(client, "caps_block")
         self._refund = scripts.load(client, "caps_refund")
+        #: what the last replies said (epoch s): when the lineage began (None: not in
+        #: doubt), and the time; a hint only, to send the floor with the first call
+        #: while in doubt: the script decides whether it is
+        self._began: float | None = None
+        self._seen_now = 0.0
 
-    def _args(self, caps: Sequence[Cap], at_us: int | None = None) -> list[int | str]:
-        """The longest window (the key's TTL), the clock ("" = Redis's), then (window,
-        amount) per cap, in ms, each window widened by the margin here so the script
-        does no more than it must."""
-        longest = 0
+    def _longest_ms(self, caps: Sequence[Cap]) -> int:
+        return max(cap.window * 1000 + self.margin_ms for cap in caps)
+
+    def _args(
+        self, caps: Sequence[Cap], at_us: int | None = None, floor: Sequence[int | str] = ("",)
+    ) -> list[int | str]:
+        """The longest window (the key's TTL), the clock ("" = Redis's), the floor (see
+        caps.lua), then (window, amount) per cap, in ms, each window widened by the
+        margin here so the script does no more than it must."""
         pairs: list[int | str] = []
         for cap in caps:
-            window = cap.window * 1000 + self.margin_ms
-            pairs += [window, cap.amount]
-            longest = max(longest, window)
-        return [longest, "" if at_us is None else at_us, *pairs]
+            pairs += [cap.window * 1000 + self.margin_ms, cap.amount]
+        return [self._longest_ms(caps), "" if at_us is None else at_us, *floor, *pairs]
 
     def hit(
         self, provider: str, number: str, caps: Sequence[Cap], *, at: float | None = None
@@ -104,8 +128,12 @@ class CapLimiter:
         if at is None and self.clock is not None:
             at = self.clock.now()
         at_us = None if at is None else round(at * 1_000_000)
-        reply = self._hit(keys=[cap_key(provider, number)], args=self._args(caps, at_us))
-        return _decision(reply, caps)
+        check = CapCheck(provider, number, caps)
+        if self.floor is None or not self.floor.covers(provider):
+            # one EVALSHA, no pipeline: the cheapest round trip for a single decision
+            keys, args = self._call(check, at_us, None)
+            return _decision(self._hit(keys=keys, args=args), caps)
+        return self._decide([check], at_us)[0]
 
     def refund(self, provider: str, number: str, decision: Decision) -> bool:
         """Take back the attempt ``decision`` recorded (it was not used); True if found."""
@@ -124,17 +152,70 @@ class CapLimiter:
         """
         todo = [check for check in checks if check.caps]
         at_us = round(self.clock.now() * 1_000_000) if self.clock and todo else None
-        calls = [
-            [cap_key(check.provider, check.number), *self._args(check.caps, at_us)]
-            for check in todo
-        ]
-        replies = iter(self._evalsha_many(calls))
-        return [
-            _decision(next(replies), check.caps) if check.caps else Decision(True, now=0.0)
-            for check in checks
-        ]
+        decisions = iter(self._decide(todo, at_us))
+        return [next(decisions) if check.caps else Decision(True, now=0.0) for check in checks]
 
-    def _evalsha_many(self, calls: list[list[Any]], script: Script | None = None) -> list[Any]:
+    def _decide(self, checks: Sequence[CapCheck], at_us: int | None) -> list[Decision]:
+        """Every check in one round trip; those the script is in doubt about (a new
+        lineage: scheduler/caps_floor.py) once more with the store's calls, in a second.
+        While the last replies said "in doubt", the store is asked first."""
+        floors: dict[int, list[int]] = {}
+        if self.floor is not None and self._began is not None:
+            likely = [
+                i
+                for i, check in enumerate(checks)
+                if self._seen_now * 1000 < self._began * 1000 + self._longest_ms(check.caps)
+            ]
+            floors = self._floors(checks, likely, self._seen_now)
+        calls = [self._call(check, at_us, floors.get(i)) for i, check in enumerate(checks)]
+        replies = self._evalsha_many(calls)
+        doubted = [i for i, reply in enumerate(replies) if _in_doubt(reply)]
+        if doubted:
+            self._began = int(replies[doubted[0]][1]) / 1000
+            now = int(replies[doubted[0]][0]) / 1000
+            floors.update(self._floors(checks, doubted, now))
+            again = self._evalsha_many([self._call(checks[i], at_us, floors[i]) for i in doubted])
+            for i, reply in zip(doubted, again, strict=True):
+                replies[i] = reply
+        decisions = [
+            _decision(reply, check.caps) for reply, check in zip(replies, checks, strict=True)
+        ]
+        if decisions:
+            self._seen_now = max(self._seen_now, *(d.now for d in decisions))
+            if not doubted and not floors:
+                self._began = None
+        return decisions
+
+    def _call(
+        self, check: CapCheck, at_us: int | None, floor: list[int] | None
+    ) -> tuple[list[str], list[Any]]:
+        keys = [cap_key(check.provider, check.number)]
+        if self.floor is None or not self.floor.covers(check.provider):
+            return keys, self._args(check.caps, at_us)
+        keys.append(LINEAGE_KEY)
+        return keys, self._args(check.caps, at_us, ["?"] if floor is None else floor)
+
+    def _floors(
+        self, checks: Sequence[CapCheck], indices: Sequence[int], now: float
+    ) -> dict[int, list[int]]:
+        """The store's calls of each of ``checks[indices]`` inside its longest window, as
+        caps.lua takes them (one query for them all)."""
+        assert self.floor is not None
+        indices = [i for i in indices if self.floor.covers(checks[i].provider)]
+        if not indices:
+            return {}
+        longest_ms = max(self._longest_ms(checks[i].caps) for i in indices)
+        # a call that started just before the window may have left inside it
+        since = now - longest_ms / 1000 - FLOOR_SLACK
+        pairs = sorted({(checks[i].provider, checks[i].number) for i in indices})
+        found = self.floor.recent(pairs, since)
+        return {
+            i: floor_args(found.get((checks[i].provider, checks[i].number), ())) for i in indices
+        }
+
+    def _evalsha_many(
+        self, calls: Sequence[tuple[list[str], list[Any]]], script: Script | None = None
+    ) -> list[Any]:
         if not calls:
             return []
         script = script or self._hit
@@ -150,12 +231,12 @@ class CapLimiter:
                 raise reply
         return replies
 
-    def _pipeline(self, script: Script, calls: list[list[Any]]) -> list[Any]:
+    def _pipeline(self, script: Script, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for key, *args in calls:
+        for keys, args in calls:
             # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
             # named method but routes a raw EVALSHA to its key's node (one key a call)
-            pipe.execute_command("EVALSHA", script.sha, 1, key, *args)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         return pipe.execute(raise_on_error=False)
 
     def refund_many(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[bool]:
@@ -163,7 +244,7 @@ class CapLimiter:
         call on its own key)."""
         todo = [(check, decision.stamp_ms) for check, decision in taken]
         calls = [
-            [cap_key(check.provider, check.number), stamp]
+            ([cap_key(check.provider, check.number)], [stamp])
             for check, stamp in todo
             if stamp is not None
         ]
@@ -262,6 +343,11 @@ def decode_log(raw: bytes | None) -> tuple[int, list[int]]:
             attempts.append(at)
             delta, shift = 0, 0
     return blocked, attempts
+
+
+def _in_doubt(reply: Any) -> bool:
+    """caps.lua's "the log may be short: send the floor" (cap index -1)."""
+    return not isinstance(reply, int) and int(reply[2]) == -1
 
 
 def _decision(reply: int | Sequence[int], caps: Sequence[Cap]) -> Decision:

@@ -118,6 +118,8 @@ class Notification(Base):
         Index("ix_notifications_due", "status", "next_attempt_at"),
         Index("ix_notifications_ref", "provider", "provider_ref"),
         Index("ix_notifications_campaign", "campaign_id", "status", "published_at"),
+        #: a number's recent calls (store/calls.py): the caps' floor
+        Index("ix_notifications_to", "to"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

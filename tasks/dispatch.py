@@ -45,6 +45,7 @@ from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
 from scheduler.priority import Priority
+from scheduler.caps_floor import admitted_detail
 from store import Applied, Change, Expect, Status
 from store.campaigns import CANCELLED, RUNNING
 from tasks import latency, suppressions, writes
@@ -157,7 +158,13 @@ def _claimed_onwards(
         for r in admission.refusals
     ]
     changes += [
-        Change(id=row.id, to=Status.SENDING, expect=Expect.row(row), count_attempt=True)
+        Change(
+            id=row.id,
+            to=Status.SENDING,
+            expect=Expect.row(row),
+            count_attempt=True,
+            detail=admitted_detail(admission.slots.get(row.id)),  # the caps' floor reads it
+        )
         for row in admission.go
     ]
     yield "admitted"

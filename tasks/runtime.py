@@ -19,6 +19,7 @@ from providers import registry
 from providers.base import Provider
 from providers.http import HttpSettings, Transport
 from scheduler.caps import CapLimiter
+from scheduler.caps_floor import CapFloor
 from scheduler.circuit import CircuitBreaker
 from scheduler.claims import Claims
 from scheduler.clock import Clock
@@ -26,6 +27,7 @@ from scheduler.connect import redis_client
 from scheduler.deferred import DeferredSet
 from scheduler.rates import RateLimiter
 from store import Database, NotificationStore, ReceiptStore
+from store.calls import CallHistory
 from store.migrate import ensure_schema
 from tasks.budget import CallBudget
 from worker.app import celery as env_celery
@@ -83,6 +85,8 @@ class Runtime:
                 else client,
                 margin=settings.cap_margin,
                 clock=clock,
+                # when the caps' Redis may have lost history: the ledger's calls
+                floor=CapFloor(frozenset(registry.NAMES), CallHistory(db).recent),
             ),
             rates=RateLimiter(client),
             deferred=DeferredSet(client, clock=clock),

@@ -6,9 +6,11 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -20,9 +22,11 @@ __all__ = [
     "PostgresServer",
     "Proc",
     "RedisServer",
+    "Replicated",
     "Stack",
     "free_port",
     "processes_under",
+    "replicated",
     "sentinel_watching",
     "wait_until",
 ]
@@ -34,12 +38,96 @@ def sentinel_watching(directory: Path, service: str) -> Iterator[tuple[int, Redi
     Sentinel's port and the master, once the Sentinel names that master."""
     master = RedisServer(directory / "master", appendfsync=None)
     master.start()
+    try:
+        with _sentinel(directory, service, master, down_after_ms=5000) as port:
+            yield port, master
+    finally:
+        master.stop()
+
+
+@dataclass
+class Replicated:
+    """A master, its replica and a Sentinel watching them (quorum 1, a master down after
+    1 s): a fail-over that takes seconds, with the replica cut off before it if wanted."""
+
+    service: str
+    sentinel_port: int
+    master: RedisServer
+    replica: RedisServer
+
+    @property
+    def url(self) -> str:
+        """notifyq's spelling of this service behind its Sentinel (scheduler/connect.py)."""
+        return f"sentinel://127.0.0.1:{self.sentinel_port}/{self.service}/0"
+
+    def cut_off_replica(self) -> None:
+        """From now on the replica receives nothing from the master, as behind a network
+        partition: it is frozen (SIGSTOP), so what it had read is all it has, and the
+        master drops its link, so nothing more is even queued towards it (a frozen
+        process would still find the bytes in its socket buffer when it woke)."""
+        assert self.replica.process is not None
+        self.replica.process.send_signal(signal.SIGSTOP)
+        redis.Redis.from_url(self.master.url).execute_command("CLIENT", "KILL", "TYPE", "replica")
+
+    def fail_over(self, timeout: float = 60) -> None:
+        """The master dies (SIGKILL); the replica wakes, and once the Sentinel has promoted
+        it, it is the master the Sentinel names."""
+        self.master.stop(hard=True)
+        assert self.replica.process is not None
+        self.replica.process.send_signal(signal.SIGCONT)
+        asker = redis.Redis(host="127.0.0.1", port=self.sentinel_port)
+        promoted = redis.Redis.from_url(self.replica.url)
+        wait_until(
+            lambda: (
+                _names(asker, self.service, self.replica.port)
+                and promoted.execute_command("ROLE")[0] == b"master"
+            ),
+            timeout,
+            interval=0.2,
+            what="the Sentinel to promote the replica",
+        )
+
+
+@contextlib.contextmanager
+def replicated(directory: Path, service: str) -> Iterator[Replicated]:
+    """A master with one replica in sync, and a Sentinel that knows both."""
+    master = RedisServer(directory / "master", appendfsync=None)
+    replica = RedisServer(directory / "replica", appendfsync=None)
+    master.start()
+    replica.start()
+    try:
+        redis.Redis.from_url(replica.url).replicaof("127.0.0.1", master.port)
+        writer = redis.Redis.from_url(master.url)
+        wait_until(lambda: writer.wait(1, 100) == 1, 30, what="the replica in sync")
+        with _sentinel(directory, service, master, down_after_ms=1000) as port:
+            asker = redis.Redis(host="127.0.0.1", port=port)
+            wait_until(
+                lambda: asker.execute_command("SENTINEL", "REPLICAS", service),
+                30,
+                interval=0.2,
+                what="the sentinel to find the replica",
+            )
+            yield Replicated(service, port, master, replica)
+    finally:
+        if replica.process is not None and replica.process.poll() is None:
+            replica.process.send_signal(signal.SIGCONT)
+        replica.stop()
+        master.stop()
+
+
+@contextlib.contextmanager
+def _sentinel(
+    directory: Path, service: str, master: RedisServer, *, down_after_ms: int
+) -> Iterator[int]:
+    """A Sentinel (quorum 1) watching ``master`` as ``service``: its port, once it names
+    that master."""
     port = free_port()
     config = directory / "sentinel.conf"  # a Sentinel rewrites its config: a file of its own
     config.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
         f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n"
-        f"sentinel down-after-milliseconds {service} 5000\n"
+        f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+        f"sentinel failover-timeout {service} 10000\n"
     )
     proc = subprocess.Popen(
         ["redis-server", str(config), "--sentinel"],
@@ -51,11 +139,10 @@ def sentinel_watching(directory: Path, service: str) -> Iterator[tuple[int, Redi
         wait_until(
             lambda: _names(asker, service, master.port), 15, what="the sentinel knows the master"
         )
-        yield port, master
+        yield port
     finally:
         proc.terminate()
         proc.wait(10)
-        master.stop()
 
 
 def _names(asker: redis.Redis, service: str, port: int) -> bool:

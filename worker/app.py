@@ -41,6 +41,7 @@ VISIBILITY_TIMEOUT = 1800
 WORKER_MODULES = (
     "tasks.dispatch",
     "tasks.maintenance",
+    "tasks.retention",
     "tasks.reports",
     "tasks.campaigns.release",
     "worker.ready",

@@ -25,6 +25,8 @@ from worker.queues import CONTROL_QUEUE
 SCHEDULER = "worker.beat_scheduler:ClaimingScheduler"
 #: how often codes past their time are expired (a code's life is minutes: 30 s is fine)
 VERIFICATION_EXPIRY_INTERVAL = 30.0
+#: how often what is older than the retention is deleted (tasks/retention.py)
+PRUNE_INTERVAL = 300.0
 
 
 def schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -41,6 +43,7 @@ def schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "poll-reports": every(settings.apispace_report_interval, "notifyq.poll_reports"),
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
         "expire-verifications": every(VERIFICATION_EXPIRY_INTERVAL, "notifyq.expire_verifications"),
+        "prune": every(PRUNE_INTERVAL, "notifyq.prune"),
     }
 
 
