@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import callbacks, campaigns, notifications, suppressions, ui, verifications
+from api import callbacks, campaigns, notifications, suppressions, ui, verifications, webhooks
 from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
@@ -113,4 +113,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ui.router)
     app.include_router(verifications.router)
     app.include_router(suppressions.router)
+    app.include_router(webhooks.router)
     return app
