@@ -281,6 +281,10 @@ class Settings(BaseSettings):
     webhook_retry_waits: Annotated[tuple[float, ...], NoDecode] = (
         5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
     )  # fmt: skip
+    #: seconds a delivery handed to a task is left to it before it is handed out again
+    #: (its worker may have died mid-POST): above the 10 s an attempt may take, plus
+    #: the time its message may wait in the webhooks queue
+    webhook_lease: float = Field(60.0, gt=10)
     #: an endpoint whose every attempt has failed for this long is disabled
     webhook_disable_after: float = Field(3 * 86400.0, gt=0)
     #: seconds the secret a rotation replaces keeps signing beside the new one

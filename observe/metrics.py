@@ -59,3 +59,9 @@ SUPPRESSIONS_ADDED = Counter(
     "Numbers suppressed, by where the suppression came from (a provider's code, api, cli)",
     ["source"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "notifyq_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (success, http_4xx, http_5xx, http_other, "
+    "timeout, refused, network)",
+    ["outcome"],
+)

@@ -22,7 +22,7 @@ from providers.base import Outcome
 from store.schema import Event, Notification
 from store.status import Status
 from tasks.runtime import Runtime
-from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE
+from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class RedisStateCollector:
         depth = GaugeMetricFamily(
             "notifyq_queue_depth", "Messages waiting in a broker queue", labels=["queue"]
         )
-        for queue in (DISPATCH_QUEUE, CONTROL_QUEUE):
+        for queue in (DISPATCH_QUEUE, CONTROL_QUEUE, WEBHOOK_QUEUE):
             depth.add_metric([queue], float(self.runtime.redis.llen(queue)))
         yield depth
 

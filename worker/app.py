@@ -26,7 +26,7 @@ from kombu import Queue
 from config.settings import Settings, get_settings
 from observe.logs import setup
 from worker.beat import schedule
-from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE
+from worker.queues import CONTROL_QUEUE, DISPATCH_QUEUE, WEBHOOK_QUEUE
 
 #: longer than any retry countdown (retry_max ≤ 900 s), or a Redis broker would hand an
 #: ETA message to a second worker while the first still holds it
@@ -37,6 +37,7 @@ WORKER_MODULES = (
     "tasks.maintenance",
     "tasks.reports",
     "tasks.campaigns.release",
+    "tasks.webhooks",
     "worker.ready",
 )
 
@@ -76,13 +77,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_queues": [Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE)],
+        "task_queues": [Queue(DISPATCH_QUEUE), Queue(CONTROL_QUEUE), Queue(WEBHOOK_QUEUE)],
         "task_default_queue": DISPATCH_QUEUE,
         "task_routes": {
             "notifyq.release_due": {"queue": CONTROL_QUEUE},
             "notifyq.sweep": {"queue": CONTROL_QUEUE},
             "notifyq.poll_reports": {"queue": CONTROL_QUEUE},
             "notifyq.campaigns": {"queue": CONTROL_QUEUE},
+            "notifyq.webhooks_due": {"queue": CONTROL_QUEUE},
+            "notifyq.deliver_webhook": {"queue": WEBHOOK_QUEUE},
         },
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,

@@ -34,4 +34,5 @@ def schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "poll-reports": every(settings.apispace_report_interval, "notifyq.poll_reports"),
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
         "expire-verifications": every(VERIFICATION_EXPIRY_INTERVAL, "notifyq.expire_verifications"),
+        "webhooks-due": every(settings.pump_interval, "notifyq.webhooks_due"),
     }

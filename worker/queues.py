@@ -6,3 +6,4 @@ beat's tasks have a queue of their own.
 
 DISPATCH_QUEUE = "notifyq"
 CONTROL_QUEUE = "notifyq.control"
+WEBHOOK_QUEUE = "notifyq.webhooks"  # webhook deliveries: a slow receiver never holds up a send

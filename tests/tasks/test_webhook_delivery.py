@@ -1,0 +1,164 @@
+"""One webhook delivery in this process, to a real receiver over real HTTP: signed as
+Standard Webhooks sign, the same ``webhook-id`` on every attempt, the first retry due
+within 10 s, both signatures while a secret rotates, no redirect followed, and the
+address checked again when connecting (DNS rebinding)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from harness.receiver import Received, WebhookReceiver
+from store import Change, Expect, NewNotification, Status
+from store.outbox import DeliveryStore
+from store.webhooks import EndpointStore
+from tasks.runtime import Runtime
+from tasks.webhook_http import webhook_client
+from tasks.webhooks import deliver, hand_out_due
+from tests.conftest import embedded_settings
+from webhooks import check_url, verify_webhook
+from worker.queues import WEBHOOK_QUEUE
+
+
+@pytest.fixture
+def rt(database_url: str, redis_url: str) -> Iterator[Runtime]:
+    runtime = Runtime.build(embedded_settings(database_url, redis_url, webhook_allow_private=True))
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver().start()
+    yield server
+    server.stop()
+
+
+def sent_notification(rt: Runtime, owner: str = "admin") -> int:
+    (made,) = rt.notifications.insert(
+        [NewNotification("ihuyi", "+8613800138000", content="您的订单已发出", owner=owner)]
+    )
+    for status in (Status.SENDING, Status.SENT):
+        row = rt.notifications.get(made.id)
+        rt.notifications.transition([Change(made.id, status, Expect.row(row))])
+    return made.id
+
+
+def only_delivery(rt: Runtime, endpoint_id: int) -> dict:
+    (delivery,) = DeliveryStore(rt.db).log(endpoint_id)
+    return delivery
+
+
+def test_an_event_arrives_signed_with_the_endpoints_secret_and_is_delivered(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    endpoint, secret = EndpointStore(rt.db).create("admin", receiver.url)
+    notification_id = sent_notification(rt)
+    delivery = only_delivery(rt, endpoint.id)
+    assert deliver(rt, delivery["id"]) == "delivered"
+    (got,) = receiver.snapshot()
+    verify_webhook(secret, got.headers, got.body)
+    event = json.loads(got.body)
+    assert got.webhook_id == delivery["webhook_id"]
+    assert (event["type"], event["data"]["id"], event["data"]["to"]) == (
+        "notification.sent",
+        notification_id,
+        "138****8000",
+    )
+    logged = only_delivery(rt, endpoint.id)
+    assert logged["status"] == "delivered" and logged["attempts"][0]["status_code"] == 204
+    assert deliver(rt, delivery["id"]) == "gone"  # a second copy of the task sends nothing
+    assert len(receiver.snapshot()) == 1
+
+
+def test_a_failed_attempt_is_due_again_within_10_s_under_the_same_webhook_id(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    seen: set[str] = set()
+
+    def fail_first(got: Received) -> int:
+        first = got.webhook_id not in seen
+        seen.add(got.webhook_id)
+        return 503 if first else 200
+
+    receiver.answer = fail_first
+    endpoint, secret = EndpointStore(rt.db).create("admin", receiver.url)
+    sent_notification(rt)
+    delivery = only_delivery(rt, endpoint.id)
+    assert deliver(rt, delivery["id"]) == "pending"
+    retry_at = only_delivery(rt, endpoint.id)["next_attempt_at"]
+    first = receiver.snapshot()[0]
+    assert 0 < retry_at - first.at <= 10
+    assert hand_out_due(rt, now=retry_at - 0.5) == 0
+    assert hand_out_due(rt, now=retry_at) == 1
+    message = json.loads(redis.Redis.from_url(rt.settings.redis_url).lpop(WEBHOOK_QUEUE))
+    assert json.loads(base64.b64decode(message["body"]))[0] == [delivery["id"]]
+    assert deliver(rt, delivery["id"]) == "delivered"
+    first, second = receiver.snapshot()
+    assert first.webhook_id == second.webhook_id == delivery["webhook_id"]
+    for got in (first, second):
+        verify_webhook(secret, got.headers, got.body)
+    assert first.body == second.body
+    codes = [a["status_code"] for a in only_delivery(rt, endpoint.id)["attempts"]]
+    assert codes == [503, 200]
+
+
+def test_while_a_secret_rotates_both_sign_and_either_verifies(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    endpoints = EndpointStore(rt.db)
+    endpoint, old = endpoints.create("admin", receiver.url)
+    new = endpoints.rotate(endpoint.id, None, overlap=3600)
+    assert new is not None
+    sent_notification(rt)
+    deliver(rt, only_delivery(rt, endpoint.id)["id"])
+    (got,) = receiver.snapshot()
+    assert len(got.headers["webhook-signature"].split()) == 2
+    verify_webhook(old, got.headers, got.body)
+    verify_webhook(new, got.headers, got.body)
+
+
+def test_a_redirect_is_an_answer_not_followed(rt: Runtime, receiver: WebhookReceiver) -> None:
+    elsewhere = WebhookReceiver().start()
+    try:
+        receiver.answer = lambda _: 307
+        receiver.headers = {"location": elsewhere.url}
+        endpoint, _ = EndpointStore(rt.db).create("admin", receiver.url)
+        sent_notification(rt)
+        assert deliver(rt, only_delivery(rt, endpoint.id)["id"]) == "pending"
+        assert only_delivery(rt, endpoint.id)["attempts"][0]["status_code"] == 307
+        assert elsewhere.snapshot() == []
+    finally:
+        elsewhere.stop()
+
+
+def test_a_name_that_resolves_to_a_private_address_at_connect_time_is_refused(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    """DNS rebinding: public when registered, loopback (where the receiver listens) when
+    the attempt connects. The same client allowed private addresses reaches it, so the
+    refusal is the guard's, not a receiver that could not be reached."""
+    url = f"http://hooks.example:{receiver.port}/hooks/notifyq"
+    check_url(url, allow_private=False, resolve=lambda _h, _p: ["93.184.216.34"])
+    endpoint, _ = EndpointStore(rt.db).create("admin", url)
+    sent_notification(rt)
+    delivery_id = only_delivery(rt, endpoint.id)["id"]
+
+    def rebound(host: str, _port: int) -> list[str]:
+        assert host == "hooks.example"
+        return ["127.0.0.1"]
+
+    with webhook_client(allow_private=False, resolve=rebound) as guarded:
+        assert deliver(rt, delivery_id, client=guarded) == "pending"
+    (refused,) = only_delivery(rt, endpoint.id)["attempts"]
+    assert refused["status_code"] is None
+    assert refused["answer"] == "refused: hooks.example resolves to 127.0.0.1, which is loopback"
+    assert receiver.snapshot() == []
+    DeliveryStore(rt.db).replay(endpoint.id, delivery_id)
+    with webhook_client(allow_private=True, resolve=rebound) as allowed:
+        assert deliver(rt, delivery_id, client=allowed) == "delivered"
+    assert len(receiver.snapshot()) == 1
