@@ -34,6 +34,8 @@ class WebhookReceiver:
         #: sent with every answer (a ``location`` makes a redirect of a 3xx)
         self.headers: dict[str, str] = {}
         self.port = port
+        #: requests being answered now (read, not yet answered)
+        self.in_flight = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -54,13 +56,20 @@ class WebhookReceiver:
                 )
                 with receiver._lock:
                     receiver.received.append(got)
-                status = receiver.answer(got)
-                self.send_response(status)
-                for name, value in receiver.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                    receiver.in_flight += 1
+                try:
+                    status = receiver.answer(got)
+                    self.send_response(status)
+                    for name, value in receiver.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender is gone (a worker killed mid-request)
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight -= 1
 
             def log_message(self, *_: object) -> None:
                 pass
