@@ -24,6 +24,7 @@ from config.settings import Settings
 from tasks.enqueue import enqueue_many
 from tasks.gauges import LedgerCollector, LedgerFollower, RedisStateCollector
 from tasks.runtime import Runtime
+from tasks.webhook_gauges import WebhookBacklogCollector
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -98,6 +99,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     registry.register(LedgerCollector(app.state.runtime))
     registry.register(RedisStateCollector(app.state.runtime))
     registry.register(LedgerFollower(app.state.runtime))
+    registry.register(WebhookBacklogCollector(app.state.runtime))
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> PlainTextResponse:

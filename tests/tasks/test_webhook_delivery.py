@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from config.settings import Settings
 from harness.receiver import Received, WebhookReceiver
+from observe.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_OUTCOMES
 from store import Change, Expect, NewNotification, Status
-from store.outbox import DeliveryStore
+from store.outbox import AttemptResult, DeliveryStore
 from store.webhooks import EndpointStore
 from tasks.runtime import Runtime
+from tasks.webhook_gauges import WebhookBacklogCollector
 from tasks.webhook_http import webhook_client
-from tasks.webhooks import deliver, hand_out_due
+from tasks.webhooks import deliver, hand_out_due, outcome_of
 from tests.conftest import embedded_settings
 from webhooks import check_url, verify_webhook
 from worker.queues import WEBHOOK_QUEUE
@@ -162,3 +166,50 @@ def test_a_name_that_resolves_to_a_private_address_at_connect_time_is_refused(
     with webhook_client(allow_private=True, resolve=rebound) as allowed:
         assert deliver(rt, delivery_id, client=allowed) == "delivered"
     assert len(receiver.snapshot()) == 1
+
+
+def gauges(rt: Runtime) -> dict[str, float]:
+    return {
+        family.name: family.samples[0].value for family in WebhookBacklogCollector(rt).collect()
+    }
+
+
+def test_the_gauges_show_what_waits_and_for_how_long_until_it_is_delivered(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    assert gauges(rt) == {
+        "notifyq_webhook_events_pending": 0.0,
+        "notifyq_webhook_oldest_pending_seconds": 0.0,
+    }
+    endpoint, _ = EndpointStore(rt.db).create("admin", receiver.url)
+    sent_notification(rt)
+    made = only_delivery(rt, endpoint.id)["created_at"]
+    waiting = gauges(rt)
+    assert waiting["notifyq_webhook_events_pending"] == 1.0
+    assert 0 <= waiting["notifyq_webhook_oldest_pending_seconds"] <= time.time() - made
+    before = WEBHOOK_ATTEMPTS.labels("success")._value.get()
+    deliver(rt, only_delivery(rt, endpoint.id)["id"])
+    assert WEBHOOK_ATTEMPTS.labels("success")._value.get() == before + 1
+    assert gauges(rt)["notifyq_webhook_events_pending"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("result", "outcome"),
+    [
+        (AttemptResult(204, "", 0.1), "success"),
+        (AttemptResult(410, "gone", 0.1), "http_4xx"),
+        (AttemptResult(502, "", 0.1), "http_5xx"),
+        (AttemptResult(302, "", 0.1), "http_other"),
+        (AttemptResult(None, "timeout: ReadTimeout", 10.0), "timeout"),
+        (AttemptResult(None, "refused: h resolves to 10.0.0.1, which is private", 0.0), "refused"),
+        (AttemptResult(None, "ConnectError: [Errno 111] Connection refused", 0.0), "network"),
+    ],
+)
+def test_each_attempt_is_counted_by_what_came_of_it(result: AttemptResult, outcome: str) -> None:
+    assert outcome_of(result) == outcome and outcome in WEBHOOK_OUTCOMES
+
+
+def test_the_default_waits_retry_within_10_s_and_for_more_than_24_hours() -> None:
+    waits = Settings(_env_file=None).webhook_retry_waits  # type: ignore[call-arg]
+    assert waits[0] <= 10 and sum(waits) >= 24 * 3600
+    assert list(waits) == sorted(waits)  # growing
