@@ -5,6 +5,8 @@ port and open it again on the same one (a receiver that is down for a while).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ class WebhookReceiver:
         self.in_flight = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
@@ -47,6 +50,18 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 got = Received(
@@ -62,9 +77,10 @@ class WebhookReceiver:
                     self.send_response(status)
                     for name, value in receiver.headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", "2")
+                    body = b"" if status in (204, 304) or status < 200 else b"ok"
+                    self.send_header("content-length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the sender is gone (a worker killed mid-request)
                 finally:
@@ -82,11 +98,17 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        """Close the port: connections are refused until :meth:`start` opens it again."""
+        """Close the port and every connection kept alive: connections are refused until
+        :meth:`start` opens it again."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
 
     def snapshot(self) -> list[Received]:
         with self._lock:

@@ -147,6 +147,21 @@ def _notification_body(row: Any, status: Status, version: int, now: float) -> st
     )
 
 
+def _after(
+    attempts: int, result: AttemptResult, now: float, waits: Sequence[float]
+) -> dict[str, Any]:
+    """A delivery's columns after its ``attempts``-th attempt got ``result``."""
+    if result.ok:
+        return {
+            "status": DeliveryStatus.DELIVERED.value,
+            "delivered_at": now,
+            "next_attempt_at": None,
+        }
+    if attempts > len(waits):
+        return {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+    return {"status": DeliveryStatus.PENDING.value, "next_attempt_at": now + waits[attempts - 1]}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A pending delivery as a delivery task reads it: what to send, where, signed how."""
@@ -181,10 +196,10 @@ class DeliveryStore:
 
     # -- the pump and the delivery task ----------------------------------------------
 
-    def claim_due(self, *, now: float, lease: float, limit: int) -> list[int]:
-        """Pending deliveries due by ``now``, pushed ``lease`` seconds ahead so the next
-        pump leaves them to the task it is about to hand them to; a task that dies
-        with its worker is found again once the lease is over."""
+    def claim_due(self, *, now: float, lease: float, limit: int) -> list[tuple[int, int]]:
+        """Pending deliveries due by ``now`` (id, endpoint id), pushed ``lease`` seconds
+        ahead so the next pump leaves them to the task it is about to hand them to; a
+        task that dies with its worker is found again once the lease is over."""
         with self.db.write() as conn:
             due = list(
                 conn.execute(
@@ -196,96 +211,130 @@ class DeliveryStore:
             )
             if not due:
                 return []
-            return list(
-                conn.execute(
-                    update(D)
-                    .where(
-                        D.c.id.in_(due),
-                        D.c.status == DeliveryStatus.PENDING.value,
-                        D.c.next_attempt_at <= now,
-                    )
-                    .values(next_attempt_at=now + lease)
-                    .returning(D.c.id)
-                ).scalars()
+            claimed = conn.execute(
+                update(D)
+                .where(
+                    D.c.id.in_(due),
+                    D.c.status == DeliveryStatus.PENDING.value,
+                    D.c.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=now + lease)
+                .returning(D.c.id, D.c.endpoint_id)
             )
+            return sorted((row.id, row.endpoint_id) for row in claimed)
 
-    def pending(self, delivery_id: int, *, now: float) -> Delivery | None:
-        """The delivery to attempt, or None if it is no longer pending (a copy of its
-        task, or a replay, got there first) or its endpoint is disabled."""
+    def pending(self, delivery_ids: Sequence[int], *, now: float) -> list[Delivery]:
+        """The deliveries to attempt, in id order; those no longer pending (a copy of
+        their task, or a replay, got there first) or whose endpoint is disabled are left
+        out."""
         with self.db.read() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(D, W.c.url, W.c.secret, W.c.previous_secret, W.c.previous_until)
                 .join(W, W.c.id == D.c.endpoint_id)
                 .where(
-                    D.c.id == delivery_id,
+                    D.c.id.in_(list(delivery_ids)),
                     D.c.status == DeliveryStatus.PENDING.value,
                     W.c.disabled_at.is_(None),
                 )
-            ).first()
-        if row is None:
-            return None
-        return Delivery(
-            id=row.id,
-            endpoint_id=row.endpoint_id,
-            message_id=row.message_id,
-            body=row.body.encode(),
-            attempts=row.attempts,
-            url=row.url,
-            secrets=tuple(signing_secrets(row, now)),
-        )
+                .order_by(D.c.id)
+            ).all()
+        return [
+            Delivery(
+                id=row.id,
+                endpoint_id=row.endpoint_id,
+                message_id=row.message_id,
+                body=row.body.encode(),
+                attempts=row.attempts,
+                url=row.url,
+                secrets=tuple(signing_secrets(row, now)),
+            )
+            for row in rows
+        ]
 
     def record(
         self,
-        delivery: Delivery,
-        result: AttemptResult,
+        tried: Sequence[tuple[Delivery, AttemptResult]],
         *,
         now: float,
         waits: Sequence[float],
         disable_after: float,
-    ) -> DeliveryStatus | None:
-        """Log the attempt and decide what follows it: delivered; due again after the
-        next wait of ``waits``; or failed once they are spent. The endpoint's run of
-        failures ends with a success, and one that has failed everything for
-        ``disable_after`` seconds is disabled (its pending deliveries fail with it).
-        Returns the delivery's status, or None when another copy recorded first."""
-        attempts = delivery.attempts + 1
-        if result.ok:
-            values: dict[str, Any] = {"status": DeliveryStatus.DELIVERED.value, "delivered_at": now}
-            values["next_attempt_at"] = None
-        elif attempts > len(waits):
-            values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
-        else:
-            values = {"next_attempt_at": now + waits[attempts - 1]}
+        untried: Sequence[Delivery] = (),
+    ) -> list[DeliveryStatus | None]:
+        """Log each attempt and decide what follows it, in one transaction: delivered;
+        due again after the next wait of ``waits``; or failed once they are spent. An
+        endpoint's run of failures ends with a success, and one that has failed
+        everything for ``disable_after`` seconds is disabled (its pending deliveries
+        fail with it). ``untried`` deliveries (a batch cut short) are due again when the
+        last failure's next attempt is, or at once if nothing failed. Returns each tried
+        delivery's status, None where another copy recorded first."""
+        statuses: list[DeliveryStatus | None] = []
+        retry_at = now
+        health: dict[int, bool] = {}
         with self.db.write() as conn:
-            conn.execute(
-                insert(A),
-                {
-                    "delivery_id": delivery.id,
-                    "at": now,
-                    "seconds": result.seconds,
-                    "status_code": result.status_code,
-                    "answer": result.answer[:ANSWER_KEPT],
-                    "ok": result.ok,
-                },
-            )
-            moved = conn.execute(
-                update(D)
-                .where(
-                    D.c.id == delivery.id,
-                    D.c.status == DeliveryStatus.PENDING.value,
-                    D.c.attempts == delivery.attempts,
+            if tried:
+                conn.execute(
+                    insert(A),
+                    [
+                        {
+                            "delivery_id": delivery.id,
+                            "at": now,
+                            "seconds": result.seconds,
+                            "status_code": result.status_code,
+                            "answer": result.answer[:ANSWER_KEPT],
+                            "ok": result.ok,
+                        }
+                        for delivery, result in tried
+                    ],
                 )
-                .values(attempts=attempts, last_attempt_at=now, **values)
-            ).rowcount
-            if not moved:
-                return None
-            self._endpoint_health(conn, delivery.endpoint_id, result.ok, now, disable_after)
-        return DeliveryStatus(values.get("status", DeliveryStatus.PENDING.value))
+            # one compare-and-set per kind of outcome (delivered; due again after the
+            # same wait; failed), not one a delivery: a batch is a statement or two
+            groups: dict[tuple[int, tuple[tuple[str, Any], ...]], list[Delivery]] = {}
+            for delivery, result in tried:
+                values = _after(delivery.attempts + 1, result, now, waits)
+                retry_at = max(retry_at, values["next_attempt_at"] or now)
+                groups.setdefault((delivery.attempts, tuple(sorted(values.items()))), []).append(
+                    delivery
+                )
+            moved: dict[int, DeliveryStatus] = {}
+            for (attempts, values), members in groups.items():
+                changed = dict(values)
+                moved |= {
+                    delivery_id: DeliveryStatus(changed["status"])
+                    for delivery_id in conn.execute(
+                        update(D)
+                        .where(
+                            D.c.id.in_([d.id for d in members]),
+                            D.c.status == DeliveryStatus.PENDING.value,
+                            D.c.attempts == attempts,
+                        )
+                        .values(attempts=attempts + 1, last_attempt_at=now, **changed)
+                        .returning(D.c.id)
+                    ).scalars()
+                }
+            for delivery, result in tried:
+                statuses.append(moved.get(delivery.id))
+                if delivery.id in moved:
+                    was_ok = health.get(delivery.endpoint_id, False)
+                    health[delivery.endpoint_id] = was_ok or result.ok
+            if untried:
+                conn.execute(
+                    update(D)
+                    .where(
+                        D.c.id.in_([d.id for d in untried]),
+                        D.c.status == DeliveryStatus.PENDING.value,
+                    )
+                    .values(next_attempt_at=retry_at)
+                )
+            for endpoint_id, ok in health.items():
+                self._endpoint_health(conn, endpoint_id, ok, now, disable_after)
+        return statuses
 
     @staticmethod
     def _endpoint_health(
         conn: Connection, endpoint_id: int, ok: bool, now: float, disable_after: float
     ) -> None:
+        """A success ends the endpoint's run of failures; a failure starts one (or, past
+        ``disable_after``, disables the endpoint and fails what waits for it)."""
         if ok:
             conn.execute(
                 update(W)

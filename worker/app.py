@@ -85,7 +85,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "notifyq.poll_reports": {"queue": CONTROL_QUEUE},
             "notifyq.campaigns": {"queue": CONTROL_QUEUE},
             "notifyq.webhooks_due": {"queue": CONTROL_QUEUE},
-            "notifyq.deliver_webhook": {"queue": WEBHOOK_QUEUE},
+            "notifyq.deliver_webhooks": {"queue": WEBHOOK_QUEUE},
         },
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,

@@ -24,11 +24,10 @@ def test_the_operator_lists_reads_the_log_and_replays_a_failed_delivery(make_sys
         rt.notifications.transition([Change(made.id, status, Expect.row(row))])
     deliveries = DeliveryStore(rt.db)
     (logged,) = deliveries.log(endpoint.id)
-    pending = deliveries.pending(logged["id"], now=logged["created_at"])
-    assert pending is not None
+    (pending,) = deliveries.pending([logged["id"]], now=logged["created_at"])
     out_of_retries = AttemptResult(500, "boom", 0.2)
     moment = logged["created_at"] + 1
-    deliveries.record(pending, out_of_retries, now=moment, waits=(), disable_after=1e9)
+    deliveries.record([(pending, out_of_retries)], now=moment, waits=(), disable_after=1e9)
 
     listed, failed, bad_status, no_such = system.cli_many(
         ("webhook", "list", "--json"),
@@ -50,5 +49,5 @@ def test_the_operator_lists_reads_the_log_and_replays_a_failed_delivery(make_sys
 
     retried = system.cli("webhook", "retry", str(endpoint.id), str(logged["id"]))
     assert retried.returncode == 0, retried.stderr
-    again = deliveries.pending(logged["id"], now=logged["created_at"])
-    assert again is not None and again.message_id == logged["webhook_id"]
+    (again,) = deliveries.pending([logged["id"]], now=logged["created_at"])
+    assert again.message_id == logged["webhook_id"]

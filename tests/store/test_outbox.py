@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from store import Change, Database, Expect, NewNotification, NotificationStore, Status
 from store.migrate import ensure_schema
-from store.outbox import AttemptResult, DeliveryStatus, DeliveryStore
+from store.outbox import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.schema import WebhookDelivery
 from store.webhooks import BadEndpoint, EndpointStore
 
@@ -122,7 +122,7 @@ def pending_one(db: Database) -> tuple[DeliveryStore, int, float]:
     send(store, enqueue(store, "shop"))
     with db.read() as conn:
         made = conn.execute(select(WebhookDelivery.__table__.c.created_at)).scalar_one()
-    (claimed,) = deliveries.claim_due(now=made, lease=30, limit=10)
+    ((claimed, _),) = deliveries.claim_due(now=made, lease=30, limit=10)
     assert deliveries.claim_due(now=made + 29, lease=30, limit=10) == []  # leased
     return deliveries, claimed, made + 1
 
@@ -130,39 +130,48 @@ def pending_one(db: Database) -> tuple[DeliveryStore, int, float]:
 FAILED = AttemptResult(503, "down", 0.01)
 
 
+def one(deliveries: DeliveryStore, delivery_id: int, now: float) -> Delivery | None:
+    found = deliveries.pending([delivery_id], now=now)
+    return found[0] if found else None
+
+
 def test_failures_wait_the_next_wait_then_fail_and_a_replay_starts_over(db: Database) -> None:
     deliveries, delivery_id, now = pending_one(db)
     for wait in WAITS:
-        delivery = deliveries.pending(delivery_id, now=now)
+        delivery = one(deliveries, delivery_id, now)
         assert delivery is not None
-        status = deliveries.record(delivery, FAILED, now=now, waits=WAITS, disable_after=DAY)
+        (status,) = deliveries.record([(delivery, FAILED)], now=now, waits=WAITS, disable_after=DAY)
         assert status is DeliveryStatus.PENDING
         assert deliveries.claim_due(now=now + wait - 0.5, lease=30, limit=10) == []
-        assert deliveries.claim_due(now=now + wait, lease=30, limit=10) == [delivery_id]
+        assert [i for i, _ in deliveries.claim_due(now=now + wait, lease=30, limit=10)] == [
+            delivery_id
+        ]
         now += wait
-    delivery = deliveries.pending(delivery_id, now=now)
+    delivery = one(deliveries, delivery_id, now)
     assert delivery is not None
-    assert deliveries.record(delivery, FAILED, now=now, waits=WAITS, disable_after=DAY) == (
+    assert deliveries.record([(delivery, FAILED)], now=now, waits=WAITS, disable_after=DAY) == [
         DeliveryStatus.FAILED
-    )
+    ]
     endpoint_id = delivery.endpoint_id
     (logged,) = deliveries.log(endpoint_id, status=DeliveryStatus.FAILED)
     assert [a["status_code"] for a in logged["attempts"]] == [503, 503, 503]
     assert deliveries.replay(endpoint_id, delivery_id, now=now)
-    again = deliveries.pending(delivery_id, now=now)
+    again = one(deliveries, delivery_id, now)
     assert again is not None and again.message_id == delivery.message_id and again.attempts == 0
 
 
 def test_two_copies_of_one_attempt_record_one_outcome(db: Database) -> None:
     deliveries, delivery_id, now = pending_one(db)
-    delivery = deliveries.pending(delivery_id, now=now)
+    delivery = one(deliveries, delivery_id, now)
     assert delivery is not None
     ok = AttemptResult(200, "ok", 0.01)
-    assert deliveries.record(delivery, ok, now=now, waits=WAITS, disable_after=DAY) == (
+    assert deliveries.record([(delivery, ok)], now=now, waits=WAITS, disable_after=DAY) == [
         DeliveryStatus.DELIVERED
-    )
-    assert deliveries.record(delivery, FAILED, now=now, waits=WAITS, disable_after=DAY) is None
-    assert deliveries.pending(delivery_id, now=now) is None
+    ]
+    assert deliveries.record([(delivery, FAILED)], now=now, waits=WAITS, disable_after=DAY) == [
+        None
+    ]
+    assert one(deliveries, delivery_id, now) is None
     assert deliveries.backlog() == (0, None)
 
 
@@ -170,23 +179,23 @@ def test_an_endpoint_failing_everything_past_the_limit_is_disabled_and_gets_no_m
     db: Database,
 ) -> None:
     deliveries, delivery_id, now = pending_one(db)
-    delivery = deliveries.pending(delivery_id, now=now)
+    delivery = one(deliveries, delivery_id, now)
     assert delivery is not None
-    deliveries.record(delivery, FAILED, now=now, waits=(DAY,) * 5, disable_after=3 * DAY)
+    deliveries.record([(delivery, FAILED)], now=now, waits=(DAY,) * 5, disable_after=3 * DAY)
     endpoint = EndpointStore(db).get(delivery.endpoint_id, "shop")
     assert endpoint is not None and endpoint.failing_since == now and endpoint.disabled_at is None
     later = now + 3 * DAY
-    delivery = deliveries.pending(delivery_id, now=later)
+    delivery = one(deliveries, delivery_id, later)
     assert delivery is not None
-    deliveries.record(delivery, FAILED, now=later - 1, waits=(DAY,) * 5, disable_after=3 * DAY)
+    deliveries.record([(delivery, FAILED)], now=later - 1, waits=(DAY,) * 5, disable_after=3 * DAY)
     endpoint = EndpointStore(db).get(delivery.endpoint_id, None)
     assert endpoint is not None and endpoint.disabled_at is None  # a second short of 3 days
-    delivery = deliveries.pending(delivery_id, now=later)
+    delivery = one(deliveries, delivery_id, later)
     assert delivery is not None
-    deliveries.record(delivery, FAILED, now=later, waits=(DAY,) * 5, disable_after=3 * DAY)
+    deliveries.record([(delivery, FAILED)], now=later, waits=(DAY,) * 5, disable_after=3 * DAY)
     endpoint = EndpointStore(db).get(delivery.endpoint_id, None)
     assert endpoint is not None and endpoint.public()["disabled"] is True
-    assert deliveries.pending(delivery_id, now=later) is None
+    assert one(deliveries, delivery_id, later) is None
     store = NotificationStore(db)
     send(store, enqueue(store, "shop"))
     with db.read() as conn:

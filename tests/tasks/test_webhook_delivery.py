@@ -63,7 +63,7 @@ def test_an_event_arrives_signed_with_the_endpoints_secret_and_is_delivered(
     endpoint, secret = EndpointStore(rt.db).create("admin", receiver.url)
     notification_id = sent_notification(rt)
     delivery = only_delivery(rt, endpoint.id)
-    assert deliver(rt, delivery["id"]) == "delivered"
+    assert deliver(rt, [delivery["id"]]) == ["delivered"]
     (got,) = receiver.snapshot()
     verify_webhook(secret, got.headers, got.body)
     event = json.loads(got.body)
@@ -75,7 +75,7 @@ def test_an_event_arrives_signed_with_the_endpoints_secret_and_is_delivered(
     )
     logged = only_delivery(rt, endpoint.id)
     assert logged["status"] == "delivered" and logged["attempts"][0]["status_code"] == 204
-    assert deliver(rt, delivery["id"]) == "gone"  # a second copy of the task sends nothing
+    assert deliver(rt, [delivery["id"]]) == []  # a second copy of the task sends nothing
     assert len(receiver.snapshot()) == 1
 
 
@@ -93,15 +93,15 @@ def test_a_failed_attempt_is_due_again_within_10_s_under_the_same_webhook_id(
     endpoint, secret = EndpointStore(rt.db).create("admin", receiver.url)
     sent_notification(rt)
     delivery = only_delivery(rt, endpoint.id)
-    assert deliver(rt, delivery["id"]) == "pending"
+    assert deliver(rt, [delivery["id"]]) == ["pending"]
     retry_at = only_delivery(rt, endpoint.id)["next_attempt_at"]
     first = receiver.snapshot()[0]
     assert 0 < retry_at - first.at <= 10
     assert hand_out_due(rt, now=retry_at - 0.5) == 0
     assert hand_out_due(rt, now=retry_at) == 1
     message = json.loads(redis.Redis.from_url(rt.settings.redis_url).lpop(WEBHOOK_QUEUE))
-    assert json.loads(base64.b64decode(message["body"]))[0] == [delivery["id"]]
-    assert deliver(rt, delivery["id"]) == "delivered"
+    assert json.loads(base64.b64decode(message["body"]))[0] == [[delivery["id"]]]
+    assert deliver(rt, [delivery["id"]]) == ["delivered"]
     first, second = receiver.snapshot()
     assert first.webhook_id == second.webhook_id == delivery["webhook_id"]
     for got in (first, second):
@@ -109,6 +109,34 @@ def test_a_failed_attempt_is_due_again_within_10_s_under_the_same_webhook_id(
     assert first.body == second.body
     codes = [a["status_code"] for a in only_delivery(rt, endpoint.id)["attempts"]]
     assert codes == [503, 200]
+
+
+def test_one_endpoints_events_go_in_one_task_and_wait_together_while_it_is_down(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    endpoint, _ = EndpointStore(rt.db).create("admin", receiver.url)
+    other, _ = EndpointStore(rt.db).create("admin", receiver.url + "/other")
+    for _ in range(3):
+        sent_notification(rt)
+    broker = redis.Redis.from_url(rt.settings.redis_url)
+    assert hand_out_due(rt) == 6
+    tasks = [
+        json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]
+        for m in broker.lrange(WEBHOOK_QUEUE, 0, -1)
+    ]
+    ours = [d["id"] for d in DeliveryStore(rt.db).log(endpoint.id)]
+    assert sorted(map(sorted, tasks)) == sorted(
+        [sorted(ours), sorted(d["id"] for d in DeliveryStore(rt.db).log(other.id))]
+    )
+    receiver.stop()  # its port closed: no answer at all
+    try:
+        assert deliver(rt, ours) == ["pending"]  # the first tried, the rest not
+    finally:
+        receiver.start()
+    log = DeliveryStore(rt.db).log(endpoint.id)
+    assert sorted(len(d["attempts"]) for d in log) == [0, 0, 1]
+    assert len({d["next_attempt_at"] for d in log}) == 1  # the untried wait with it
+    assert deliver(rt, ours) == ["delivered"] * 3
 
 
 def test_while_a_secret_rotates_both_sign_and_either_verifies(
@@ -119,7 +147,7 @@ def test_while_a_secret_rotates_both_sign_and_either_verifies(
     new = endpoints.rotate(endpoint.id, None, overlap=3600)
     assert new is not None
     sent_notification(rt)
-    deliver(rt, only_delivery(rt, endpoint.id)["id"])
+    deliver(rt, [only_delivery(rt, endpoint.id)["id"]])
     (got,) = receiver.snapshot()
     assert len(got.headers["webhook-signature"].split()) == 2
     verify_webhook(old, got.headers, got.body)
@@ -133,7 +161,7 @@ def test_a_redirect_is_an_answer_not_followed(rt: Runtime, receiver: WebhookRece
         receiver.headers = {"location": elsewhere.url}
         endpoint, _ = EndpointStore(rt.db).create("admin", receiver.url)
         sent_notification(rt)
-        assert deliver(rt, only_delivery(rt, endpoint.id)["id"]) == "pending"
+        assert deliver(rt, [only_delivery(rt, endpoint.id)["id"]]) == ["pending"]
         assert only_delivery(rt, endpoint.id)["attempts"][0]["status_code"] == 307
         assert elsewhere.snapshot() == []
     finally:
@@ -157,14 +185,14 @@ def test_a_name_that_resolves_to_a_private_address_at_connect_time_is_refused(
         return ["127.0.0.1"]
 
     with webhook_client(allow_private=False, resolve=rebound) as guarded:
-        assert deliver(rt, delivery_id, client=guarded) == "pending"
+        assert deliver(rt, [delivery_id], client=guarded) == ["pending"]
     (refused,) = only_delivery(rt, endpoint.id)["attempts"]
     assert refused["status_code"] is None
     assert refused["answer"] == "refused: hooks.example resolves to 127.0.0.1, which is loopback"
     assert receiver.snapshot() == []
     DeliveryStore(rt.db).replay(endpoint.id, delivery_id)
     with webhook_client(allow_private=True, resolve=rebound) as allowed:
-        assert deliver(rt, delivery_id, client=allowed) == "delivered"
+        assert deliver(rt, [delivery_id], client=allowed) == ["delivered"]
     assert len(receiver.snapshot()) == 1
 
 
@@ -188,7 +216,7 @@ def test_the_gauges_show_what_waits_and_for_how_long_until_it_is_delivered(
     assert waiting["notifyq_webhook_events_pending"] == 1.0
     assert 0 <= waiting["notifyq_webhook_oldest_pending_seconds"] <= time.time() - made
     before = WEBHOOK_ATTEMPTS.labels("success")._value.get()
-    deliver(rt, only_delivery(rt, endpoint.id)["id"])
+    deliver(rt, [only_delivery(rt, endpoint.id)["id"]])
     assert WEBHOOK_ATTEMPTS.labels("success")._value.get() == before + 1
     assert gauges(rt)["notifyq_webhook_events_pending"] == 0.0
 
