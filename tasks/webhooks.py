@@ -102,8 +102,9 @@ def deliver(
     them; returns each one's status after (``stale`` where another copy recorded first).
 
     A batch stops early when its endpoint gives no answer (down, timing out, refused:
-    the rest would only wait their 10 s each) and the rest wait with the failed one; or
-    when it has taken a third of its lease, and the rest are due again at once."""
+    the rest would only wait their 10 s each), and the rest are recorded as failed this
+    turn, saying why; or when it has taken a third of its lease, and the rest are due
+    again at once."""
     store = DeliveryStore(rt.db)
     deliveries = store.pending(delivery_ids, now=time.time())
     started = time.monotonic()
@@ -115,6 +116,10 @@ def deliver(
         WEBHOOK_ATTEMPTS.labels(outcome_of(result)).inc()
         tried.append((delivery, result))
         if result.status_code is None:
+            # no answer at all: the rest count this turn as failed too, without waiting
+            # 10 s each, so every event keeps to its own retries (failed after 24 h)
+            unsent = f"not sent: delivery {delivery.id} just before got no answer"
+            tried += [(rest, AttemptResult(None, unsent, 0.0)) for rest in deliveries[len(tried) :]]
             break
     statuses = store.record(
         tried,

@@ -178,9 +178,9 @@ def test_every_event_arrives_signed_under_one_id_through_failures_a_kill_and_dup
 
 @pytest.mark.slow
 def test_a_receiver_down_for_a_while_gets_every_event_once_it_is_back(make_system) -> None:
-    """Its port closed for ``DOWN`` seconds, five attempts and more at the waits set here
-    (the default waits would take that many attempts over hours): every event waits,
-    none is failed, and all arrive after."""
+    """Its port closed for ``down`` seconds, every event's attempts refused three times
+    and more at the waits set here (the default waits would space that many over
+    hours): every event waits, none is failed, and all arrive after."""
     down = 12.0
     system: System = make_system(**FAST)
     receiver = WebhookReceiver().start()
@@ -198,7 +198,7 @@ def test_a_receiver_down_for_a_while_gets_every_event_once_it_is_back(make_syste
             and all(len(d["attempts"]) >= 3 for d in deliveries.log(hook))
         ),
         down + 60,
-        what="several refused attempts of every event",
+        what="the port closed a while, and every event's attempts refused",
     )
     assert {d["status"] for d in deliveries.log(hook)} == {"pending"}
     receiver.start()  # the same port again

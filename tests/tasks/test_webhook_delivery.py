@@ -130,12 +130,14 @@ def test_one_endpoints_events_go_in_one_task_and_wait_together_while_it_is_down(
     )
     receiver.stop()  # its port closed: no answer at all
     try:
-        assert deliver(rt, ours) == ["pending"]  # the first tried, the rest not
+        assert deliver(rt, ours) == ["pending"] * 3
     finally:
         receiver.start()
     log = DeliveryStore(rt.db).log(endpoint.id)
-    assert sorted(len(d["attempts"]) for d in log) == [0, 0, 1]
-    assert len({d["next_attempt_at"] for d in log}) == 1  # the untried wait with it
+    answers = sorted(d["attempts"][0]["answer"] for d in log)
+    assert answers[0].startswith("ConnectError")  # the one tried; the rest not sent
+    assert answers[1:] == [f"not sent: delivery {min(ours)} just before got no answer"] * 2
+    assert len({d["next_attempt_at"] for d in log}) == 1  # all due again together
     assert deliver(rt, ours) == ["delivered"] * 3
 
 
