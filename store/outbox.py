@@ -124,27 +124,57 @@ def record_notification_events(
     return len(rows)
 
 
-def _notification_body(row: Any, status: Status, version: int, now: float) -> str:
-    """The event as the receiver reads it: the number masked, never a text or a code."""
+def record_event(
+    conn: Connection,
+    *,
+    owner: str,
+    event_type: str,
+    subject_id: int,
+    data: dict[str, Any],
+    now: float,
+) -> int:
+    """Outbox rows for one event of a verification or a campaign of ``owner``, in
+    ``conn``'s transaction (the change's own). Returns how many were written."""
+    endpoints = conn.execute(
+        select(W.c.id, W.c.events).where(W.c.owner == owner, W.c.disabled_at.is_(None))
+    ).all()
+    wanting = [e.id for e in endpoints if e.events is None or event_type in e.events]
+    if not wanting:
+        return 0
+    body = _body(event_type, {"id": subject_id, **data, "at": iso(now)}, now)
+    pending = DeliveryStatus.PENDING.value
+    rows = [
+        (endpoint_id, message_id(), event_type, subject_id, body, pending, 0, now, now)
+        for endpoint_id in wanting
+    ]
+    insert_rows(conn, D, DELIVERY_COLUMNS, rows)
+    return len(rows)
+
+
+def _body(event_type: str, data: dict[str, Any], now: float) -> str:
     return json.dumps(
-        {
-            "type": event_for_status(status),
-            "timestamp": iso(now),
-            "data": {
-                "id": row.id,
-                "status": status.value,
-                "provider": row.provider,
-                "reason": row.reason,
-                "to": mask(row.to),
-                "idempotency_key": row.idempotency_key,
-                "campaign_id": row.campaign_id,
-                "version": version,
-                "at": iso(now),
-            },
-        },
+        {"type": event_type, "timestamp": iso(now), "data": data},
         separators=(",", ":"),
         ensure_ascii=False,
     )
+
+
+def _notification_body(row: Any, status: Status, version: int, now: float) -> str:
+    """The event as the receiver reads it: the number masked, never a text or a code."""
+    event_type = event_for_status(status)
+    assert event_type is not None
+    data = {
+        "id": row.id,
+        "status": status.value,
+        "provider": row.provider,
+        "reason": row.reason,
+        "to": mask(row.to),
+        "idempotency_key": row.idempotency_key,
+        "campaign_id": row.campaign_id,
+        "version": version,
+        "at": iso(now),
+    }
+    return _body(event_type, data, now)
 
 
 def _after(

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from store import Change, Database, Expect, NewNotification, NotificationStore, Status
+from store.campaigns import CampaignStore
 from store.migrate import ensure_schema
 from store.outbox import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.schema import WebhookDelivery
+from store.verifications import NewVerification, VerificationStore
 from store.webhooks import BadEndpoint, EndpointStore
 
 WAITS = (5.0, 300.0)
@@ -213,3 +215,38 @@ def test_another_keys_endpoint_is_not_found_listed_or_deleted(db: Database) -> N
     )
     assert [e.id for e in endpoints.listed(None)] == [mine.id]
     assert endpoints.delete(mine.id, "shop") and endpoints.listed(None) == []
+
+
+def test_an_approved_or_expired_verification_and_a_completed_campaign_make_their_events(
+    db: Database,
+) -> None:
+    EndpointStore(db).create("shop", "https://a.example/hook")
+    EndpointStore(db).create("bank", "https://b.example/hook")
+    notification_id = enqueue(NotificationStore(db), "shop")
+    codes = VerificationStore(db)
+    new = NewVerification("+8613800138000", "login", "sms", "apispace-sms", "s", "h", 6, 5, 9e9,
+                          owner="shop")  # fmt: skip
+    with db.write() as conn:
+        approved = codes.insert(conn, new, notification_id=notification_id, fallback_id=None, now=1)
+        expired = codes.insert(conn, new, notification_id=notification_id, fallback_id=None, now=1)
+    for verification_id, status in ((approved, "approved"), (expired, "expired")):
+        row = codes.get(verification_id)
+        with db.write() as conn:
+            assert codes.move(conn, row, now=2.0, status=status)
+            assert not codes.move(conn, row, now=2.0, status=status)  # stale: no second event
+    campaigns = CampaignStore(db, NotificationStore(db))
+    campaign_id = campaigns.create(name="reminders", provider="ihuyi", template=None,
+                                   content="x", options={}, route=None, rate=None, cron=None,
+                                   next_run_at=None, owner="shop")  # fmt: skip
+    campaigns.set_status(campaign_id, "running")
+    assert campaigns.set_status(campaign_id, "completed", expect=["running"])
+    assert not campaigns.set_status(campaign_id, "completed", expect=["running"])
+    events = bodies(db)
+    assert [(e["type"], e["data"]["id"]) for e in events] == [
+        ("verification.approved", approved),
+        ("verification.expired", expired),
+        ("campaign.completed", campaign_id),
+    ]
+    assert events[0]["data"]["to"] == "138****8000" and events[0]["data"]["version"] == 1
+    assert "h" not in events[0]["data"].values()  # never the code's HMAC
+    assert events[2]["data"]["statuses"] == {} and events[2]["data"]["name"] == "reminders"
