@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import callbacks, campaigns, notifications, suppressions, ui, verifications
+from api import callbacks, campaigns, notifications, suppressions, ui, verifications, webhooks
 from api.auth import ApiKeyGate
 from api.coalesce import EnqueueCoalescer
 from api.doors import BodyLimit, CampaignRate
@@ -31,6 +31,7 @@ from tasks.journal import CallbackJournal
 from tasks.publish import Then
 from tasks.requests import SendRequest
 from tasks.runtime import Runtime
+from tasks.webhook_gauges import WebhookBacklogCollector
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -112,6 +113,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     registry.register(LedgerCollector(app.state.runtime))
     registry.register(RedisStateCollector(app.state.runtime))
     registry.register(LedgerFollower(app.state.runtime))
+    registry.register(WebhookBacklogCollector(app.state.runtime))
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> PlainTextResponse:
@@ -129,4 +131,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ui.router)
     app.include_router(verifications.router)
     app.include_router(suppressions.router)
+    app.include_router(webhooks.router)
     return app

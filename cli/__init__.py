@@ -21,6 +21,7 @@ from cli import (
     services,
     suppress,
     verify,
+    webhook,
 )
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.add_typer(suppress.app, name="suppress")
 app.add_typer(caps.app, name="caps")
 app.add_typer(dev.app, name="dev")
 app.add_typer(keys.app, name="keys")
+app.add_typer(webhook.app, name="webhook")
 app.command()(demo.demo)
 
 

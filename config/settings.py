@@ -282,6 +282,37 @@ class Settings(BaseSettings):
     #: Flower's ``user:password`` (comma-separated for several); without it (or Flower's
     #: own FLOWER_AUTH OAuth settings) ``notifyq flower`` listens on loopback only
     flower_basic_auth: SecretStr | None = None
+    # -- status webhooks (store/outbox.py, tasks/webhooks.py)
+    #: let webhook URLs reach private, loopback and link-local addresses (a receiver on
+    #: the same host or network: tests, a private deployment); never the default
+    webhook_allow_private: bool = False
+    #: seconds between a delivery's failed attempts, comma-separated: the first within
+    #: 10 s, the sum past 24 h (27 h here); once spent, the delivery is failed (replayable)
+    webhook_retry_waits: Annotated[tuple[float, ...], NoDecode] = (
+        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+    )  # fmt: skip
+    #: seconds a delivery handed to a task is left to it before it is handed out again
+    #: (its worker may have died mid-POST): above the 10 s an attempt may take, plus
+    #: the time its message may wait in the webhooks queue
+    webhook_lease: float = Field(60.0, gt=10)
+    #: an endpoint whose every attempt has failed for this long is disabled
+    webhook_disable_after: float = Field(3 * 86400.0, gt=0)
+    #: seconds the secret a rotation replaces keeps signing beside the new one
+    webhook_rotation_overlap: float = Field(86400.0, ge=0)
+
+    @field_validator("webhook_retry_waits", mode="before")
+    @classmethod
+    def _split_waits(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_retry_waits")
+    @classmethod
+    def _some_waits(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(wait <= 0 for wait in value):
+            raise ValueError("one or more waits in seconds, each above 0")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -66,3 +66,19 @@ SUPPRESSIONS_ADDED = Counter(
     "Numbers suppressed, by where the suppression came from (a provider's code, api, cli)",
     ["source"],
 )
+#: what a webhook attempt came to (tasks/webhooks.py ``outcome_of``)
+WEBHOOK_OUTCOMES = (
+    "success",
+    "http_4xx",
+    "http_5xx",
+    "http_other",
+    "timeout",
+    "refused",
+    "network",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "notifyq_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (success, http_4xx, http_5xx, http_other, "
+    "timeout, refused: an address not public, network)",
+    ["outcome"],
+)

@@ -21,6 +21,7 @@ from scheduler.priority import Priority
 from store.bulk import Serialized, insert_rows, json_strings
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
+from store.outbox import record_event
 from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification
 from store.status import WAITING, Status
 
@@ -93,6 +94,33 @@ class CampaignSummary:
 
 
 SUMMARY_COLUMNS = tuple(f.name for f in fields(CampaignSummary))
+
+
+def _completed_event(conn: Any, campaign_id: int, now: float) -> None:
+    """``campaign.completed`` for the campaign's owner's endpoints, in the transaction
+    that completes it: how many rows it had, and how many of them ended how."""
+    row = conn.execute(
+        select(C.c.owner, C.c.name, C.c.total, C.c.rejected, C.c.runs).where(C.c.id == campaign_id)
+    ).one()
+    ended = dict(
+        conn.execute(
+            select(N.c.status, func.count())
+            .where(N.c.campaign_id == campaign_id)
+            .group_by(N.c.status)
+        ).all()
+    )
+    data = {
+        "status": COMPLETED,
+        "name": row.name,
+        "total": row.total,
+        "rejected": row.rejected,
+        "runs": row.runs,
+        "statuses": {str(getattr(k, "value", k)): v for k, v in sorted(ended.items())},
+    }
+    record_event(
+        conn, owner=row.owner, event_type="campaign.completed", subject_id=campaign_id,
+        data=data, now=now,
+    )  # fmt: skip
 
 
 class CampaignStore:
@@ -379,14 +407,19 @@ class CampaignStore:
     ) -> bool:
         """Compare-and-set on the status (``expect``); with ``owner``, only that key
         name's campaign changes."""
+        now = time.time()
         with self.db.write() as conn:
             stmt = update(C).where(C.c.id == campaign_id)
             if expect is not None:
                 stmt = stmt.where(C.c.status.in_(list(expect)))
             if owner is not None:
                 stmt = stmt.where(C.c.owner == owner)
-            result = conn.execute(stmt.values(status=status, updated_at=time.time(), **values))
-            return bool(result.rowcount)
+            changed = bool(
+                conn.execute(stmt.values(status=status, updated_at=now, **values)).rowcount
+            )
+            if changed and status == COMPLETED:
+                _completed_event(conn, campaign_id, now)
+            return changed
 
     def cancel_rows(self, campaign_id: int, chunk: int = 5000, *, by: str | None = None) -> int:
         """Every row not yet handed to a provider → cancelled, each with its event (whose

@@ -28,6 +28,7 @@ from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import INSERT_PAGE, Database
+from store.outbox import record_notification_events
 from store.schema import DEFAULT_OWNER, Event, Notification
 from store.status import ALLOWED_FROM, WAITING, Status
 
@@ -273,6 +274,10 @@ class NotificationStore:
                 for w in writes
             ],
         )
+        # the webhook events these changes make, committed with them or not at all
+        record_notification_events(
+            conn, [(w.change.id, w.change.to, w.row.version + 1) for w in writes], now
+        )
         return [Applied(w.change.id, w.row.status, w.change.to) for w in writes]
 
     def _lock_rows(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Current]:
@@ -305,7 +310,7 @@ class NotificationStore:
         for a ``sent`` row it was the receipt deadline)."""
         if source not in ALLOWED_FROM[to]:
             raise IllegalTransition(f"{source} → {to}")
-        moved: list[int] = []
+        moved: list[Row[Any]] = []
         for start in range(0, len(ids), IN_LIST_LIMIT):
             moved += conn.execute(
                 update(N)
@@ -320,8 +325,8 @@ class NotificationStore:
                     next_attempt_at=None,
                     version=N.c.version + 1,
                 )
-                .returning(N.c.id)
-            ).scalars()
+                .returning(N.c.id, N.c.version)
+            ).all()
         if len(moved) < len(ids):
             log.warning(
                 "%d of %d transitions to %s refused: no longer %s",
@@ -330,9 +335,10 @@ class NotificationStore:
                 to,
                 source,
             )
-        events = [(i, now, source.value, to.value, reason, details.get(i)) for i in moved]
+        events = [(i, now, source.value, to.value, reason, details.get(i)) for i, _ in moved]
         insert_rows(conn, E, EVENT_COLUMNS, events)
-        return [Applied(i, source, to) for i in moved]
+        record_notification_events(conn, [(i, to, version) for i, version in moved], now)
+        return [Applied(i, source, to) for i, _ in moved]
 
     # -- bookkeeping for the pump and the sweeper --------------------------------------
 

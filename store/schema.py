@@ -320,3 +320,75 @@ class ApiKey(Base):
     #: written coarsely (at most about once a minute a key and API process)
     last_used_at: Mapped[float | None]
     revoked_at: Mapped[float | None]
+
+
+class WebhookEndpoint(Base):
+    """A URL an API key asked to be told of status changes at, and the secret its
+    messages are signed with (kept as it is: signing needs it). While a secret is
+    rotated the one it replaces signs too, until ``previous_until``."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_owner", "owner", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: the name of the API key that made it: only that key's events reach it
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH))
+    url: Mapped[str] = mapped_column(String(2048))
+    #: the event types it wants; None: every one
+    events: Mapped[list[Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[float | None]
+    created_at: Mapped[float]
+    #: since when every attempt has failed (None: the last one succeeded)
+    failing_since: Mapped[float | None]
+    #: set when it failed everything for NOTIFYQ_WEBHOOK_DISABLE_AFTER: no new events
+    disabled_at: Mapped[float | None]
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one endpoint, written in the transaction of the change
+    it reports, its body fixed then, so every attempt sends the same bytes under the same
+    ``message_id``. ``pending`` until a 2xx (``delivered``) or out of retries (``failed``:
+    replayable)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    #: ``webhook-id``: the same on every attempt, so a receiver can drop a repeat
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    #: the notification, verification or campaign it is about
+    subject_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: when it is next due (an attempt in flight pushes it a lease ahead)
+    next_attempt_at: Mapped[float | None]
+    created_at: Mapped[float]
+    last_attempt_at: Mapped[float | None]
+    delivered_at: Mapped[float | None]
+
+
+class WebhookAttempt(Base):
+    """One try of one delivery: when, how long, and what the receiver answered."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[float]
+    seconds: Mapped[float]
+    #: the HTTP status, or None when no answer came (refused, timed out, unsafe address)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    #: the start of the answer's body, or why there was none
+    answer: Mapped[str | None] = mapped_column(String(512))
+    ok: Mapped[bool] = mapped_column(Boolean)

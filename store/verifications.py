@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, insert, select, update
 
+from providers.numbers import mask
 from store.db import Database
+from store.outbox import record_event
 from store.schema import DEFAULT_OWNER, Notification, Verification
 from store.status import WAITING, Status
 
@@ -28,6 +30,8 @@ APPROVED = "approved"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 TOO_MANY_ATTEMPTS = "too_many_attempts"
+#: statuses that make a webhook event (``verification.approved``, ``verification.expired``)
+REPORTED = frozenset({APPROVED, EXPIRED})
 #: statuses a verification never leaves
 ENDED = frozenset({APPROVED, EXPIRED, CANCELLED, TOO_MANY_ATTEMPTS})
 
@@ -117,13 +121,32 @@ class VerificationStore:
             )
 
     def move(self, conn: Connection, row: Any, *, now: float, **values: Any) -> bool:
-        """Compare-and-set on the version read: True if this change won."""
+        """Compare-and-set on the version read: True if this change won. An approval or
+        an expiry writes its webhook event in the same transaction."""
         result = conn.execute(
             update(V)
             .where(V.c.id == row.id, V.c.version == row.version)
             .values(**values, version=V.c.version + 1, updated_at=now)
         )
-        return bool(result.rowcount)
+        moved = bool(result.rowcount)
+        status = values.get("status")
+        if moved and status in REPORTED:
+            data = {
+                "status": status,
+                "to": mask(row.to),
+                "purpose": row.purpose,
+                "channel": row.channel,
+                "version": row.version + 1,
+            }
+            record_event(
+                conn,
+                owner=row.owner,
+                event_type=f"verification.{status}",
+                subject_id=row.id,
+                data=data,
+                now=now,
+            )
+        return moved
 
 
 def _one(verification_id: int, owner: str | None) -> Select[tuple[object, ...]]:

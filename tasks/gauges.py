@@ -16,7 +16,13 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
-from observe.metrics import PROVIDER_CALLS, RETRIES, STALE_CHANGES
+from observe.metrics import (
+    PROVIDER_CALLS,
+    RETRIES,
+    STALE_CHANGES,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_OUTCOMES,
+)
 from providers import registry
 from providers.base import Outcome
 from store.schema import Event, Notification
@@ -231,3 +237,5 @@ def prime() -> None:
             PROVIDER_CALLS.labels(provider, outcome.value)
     for status in Status:
         STALE_CHANGES.labels(status.value)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_ATTEMPTS.labels(outcome)

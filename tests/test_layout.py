@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "api", "cli", "worker", "tasks", "store", "config", "observe",
-    "scheduler", "providers", "sandbox", "harness",
+    "scheduler", "providers", "sandbox", "harness", "webhooks",
 )  # fmt: skip
 
 IMPORT_ALL = """

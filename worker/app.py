@@ -32,6 +32,7 @@ from worker.queues import (
     PRIORITY_STEPS,
     QUEUE_ORDER_STRATEGY,
     QUEUES,
+    WEBHOOK_QUEUE,
 )
 
 #: longer than any retry countdown (retry_max ≤ 900 s), or a Redis broker would hand an
@@ -44,6 +45,7 @@ WORKER_MODULES = (
     "tasks.retention",
     "tasks.reports",
     "tasks.campaigns.release",
+    "tasks.webhooks",
     "worker.ready",
     "worker.lanes",
 )
@@ -96,6 +98,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "notifyq.sweep": {"queue": CONTROL_QUEUE},
             "notifyq.poll_reports": {"queue": CONTROL_QUEUE},
             "notifyq.campaigns": {"queue": CONTROL_QUEUE},
+            "notifyq.webhooks_due": {"queue": CONTROL_QUEUE},
+            "notifyq.deliver_webhooks": {"queue": WEBHOOK_QUEUE},
         },
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,

@@ -44,6 +44,7 @@ def schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "campaigns": every(settings.pump_interval, "notifyq.campaigns"),
         "expire-verifications": every(VERIFICATION_EXPIRY_INTERVAL, "notifyq.expire_verifications"),
         "prune": every(PRUNE_INTERVAL, "notifyq.prune"),
+        "webhooks-due": every(settings.pump_interval, "notifyq.webhooks_due"),
     }
 
 

@@ -5,6 +5,8 @@ appearing there. The beat's control tasks come first, so a deep backlog of sends
 delays the pump that releases deferred ones; then one queue per priority class
 (scheduler/priority.py), urgent before normal before bulk, so a verification code
 never sits behind campaign rows already in Redis.
+Webhook deliveries have a queue of their own between normal and bulk: a slow receiver
+never holds up a send's queue, and a campaign's backlog never holds up an event.
 
 Why the order holds (kombu's Redis transport, ``kombu/transport/redis.py``): a worker
 asks Redis for its next message with one ``BRPOP key1 key2 … timeout``, and Redis pops
@@ -51,8 +53,12 @@ BULK_QUEUE = "notifyq.bulk"
 #: single notifications' queue, the one every dispatch went to before classes existed
 DISPATCH_QUEUE = NORMAL_QUEUE
 
+#: webhook deliveries: a slow receiver never holds up a send, and a campaign never holds up
+#: an event (it comes before bulk)
+WEBHOOK_QUEUE = "notifyq.webhooks"
+
 #: every queue a worker consumes, in the order it takes them when several hold messages
-QUEUES: tuple[str, ...] = (CONTROL_QUEUE, URGENT_QUEUE, NORMAL_QUEUE, BULK_QUEUE)
+QUEUES: tuple[str, ...] = (CONTROL_QUEUE, URGENT_QUEUE, NORMAL_QUEUE, WEBHOOK_QUEUE, BULK_QUEUE)
 
 #: the dispatch queue of each priority class (scheduler/priority.py's values)
 DISPATCH_QUEUES: dict[str, str] = {

@@ -25,8 +25,11 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.keyring import announce
+from store import Change, Expect, Status
 from store.keys import KeyStore, Scope
+from store.outbox import DeliveryStore
 from store.schema import Event, Notification, Verification
+from store.webhooks import EndpointStore
 from tasks.campaigns import campaigns
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
@@ -43,6 +46,8 @@ CALLERS = (OWNER, OTHER, ADMIN, ENV, READER, REVOKED, OVER)
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 FAR = "2099-01-01T10:00:00+08:00"
 MISSING = 987_654_321
+#: a public address (an IP literal: nothing to resolve), never connected to here
+PUBLIC_HOOK = "https://93.184.216.34/hooks/notifyq"
 _numbers = itertools.count(1)
 
 
@@ -82,6 +87,19 @@ class World:
 
     def verification(self) -> int:
         return self.made("POST", "/v1/verifications", {"to": number(), "channel": "sms"})["id"]
+
+    def webhook(self) -> int:
+        return self.made("POST", "/v1/webhooks", {"url": PUBLIC_HOOK})["id"]
+
+    def delivery(self) -> tuple[int, int]:
+        """An endpoint of the owner's, and the event of one of its notifications sent."""
+        webhook_id = self.webhook()
+        notification_id = self.notification()
+        for status in (Status.SENDING, Status.SENT):
+            row = self.runtime.notifications.get(notification_id)
+            self.runtime.notifications.transition([Change(row.id, status, Expect.row(row))])
+        (made,) = DeliveryStore(self.runtime.db).log(webhook_id)
+        return webhook_id, made["id"]
 
 
 def one(**extra: Any) -> dict[str, Any]:
@@ -219,6 +237,16 @@ def listed(w: World, caller: str, answer: httpx.Response, path: str) -> None:
         assert all(c["owner"] == caller for c in answer.json()["campaigns"])
 
 
+def webhooks_listed(w: World, caller: str, answer: httpx.Response, path: str) -> None:
+    """The owner's endpoints appear in the owner's list and an admin's, in no other."""
+    if answer.status_code != 200:
+        return
+    mine = {e.id for e in EndpointStore(w.runtime.db).listed(OWNER)}
+    ids = {e["id"] for e in answer.json()["webhooks"]}
+    assert mine and (mine <= ids) == (caller in (OWNER, ADMIN, ENV)), (caller, ids)
+    assert not mine & ids or caller in (OWNER, ADMIN, ENV)
+
+
 def owner_key_used_once(w: World) -> tuple[str, Any]:
     body = one(idempotency_key=f"order-{next(_numbers)}")
     w.first_of_key = w.made("POST", "/v1/notifications", body)["id"]
@@ -351,6 +379,54 @@ CASES = [
         suppressed,
         {**ADMIN_ONLY, ADMIN: 204, ENV: 204},
     ),
+    Case(
+        "POST /v1/webhooks",
+        "POST",
+        lambda w: ("/v1/webhooks", {"url": PUBLIC_HOOK}),
+        {c: 201 if s == 202 else s for c, s in ANYONE_SENDS.items()},
+    ),
+    Case(
+        "GET /v1/webhooks",
+        "GET",
+        lambda w: (w.webhook() and "/v1/webhooks", None),
+        {**OWNED, OTHER: 200, READER: 200},
+        then=webhooks_listed,
+    ),
+    Case(
+        "GET /v1/webhooks/{id}",
+        "GET",
+        lambda w: (f"/v1/webhooks/{w.webhook()}", None),
+        OWNED,
+        missing=lambda w: (f"/v1/webhooks/{MISSING}", None),
+    ),
+    Case(
+        "DELETE /v1/webhooks/{id}",
+        "DELETE",
+        lambda w: (f"/v1/webhooks/{w.webhook()}", None),
+        {**CONTROL, OWNER: 204, ADMIN: 204, ENV: 204},
+        missing=lambda w: (f"/v1/webhooks/{MISSING}", None),
+    ),
+    Case(
+        "POST /v1/webhooks/{id}/rotate",
+        "POST",
+        lambda w: (f"/v1/webhooks/{w.webhook()}/rotate", None),
+        CONTROL,
+        missing=lambda w: (f"/v1/webhooks/{MISSING}/rotate", None),
+    ),
+    Case(
+        "GET /v1/webhooks/{id}/deliveries",
+        "GET",
+        lambda w: (f"/v1/webhooks/{w.delivery()[0]}/deliveries", None),
+        OWNED,
+        missing=lambda w: (f"/v1/webhooks/{MISSING}/deliveries", None),
+    ),
+    Case(
+        "POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+        "POST",
+        lambda w: ("/v1/webhooks/{}/deliveries/{}/retry".format(*w.delivery()), None),
+        {**CONTROL, OWNER: 202, ADMIN: 202, ENV: 202},
+        missing=lambda w: (f"/v1/webhooks/{MISSING}/deliveries/1/retry", None),
+    ),
     # the page is not /v1: no rate; a service's key is not an admin's
     Case("GET /ui (the operator page)", "GET", lambda w: ("/ui", None), {**ADMIN_ONLY, OVER: 403}),
 ]
@@ -368,6 +444,7 @@ def test_the_table_covers_every_v1_route(world: World) -> None:
         r.replace("{notification_id}", "{id}")
         .replace("{campaign_id}", "{id}")
         .replace("{verification_id}", "{id}")
+        .replace("{webhook_id}", "{id}")
         for r in routes
     }
     assert named <= covered, named - covered
