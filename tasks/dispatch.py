@@ -44,8 +44,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
-from scheduler.priority import Priority
 from scheduler.caps_floor import admitted_detail
+from scheduler.priority import Priority
 from store import Applied, Change, Expect, Status
 from store.campaigns import CANCELLED, RUNNING
 from tasks import latency, suppressions, writes
