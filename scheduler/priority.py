@@ -10,7 +10,9 @@ others leave (scheduler/rates.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
 
 class Priority(StrEnum):
@@ -31,3 +33,9 @@ class Priority(StrEnum):
 ORDER = (Priority.URGENT, Priority.NORMAL, Priority.BULK)
 #: what a row stored without a class is (every single notification before classes existed)
 DEFAULT = Priority.NORMAL
+
+
+def any_bulk(rows: Iterable[Any]) -> bool:
+    """Whether a batch of rows (anything with a ``priority``) holds bulk work: a dispatch
+    message carries one class, so one bulk row makes the whole batch count as bulk."""
+    return any(Priority(row.priority) is Priority.BULK for row in rows)
