@@ -31,7 +31,7 @@ class Priority(StrEnum):
 
 #: most urgent first: the order workers take the classes in
 ORDER = (Priority.URGENT, Priority.NORMAL, Priority.BULK)
-#: what a row stored without a class is (every single notification before classes existed)
+#: the class of a request that names none (a single notification)
 DEFAULT = Priority.NORMAL
 
 

@@ -48,7 +48,7 @@ CONTROL_QUEUE = "notifyq.control"
 URGENT_QUEUE = "notifyq.urgent"
 NORMAL_QUEUE = "notifyq"
 BULK_QUEUE = "notifyq.bulk"
-#: single notifications' queue, the one every dispatch went to before classes existed
+#: where a dispatch goes when it names no class: the normal queue
 DISPATCH_QUEUE = NORMAL_QUEUE
 
 #: every queue a worker consumes, in the order it takes them when several hold messages
