@@ -10,7 +10,9 @@ others leave (scheduler/rates.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
 
 class Priority(StrEnum):
@@ -29,5 +31,11 @@ class Priority(StrEnum):
 
 #: most urgent first: the order workers take the classes in
 ORDER = (Priority.URGENT, Priority.NORMAL, Priority.BULK)
-#: what a row stored without a class is (every single notification before classes existed)
+#: the class of a request that names none (a single notification)
 DEFAULT = Priority.NORMAL
+
+
+def any_bulk(rows: Iterable[Any]) -> bool:
+    """Whether a batch of rows (anything with a ``priority``) holds bulk work: a dispatch
+    message carries one class, so one bulk row makes the whole batch count as bulk."""
+    return any(Priority(row.priority) is Priority.BULK for row in rows)

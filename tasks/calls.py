@@ -18,7 +18,7 @@ from typing import Any
 from observe.metrics import CALL_LATENCY
 from providers.base import Message, MissingCredentials, Outcome, SendResult
 from providers.http import LATE, Failure
-from scheduler.priority import Priority
+from scheduler.priority import any_bulk
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def call_providers(
         size = rt.providers[name].max_batch
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
     # a campaign's calls hold connections only within bulk's share (providers/http.py)
-    bulk = any(Priority(row.priority) is Priority.BULK for row in rows)
+    bulk = any_bulk(rows)
     results: list[SendResult] = []
     while batches:
         batches = _place(rt, batches, results, deadline, readmit, bulk)

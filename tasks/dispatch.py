@@ -45,7 +45,7 @@ from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
 from providers.base import Outcome, mask
 from scheduler.caps import CapCheck
 from scheduler.caps_floor import admitted_detail
-from scheduler.priority import Priority
+from scheduler.priority import any_bulk
 from store import Applied, Change, Expect, Status
 from store.campaigns import CANCELLED, RUNNING
 from tasks import latency, suppressions, writes
@@ -127,7 +127,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     # no more calls admitted than this process can carry out within the cap margin
     # (tasks/budget.py): wait here, holding nothing, rather than in the HTTP pool later
     # (bulk within its share of it, so a code always finds units free)
-    bulk = any(Priority(row.priority) is Priority.BULK for row in ready)
+    bulk = any_bulk(ready)
     units = rt.call_budget.take(len(ready), bulk=bulk)
     try:
         yield from _claimed_onwards(rt, ready, now, states, report)

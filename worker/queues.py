@@ -50,7 +50,7 @@ CONTROL_QUEUE = "notifyq.control"
 URGENT_QUEUE = "notifyq.urgent"
 NORMAL_QUEUE = "notifyq"
 BULK_QUEUE = "notifyq.bulk"
-#: single notifications' queue, the one every dispatch went to before classes existed
+#: where a dispatch goes when it names no class: the normal queue
 DISPATCH_QUEUE = NORMAL_QUEUE
 
 #: webhook deliveries: a slow receiver never holds up a send, and a campaign never holds up

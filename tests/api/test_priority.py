@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ from store.schema import Notification
 from tasks import latency
 from tasks.campaigns.intake import CampaignSpec, import_campaign
 from tasks.campaigns.release import fan_out
-from tasks.enqueue import enqueue
+from tasks.enqueue import enqueue, enqueue_many
 from tasks.publish import flush_dispatch
+from tasks.requests import SendRequest
 from tasks.runtime import Runtime
 from tasks.verifications import create_verification
 from tests.conftest import TEST_CREDENTIALS
@@ -182,3 +184,24 @@ def test_the_operator_page_shows_each_lanes_depth_and_current_p99(
         'data-lane="bulk"><th>bulk</th><td><code>notifyq.bulk</code></td><td data-depth="0">'
         in (page.text)
     )
+
+
+def test_a_group_of_several_classes_is_published_per_class_and_answered_once(
+    runtime: Runtime,
+) -> None:
+    """The API's group commit hands one group of requests to the publishers: each class
+    to its own queue, and the group's ``then`` once, after all of them are out."""
+    answered = threading.Event()
+    calls: list[int] = []
+    requests = [
+        SendRequest("ihuyi", f"1380013800{i}", content=TEXT, priority=p)
+        for i, p in enumerate(["bulk", "urgent", "normal", "urgent"])
+    ]
+    made = enqueue_many(requests, runtime=runtime, then=lambda: (calls.append(1), answered.set()))
+    assert answered.wait(10)
+    ids = [m.id for m in made]  # type: ignore[union-attr]
+    assert queued_ids(URGENT_QUEUE, runtime) == sorted([ids[1], ids[3]])
+    assert queued_ids(NORMAL_QUEUE, runtime) == [ids[2]]
+    assert queued_ids(BULK_QUEUE, runtime) == [ids[0]]
+    flush_dispatch()
+    assert calls == [1]

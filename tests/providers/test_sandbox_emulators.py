@@ -54,7 +54,7 @@ class Box:
         """The dispatcher's grouping, batching and calling, on plain rows."""
 
         runtime = SimpleNamespace(providers=self.providers, transport=self.transport)
-        rows = [SimpleNamespace(provider=name, **vars_of(m)) for m in messages]
+        rows = [SimpleNamespace(provider=name, priority="normal", **vars_of(m)) for m in messages]
         return call_providers(runtime, rows)  # type: ignore[arg-type]
 
     def ledger(self, provider: str) -> list[dict[str, Any]]:

@@ -135,11 +135,25 @@ def test_recipients_too(db: Database, copies: list[int]) -> None:
 def test_a_copy_is_all_or_nothing_in_its_transaction(db: Database) -> None:
     store = CampaignStore(db, NotificationStore(db))
     campaign = campaign_of(store)
-    fixed = ("1001", None, "[]", "{}", None, "queued", 0, campaign.id, "admin", 1.0, 1.0, 1.0)
+    fixed = (
+        "1001",
+        None,
+        "[]",
+        "{}",
+        None,
+        "queued",
+        0,
+        campaign.id,
+        "admin",
+        "bulk",
+        1.0,
+        1.0,
+        1.0,
+    )
     good = [("jumdata", f"+86135{i:08d}", *fixed) for i in range(ROWS)]
     columns = ROW_COLUMNS
     # a row naming no campaign fails the foreign key at its turn, after the others
-    bad = (*good[0][:9], 999_999, "admin", 1.0, 1.0, 1.0)
+    bad = (*good[0][:9], 999_999, "admin", "bulk", 1.0, 1.0, 1.0)
     with pytest.raises(Exception), db.write() as conn:  # noqa: B017 -- the driver's own
         bulk.insert_rows(conn, N, columns, [*good, bad])
     # rows stored, then a failure later in the same transaction
