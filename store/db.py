@@ -49,6 +49,8 @@ _WRITE = "notifyq_write"
 
 #: seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout
 PING_AFTER_IDLE = 1.0
+#: seconds a new PostgreSQL connection may take (a URL's ``connect_timeout`` wins)
+CONNECT_TIMEOUT = 10
 #: rows SQLAlchemy puts in one multi-row ``INSERT`` (its insertmanyvalues page, set
 #: here so that the store can rely on it: up to this many rows are one statement)
 INSERT_PAGE = 1000
@@ -126,6 +128,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 insertmanyvalues_page_size=INSERT_PAGE,
+                connect_args=_connect_timeout(self.url),
             )
             _ping_when_idle(self.engine, ping_after_idle)
         self._thread_lock = threading.Lock()
@@ -208,6 +211,13 @@ def _ping_when_idle(engine: Engine, after: float) -> None:
             raise exc.DisconnectionError(f"pooled connection did not answer: {error}") from error
         if not alive:
             raise exc.DisconnectionError("pooled connection did not answer")
+
+
+def _connect_timeout(url: URL) -> dict[str, int]:
+    """A bound on connecting to PostgreSQL unless the URL sets its own: a server whose
+    host is gone (not refusing: silent) would otherwise hold a request, a readiness
+    check or beat's look at the store for as long as TCP keeps trying."""
+    return {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT}
 
 
 def _lock_file(database: str | None) -> str | None:

@@ -21,6 +21,7 @@ schedule lives in a file:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -82,8 +83,9 @@ class ClaimingScheduler(Scheduler):
         now = time.monotonic()
         if now - self._beat >= 1.0:
             self._beat = now
-            HEARTBEAT.parent.mkdir(parents=True, exist_ok=True)
-            HEARTBEAT.touch()
+            with contextlib.suppress(OSError):  # a sign of life; never what stops the beat
+                HEARTBEAT.parent.mkdir(parents=True, exist_ok=True)
+                HEARTBEAT.touch()
         if now - self._looked >= STORE_PROBE_EVERY and not self._store.down:
             self._looked = now
             try:

@@ -100,6 +100,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def send_from_the_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NOTIFYQ, "send", "ihuyi", "--to", "13800138000", "--content", "您的订单已发货"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize("refusal", ["a read-only replica", "out of memory"])
 def test_redis_refusing_writes_is_503_storing_nothing_then_202_once_it_clears(
     own_redis: RedisServer, sqlite_url: str, tmp_path: Path, refusal: str
@@ -125,16 +136,10 @@ def test_redis_refusing_writes_is_503_storing_nothing_then_202_once_it_clears(
                 "/v1/notifications:batch", json={"notifications": [SEND]}, headers=AUTH
             )
             refused(batch, "redis")
-            sent = subprocess.run(
-                [NOTIFYQ, "send", "ihuyi", "--to", "13800138000", "--content", "您的订单已发货"],
-                capture_output=True,
-                text=True,
-                env=env,
-                cwd=tmp_path,
-                timeout=60,
-            )
-            assert sent.returncode == 1, sent.stdout + sent.stderr
-            assert sent.stderr.count("\n") == 1 and "Redis refuses writes" in sent.stderr
+            if refusal == "a read-only replica":  # the CLI's answer: one case is enough
+                sent = send_from_the_cli(env, tmp_path)
+                assert sent.returncode == 1, sent.stdout + sent.stderr
+                assert sent.stderr.count("\n") == 1 and "Redis refuses writes" in sent.stderr
             assert stored(runtime) == 0, "nothing stored while Redis refused writes"
 
             if refusal == "a read-only replica":

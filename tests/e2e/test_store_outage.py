@@ -6,6 +6,7 @@ sandbox keeps pushing receipts, then started again.
   a 500;
 - every receipt pushed while the store was away is answered ``success`` at the first
   try (journalled in Redis) and applied once it is back;
+- no report is pulled (pull-and-delete) while it is away, and pulls resume after;
 - the API, the worker and beat each log one WARNING when it goes and one INFO when it is
   back, and no traceback.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
 GONE = "the store is unavailable"
+#: a poll that asked the store just before it went may still pull within this
+PULL_GRACE = 1.0
 BACK = "the store is back"
 
 
@@ -67,7 +71,11 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
     # a dispatch that met the store away is re-driven by the sweeper after its grace, and
     # a call left ``sending`` resolved after its timeout: short ones, for a short test
     system: System = make_system(
-        database_url=own_postgres.url, sweep_interval="1", sweep_grace="3", sending_timeout="10"
+        database_url=own_postgres.url,
+        sweep_interval="1",
+        sweep_grace="3",
+        sending_timeout="10",
+        apispace_report_interval="1",  # report pulls on beat every second, to be held back
     )
     system.start(workers=1, concurrency=8, beat=True, sandbox_args=("--receipt-delay", "1.5"))
     broker = redis.Redis.from_url(system.env["NOTIFYQ_REDIS_URL"])
@@ -79,6 +87,7 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
     try:
         wait_until(lambda: len(load.accepted()) >= 20, 60, what="20 notifications accepted")
         own_postgres.stop()
+        stopped = time.time()
         # the outage lasts until each process has said so and receipts wait in the journal
         wait_until(
             lambda: all(GONE in p.text() for p in (api, worker, beat)) and broker.hlen(JOURNAL_KEY),
@@ -86,6 +95,9 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
             what="every process to see the store away, and a receipt journalled",
         )
         during = journalled_refs(broker)
+        # an outage of a few seconds at least, for the report polls it holds back
+        wait_until(lambda: time.time() > stopped + PULL_GRACE + 2, 10, what="a longer outage")
+        restarted = time.time()
         own_postgres.start()
         wait_until(
             lambda: all(BACK in p.text() for p in (api, worker, beat)), 60, what="all see it back"
@@ -107,6 +119,9 @@ def test_the_store_stopped_under_load_answers_503_keeps_receipts_and_says_it_onc
         rows = applied.load(conn, load.accepted())
     by_ref = {row.provider_ref: row.status.value for row in rows if row.provider_ref}
     assert during and all(by_ref.get(ref) == "delivered" for ref in during), (during, by_ref)
+    pulls = [c["at"] for c in system.ledger("apispace-voice") if c["api"] == "report"]
+    assert not [at for at in pulls if stopped + PULL_GRACE < at < restarted], "no pull meanwhile"
+    assert any(at > restarted for at in pulls), "pulls resume once the store is back"
     pushes = [p for p in system.sandbox_pushes() if p["url"].startswith("ihuyi")]
     assert all(p["ok"] and p["attempt"] == 1 for p in pushes), "every push answered success"
 

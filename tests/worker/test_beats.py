@@ -28,8 +28,8 @@ from worker.app import make_celery
 from worker.beat_scheduler import HEARTBEAT, ClaimingScheduler
 from worker.queues import CONTROL_QUEUE
 
-PERIOD = 0.05
-WINDOW = 0.25
+PERIOD = 0.03
+WINDOW = 0.1
 JOBS = ("release-due", "poll-reports")
 TASKS = tuple(f"notifyq.{name.replace('-', '_')}" for name in JOBS)
 
