@@ -274,7 +274,12 @@ def soak(directory: Path, database_url: str, args: argparse.Namespace) -> dict[s
         rss_start["redis"] = rss_kb(redis_server.process.pid)  # type: ignore[union-attr]
         kills, restarted = 0, False
         next_kill = started + KILL_EVERY
+        trend = [rss_start["steady"]]  # the steady worker's RSS a minute apart: leak or plateau
+        next_sample = time.monotonic() + 60
         while time.monotonic() < end:
+            if time.monotonic() >= next_sample:
+                trend.append(rss_kb(steady.process.pid))
+                next_sample += 60
             if not restarted and time.monotonic() >= started + args.minutes * 30:
                 redis_server.restart()  # SIGKILL, then the same port and AOF
                 restarted = True
@@ -315,6 +320,7 @@ def soak(directory: Path, database_url: str, args: argparse.Namespace) -> dict[s
             "rss_kb_start": rss_start,
             "rss_kb_end": rss_end,
             "rss_growth": growth,
+            "rss_kb_steady_each_minute": trend,
             "rss_growth_ok": all(g <= RSS_GROWTH_LIMIT for g in checked.values()),
             "load": os.getloadavg(),
         }
