@@ -230,7 +230,9 @@ class DeliveryStore:
         """Pending deliveries due by ``now`` (id, endpoint id), pushed ``lease`` seconds
         ahead so the next pump leaves them to the task it is about to hand them to; a
         task that dies with its worker is found again once the lease is over."""
-        with self.db.write() as conn:
+        # read first: the pump asks every second, and on SQLite a write transaction would
+        # take the one write lock every second for nothing
+        with self.db.read() as conn:
             due = list(
                 conn.execute(
                     select(D.c.id)
@@ -239,8 +241,9 @@ class DeliveryStore:
                     .limit(limit)
                 ).scalars()
             )
-            if not due:
-                return []
+        if not due:
+            return []
+        with self.db.write() as conn:  # the claim itself: a compare-and-set on the same terms
             claimed = conn.execute(
                 update(D)
                 .where(
