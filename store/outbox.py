@@ -304,7 +304,11 @@ class DeliveryStore:
         retry_at = now
         health: dict[int, bool] = {}
         with self.db.write() as conn:
-            if tried:
+            # an endpoint deleted meanwhile took its deliveries with it: nothing to log
+            there = set(
+                conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
+            )
+            if there:
                 conn.execute(
                     insert(A),
                     [
@@ -317,6 +321,7 @@ class DeliveryStore:
                             "ok": result.ok,
                         }
                         for delivery, result in tried
+                        if delivery.id in there
                     ],
                 )
             # one compare-and-set per kind of outcome (delivered; due again after the

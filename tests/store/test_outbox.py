@@ -250,3 +250,13 @@ def test_an_approved_or_expired_verification_and_a_completed_campaign_make_their
     assert events[0]["data"]["to"] == "138****8000" and events[0]["data"]["version"] == 1
     assert "h" not in events[0]["data"].values()  # never the code's HMAC
     assert events[2]["data"]["statuses"] == {} and events[2]["data"]["name"] == "reminders"
+
+
+def test_an_endpoint_deleted_while_its_deliveries_are_tried_records_nothing(db: Database) -> None:
+    deliveries, delivery_id, now = pending_one(db)
+    delivery = one(deliveries, delivery_id, now)
+    assert delivery is not None
+    assert EndpointStore(db).delete(delivery.endpoint_id, None)
+    ok = AttemptResult(200, "ok", 0.01)
+    assert deliveries.record([(delivery, ok)], now=now, waits=WAITS, disable_after=DAY) == [None]
+    assert deliveries.backlog() == (0, None)
