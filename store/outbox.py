@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from providers.numbers import mask
 from store.bulk import insert_rows
@@ -50,6 +50,7 @@ DELIVERY_COLUMNS = (
     "next_attempt_at",
     "created_at",
 )
+ATTEMPT_COLUMNS = ("delivery_id", "at", "seconds", "status_code", "answer", "ok")
 #: characters of a receiver's answer kept in the delivery log
 ANSWER_KEPT = 512
 
@@ -308,22 +309,16 @@ class DeliveryStore:
             there = set(
                 conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
             )
-            if there:
-                conn.execute(
-                    insert(A),
-                    [
-                        {
-                            "delivery_id": delivery.id,
-                            "at": now,
-                            "seconds": result.seconds,
-                            "status_code": result.status_code,
-                            "answer": result.answer[:ANSWER_KEPT],
-                            "ok": result.ok,
-                        }
-                        for delivery, result in tried
-                        if delivery.id in there
-                    ],
-                )
+            insert_rows(
+                conn,
+                A,
+                ATTEMPT_COLUMNS,
+                [
+                    (d.id, now, r.seconds, r.status_code, r.answer[:ANSWER_KEPT], r.ok)
+                    for d, r in tried
+                    if d.id in there
+                ],
+            )
             # one compare-and-set per kind of outcome (delivered; due again after the
             # same wait; failed), not one a delivery: a batch is a statement or two
             groups: dict[tuple[int, tuple[tuple[str, Any], ...]], list[Delivery]] = {}
