@@ -18,6 +18,7 @@ COPY worker worker
 COPY cli cli
 COPY sandbox sandbox
 COPY harness harness
+COPY webhooks webhooks
 RUN pip install --no-cache-dir -c constraints.txt '.[postgres]' \
     && install -d -o notifyq -g notifyq -m 0750 /app/var
 USER notifyq

@@ -277,6 +277,7 @@ class CampaignStore:
         errors: list[dict[str, Any]],
         status: str,
     ) -> None:
+        now = time.time()
         with self.db.write() as conn:
             conn.execute(
                 update(C)
@@ -286,9 +287,11 @@ class CampaignStore:
                     rejected=rejected,
                     errors=errors[:MAX_KEPT_ERRORS],
                     status=status,
-                    updated_at=time.time(),
+                    updated_at=now,
                 )
             )
+            if status == COMPLETED:  # nothing to send: complete as it is imported
+                _completed_event(conn, campaign_id, now)
 
     # -- reading -----------------------------------------------------------------------
 

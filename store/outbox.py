@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from providers.numbers import mask
 from store.bulk import insert_rows
@@ -50,6 +50,7 @@ DELIVERY_COLUMNS = (
     "next_attempt_at",
     "created_at",
 )
+ATTEMPT_COLUMNS = ("delivery_id", "at", "seconds", "status_code", "answer", "ok")
 #: characters of a receiver's answer kept in the delivery log
 ANSWER_KEPT = 512
 
@@ -230,7 +231,9 @@ class DeliveryStore:
         """Pending deliveries due by ``now`` (id, endpoint id), pushed ``lease`` seconds
         ahead so the next pump leaves them to the task it is about to hand them to; a
         task that dies with its worker is found again once the lease is over."""
-        with self.db.write() as conn:
+        # read first: the pump asks every second, and on SQLite a write transaction would
+        # take the one write lock every second for nothing
+        with self.db.read() as conn:
             due = list(
                 conn.execute(
                     select(D.c.id)
@@ -239,8 +242,9 @@ class DeliveryStore:
                     .limit(limit)
                 ).scalars()
             )
-            if not due:
-                return []
+        if not due:
+            return []
+        with self.db.write() as conn:  # the claim itself: a compare-and-set on the same terms
             claimed = conn.execute(
                 update(D)
                 .where(
@@ -301,21 +305,20 @@ class DeliveryStore:
         retry_at = now
         health: dict[int, bool] = {}
         with self.db.write() as conn:
-            if tried:
-                conn.execute(
-                    insert(A),
-                    [
-                        {
-                            "delivery_id": delivery.id,
-                            "at": now,
-                            "seconds": result.seconds,
-                            "status_code": result.status_code,
-                            "answer": result.answer[:ANSWER_KEPT],
-                            "ok": result.ok,
-                        }
-                        for delivery, result in tried
-                    ],
-                )
+            # an endpoint deleted meanwhile took its deliveries with it: nothing to log
+            there = set(
+                conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
+            )
+            insert_rows(
+                conn,
+                A,
+                ATTEMPT_COLUMNS,
+                [
+                    (d.id, now, r.seconds, r.status_code, r.answer[:ANSWER_KEPT], r.ok)
+                    for d, r in tried
+                    if d.id in there
+                ],
+            )
             # one compare-and-set per kind of outcome (delivered; due again after the
             # same wait; failed), not one a delivery: a batch is a statement or two
             groups: dict[tuple[int, tuple[tuple[str, Any], ...]], list[Delivery]] = {}

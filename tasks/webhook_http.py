@@ -71,11 +71,13 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
-def webhook_client(*, allow_private: bool, resolve: Resolver = system_resolver) -> httpx.Client:
+def webhook_client(
+    *, allow_private: bool, resolve: Resolver = system_resolver, timeout: float = TIMEOUT
+) -> httpx.Client:
     """The client of every attempt: no redirects, no proxies from the environment."""
     return httpx.Client(
         transport=GuardedTransport(allow_private=allow_private, resolve=resolve),
-        timeout=httpx.Timeout(TIMEOUT),
+        timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
     )

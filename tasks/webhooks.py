@@ -5,7 +5,7 @@ and tasks send them, an endpoint's at a time.
   queue): claims the outbox's due deliveries — each pushed a lease ahead, so the next
   pump leaves it alone — and publishes them in tasks of one endpoint's deliveries.
 - ``notifyq.deliver_webhooks`` (queue ``notifyq.webhooks``, so a slow receiver holds up
-  only other webhooks, never a send): up to 20 deliveries of one endpoint a task,
+  only other webhooks, never a send): up to 50 deliveries of one endpoint a task,
   attempted one after another (tasks/webhook_http.py), their outcomes and next waits
   recorded in one transaction (store/outbox.py).
 
@@ -41,8 +41,9 @@ CLAIM_BATCH = 500
 CLAIMS_MOST = 40
 #: deliveries a task carries, all for one endpoint: sent one after another on one
 #: connection and recorded in one transaction (a task per event cost dispatch a third
-#: of its sends, bench/webhooks.py)
-DELIVERY_BATCH = 20
+#: of its sends, bench/webhooks.py; 0.60 ms of a worker's CPU an event at 20 a task,
+#: 0.49 ms at 50, of which the POST itself is 0.35 ms)
+DELIVERY_BATCH = 50
 
 _clients: dict[bool, httpx.Client] = {}
 _clients_lock = threading.Lock()

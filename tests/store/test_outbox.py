@@ -238,6 +238,10 @@ def test_an_approved_or_expired_verification_and_a_completed_campaign_make_their
     campaign_id = campaigns.create(name="reminders", provider="ihuyi", template=None,
                                    content="x", options={}, route=None, rate=None, cron=None,
                                    next_run_at=None, owner="shop")  # fmt: skip
+    empty = campaigns.create(name="nobody", provider="ihuyi", template=None, content="x",
+                             options={}, route=None, rate=None, cron=None, next_run_at=None,
+                             owner="shop")  # fmt: skip
+    campaigns.finish_import(empty, total=0, rejected=2, errors=[], status="completed")
     campaigns.set_status(campaign_id, "running")
     assert campaigns.set_status(campaign_id, "completed", expect=["running"])
     assert not campaigns.set_status(campaign_id, "completed", expect=["running"])
@@ -245,8 +249,20 @@ def test_an_approved_or_expired_verification_and_a_completed_campaign_make_their
     assert [(e["type"], e["data"]["id"]) for e in events] == [
         ("verification.approved", approved),
         ("verification.expired", expired),
+        ("campaign.completed", empty),
         ("campaign.completed", campaign_id),
     ]
     assert events[0]["data"]["to"] == "138****8000" and events[0]["data"]["version"] == 1
     assert "h" not in events[0]["data"].values()  # never the code's HMAC
-    assert events[2]["data"]["statuses"] == {} and events[2]["data"]["name"] == "reminders"
+    assert events[2]["data"]["rejected"] == 2
+    assert events[3]["data"]["statuses"] == {} and events[3]["data"]["name"] == "reminders"
+
+
+def test_an_endpoint_deleted_while_its_deliveries_are_tried_records_nothing(db: Database) -> None:
+    deliveries, delivery_id, now = pending_one(db)
+    delivery = one(deliveries, delivery_id, now)
+    assert delivery is not None
+    assert EndpointStore(db).delete(delivery.endpoint_id, None)
+    ok = AttemptResult(200, "ok", 0.01)
+    assert deliveries.record([(delivery, ok)], now=now, waits=WAITS, disable_after=DAY) == [None]
+    assert deliveries.backlog() == (0, None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,11 +19,11 @@ from config.settings import Settings
 from harness.receiver import Received, WebhookReceiver
 from observe.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_OUTCOMES
 from store import Change, Expect, NewNotification, Status
-from store.outbox import AttemptResult, DeliveryStore
+from store.outbox import AttemptResult, Delivery, DeliveryStore
 from store.webhooks import EndpointStore
 from tasks.runtime import Runtime
 from tasks.webhook_gauges import WebhookBacklogCollector
-from tasks.webhook_http import webhook_client
+from tasks.webhook_http import MAX_ANSWER, TIMEOUT, attempt, webhook_client
 from tasks.webhooks import deliver, hand_out_due, outcome_of
 from tests.conftest import embedded_settings
 from webhooks import check_url, verify_webhook
@@ -243,3 +245,71 @@ def test_the_default_waits_retry_within_10_s_and_for_more_than_24_hours() -> Non
     waits = Settings(_env_file=None).webhook_retry_waits  # type: ignore[call-arg]
     assert waits[0] <= 10 and sum(waits) >= 24 * 3600
     assert list(waits) == sorted(waits)  # growing
+
+
+class RawServer:
+    """A TCP server that answers every connection with ``answer`` (bytes, then a body of
+    ``body_bytes`` written in 64 KB pieces) and counts what it managed to write."""
+
+    def __init__(self, answer: bytes | None, body_bytes: int = 0) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.written = 0
+        self.done = threading.Event()
+        self.answer, self.body_bytes = answer, body_bytes
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            if self.answer is None:  # never answer
+                self.done.wait(30)
+                return
+            try:
+                conn.sendall(self.answer)
+                piece = b"x" * 65536
+                while self.written < self.body_bytes:
+                    conn.sendall(piece)
+                    self.written += len(piece)
+            except OSError:
+                pass
+        self.done.set()
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.close()
+
+
+def delivery_to(port: int) -> Delivery:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    return Delivery(1, 1, "msg_raw", b"{}", 0, f"http://127.0.0.1:{port}/h", (secret,))
+
+
+def test_at_most_64_kb_of_an_answer_is_read() -> None:
+    """A receiver answering 200 with a 64 MB body: the attempt stops reading at 64 KB and
+    closes, so the receiver cannot write it all (what the sockets buffer aside)."""
+    body = 64 * 1024 * 1024
+    head = f"HTTP/1.1 200 OK\r\ncontent-length: {body}\r\n\r\n".encode()
+    server = RawServer(head, body)
+    try:
+        with webhook_client(allow_private=True) as client:
+            result = attempt(client, delivery_to(server.port))
+        assert result.ok and len(result.answer) == MAX_ANSWER == 64 * 1024
+        assert server.done.wait(10)
+        assert server.written < body // 4
+    finally:
+        server.close()
+
+
+def test_a_receiver_that_never_answers_is_a_timeout() -> None:
+    """The same client as every attempt's, its 10 s shortened here to half a second."""
+    server = RawServer(None)
+    try:
+        with webhook_client(allow_private=True, timeout=0.5) as client:
+            result = attempt(client, delivery_to(server.port))
+        assert result.status_code is None and result.answer.startswith("timeout")
+        assert 0.5 <= result.seconds < 5 and outcome_of(result) == "timeout"
+    finally:
+        server.close()
+    assert TIMEOUT == 10.0
