@@ -240,12 +240,16 @@ def start(directory: Path, redis_url: str, database_url: str) -> Run:
         **sandboxed(sandbox_url, api_url),
     }
     stack = Stack(directory, env)
-    with stack.together():
-        stack.sandbox(sandbox_port, "--latency-ms", PROVIDER_LATENCY_MS, "--receipt-delay", "1")
-        stack.api(api_port)
-        stack.worker(name="worker-a")
-        stack.worker(name="worker-b")
-        stack.beat()
+    try:
+        with stack.together():
+            stack.sandbox(sandbox_port, "--latency-ms", PROVIDER_LATENCY_MS, "--receipt-delay", "1")
+            stack.api(api_port)
+            stack.worker(name="worker-a")
+            stack.worker(name="worker-b")
+            stack.beat()
+    except BaseException:  # one not ready: stop the others, never leave them running
+        stack.stop()
+        raise
     return Run(stack, api_url, sandbox_url, redis_url, database_url)
 
 
