@@ -1,4 +1,4 @@
-"""Codes first (spec/interface.md "Priority"), end to end through real workers, Redis and
+"""Codes first (README "Codes first"), end to end through real workers, Redis and
 the sandbox. Behaviour, not timing: what the tests compare is the *order* of the calls
 at the sandbox and the history of each row, whatever the machine's speed.
 
