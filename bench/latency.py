@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import redis  # noqa: E402
+from sqlalchemy import bindparam, create_engine, text  # noqa: E402
 
 from bench.store import fresh_database, kind  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
@@ -79,6 +80,7 @@ class Run:
     api: str
     sandbox: str
     redis_url: str
+    database_url: str
     probes: list[Probe] = field(default_factory=list)
     serial: int = 0
 
@@ -153,6 +155,30 @@ def left_after(redis_url: str, priority: str, since: float) -> float:
     return percentile(waits, 0.99) if waits else math.nan
 
 
+def detoured(database_url: str, probes: list[Probe]) -> dict[str, int]:
+    """The probes that did not go on their first try, by what held them (a deferral's
+    or a retry's reason): a wait of seconds, not of a queue."""
+    numbers = [f"+86{p.number}" for p in probes]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT e.to_status, e.reason FROM events e JOIN notifications n"
+                    ' ON n.id = e.notification_id WHERE n."to" IN :numbers'
+                    " AND e.to_status NOT IN ('sending', 'sent', 'delivered')"
+                ).bindparams(bindparam("numbers", expanding=True)),
+                {"numbers": numbers},
+            ).all()
+    finally:
+        engine.dispose()
+    found: dict[str, int] = {}
+    for status, reason in rows:
+        key = f"{status}:{reason or ''}"[:80]
+        found[key] = found.get(key, 0) + 1
+    return found
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -214,13 +240,17 @@ def start(directory: Path, redis_url: str, database_url: str) -> Run:
         **sandboxed(sandbox_url, api_url),
     }
     stack = Stack(directory, env)
-    with stack.together():
-        stack.sandbox(sandbox_port, "--latency-ms", PROVIDER_LATENCY_MS, "--receipt-delay", "1")
-        stack.api(api_port)
-        stack.worker(name="worker-a")
-        stack.worker(name="worker-b")
-        stack.beat()
-    return Run(stack, api_url, sandbox_url, redis_url)
+    try:
+        with stack.together():
+            stack.sandbox(sandbox_port, "--latency-ms", PROVIDER_LATENCY_MS, "--receipt-delay", "1")
+            stack.api(api_port)
+            stack.worker(name="worker-a")
+            stack.worker(name="worker-b")
+            stack.beat()
+    except BaseException:  # one not ready: stop the others, never leave them running
+        stack.stop()
+        raise
+    return Run(stack, api_url, sandbox_url, redis_url, database_url)
 
 
 def create_campaign(run: Run, csv_path: Path) -> None:
@@ -263,6 +293,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
     run.wait_called(loaded)
     calls = run.calls("ihuyi")
     leaving = {p: left_after(run.redis_url, p, loaded_start) for p in ("urgent", "normal")}
+    detours = detoured(run.database_url, loaded)
     campaign_at = [c["at"] for c in calls if str(c["number"] or "")[-11:].startswith("139")]
     quiet = sum(campaign_rate(campaign_at, *window) for window in (before, after)) / 2
     return {
@@ -271,6 +302,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
         "quiet_rate": quiet,
         "loaded_rate": campaign_rate(campaign_at, loaded_start, loaded_end),
         "leaving": leaving,
+        "detours": detours,
         # the campaign must still have had rows to send until the last quiet half ended
         "outlasted": max(campaign_at) >= after[1] - 1.0,
     }
@@ -330,6 +362,10 @@ def main() -> None:
         + ("" if figures["outlasted"] else "  [the campaign ended before the last probe]")
     )
     print(
+        "loaded probes that did not go on their first try: "
+        + (", ".join(f"{k} ×{n}" for k, n in figures["detours"].items()) or "none")
+    )
+    print(
         "loaded, p99 enqueue → call leaving the worker (tasks/latency.py): "
         + ", ".join(f"{p} {ms:.0f} ms" for p, ms in figures["leaving"].items())
     )
@@ -345,6 +381,7 @@ def main() -> None:
         "normal_loaded_leaving_p99_ms": round(figures["leaving"]["normal"]),
         "bulk_sends_per_s": round(figures["quiet_rate"], 1),
         "bulk_sends_per_s_with_probes": round(figures["loaded_rate"], 1),
+        "detoured_probes": sum(figures["detours"].values()),
         "lost_probes": sum(t[p]["lost"] for t in (idle, loaded) for p in t),
         "campaign_outlasted_probes": figures["outlasted"],
         "rows": rows,

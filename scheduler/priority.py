@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
 
 class Priority(StrEnum):
@@ -35,7 +35,14 @@ ORDER = (Priority.URGENT, Priority.NORMAL, Priority.BULK)
 DEFAULT = Priority.NORMAL
 
 
-def any_bulk(rows: Iterable[Any]) -> bool:
-    """Whether a batch of rows (anything with a ``priority``) holds bulk work: a dispatch
-    message carries one class, so one bulk row makes the whole batch count as bulk."""
+class Classed(Protocol):
+    """A row, or anything else, that carries its class."""
+
+    @property
+    def priority(self) -> str: ...
+
+
+def any_bulk(rows: Iterable[Classed]) -> bool:
+    """Whether a batch of rows holds bulk work: a dispatch message carries one class, so
+    one bulk row makes the whole batch count as bulk."""
     return any(Priority(row.priority) is Priority.BULK for row in rows)

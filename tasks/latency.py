@@ -15,7 +15,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -31,11 +31,24 @@ SAMPLES = 1000
 WINDOW = 300.0
 
 
+class Called(Protocol):
+    """What a row being called tells: whom it goes through, its class, when it came."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def priority(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+
 def samples_key(priority: Priority) -> str:
     return f"nq:latency:{priority.value}"
 
 
-def record(rt: Runtime, rows: Sequence[Any], at: float) -> None:
+def record(rt: Runtime, rows: Sequence[Called], at: float) -> None:
     """``rows`` are being called at ``at`` (epoch seconds, the clock their
     ``created_at`` was stamped with)."""
     by_class: dict[Priority, list[str]] = defaultdict(list)

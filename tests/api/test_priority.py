@@ -1,4 +1,4 @@
-"""Priority classes at the doors (spec/interface.md "Priority"), in process over a real
+"""Priority classes at the doors (README "Codes first"), in process over a real
 store and a real Redis: ``priority`` on ``POST /v1/notifications`` and ``enqueue()`` is
 stored, shown and decides the broker queue; a bad value is a 422 naming the field with
 nothing stored; the same idempotency key with another class is another request (409);

@@ -63,7 +63,7 @@ def test_urgent_is_taken_before_normal_before_bulk_already_queued(redis_url: str
     )
 
 
-@pytest.mark.parametrize("seed", ["1", "2", "3"])
+@pytest.mark.parametrize("seed", ["1", "2"])
 def test_the_order_holds_in_any_process_whatever_its_hash_seed(redis_url: str, seed: str) -> None:
     """kombu builds its list from a set: the order must not come from string hashes."""
     script = (
