@@ -31,6 +31,7 @@ from store.schema import Base
 from tasks.runtime import Runtime
 from tests.services import (
     NOTIFYQ,
+    PostgresDatabase,
     PostgresServer,
     Proc,
     RedisServer,
@@ -155,18 +156,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     drop()
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, migrated, that the test may stop and start
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test process's own, that its tests may stop and start
     (skipped, saying why, where the server's binaries are missing)."""
     why = PostgresServer.unavailable()
     if why:
         pytest.skip(why)
     server = PostgresServer()
     server.start()
-    upgrade(server.url)
     yield server
     server.remove()
+
+
+@pytest.fixture
+def own_postgres(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh, migrated database on that server, which this test may stop and start."""
+    if not postgres_server.running():  # a test that failed while it was stopped
+        postgres_server.start()
+    name = f"nq_own_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    database = PostgresDatabase(postgres_server, name)
+    upgrade(database.url)
+    yield database
 
 
 @pytest.fixture
@@ -484,6 +499,7 @@ LONGEST_FIRST = (
     "tests/test_readme.py",
     "tests/test_providers_e2e.py",
     "tests/e2e/test_chaos.py",
+    "tests/e2e/test_store_outage.py",
     "tests/ops/test_sigterm.py",
     "tests/e2e/test_caps_concurrency.py",
     "tests/cli/test_first_hour.py",

@@ -19,6 +19,7 @@ from harness.supervise import NOTIFYQ, Proc, RedisServer, Stack, free_port, wait
 
 __all__ = [
     "NOTIFYQ",
+    "PostgresDatabase",
     "PostgresServer",
     "Proc",
     "RedisServer",
@@ -204,7 +205,17 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_of("postgres")
+
+    def url_of(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def running(self) -> bool:
+        try:
+            self._run("pg_ctl", "status", "-D", str(self.data))
+        except subprocess.CalledProcessError:  # 3: no server running
+            return False
+        return True
 
     def _run(self, *args: str, timeout: float = 120) -> None:
         assert self.bin is not None
@@ -244,6 +255,26 @@ class PostgresServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PostgresDatabase:
+    """A database of a test's own on a :class:`PostgresServer` it shares with others in
+    its process: a fresh database is a fraction of a second, a fresh cluster seconds.
+    The test may stop and start the server; the next test finds it started."""
+
+    def __init__(self, server: PostgresServer, name: str) -> None:
+        self.server = server
+        self.name = name
+
+    @property
+    def url(self) -> str:
+        return self.server.url_of(self.name)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server.start()
 
 
 def _user_exists(name: str) -> bool:

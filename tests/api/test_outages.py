@@ -29,7 +29,7 @@ from tasks import reports
 from tasks.journal import CallbackJournal
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
-from tests.services import NOTIFYQ, PostgresServer, RedisServer, free_port, wait_until
+from tests.services import NOTIFYQ, PostgresDatabase, RedisServer, free_port, wait_until
 
 AUTH = {"Authorization": "Bearer api-key-one-71f2"}
 SEND = {"provider": "ihuyi", "to": "13800138000", "content": "您的订单已发货"}
@@ -58,7 +58,7 @@ def records(caplog: pytest.LogCaptureFixture, level: int, start: str) -> list[st
 
 
 def test_store_away_is_503_naming_it_then_202_once_back_with_one_warning_and_one_info(
-    own_postgres: PostgresServer, redis_url: str, caplog: pytest.LogCaptureFixture
+    own_postgres: PostgresDatabase, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     runtime = Runtime.build(embedded_settings(own_postgres.url, redis_url))
@@ -159,7 +159,7 @@ def receipts(runtime: Runtime) -> int:
 
 
 def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_refused_without_redis(
-    own_postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    own_postgres: PostgresDatabase, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     own = RedisServer(tmp_path / "redis", appendfsync="always")  # the journal's AOF
@@ -198,7 +198,7 @@ def test_callbacks_while_the_store_is_away_are_journalled_then_applied_once_and_
 
 
 def test_a_report_page_pulled_as_the_store_goes_is_kept_in_redis_and_journalled_once_back(
-    own_postgres: PostgresServer, redis_url: str
+    own_postgres: PostgresDatabase, redis_url: str
 ) -> None:
     runtime = Runtime.build(embedded_settings(own_postgres.url, redis_url))
     journal = CallbackJournal(runtime.redis)
