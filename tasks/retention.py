@@ -20,7 +20,7 @@ from worker.beat import PRUNE_INTERVAL
 log = logging.getLogger(__name__)
 
 
-@celery.task(name="notifyq.prune")
+@celery.task(name="notifyq.prune", send_events=False)
 def prune_task() -> dict[str, object]:
     rt = get_runtime()
     lock = rt.redis.lock("nq:lock:prune", timeout=PRUNE_INTERVAL * 2, blocking=False)

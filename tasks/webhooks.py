@@ -58,7 +58,7 @@ def client_for(runtime: Runtime) -> httpx.Client:
         return _clients[allow]
 
 
-@celery.task(name="notifyq.webhooks_due")
+@celery.task(name="notifyq.webhooks_due", send_events=False)
 def webhooks_due() -> int:
     return hand_out_due(get_runtime())
 
