@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from providers.numbers import mask
-from store.bulk import insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import Database
 from store.schema import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from store.status import Status
@@ -69,22 +69,38 @@ def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
 
-#: the changed rows' owners' endpoints: built once, so each status change (this runs in
-#: every one that reports) neither builds the statement nor computes its cache key again
-_TARGETS = (
-    select(
-        N.c.id,
-        N.c.provider,
-        N.c.reason,
-        N.c.to,
-        N.c.idempotency_key,
-        N.c.campaign_id,
-        W.c.id.label("endpoint_id"),
-        W.c.events,
-    )
-    .join(W, W.c.owner == N.c.owner)
-    .where(N.c.id.in_(bindparam("ids", expanding=True)), W.c.disabled_at.is_(None))
+_TARGET_COLUMNS = (
+    N.c.id,
+    N.c.provider,
+    N.c.reason,
+    N.c.to,
+    N.c.idempotency_key,
+    N.c.campaign_id,
+    W.c.id.label("endpoint_id"),
+    W.c.events,
 )
+_ENABLED = (W.c.owner == N.c.owner) & W.c.disabled_at.is_(None)
+#: the changed rows' owners' endpoints, for the few rows of a dispatch's change: built
+#: once, so each status change (this runs in every one that reports) neither builds the
+#: statement nor computes its cache key again
+_TARGETS = (
+    select(*_TARGET_COLUMNS).join(W, _ENABLED).where(N.c.id.in_(bindparam("ids", expanding=True)))
+)
+#: rows a statement of :data:`_TARGETS` takes; more (a report page's) go as the bulk
+#: writes do (``store.bulk.among``), a chunk of :data:`IN_LIST_LIMIT` at a time
+FEW = 64
+
+
+def _targets(conn: Connection, ids: Sequence[int]) -> list[Any]:
+    if len(ids) <= FEW:
+        return list(conn.execute(_TARGETS, {"ids": list(ids)}))
+    found: list[Any] = []
+    for start in range(0, len(ids), IN_LIST_LIMIT):
+        chunk = ids[start : start + IN_LIST_LIMIT]
+        found += conn.execute(
+            select(*_TARGET_COLUMNS).join(W, _ENABLED).where(among(conn, N.c.id, chunk))
+        )
+    return found
 
 
 def record_notification_events(
@@ -99,8 +115,7 @@ def record_notification_events(
     }
     if not reported:
         return 0
-    ids = sorted({notification_id for notification_id, _ in reported})
-    targets = conn.execute(_TARGETS, {"ids": ids}).all()
+    targets = _targets(conn, sorted({notification_id for notification_id, _ in reported}))
     if not targets:
         return 0
     rows: list[tuple[Any, ...]] = []
