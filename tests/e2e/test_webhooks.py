@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from harness.receiver import Received, WebhookReceiver
+from store.deliveries import DeliveryStore
 from store.keys import KeyStore, Scope
-from store.outbox import DeliveryStore
 from tasks.publish import publish_dispatch
 from tests.conftest import System
 from tests.services import wait_until

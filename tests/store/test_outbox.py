@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from store import Change, Database, Expect, NewNotification, NotificationStore, Status
 from store.campaigns import CampaignStore
+from store.deliveries import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.migrate import ensure_schema
-from store.outbox import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.schema import WebhookDelivery
 from store.verifications import NewVerification, VerificationStore
 from store.webhooks import BadEndpoint, EndpointStore

@@ -19,7 +19,7 @@ from config.settings import Settings
 from harness.receiver import Received, WebhookReceiver
 from observe.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_OUTCOMES
 from store import Change, Expect, NewNotification, Status
-from store.outbox import AttemptResult, Delivery, DeliveryStore
+from store.deliveries import AttemptResult, Delivery, DeliveryStore
 from store.webhooks import EndpointStore
 from tasks.runtime import Runtime
 from tasks.webhook_gauges import WebhookBacklogCollector
