@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field
 from api.auth import Reader, Sender, require_api_key
 from api.schemas import StorableModel
 from config.settings import Settings
-from store.outbox import DeliveryStatus, DeliveryStore
+from store.deliveries import DeliveryStatus, DeliveryStore
 from store.webhooks import BadEndpoint, Endpoint, EndpointStore
 from tasks.runtime import Runtime
 from webhooks import UnsafeUrl, check_url

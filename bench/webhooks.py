@@ -18,7 +18,11 @@ each, in the same order:
   writing the events costs dispatch, apart from what delivering them does.
 
 Dispatch sends/s is N over the time from the first enqueue to the last ``sent``. Each
-phase starts once the previous one's events are all delivered. Then, on its own:
+phase starts once the previous one's events are all delivered. On a machine others
+share, sends/s swings with their load; the workers' CPU a notification (user and system
+time of the worker processes, from the first enqueue until the phase's last ``sent`` and
+its last event delivered, less what idle workers burn in that time) does not, and its ratio is what dispatch keeps
+when the workers are what limits it. Then, on its own:
 
 - ``drain``: N events made with the pump held back, then released at once: events
   delivered/s is N over the time from the release to the last delivered.
@@ -36,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -165,20 +170,56 @@ def send(runtime: Runtime, n: int, offset: int) -> float:
     return last - started
 
 
+def workers_cpu(stack: Stack) -> float:
+    """CPU seconds (user and system) the worker processes and their children used so far."""
+    groups = {p.process.pid for p in stack.procs if p.name.startswith("worker")}
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # its process group: a worker's
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+#: the workers' CPU seconds a second when they have nothing to do (Celery's own upkeep),
+#: taken from each phase's figure so a longer phase is not billed for waiting
+IDLE = [0.0]
+
+
+def idle_rate(stack: Stack, seconds: float = 5.0) -> float:
+    cpu = workers_cpu(stack)
+    time.sleep(seconds)
+    return (workers_cpu(stack) - cpu) / seconds
+
+
 def phase(
-    runtime: Runtime, pump: Pump, name: str, n: int, offset: int, receiver: LeanReceiver
-) -> float:
-    """A dispatch turn: its seconds; its events (if any) all delivered before it returns."""
+    runtime: Runtime,
+    stack: Stack,
+    pump: Pump,
+    name: str,
+    n: int,
+    offset: int,
+    receiver: LeanReceiver,
+) -> tuple[float, float]:
+    """A dispatch turn: its seconds, and the workers' CPU seconds for it; its events (if
+    any) all delivered before it returns."""
+    cpu, started = workers_cpu(stack), time.time()
     if name == "none":
-        return send(runtime, n, offset)
+        seconds = send(runtime, n, offset)
+        return seconds, workers_cpu(stack) - cpu - IDLE[0] * (time.time() - started)
     endpoint_id = EndpointStore(runtime.db).create(OWNER, receiver.url)[0].id
     if name == "held":
         pump.on.clear()
     seconds = send(runtime, n, offset)
     pump.release()
-    wait_until(lambda: events_done(runtime, endpoint_id, n), 900, 0.5, "the events delivered")
+    wait_until(lambda: events_done(runtime, endpoint_id, n), 900, 0.2, "the events delivered")
+    used = workers_cpu(stack) - cpu - IDLE[0] * (time.time() - started)
     EndpointStore(runtime.db).delete(endpoint_id, None)
-    return seconds
+    return seconds, used
 
 
 def drain(runtime: Runtime, pump: Pump, n: int, offset: int, receiver: LeanReceiver) -> float:
@@ -242,12 +283,13 @@ def main() -> None:
                 runtime = Runtime.build(Settings(_env_file=None, **values))  # type: ignore[call-arg]
                 pump = Pump(runtime)
                 pump.on.set()
-                turns: dict[str, list[float]] = {"none": [], "one": [], "held": []}
+                IDLE[0] = idle_rate(stack)
+                turns: dict[str, list[tuple[float, float]]] = {"none": [], "one": [], "held": []}
                 offset = 0
                 try:
                     for _ in range(rounds):
                         for name, times in turns.items():
-                            times.append(phase(runtime, pump, name, n, offset, receiver))
+                            times.append(phase(runtime, stack, pump, name, n, offset, receiver))
                             offset += n
                     events = drain(runtime, pump, n, offset, receiver)
                 finally:
@@ -260,20 +302,28 @@ def main() -> None:
 
     def rate(name: str) -> float:
         """Over every turn of the phase: all it sent over all the time it took."""
-        return n * len(turns[name]) / sum(turns[name])
+        return n * len(turns[name]) / sum(seconds for seconds, _ in turns[name])
+
+    def cpu_ms(name: str) -> float:
+        """The workers' CPU milliseconds a notification, over every turn of the phase."""
+        return 1000 * sum(cpu for _, cpu in turns[name]) / (n * len(turns[name]))
 
     none, one, held = rate("none"), rate("one"), rate("held")
     print(f"store {kind(args.database_url)}, {n} notifications a phase, {rounds} rounds")
-    print(f"{'phase':<28}{'sends/s':>10}   each turn")
+    print(f"workers idle: {IDLE[0] * 1000:.0f} ms of CPU a second (taken off each phase)")
+    print(f"{'phase':<28}{'sends/s':>10}{'CPU ms/sent':>13}   sends/s each turn")
     labels = {
         "none": "no endpoint",
         "one": "one endpoint registered",
         "held": "one, delivered after",
     }
     for name, label in labels.items():
-        each = ", ".join(f"{n / t:.0f}" for t in turns[name])
-        print(f"{label:<28}{rate(name):>10.0f}   {each}")
-    print(f"one vs none: {one / none:.2f}; events delivered/s to the receiver: {events:.0f}")
+        each = ", ".join(f"{n / seconds:.0f}" for seconds, _ in turns[name])
+        print(f"{label:<28}{rate(name):>10.0f}{cpu_ms(name):>13.2f}   {each}")
+    print(
+        f"one vs none: {one / none:.2f} in sends/s, {cpu_ms('none') / cpu_ms('one'):.2f} in "
+        f"workers' CPU a notification; events delivered/s to the receiver: {events:.0f}"
+    )
     print(
         json.dumps(
             {
@@ -283,6 +333,10 @@ def main() -> None:
                 "sends_per_s_none": round(none, 1),
                 "sends_per_s_one": round(one, 1),
                 "one_vs_none": round(one / none, 3),
+                "workers_idle_cpu_per_s": round(IDLE[0], 4),
+                "cpu_ms_none": round(cpu_ms("none"), 3),
+                "cpu_ms_one": round(cpu_ms("one"), 3),
+                "cpu_none_vs_one": round(cpu_ms("none") / cpu_ms("one"), 3),
                 "sends_per_s_held": round(held, 1),
                 "held_vs_none": round(held / none, 3),
                 "events_per_s": round(events, 1),

@@ -70,7 +70,7 @@ def deliveries(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """The events sent to WEBHOOK_ID, newest first, with each attempt's answer."""
-    from store.outbox import DeliveryStatus, DeliveryStore
+    from store.deliveries import DeliveryStatus, DeliveryStore
     from store.webhooks import EndpointStore
 
     config = settings()
@@ -101,7 +101,7 @@ def retry(
 ) -> None:
     """Send a delivery again under its same webhook-id, its retries starting over (a
     disabled endpoint is enabled again)."""
-    from store.outbox import DeliveryStore
+    from store.deliveries import DeliveryStore
 
     config = settings()
     with exits():

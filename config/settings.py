@@ -282,7 +282,7 @@ class Settings(BaseSettings):
     #: Flower's ``user:password`` (comma-separated for several); without it (or Flower's
     #: own FLOWER_AUTH OAuth settings) ``notifyq flower`` listens on loopback only
     flower_basic_auth: SecretStr | None = None
-    # -- status webhooks (store/outbox.py, tasks/webhooks.py)
+    # -- status webhooks (store/outbox.py, store/deliveries.py, tasks/webhooks.py)
     #: let webhook URLs reach private, loopback and link-local addresses (a receiver on
     #: the same host or network: tests, a private deployment); never the default
     webhook_allow_private: bool = False

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from store.outbox import DeliveryStore
+from store.deliveries import DeliveryStore
 from tasks.runtime import Runtime
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from store.outbox import AttemptResult, Delivery
+from store.deliveries import AttemptResult, Delivery
 from webhooks import UnsafeUrl, guarded_address, signature_header
 from webhooks.addresses import Resolver, system_resolver
 

@@ -7,7 +7,7 @@ and tasks send them, an endpoint's at a time.
 - ``notifyq.deliver_webhooks`` (queue ``notifyq.webhooks``, so a slow receiver holds up
   only other webhooks, never a send): up to 50 deliveries of one endpoint a task,
   attempted one after another (tasks/webhook_http.py), their outcomes and next waits
-  recorded in one transaction (store/outbox.py).
+  recorded in one transaction (store/deliveries.py).
 
 Nothing is lost between them: a message lost with its broker, or a task that died with
 its worker (SIGKILL mid-POST), leaves its delivery pending, and once the lease is over
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import httpx
 
 from observe.metrics import WEBHOOK_ATTEMPTS
-from store.outbox import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
+from store.deliveries import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from tasks.runtime import Runtime, get_runtime
 from tasks.webhook_http import attempt, webhook_client
 from worker.app import celery

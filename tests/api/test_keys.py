@@ -26,8 +26,8 @@ from sqlalchemy import select
 from api.app import create_app
 from api.keyring import announce
 from store import Change, Expect, Status
+from store.deliveries import DeliveryStore
 from store.keys import KeyStore, Scope
-from store.outbox import DeliveryStore
 from store.schema import Event, Notification, Verification
 from store.webhooks import EndpointStore
 from tasks.campaigns import campaigns

@@ -49,26 +49,24 @@ def test_the_secret_is_in_the_answer_that_makes_it_and_never_again(client: TestC
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != body["secret"]
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"url": "http://127.0.0.1:8000/hook"}, "url"),
-        ({"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
-        ({"url": "http://10.0.0.7/hook"}, "url"),
-        ({"url": "not a url"}, "url"),
-        ({"url": PUBLIC, "events": ["notification.lost"]}, "events"),
-        ({"url": PUBLIC, "events": []}, "events"),
-        ({"url": PUBLIC, "colour": "red"}, "colour"),
-        ({"url": PUBLIC + "/\x00"}, "url"),
-        ({}, "url"),
-    ],
-)
-def test_bad_input_is_422_naming_the_field_and_nothing_is_stored(
-    client: TestClient, body: dict, field: str
-) -> None:
-    answer = client.post("/v1/webhooks", json=body, headers=AUTH)
-    assert answer.status_code == 422, answer.text
-    assert [e["field"] for e in answer.json()["errors"]] == [field]
+BAD = [
+    ({"url": "http://127.0.0.1:8000/hook"}, "url"),
+    ({"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
+    ({"url": "http://10.0.0.7/hook"}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"url": PUBLIC, "events": ["notification.lost"]}, "events"),
+    ({"url": PUBLIC, "events": []}, "events"),
+    ({"url": PUBLIC, "colour": "red"}, "colour"),
+    ({"url": PUBLIC + "/\x00"}, "url"),
+    ({}, "url"),
+]
+
+
+def test_bad_input_is_422_naming_the_field_and_nothing_is_stored(client: TestClient) -> None:
+    for body, field in BAD:
+        answer = client.post("/v1/webhooks", json=body, headers=AUTH)
+        assert answer.status_code == 422, (body, answer.text)
+        assert [e["field"] for e in answer.json()["errors"]] == [field], body
     assert client.get("/v1/webhooks", headers=AUTH).json() == {"webhooks": []}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from store import Change, Expect, NewNotification, Status
-from store.outbox import AttemptResult, DeliveryStore
+from store.deliveries import AttemptResult, DeliveryStore
 from store.webhooks import EndpointStore
 from tests.conftest import System
 

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from harness.receiver import Received, WebhookReceiver
+from store.deliveries import DeliveryStore
 from store.keys import KeyStore, Scope
-from store.outbox import DeliveryStore
 from tasks.publish import publish_dispatch
 from tests.conftest import System
 from tests.services import wait_until
@@ -43,10 +43,11 @@ EVENTS = ("notification.sent", "notification.delivered")
 
 
 class FailFirst:
-    """Fails the first attempt of every webhook-id, answers the rest 200, each slowly
-    enough that a worker killed mid-run has POSTs in flight."""
+    """Fails the first attempt of every webhook-id, answers the rest 200, each after
+    ``delay`` seconds (long until the kill, so a POST is surely in flight when it
+    comes, however busy the machine)."""
 
-    def __init__(self, delay: float = 0.5) -> None:
+    def __init__(self, delay: float = 2.0) -> None:
         self.seen: set[str] = set()
         self.lock = threading.Lock()
         self.delay = delay
@@ -136,6 +137,7 @@ def test_every_event_arrives_signed_under_one_id_through_failures_a_kill_and_dup
         what="POSTs in flight",
     )
     victim.kill(signal.SIGKILL)
+    shop_receiver.answer.delay = 0.1  # type: ignore[attr-defined]
     with system.stack.together():
         system.stack.worker("--concurrency", "8", name="victim")
         system.stack.worker("--concurrency", "8", name="steady")

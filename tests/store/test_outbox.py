@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from store import Change, Database, Expect, NewNotification, NotificationStore, Status
 from store.campaigns import CampaignStore
+from store.deliveries import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.migrate import ensure_schema
-from store.outbox import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from store.schema import WebhookDelivery
 from store.verifications import NewVerification, VerificationStore
 from store.webhooks import BadEndpoint, EndpointStore
@@ -97,10 +97,11 @@ def bodies_in(conn) -> list[str]:  # type: ignore[no-untyped-def]
     return list(conn.execute(select(WebhookDelivery.__table__.c.body)).scalars())
 
 
-def test_receipts_moved_alike_make_delivered_events(db: Database) -> None:
+@pytest.mark.parametrize("count", [3, 70])  # a few rows, and more than one statement takes
+def test_receipts_moved_alike_make_delivered_events(db: Database, count: int) -> None:
     store = NotificationStore(db)
     EndpointStore(db).create("shop", "https://a.example/hook")
-    ids = [enqueue(store, "shop") for _ in range(3)]
+    ids = [enqueue(store, "shop") for _ in range(count)]
     for notification_id in ids:
         send(store, notification_id)
     with db.write() as conn:

@@ -19,7 +19,7 @@ from config.settings import Settings
 from harness.receiver import Received, WebhookReceiver
 from observe.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_OUTCOMES
 from store import Change, Expect, NewNotification, Status
-from store.outbox import AttemptResult, Delivery, DeliveryStore
+from store.deliveries import AttemptResult, Delivery, DeliveryStore
 from store.webhooks import EndpointStore
 from tasks.runtime import Runtime
 from tasks.webhook_gauges import WebhookBacklogCollector
@@ -96,9 +96,10 @@ def test_a_failed_attempt_is_due_again_within_10_s_under_the_same_webhook_id(
     sent_notification(rt)
     delivery = only_delivery(rt, endpoint.id)
     assert deliver(rt, [delivery["id"]]) == ["pending"]
-    retry_at = only_delivery(rt, endpoint.id)["next_attempt_at"]
-    first = receiver.snapshot()[0]
-    assert 0 < retry_at - first.at <= 10
+    failed = only_delivery(rt, endpoint.id)
+    retry_at = failed["next_attempt_at"]
+    first_wait = rt.settings.webhook_retry_waits[0]
+    assert retry_at == failed["attempts"][0]["at"] + first_wait and first_wait <= 10
     assert hand_out_due(rt, now=retry_at - 0.5) == 0
     assert hand_out_due(rt, now=retry_at) == 1
     message = json.loads(redis.Redis.from_url(rt.settings.redis_url).lpop(WEBHOOK_QUEUE))
@@ -309,7 +310,7 @@ def test_a_receiver_that_never_answers_is_a_timeout() -> None:
         with webhook_client(allow_private=True, timeout=0.5) as client:
             result = attempt(client, delivery_to(server.port))
         assert result.status_code is None and result.answer.startswith("timeout")
-        assert 0.5 <= result.seconds < 5 and outcome_of(result) == "timeout"
+        assert 0.5 <= result.seconds < 9 and outcome_of(result) == "timeout"
     finally:
         server.close()
     assert TIMEOUT == 10.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from store.outbox import Delivery
+from store.deliveries import Delivery
 from tasks.webhook_http import signed_headers
 from webhooks import new_secret
 
