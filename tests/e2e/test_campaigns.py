@@ -106,15 +106,6 @@ def stopped(system: System, campaign_id: int) -> int:
     return placed(system)
 
 
-def beat_passes(system: System, *tasks: str) -> None:
-    """Two runs of each of ``tasks`` (fan-out, pump, sweep) that began after this call:
-    whatever they would send, they have sent — the event to wait on before saying that
-    nothing more went out."""
-    mark = system.log_mark()
-    for task in tasks:
-        system.wait_runs(task, 2, timeout=60, mark=mark)
-
-
 def fan_out_now(system: System) -> dict[str, int]:
     """One campaign fan-out (what beat runs), on the system's clock, under beat's lock.
 
@@ -185,7 +176,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     assert system.cli("campaign", "pause", str(campaign_id)).returncode == 0
     paused_at = stopped(system, campaign_id)
     assert view(system, campaign_id)["status"] == "paused"
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == paused_at, "a paused campaign places no call"
 
     assert system.cli("campaign", "resume", str(campaign_id)).returncode == 0
@@ -195,7 +186,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     # (the command itself is tested on a scheduled campaign, in the start-time test)
     cancel(system.runtime, campaign_id)
     after_cancel = stopped(system, campaign_id)
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == after_cancel, "nothing stray goes out after cancel"
 
     def settled() -> dict | None:
@@ -247,7 +238,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     assert "20 notifications cancelled" in cancelled.stdout
     assert view(system, other)["status"] == "cancelled"
 
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == 0 and view(system, campaign_id)["status"] == "scheduled"
     # just before the start (the clock runs on meanwhile, far less than a minute)
     system.advance_to(start - 60)
@@ -337,5 +328,5 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
     assert seen["status"] == "cancelled"
     assert set(seen["counts"]) == {"cancelled"} and seen["counts"]["cancelled"] >= CHUNK
     # fan-out, pump and sweep passes after the failed import: nothing reaches a provider
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due", "notifyq.sweep")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due", "notifyq.sweep")
     assert placed(system) == 0

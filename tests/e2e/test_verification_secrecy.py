@@ -85,15 +85,8 @@ def test_no_code_in_any_log_task_argument_answer_flower_redis_or_the_ledger(
     port = free_port()
     with system.stack.together():
         system.start(workers=1, concurrency=4, beat=True)
-        system.stack.start(
-            "flower",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            url=f"http://127.0.0.1:{port}/healthcheck",
-            timeout=60,
-            extra_env={"FLOWER_UNAUTHENTICATED_API": "true"},  # the test's own, on loopback
-        )
+        # the API unauthenticated: the test's own Flower, on loopback
+        system.stack.flower(port, extra_env={"FLOWER_UNAUTHENTICATED_API": "true"})
     seen: list[str] = []  # every answer a client got
 
     def call(method: str, path: str, **kwargs: Any) -> httpx.Response:

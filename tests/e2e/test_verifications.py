@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from store import Status
-from store.migrate import upgrade
 from tasks.enqueue import enqueue
-from tests.conftest import BACKENDS, TEST_CREDENTIALS, System, make_url_db, postgres_database
+from tests.conftest import TEST_CREDENTIALS, System, system_per_backend
 from tests.services import wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,37 +27,13 @@ AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',
 SECRET = "verify-secret-e2e-81c3"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def system(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_base: str
-) -> Iterator[System]:
-    directory: Path = tmp_path_factory.mktemp("verifications")
-    redis_url = make_url_db(redis_base, 14)
-    redis.Redis.from_url(redis_url).flushdb()
-    drop = None
-    if request.param == "postgres":
-        database_url, drop = postgres_database()
-
-        upgrade(database_url)
-    else:
-        database_url = f"sqlite:///{directory / 'notifyq.db'}"
-    system = System(
-        directory,
-        redis_url,
-        database_url,
-        verify_secret=SECRET,
-        clock_control="true",
-        sweep_interval="1",
-    )
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
-    yield system
-    system.close()
-    if drop:
-        drop()
+system = system_per_backend(
+    "verifications",
+    14,
+    verify_secret=SECRET,
+    clock_control="true",
+    sweep_interval="1",
+)
 
 
 @pytest.fixture(autouse=True)
