@@ -40,8 +40,8 @@ from redis.exceptions import RedisError
 
 from providers.base import InvalidRequest
 from store import Enqueued, NewNotification, NotificationStore, Status
+from store.group_commit import Groups
 from store.schema import DEFAULT_OWNER
-from tasks.grouping import Groups
 from tasks.publish import Then, gather_dispatch, publish_dispatch
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime

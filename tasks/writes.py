@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from store import Change, Database
+from store.group_commit import Groups
 from store.notifications import Applied
-from tasks.grouping import Groups
 
 if TYPE_CHECKING:
     from tasks.runtime import Runtime
