@@ -1,4 +1,4 @@
-"""The one place an outcome becomes an action (DESIGN.md, step 4).
+"""The one place an outcome becomes an action (docs/codes.md: each code's outcome).
 
 ================  =====================================================================
 outcome           action

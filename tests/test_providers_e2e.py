@@ -289,7 +289,7 @@ def test_the_jumdata_callback_stores_once_and_refuses_what_is_not_one(make_syste
     assert system.runtime.receipts.pending() == 2
 
 
-# -- ISSUE 12, point 2: the report pull reads "000" and stops only at an empty page ----------
+# -- the report pull reads "000" and stops only at an empty page -----------------------------------
 
 
 def test_reports_are_pulled_until_a_page_comes_back_empty_whatever_its_size(make_system) -> None:

@@ -1,4 +1,4 @@
-"""Campaigns end to end (issue 7): a 10,000-recipient CSV through real workers and the
+"""Campaigns end to end: a 10,000-recipient CSV through real workers and the
 sandbox, with back-pressure, pause, resume and cancel — and nothing stray after cancel."""
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     system.advance_to(start)
     assert fan_out_now(system)["started"] == 1
     # completed once every row is sent; then the receipts (0.2 s on) — the event to wait
-    # on before reading the final counts, which the command's own start-up used to hide
+    # on before reading the final counts (the command's own start-up is no such wait)
     seen = wait_until(
         lambda: (
             (v := view(system, campaign_id))["status"] == "completed"

@@ -1,4 +1,4 @@
-"""Outcome → action (DESIGN.md step 4) against the sandbox, with real workers and beat:
+"""Outcome → action (docs/codes.md) against the sandbox, with real workers and beat:
 transient → retried with backoff (Celery RETRY) then sent or failed; permanent →
 failed; the provider's cap → deferred and our cap state learns; account → the circuit
 opens for everyone and a probe closes it; ambiguous → unknown, never called twice.

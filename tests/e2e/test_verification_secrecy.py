@@ -1,5 +1,5 @@
 """A verification code is never in a log, a response, a task's arguments, Flower, Redis
-or the ledger (issue 17, point 2): it appears only inside the provider's request.
+or the ledger: it appears only inside the provider's request.
 
 One run with every part of the system — API, worker, beat, Flower, the CLI — at DEBUG:
 an SMS code with a voice resend (the voice call placed after the resend delay, the code

@@ -1,4 +1,4 @@
-"""Verification codes and suppressions end to end (issue 17): the HTTP API, real workers,
+"""Verification codes and suppressions end to end: the HTTP API, real workers,
 beat and Redis, the provider sandbox over real HTTP.
 
 create → the code arrives at the sandbox → check approves (SMS, and voice via ihuyi);

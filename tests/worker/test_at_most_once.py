@@ -1,4 +1,4 @@
-"""Issue 11 in the store, on SQLite and (when configured) PostgreSQL: a cron run made once
+"""At most once in the store, on SQLite and (when configured) PostgreSQL: a cron run made once
 however many fan-outs race for it; a ``sent`` row with no receipt ends, saying why; a
 receipt that comes for an ``unknown`` row repairs it, and the event says so."""
 
