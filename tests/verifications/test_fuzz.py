@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +21,7 @@ from api.app import create_app
 from scheduler.deferred import KEY as DEFERRED_KEY
 from store.schema import Base
 from tasks.runtime import Runtime
-from tests.verifications.test_api import AUTH, settings_for
+from tests.verifications.test_api import AUTH, verifying
 from worker.queues import DISPATCH_QUEUE
 
 with warnings.catch_warnings():
@@ -98,14 +98,11 @@ queries = st.dictionaries(
 
 
 @pytest.fixture
-def client(database_url: str, redis_url: str) -> Iterator[tuple[TestClient, Runtime]]:
-    runtime = Runtime.build(settings_for(database_url, redis_url))
+def client(make_runtime: Callable[..., Runtime]) -> Iterator[tuple[TestClient, Runtime]]:
+    runtime = make_runtime(**verifying())
     test_client = TestClient(create_app(runtime.settings, runtime))
-    try:
-        yield test_client, runtime
-    finally:
-        test_client.close()
-        runtime.close()
+    yield test_client, runtime
+    test_client.close()
 
 
 def footprint(runtime: Runtime) -> dict[str, int]:
