@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.commands.core import Script
@@ -141,7 +141,7 @@ class CapLimiter:
         replies = self._pipeline(script, calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            script.sha = self.client.script_load(script.script)
+            script.sha = cast(str, self.client.script_load(script.script))
             again = self._pipeline(script, [calls[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -155,7 +155,7 @@ class CapLimiter:
         for key, *args in calls:
             # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
             # named method but routes a raw EVALSHA to its key's node (one key a call)
-            pipe.execute_command("EVALSHA", script.sha, 1, key, *args)
+            pipe.execute_command("EVALSHA", script.sha, 1, key, *args)  # type: ignore[no-untyped-call]
         return pipe.execute(raise_on_error=False)
 
     def refund_many(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[bool]:
@@ -181,11 +181,11 @@ class CapLimiter:
     def state(self, provider: str, number: str, caps: Sequence[Cap]) -> CapState:
         """What the caps hold for one number now, decoded from its key (read only): for
         an operator asking why a number waits (``notifyq caps show``)."""
-        raw = self.client.get(cap_key(provider, number))
+        raw = cast(bytes | None, self.client.get(cap_key(provider, number)))
         if self.clock is not None:
             now = self.clock.now()
         else:
-            seconds, micros = self.client.time()
+            seconds, micros = cast(tuple[int, int], self.client.time())
             now = seconds + micros / 1_000_000
         blocked_ms, attempts_ms = decode_log(raw)
         now_ms = now * 1000

@@ -26,7 +26,7 @@ import enum
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Connection, Enum, Table, any_, bindparam
@@ -38,7 +38,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 IN_LIST_LIMIT = 5000 if sqlite3.sqlite_version_info >= (3, 32) else 900
 
 
-def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+def among(
+    conn: Connection, column: ColumnElement[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
     """``column IN (values)``; on PostgreSQL ``column = ANY(:values)``, the list bound
     as one array. A thousand-value ``IN`` list is a thousand placeholders that
     SQLAlchemy expands and psycopg re-parses on every call (its statement cache skips
@@ -130,7 +132,7 @@ def _copy(
     plain = not (json_at or enum_at) and isinstance(rows[0], tuple)
     cursor = conn.connection.cursor()  # the DB-API connection SQLAlchemy's transaction is on
     try:
-        with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        with cursor.copy(sql) as copy:
             write = copy.write_row
             if plain:
                 for row in rows:

@@ -20,12 +20,12 @@ from sqlalchemy import func, insert, literal, select, update
 from store.bulk import Serialized, insert_rows, json_strings
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
-from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification
+from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification, table_of
 from store.status import WAITING, Status
 
-C = Campaign.__table__
-R = CampaignRecipient.__table__
-N = Notification.__table__
+C = table_of(Campaign)
+R = table_of(CampaignRecipient)
+N = table_of(Notification)
 
 #: campaign statuses
 IMPORTING, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED = (
@@ -277,7 +277,7 @@ class CampaignStore:
         if before is not None:
             query = query.where(C.c.id < before)
         with self.db.read() as conn:
-            return [CampaignSummary(*row) for row in conn.execute(query.limit(limit))]
+            return [CampaignSummary(*row) for row in conn.execute(query.limit(limit)).tuples()]
 
     def statuses(self, ids: Iterable[int]) -> dict[int, str]:
         with self.db.read() as conn:
@@ -311,7 +311,7 @@ class CampaignStore:
                 select(N.c.status, func.count())
                 .where(N.c.campaign_id == campaign_id)
                 .group_by(N.c.status)
-            )
+            ).tuples()
             return {getattr(s, "value", str(s)): n for s, n in rows}
 
     def unreleased(self, campaign_id: int) -> int:

@@ -26,13 +26,13 @@ from sqlalchemy.exc import IntegrityError
 from observe.metrics import STALE_CHANGES
 from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.db import INSERT_PAGE, Database
-from store.schema import DEFAULT_OWNER, Event, Notification
+from store.schema import DEFAULT_OWNER, Event, Notification, table_of
 from store.status import ALLOWED_FROM, WAITING, Status
 
 log = logging.getLogger(__name__)
 
-N = Notification.__table__
-E = Event.__table__
+N = table_of(Notification)
+E = table_of(Event)
 EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
 
 
@@ -189,6 +189,7 @@ class NotificationStore:
                 row = existing[draft.idempotency_key]
                 out.append(Enqueued(row.id, Status(row.status), False, row.next_attempt_at))
             else:  # the key repeated inside this batch
+                assert draft.idempotency_key is not None  # only a keyed draft is left out
                 out.append(Enqueued(by_key[draft.idempotency_key], Status.QUEUED, False))
         return out
 
@@ -220,7 +221,7 @@ class NotificationStore:
         if ids is not None:
             query = query.where(N.c.id.in_(list(ids)))
         with self.db.read() as conn:
-            return {Status(status).value: count for status, count in conn.execute(query)}
+            return {Status(status).value: count for status, count in conn.execute(query).tuples()}
 
     # -- transitions ------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, insert, select, update
 
 from store.db import Database
-from store.schema import DEFAULT_OWNER, Notification, Verification
+from store.schema import DEFAULT_OWNER, Notification, Verification, table_of
 from store.status import WAITING, Status
 
-V = Verification.__table__
-N = Notification.__table__
+V = table_of(Verification)
+N = table_of(Notification)
 
 PENDING = "pending"
 APPROVED = "approved"
