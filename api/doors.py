@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config.settings import Settings
+from store import RouteLeg
 
 CAMPAIGNS_PATH = "/v1/campaigns"
 #: an idempotency key as stored: ``<scope>:<key>``, within the ledger's 255 characters
@@ -116,7 +117,10 @@ def payload(row_or_draft: Any) -> str:
             "content": row_or_draft.content,
             "params": [str(p) for p in row_or_draft.params or ()],
             "options": dict(row_or_draft.options or {}),
-            "route": [dict(leg) for leg in row_or_draft.route or ()],
+            "route": [
+                leg.to_json() if isinstance(leg, RouteLeg) else dict(leg)
+                for leg in row_or_draft.route or ()
+            ],
         },
         sort_keys=True,
         ensure_ascii=False,

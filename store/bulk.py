@@ -25,17 +25,23 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Connection, Enum, Table, any_, bindparam
+from sqlalchemy import JSON, ColumnElement, Connection, Enum, Row, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 #: values per ``IN (…)`` list: SQLite before 3.32 binds at most 999 parameters a
 #: statement, later ones 32,766 (PostgreSQL 65,535). Large enough for a report page of
 #: a thousand to be one look-up, not two.
 IN_LIST_LIMIT = 5000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+
+
+def tuples(result: Iterable[Row[Any]]) -> list[tuple[Any, ...]]:
+    """A result's rows as plain tuples, to unpack into names: the type checker reads a
+    ``Row``'s items as ``object``, a tuple's as what the statement selected."""
+    return [tuple(row) for row in result]
 
 
 def among(

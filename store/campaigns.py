@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
-from store.bulk import Serialized, insert_rows, json_strings
+from store.bulk import Serialized, insert_rows, json_strings, tuples
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
 from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification, table_of
@@ -277,7 +277,7 @@ class CampaignStore:
         if before is not None:
             query = query.where(C.c.id < before)
         with self.db.read() as conn:
-            return [CampaignSummary(*row) for row in conn.execute(query.limit(limit)).tuples()]
+            return [CampaignSummary(*row) for row in tuples(conn.execute(query.limit(limit)))]
 
     def statuses(self, ids: Iterable[int]) -> dict[int, str]:
         with self.db.read() as conn:
@@ -307,11 +307,13 @@ class CampaignStore:
 
     def counts(self, campaign_id: int) -> dict[str, int]:
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(N.c.status, func.count())
-                .where(N.c.campaign_id == campaign_id)
-                .group_by(N.c.status)
-            ).tuples()
+            rows = tuples(
+                conn.execute(
+                    select(N.c.status, func.count())
+                    .where(N.c.campaign_id == campaign_id)
+                    .group_by(N.c.status)
+                )
+            )
             return {getattr(s, "value", str(s)): n for s, n in rows}
 
     def unreleased(self, campaign_id: int) -> int:

@@ -24,8 +24,9 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
-from store.bulk import IN_LIST_LIMIT, among, insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
 from store.db import INSERT_PAGE, Database
+from store.rows import NotificationRow
 from store.schema import DEFAULT_OWNER, Event, Notification, table_of
 from store.status import ALLOWED_FROM, WAITING, Status
 
@@ -195,17 +196,20 @@ class NotificationStore:
 
     # -- reading ----------------------------------------------------------------------
 
-    def get(self, notification_id: int, *, owner: str | None = None) -> Row[Any] | None:
+    def get(self, notification_id: int, *, owner: str | None = None) -> NotificationRow | None:
         """The row; with ``owner``, only if that key name made it (None, as for an id
         that does not exist, otherwise)."""
         query = select(N).where(N.c.id == notification_id)
         if owner is not None:
             query = query.where(N.c.owner == owner)
         with self.db.read() as conn:
-            return conn.execute(query).first()
+            row = conn.execute(query).first()
+        return None if row is None else NotificationRow.from_row(row)
 
-    def load(self, conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
-        return list(conn.execute(select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)))
+    def load(self, conn: Connection, ids: Iterable[int]) -> list[NotificationRow]:
+        """The rows of ``ids`` that exist, by id."""
+        query = select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)
+        return [NotificationRow.from_row(row) for row in conn.execute(query)]
 
     def events(self, notification_id: int) -> list[Row[Any]]:
         with self.db.read() as conn:
@@ -221,7 +225,7 @@ class NotificationStore:
         if ids is not None:
             query = query.where(N.c.id.in_(list(ids)))
         with self.db.read() as conn:
-            return {Status(status).value: count for status, count in conn.execute(query).tuples()}
+            return {Status(status).value: count for status, count in tuples(conn.execute(query))}
 
     # -- transitions ------------------------------------------------------------------
 

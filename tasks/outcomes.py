@@ -31,11 +31,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from providers.base import Outcome, SendResult
 from providers.http import LATE, Failure
-from store import Change, Expect, Status
+from store import Change, Expect, RouteLeg, Status
 from store.verifications import erased
 from tasks.admission import Hop, Wait
 from tasks.runtime import Runtime
@@ -86,19 +86,23 @@ def backoff(settings: Any, attempt: int) -> float:
 
 
 def hop_change(hop: Hop, now: float, expect: Expect) -> Change:
-    leg = hop.leg
+    """The row moves to its next leg: that leg's provider and what to send through it,
+    the legs after it as its route."""
+    # the store hands out typed legs (store/rows.py); admission's Hop still says dict
+    leg = cast(RouteLeg, hop.leg)
+    rest = cast(list[RouteLeg], hop.rest)
     return Change(
         id=hop.id,
         to=Status.QUEUED,
         expect=expect,
         reason=f"failover:{hop.reason}",
         values={
-            "provider": leg["provider"],
-            "template": leg.get("template"),
-            "content": leg.get("content"),
-            "params": list(leg.get("params") or []),
-            "options": dict(leg.get("options") or {}),
-            "route": hop.rest or None,
+            "provider": leg.provider,
+            "template": leg.template,
+            "content": leg.content,
+            "params": list(leg.params),
+            "options": dict(leg.options),
+            "route": [later.to_json() for later in rest] or None,
             "next_attempt_at": now,
             "published_at": now,
         },

@@ -472,12 +472,7 @@ def system_on(backend: str, directory: Path, redis_url: str, **overrides: str) -
         database_url = f"sqlite:///{directory / 'notifyq.db'}"
     system = System(directory, redis_url, database_url, **overrides)
     try:
-        with system.stack.together():
-            system.sandbox("--receipt-delay", "0.2")
-            system.stack.api(system.api_port)
-            system.stack.worker("--concurrency", "8")
-            system.stack.beat()
-        yield system
+        yield system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
     finally:
         system.close()
         if drop:

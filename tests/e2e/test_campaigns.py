@@ -132,11 +132,9 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         # bound below is exact.
         sweep_grace="600",
     )
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2", "--latency-ms", "20")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "16")
-        system.stack.beat()
+    system.start(
+        concurrency=16, beat=True, sandbox_args=("--receipt-delay", "0.2", "--latency-ms", "20")
+    )
     recipients = tmp_path / "borrowers.csv"
     bad_rows = {
         10: ["12345", "x", "1"],
@@ -214,11 +212,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
 
 def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5", clock_control="true")
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
+    system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 20, {})
     # An hour ahead, to the second (as --at reads): no start-up or slow CLI reaches it;
@@ -269,11 +263,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
 
 def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5")
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
+    system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 60, {})
     created = create_campaign(system, recipients, "您好{name}", "--rate", "10/second")

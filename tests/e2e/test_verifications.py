@@ -87,7 +87,7 @@ def test_an_sms_code_arrives_and_its_check_approves(system: System) -> None:
     assert check(system, vid, code)["status"] == "expired", "an approved code is used up"
     row = notification(system, vid)
     assert Status(row.status) in (Status.SENT, Status.DELIVERED)
-    assert row.params == [] and row.content is None, "the send is final: its code is erased"
+    assert row.params == () and row.content is None, "the send is final: its code is erased"
 
 
 def test_a_voice_code_through_ihuyi_arrives_and_approves(system: System) -> None:
@@ -142,7 +142,7 @@ def test_an_opted_out_number_is_never_called(system: System) -> None:
     for nid in (sms, plain):
         row = system.runtime.notifications.get(nid)
         assert row.reason == "suppressed:opt-out" and row.attempts == 0
-    assert system.runtime.notifications.get(sms).params == [], "its code erased with it"
+    assert system.runtime.notifications.get(sms).params == (), "its code erased with it"
     # both are final: nothing will ever dispatch them again, and nothing was placed
     assert not [c for c in system.ledger() if c["number"] == number]
     assert api(system, "DELETE", f"/v1/suppressions/{number}").status_code == 204

@@ -4,16 +4,16 @@ is refused — and that nothing a check refuses has taken a cap slot."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from scheduler.limits import parse_caps
-from store import NewNotification
+from store import NewNotification, RouteLeg
 from tasks import suppressions
 from tasks.admission import Admission, admit
 from tasks.runtime import Runtime
@@ -46,7 +46,7 @@ def decided(out: Admission) -> dict[int, str]:
     reason; every row of a batch is in exactly one of them."""
     verdicts: list[tuple[int, str]] = [(row.id, "go") for row in out.go]
     verdicts += [(w.id, w.reason) for w in out.waits]
-    verdicts += [(h.id, f"hop:{h.leg['provider']}") for h in out.hops]
+    verdicts += [(h.id, f"hop:{h.leg.provider}") for h in out.hops]
     verdicts += [(r.id, "refused") for r in out.refusals]
     ids = [i for i, _ in verdicts]
     assert len(ids) == len(set(ids)), f"a row decided twice: {verdicts}"
@@ -115,7 +115,7 @@ def test_a_number_suppressed_by_its_provider_moves_to_the_next_leg(runtime: Runt
     out = admit(runtime, [routed, plain], runtime.redis_now())
     assert decided(out) == {routed.id: "hop:jumdata", plain.id: "refused"}
     (hop,) = out.hops
-    assert hop.rest == [{"provider": "apispace-voice"}]
+    assert hop.rest == [RouteLeg("apispace-voice")]
     assert hop.reason == "suppressed:ihuyi:blacklisted"
     assert attempts_held(runtime, "ihuyi", NUMBERS[0]) == 0
 
@@ -213,7 +213,7 @@ def test_a_provider_rate_lets_one_burst_go_and_spaces_the_rest(
 def test_a_campaign_rate_holds_its_rows_beside_the_providers(runtime: Runtime) -> None:
     stored = rows_of(runtime, *(("ihuyi", n) for n in NUMBERS[:4]))
     # the campaign's rows as dispatch reads them; the last row belongs to no campaign
-    rows = [SimpleNamespace(**{**row._asdict(), "campaign_id": 7}) for row in stored[:3]]
+    rows = [dataclasses.replace(row, campaign_id=7) for row in stored[:3]]
     rows.append(stored[3])
     out = admit(runtime, rows, runtime.redis_now(), {7: parse_caps("1/second")})
     verdicts = decided(out)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from providers.base import Outcome, SendResult
-from store import Change, Expect, NewNotification, Status
+from store import Change, Expect, NewNotification, NotificationRow, RouteLeg, Status
 from tasks.outcomes import LATE_CODE, Plan, plan
 from tasks.runtime import Runtime
 from tests.conftest import embedded_settings
@@ -135,9 +134,9 @@ def test_each_undocumented_answer_becomes_what_the_page_promises(
     assert out.effects.bad_numbers == []
 
 
-def as_read(row: Any, **fields: Any) -> SimpleNamespace:
+def as_read(row: NotificationRow, **fields: Any) -> NotificationRow:
     """``row`` as another read would have found it (more attempts, another version)."""
-    return SimpleNamespace(**{**row._asdict(), **fields})
+    return dataclasses.replace(row, **fields)
 
 
 def test_an_account_refusal_moves_a_routed_row_to_its_next_leg(rt: Runtime) -> None:
@@ -155,7 +154,7 @@ def test_an_account_refusal_moves_a_routed_row_to_its_next_leg(rt: Runtime) -> N
     assert change.values["provider"] == "jumdata"
     assert change.values["template"] == "1001"
     assert change.values["params"] == ["x"]
-    assert change.values["route"] == [{"provider": "apispace-voice", "template": "v1"}]
+    assert change.values["route"] == [RouteLeg("apispace-voice", template="v1").to_json()]
     assert change.values["next_attempt_at"] == NOW
     assert set(out.effects.opens) == {"ihuyi"}  # the circuit opens all the same
 
