@@ -88,15 +88,7 @@ def test_a_legal_transition_writes_its_event_in_the_same_change(store: Notificat
     applied = store.transition([moved(store, n.id, Status.SENDING, count_attempt=True)])
     assert [(a.from_status, a.to) for a in applied] == [(Status.QUEUED, Status.SENDING)]
     store.transition(
-        [
-            moved(
-                store,
-                n.id,
-                Status.SENT,
-                values={"provider_ref": "604"},
-                detail={"code": "2"},
-            )
-        ]
+        [moved(store, n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})]
     )
     row = store.get(n.id)
     assert (row.status, row.attempts, row.provider_ref) == (Status.SENT, 1, "604")
@@ -166,12 +158,7 @@ def test_a_row_changed_twice_in_one_batch_is_written_in_order(store: Notificatio
     applied = store.transition(
         [
             # another row's change with the very columns of this row's second change
-            moved(
-                store,
-                other.id,
-                Status.DEFERRED,
-                values={"next_attempt_at": 9.0},
-            ),
+            moved(store, other.id, Status.DEFERRED, values={"next_attempt_at": 9.0}),
             Change(n.id, Status.SENDING, expect=Expect.row(first), count_attempt=True),
             Change(
                 n.id,
@@ -223,14 +210,7 @@ def test_a_receipt_before_its_send_is_kept_and_applied_once_sent(store: Notifica
     store.transition([moved(store, n.id, Status.SENDING)])
     with store.db.write() as conn:
         store.transition(
-            [
-                moved(
-                    store,
-                    n.id,
-                    Status.SENT,
-                    values={"provider_ref": "604"},
-                )
-            ],
+            [moved(store, n.id, Status.SENT, values={"provider_ref": "604"})],
             conn=conn,
         )
         applied = receipts.apply(conn, [("ihuyi", "604")], 0.0)
@@ -261,16 +241,7 @@ def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
     (n,) = store.insert([draft()])
     receipts.record([NewReceipt("ihuyi", "905", delivered=True, code="2", message="ok")])
     store.transition([moved(store, n.id, Status.SENDING)])
-    store.transition(
-        [
-            moved(
-                store,
-                n.id,
-                Status.SENT,
-                values={"provider_ref": "905"},
-            )
-        ]
-    )
+    store.transition([moved(store, n.id, Status.SENT, values={"provider_ref": "905"})])
     # the provider retries its push: the stored copy (not this one) is what applies
     again = receipts.record([NewReceipt("ihuyi", "905", delivered=False, code="-6")])
     assert [(a.id, a.to) for a in again] == [(n.id, Status.DELIVERED)]
