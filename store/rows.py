@@ -82,7 +82,7 @@ class NotificationRow:
     def from_row(cls, row: Row[Any]) -> NotificationRow:
         """From a ``SELECT`` of the whole table (the fields are its columns, by name)."""
         values = row._mapping
-        plain = {f.name: values[f.name] for f in fields(cls)}
+        plain = {name: values[name] for name in _NAMES}
         return cls(
             **{
                 **plain,
@@ -93,3 +93,7 @@ class NotificationRow:
                 "secret": bool(plain["secret"]),
             }
         )
+
+
+#: the fields of a row, in order: the columns ``from_row`` reads by name
+_NAMES = tuple(f.name for f in fields(NotificationRow))
