@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
@@ -58,8 +59,17 @@ PUBLISH_WAIT = 5.0
 class EnqueueCoalescer:
     """Per event loop (one per app): ``await enqueue(request)`` from any request handler."""
 
-    def __init__(self, enqueue_many: EnqueueMany, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        enqueue_many: EnqueueMany,
+        max_group: int = MAX_GROUP,
+        *,
+        fails_all: Callable[[Exception], bool] | None = None,
+    ) -> None:
+        """``fails_all``: an error that every request of a group would meet on its own
+        (the store or Redis away), answered to all at once instead of retried one by one."""
         self._enqueue_many = enqueue_many
+        self._fails_all = fails_all
         self._queue: GroupQueue[Waiting] = GroupQueue(max_group)
         self._drainer: asyncio.Task[None] | None = None
 
@@ -95,7 +105,9 @@ class EnqueueCoalescer:
 
         requests = [request for request, _ in group]
         try:
-            settled = await run_in_threadpool(write_group, attempt, requests, what="enqueues")
+            settled = await run_in_threadpool(
+                partial(write_group, fails_all=self._fails_all), attempt, requests, what="enqueues"
+            )
         except asyncio.CancelledError:  # shutting down: the callers hear it too
             for _, answer in group:
                 answer.cancel()

@@ -48,22 +48,29 @@ def write_group(
     *,
     what: str,
     after: Callable[[list[R]], None] | None = None,
+    fails_all: Callable[[Exception], bool] | None = None,
 ) -> list[Settled[R]]:
     """``run`` the payloads as one write; if it raises, each payload alone. One answer per
     payload, in order. ``after(results)`` follows each write that succeeded: its failure is
-    logged, never retried (the rows are written; writing them again would double them)."""
+    logged, never retried (the rows are written; writing them again would double them).
+    ``fails_all(error)``: an error every payload would meet on its own (the store away),
+    answered to all of them at once instead of tried one by one."""
     try:
         results = run(payloads)
     except Exception as exc:
-        if len(payloads) == 1:
-            return [Settled(error=exc)]
+        if len(payloads) == 1 or (fails_all is not None and fails_all(exc)):
+            return [Settled(error=exc) for _ in payloads]
         log.warning(
             "a group of %d %s failed (%s); each is tried on its own",
             len(payloads),
             what,
             type(exc).__name__,
         )
-        return [s for p in payloads for s in write_group(run, [p], what=what, after=after)]
+        return [
+            settled
+            for payload in payloads
+            for settled in write_group(run, [payload], what=what, after=after)
+        ]
     if after is not None:
         try:
             after(results)

@@ -261,3 +261,33 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert loop.time() < end, "timed out"
         await asyncio.sleep(0.005)
+
+
+def test_an_error_every_request_would_meet_is_answered_to_all_at_once() -> None:
+    """The store away: trying each request alone would only meet it again, one by one."""
+    producer = Producer()
+    coalescer = EnqueueCoalescer(producer, fails_all=lambda e: isinstance(e, ConnectionError))
+
+    async def scenario() -> list[Any]:
+        tasks = [asyncio.create_task(coalescer.enqueue(request(i))) for i in (20, 13, 21)]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return [t.exception() for t in tasks]
+
+    errors = asyncio.run(scenario())
+    assert all(isinstance(e, ConnectionError) for e in errors)
+    assert producer.calls == [3]  # one call for the group, none for each alone
+
+
+def test_write_group_answers_all_at_once_only_for_an_error_that_fails_all() -> None:
+    calls: list[list[int]] = []
+
+    def run(payloads: list[int]) -> list[int]:
+        calls.append(payloads)
+        raise Bad("away") if len(payloads) > 1 else ValueError("alone")
+
+    settled = write_group(run, [1, 2], what="things", fails_all=lambda e: isinstance(e, Bad))
+    assert [type(s.error) for s in settled] == [Bad, Bad] and calls == [[1, 2]]
+    calls.clear()
+    settled = write_group(run, [1, 2], what="things", fails_all=lambda e: False)
+    assert [type(s.error) for s in settled] == [ValueError, ValueError]
+    assert calls == [[1, 2], [1], [2]]

@@ -25,7 +25,7 @@ from store import (
 from store.bulk import among
 from store.migrate import ensure_schema
 from store.notifications import IllegalTransition
-from store.schema import Notification
+from store.schema import Notification, table_of
 
 
 @pytest.fixture
@@ -395,3 +395,10 @@ def test_the_store_hands_out_frozen_typed_rows_with_typed_route_legs(
         assert store.load(conn, [made.id, 10**9]) == [row]  # an unknown id is left out
     plain = store.get(store.insert([draft(to="+8613900139000")])[0].id)
     assert plain is not None and plain.route == () and plain.options == {}
+
+
+def test_a_notification_row_has_a_field_for_every_column_and_no_other() -> None:
+    """A column added to the table without its field would vanish from every row the
+    store hands out; one added here without a column would fail every read."""
+    columns = set(table_of(Notification).c.keys())
+    assert {f.name for f in dataclasses.fields(NotificationRow)} == columns
