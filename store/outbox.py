@@ -23,22 +23,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, func, select, update
 
 from providers.numbers import mask
 from store.bulk import insert_rows
 from store.db import Database
-from store.schema import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from store.schema import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, table_of
 from store.status import Status
 from store.webhooks import signing_secrets
 from webhooks import event_for_status
 
-N = Notification.__table__
-W = WebhookEndpoint.__table__
-D = WebhookDelivery.__table__
-A = WebhookAttempt.__table__
+N = table_of(Notification)
+W = table_of(WebhookEndpoint)
+D = table_of(WebhookDelivery)
+A = table_of(WebhookAttempt)
 DELIVERY_COLUMNS = (
     "endpoint_id",
     "message_id",
@@ -234,7 +234,7 @@ class DeliveryStore:
         # read first: the pump asks every second, and on SQLite a write transaction would
         # take the one write lock every second for nothing
         with self.db.read() as conn:
-            due = list(
+            due: list[int] = list(
                 conn.execute(
                     select(D.c.id)
                     .where(D.c.status == DeliveryStatus.PENDING.value, D.c.next_attempt_at <= now)
@@ -306,7 +306,7 @@ class DeliveryStore:
         health: dict[int, bool] = {}
         with self.db.write() as conn:
             # an endpoint deleted meanwhile took its deliveries with it: nothing to log
-            there = set(
+            there: set[int] = set(
                 conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
             )
             insert_rows(
@@ -329,11 +329,10 @@ class DeliveryStore:
                     delivery
                 )
             moved: dict[int, DeliveryStatus] = {}
-            for (attempts, values), members in groups.items():
-                changed = dict(values)
-                moved |= {
-                    delivery_id: DeliveryStatus(changed["status"])
-                    for delivery_id in conn.execute(
+            for (attempts, items), members in groups.items():
+                changed = dict(items)
+                ids: list[int] = list(
+                    conn.execute(
                         update(D)
                         .where(
                             D.c.id.in_([d.id for d in members]),
@@ -343,7 +342,8 @@ class DeliveryStore:
                         .values(attempts=attempts + 1, last_attempt_at=now, **changed)
                         .returning(D.c.id)
                     ).scalars()
-                }
+                )
+                moved |= dict.fromkeys(ids, DeliveryStatus(changed["status"]))
             for delivery, result in tried:
                 statuses.append(moved.get(delivery.id))
                 if delivery.id in moved:
@@ -466,9 +466,11 @@ class DeliveryStore:
     def backlog(self) -> tuple[int, float | None]:
         """Pending deliveries, and when the oldest of them was made."""
         with self.db.read() as conn:
-            count, oldest = conn.execute(
-                select(func.count(), func.min(D.c.created_at)).where(
-                    D.c.status == DeliveryStatus.PENDING.value
-                )
-            ).one()
-        return int(count), oldest
+            count, oldest = tuple(
+                conn.execute(
+                    select(func.count(), func.min(D.c.created_at)).where(
+                        D.c.status == DeliveryStatus.PENDING.value
+                    )
+                ).one()
+            )
+        return int(cast(int, count)), None if oldest is None else float(cast(float, oldest))
