@@ -34,11 +34,13 @@ install: $(STAMP)
 redis:
 	@scripts/ensure-redis
 
-# ruff, and the one-way imports of [tool.importlinter] in pyproject.toml
+# ruff, the one-way imports of [tool.importlinter] and the strict type check of [tool.mypy]
+# (pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -1,19 +1,18 @@
 """Group commit for single enqueues: requests that arrive while one store-and-publish is
-running are stored and published together by the next one.
+running are stored and published together by the next one (store/group_commit.py holds
+the queue and the one-by-one retry of a failed group; here its leader is a drainer task
+of the event loop and its followers wait on futures).
 
-``POST /v1/notifications`` used to run ``enqueue_many([one])`` in a thread of its own:
-one transaction, one ``BEGIN IMMEDIATE`` on SQLite's single writer, one dispatch message
-and its task-sent event per request, and a thread hand-off each — dozens of threads
-queueing for the writer lock and the GIL. Under 48 requests in flight the API managed
-~370 a second with a p99 of 240 ms (``bench/api.py``), and most of that was fixed cost
-per call, not per notification: the batch route stores ~9,000 a second.
-
-Here the requests of that moment share one call instead: no timer, no added wait — a
-request that finds nothing running starts a call at once; those that arrive meanwhile
-form the next call. Each caller still gets its own answer, and only after the row is
-committed and the dispatch published. The answers are the ones sequential calls would
-give: ``enqueue_many`` validates each request on its own, and an idempotency key
-repeated within one call answers the later request with the first one's id.
+One store-and-publish per request would pay, per request, a transaction, a
+``BEGIN IMMEDIATE`` on SQLite's single writer, a dispatch message and its task-sent
+event, and a thread hand-off: a fixed cost per call, not per notification (the batch
+route stores ~9,000 a second; ``bench/api.py``). So the requests of one moment share
+one call: no timer, no added wait — a request that finds nothing running starts a call
+at once; those that arrive meanwhile form the next call. Each caller still gets its own
+answer, and only after the row is committed and the dispatch published. The answers are
+the ones sequential calls would give: ``enqueue_many`` validates each request on its
+own, and an idempotency key repeated within one call answers the later request with the
+first one's id.
 
 If the shared call fails (a database error), each of its requests is tried again on
 its own, so one request's failure is never another's.
@@ -34,11 +33,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
 from providers.base import InvalidRequest
 from store import Enqueued
+from store.group_commit import GroupQueue, Settled, write_group
 from tasks.requests import SendRequest
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 Result = Enqueued | InvalidRequest
 #: ``(requests, then)``: store and hand off; ``then()`` once their ids are published
 EnqueueMany = Callable[[Sequence[SendRequest], Callable[[], None]], list[Result]]
+Waiting = tuple[SendRequest, "asyncio.Future[Result]"]
 
 #: at most this many requests in one transaction (a few ms of writing on SQLite)
 MAX_GROUP = 500
@@ -62,74 +64,103 @@ class EnqueueCoalescer:
         enqueue_many: EnqueueMany,
         max_group: int = MAX_GROUP,
         *,
-        fails_all: Callable[[BaseException], bool] = lambda _: False,
+        fails_all: Callable[[Exception], bool] | None = None,
     ) -> None:
         """``fails_all``: an error that every request of a group would meet on its own
         (the store or Redis away), answered to all at once instead of retried one by one."""
         self._enqueue_many = enqueue_many
-        self._max_group = max_group
         self._fails_all = fails_all
-        self._waiting: list[tuple[SendRequest, asyncio.Future[Result]]] = []
+        self._queue: GroupQueue[Waiting] = GroupQueue(max_group)
         self._drainer: asyncio.Task[None] | None = None
 
     async def enqueue(self, request: SendRequest) -> Result:
         """This request's answer, once it is committed and published (or refused)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
-        self._waiting.append((request, answer))
+        lead = self._queue.join((request, answer))
         drainer = self._drainer
-        # one drainer at a time; a new one when the last has finished (or belonged to an
-        # event loop that is gone: a test client may run each request in a loop of its own)
-        if drainer is None or drainer.done() or drainer.get_loop() is not loop:
+        # one drainer at a time; a new one when none runs, or when the last one belonged
+        # to an event loop that is gone (a test client may run each request in a loop of
+        # its own) or stopped
+        if lead or drainer is None or drainer.done() or drainer.get_loop() is not loop:
             self._drainer = loop.create_task(self._drain())
             self._drainer.add_done_callback(_log_crash)
         return await answer
 
     async def _drain(self) -> None:
-        while self._waiting:
-            group = self._waiting[: self._max_group]
-            del self._waiting[: self._max_group]
-            await self._run(group)
+        while True:
+            group = self._queue.take()
+            if group:
+                await self._run(group)
+            if self._queue.finish() is None:
+                return
 
-    async def _run(self, group: list[tuple[SendRequest, asyncio.Future[Result]]]) -> None:
+    async def _run(self, group: list[Waiting]) -> None:
+        published = _Published(asyncio.get_running_loop())
+
+        def attempt(requests: list[SendRequest]) -> list[Result]:  # a pool thread
+            results = self._enqueue_many(requests, published.heard)
+            published.calls += 1
+            return results
+
         requests = [request for request, _ in group]
-        loop = asyncio.get_running_loop()
-        published: asyncio.Future[None] = loop.create_future()
-
-        def then() -> None:  # the publisher's thread
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, published)
-
         try:
-            results = await run_in_threadpool(self._enqueue_many, requests, then)
+            settled = await run_in_threadpool(
+                partial(write_group, fails_all=self._fails_all), attempt, requests, what="enqueues"
+            )
         except asyncio.CancelledError:  # shutting down: the callers hear it too
             for _, answer in group:
                 answer.cancel()
             raise
-        except Exception as exc:
-            if len(group) == 1 or self._fails_all(exc):
-                for _, waiting in group:
-                    _settle(waiting, error=exc)
-                return
-            log.warning(
-                "a group of %d enqueues failed (%s); each is tried on its own",
-                len(group),
-                type(exc).__name__,
-            )
-            for one in group:
-                await self._run([one])
-            return
+        answered = [(waiting, s) for (_, waiting), s in zip(group, settled, strict=True)]
+        for waiting, failed in answered:
+            if failed.error is not None:
+                _settle(waiting, failed)
 
         def answer(_: object = None) -> None:
-            for (_request, waiting), result in zip(group, results, strict=True):
-                _settle(waiting, result=result)
+            for waiting, stored in answered:
+                if stored.error is None:
+                    _settle(waiting, stored)
 
         # answered once published; the drainer goes on to store the next group meanwhile
-        if published.done():
-            answer()
-        else:
-            published.add_done_callback(answer)
-            loop.call_later(PUBLISH_WAIT, _resolve, published)
+        published.then(answer)
+
+
+class _Published:
+    """When every ``enqueue_many`` call of one group has heard from the publisher.
+
+    ``calls`` is counted in the pool thread that writes the group, and read once that
+    write has been awaited; what the publisher says arrives on the event loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        #: ``enqueue_many`` calls that returned: each calls ``then`` exactly once
+        self.calls = 0
+        self._heard = 0
+        self._expected: int | None = None  # known once the group is written
+
+    def heard(self) -> None:
+        """``then`` of one call (the publisher's thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._hear)
+
+    def _hear(self) -> None:
+        self._heard += 1
+        self._check()
+
+    def then(self, answer: Callable[[object], None]) -> None:
+        """``answer`` once every call that returned is published, or after
+        ``PUBLISH_WAIT``."""
+        self._expected = self.calls
+        self._future.add_done_callback(answer)
+        self._check()
+        if not self._future.done():
+            self._loop.call_later(PUBLISH_WAIT, _resolve, self._future)
+
+    def _check(self) -> None:
+        if self._expected is not None and self._heard >= self._expected:
+            _resolve(self._future)
 
 
 def _resolve(published: asyncio.Future[None]) -> None:
@@ -137,19 +168,14 @@ def _resolve(published: asyncio.Future[None]) -> None:
         published.set_result(None)
 
 
-def _settle(
-    answer: asyncio.Future[Result],
-    *,
-    result: Result | None = None,
-    error: BaseException | None = None,
-) -> None:
+def _settle(answer: asyncio.Future[Result], settled: Settled[Result]) -> None:
     if answer.done() or answer.get_loop().is_closed():  # the caller is gone: nothing to tell
         return
-    if error is not None:
-        answer.set_exception(error)
+    if settled.error is not None:
+        answer.set_exception(settled.error)
     else:
-        assert result is not None
-        answer.set_result(result)
+        assert settled.result is not None
+        answer.set_result(settled.result)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config.settings import Settings
+from store import RouteLeg
 
 CAMPAIGNS_PATH = "/v1/campaigns"
 #: the most of an oversized body read and dropped after its 413 (see refuse_and_drain)
@@ -173,7 +174,10 @@ def payload(row_or_draft: Any) -> str:
             "content": row_or_draft.content,
             "params": [str(p) for p in row_or_draft.params or ()],
             "options": dict(row_or_draft.options or {}),
-            "route": [dict(leg) for leg in row_or_draft.route or ()],
+            "route": [
+                leg.to_json() if isinstance(leg, RouteLeg) else dict(leg)
+                for leg in row_or_draft.route or ()
+            ],
             "priority": str(row_or_draft.priority),
         },
         sort_keys=True,

@@ -102,7 +102,8 @@ class Grant:
 
 
 def env_grant(key: str) -> Grant:
-    """A NOTIFYQ_API_KEYS key: admin, named ``admin``, its namespace as before names."""
+    """A NOTIFYQ_API_KEYS key: admin, named ``admin``, its namespace derived from the key
+    itself, so the rows it made before keys had names stay its own."""
     namespace = "k" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return Grant(DEFAULT_OWNER, frozenset({Scope.ADMIN}), namespace)
 

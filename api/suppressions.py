@@ -40,8 +40,8 @@ def _masked_url(text: str) -> str:
 
 class MaskNumbersInUrls(logging.Filter):
     """``DELETE /v1/suppressions/13800138000`` → ``…/suppressions/138****8000`` in the
-    access log (DESIGN.md: numbers never reach logs), for the one route of the contract
-    whose URL holds a number."""
+    access log (a full number never reaches a log), for the one route of the API whose
+    URL holds a number."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

@@ -12,18 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import BAD_INPUT, exits, fail, parse_options, print_json, settings
+from cli.common import BAD_INPUT, build_runtime, exits, fail, parse_options, print_json
 
 app = typer.Typer(
     help="Reminder campaigns from a CSV: one-off (--at) or recurring (--cron).",
     no_args_is_help=True,
 )
-
-
-def _runtime():  # type: ignore[no-untyped-def]
-    from tasks.runtime import Runtime
-
-    return Runtime.build(settings())
 
 
 @app.command()
@@ -77,7 +71,7 @@ def create(
         cron=cron,
     )
     with exits(), recipients.open(encoding="utf-8-sig", newline="") as stream:
-        result = import_campaign(_runtime(), spec, stream)
+        result = import_campaign(build_runtime(), spec, stream)
     if as_json:
         print_json(
             {
@@ -127,7 +121,7 @@ def show(
 ) -> None:
     """Counts per status, percent done, rate and ETA — live in a terminal."""
     with exits():
-        runtime = _runtime()
+        runtime = build_runtime()
         view = _view(runtime, campaign_id)
         if as_json:
             print_json(view)
@@ -172,7 +166,7 @@ def _control(action: str, campaign_id: int) -> None:
     from tasks.campaigns import control
 
     with exits():
-        runtime = _runtime()
+        runtime = build_runtime()
         try:
             outcome = getattr(control, action)(runtime, campaign_id)
         except control.CampaignStateError as exc:

@@ -25,6 +25,7 @@ from providers.base import InvalidRequest, MissingCredentials
 
 if TYPE_CHECKING:
     from store.db import DatabaseUnavailable
+    from tasks.runtime import Runtime
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -54,6 +55,14 @@ def settings() -> Settings:
     for misspelling in misspelt_here():
         warn(str(misspelling))
     return config
+
+
+def build_runtime() -> Runtime:
+    """The parts a command works with, built from the process's settings (imported when
+    a command runs, so ``notifyq --help`` starts without them)."""
+    from tasks.runtime import Runtime
+
+    return Runtime.build(settings())
 
 
 def without_password(url: str) -> str:

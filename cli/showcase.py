@@ -185,14 +185,7 @@ class Demo:
         """Flower on a free loopback port, as ``--keep`` promises (no login: loopback)."""
         assert self.stack is not None
         port = free_port()
-        self.stack.start(
-            "flower",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            url=f"http://127.0.0.1:{port}/healthcheck",
-            timeout=60,
-        )
+        self.stack.flower(port)
         return f"http://127.0.0.1:{port}"
 
     @contextlib.contextmanager

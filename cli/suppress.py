@@ -8,18 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import BAD_INPUT, exits, fail, print_json, settings
+from cli.common import BAD_INPUT, build_runtime, exits, fail, print_json
 
 app = typer.Typer(
     help="Suppressed numbers: an opt-out, or a number a provider reported bad.",
     no_args_is_help=True,
 )
-
-
-def _runtime():  # type: ignore[no-untyped-def]
-    from tasks.runtime import Runtime
-
-    return Runtime.build(settings())
 
 
 @app.command()
@@ -36,7 +30,7 @@ def add(
 
     with exits():
         view, created = suppressions.add(
-            _runtime(), to, provider=provider, reason=reason, source="cli"
+            build_runtime(), to, provider=provider, reason=reason, source="cli"
         )
     if as_json:
         print_json({**view.public(), "created": created})
@@ -58,7 +52,7 @@ def list_(
     from tasks import suppressions
 
     with exits():
-        runtime = _runtime()
+        runtime = build_runtime()
         if to is not None:
             views, cursor = suppressions.lookup(runtime, to), None
         else:
@@ -84,7 +78,7 @@ def remove(
     from tasks import suppressions
 
     with exits():
-        removed = suppressions.remove(_runtime(), to, provider=provider)
+        removed = suppressions.remove(build_runtime(), to, provider=provider)
     if not removed:
         fail("to: the number is not suppressed", BAD_INPUT)
     typer.echo(f"lifted {removed}")
@@ -96,4 +90,4 @@ def campaign(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     from tasks import suppressions
 
     with exits():
-        typer.echo(suppressions.suppressed_in_campaign(_runtime(), campaign_id))
+        typer.echo(suppressions.suppressed_in_campaign(build_runtime(), campaign_id))

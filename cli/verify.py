@@ -11,18 +11,12 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BAD_INPUT, FAILURE, exits, fail, print_json, settings
+from cli.common import BAD_INPUT, FAILURE, build_runtime, exits, fail, print_json
 
 app = typer.Typer(
     help="Verification codes: send one by SMS or voice, check what the person typed.",
     no_args_is_help=True,
 )
-
-
-def _runtime():  # type: ignore[no-untyped-def]
-    from tasks.runtime import Runtime
-
-    return Runtime.build(settings())
 
 
 @app.command()
@@ -61,7 +55,7 @@ def create(
                 ttl=ttl,
                 purpose=purpose,
                 voice_after=voice_after,
-                runtime=_runtime(),
+                runtime=build_runtime(),
             )
         except TooManyRequests as exc:
             fail(f"to: too many codes for this number; retry in {exc.retry_after:.0f} s", FAILURE)
@@ -94,7 +88,7 @@ def check(
         code = typer.prompt("code", hide_input=True)
     with exits():
         try:
-            answer = check_verification(verification_id, code.strip(), runtime=_runtime())
+            answer = check_verification(verification_id, code.strip(), runtime=build_runtime())
         except NoSuchVerification:
             fail(f"id: no verification {verification_id}", BAD_INPUT)
         except VerificationError as exc:
@@ -116,7 +110,7 @@ def show(
     from tasks.verifications import verification_view
 
     with exits():
-        view = verification_view(_runtime(), verification_id)
+        view = verification_view(build_runtime(), verification_id)
     if view is None:
         fail(f"id: no verification {verification_id}", BAD_INPUT)
     print_json(view)
@@ -129,4 +123,4 @@ def expire() -> None:
     from tasks.verifications import expire_due
 
     with exits():
-        typer.echo(expire_due(_runtime()))
+        typer.echo(expire_due(build_runtime()))

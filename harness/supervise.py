@@ -247,6 +247,18 @@ class Stack:
     def beat(self) -> Proc:
         return self.start("beat", "beat", ready="is starting.")
 
+    def flower(self, port: int, extra_env: Mapping[str, str] | None = None) -> Proc:
+        """Flower on a loopback port (``notifyq flower`` allows no other without a login)."""
+        return self.start(
+            "flower",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            url=f"http://127.0.0.1:{port}/healthcheck",
+            timeout=60,
+            extra_env=extra_env,
+        )
+
     def logs(self) -> str:
         return "\n".join(p.text() for p in self.procs)
 

@@ -31,11 +31,11 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
 
 from providers.numbers import (  # noqa: F401 - re-exported: every provider uses them
     LANDLINE_TYPES,
     MOBILE_TYPES,
+    NumberType,
     e164,
     fast_cn_mobile,
     mainland,
@@ -377,7 +377,7 @@ def parse_or_classify(
 def check_number(
     raw: str,
     *,
-    kinds: set[PhoneNumberType] | None,
+    kinds: set[NumberType] | None,
     region: str = "CN",
     country: int | None = 86,
     what: str,
@@ -386,12 +386,12 @@ def check_number(
     if region == "CN" and country == 86:
         fast = fast_cn_mobile(raw)
         if fast is not None:
-            number, kind = fast
+            fast_e164, kind = fast
             if kind is None:
                 return None, [FieldError("to", f"not a valid phone number ({what})")]
             if kinds is not None and kind not in kinds:
                 return None, [FieldError("to", f"must be {what}")]
-            return number, []
+            return fast_e164, []
     number = parse_number(raw, region)
     if number is None:
         return None, [FieldError("to", f"not a valid phone number ({what})")]

@@ -16,8 +16,11 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-LANDLINE_TYPES = {PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+#: number types as ``phonenumbers.number_type`` gives them (its ``PhoneNumberType`` values)
+NumberType = int
+
+MOBILE_TYPES: set[NumberType] = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+LANDLINE_TYPES: set[NumberType] = {PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
 def parse_number(raw: str, region: str = "CN") -> phonenumbers.PhoneNumber | None:
@@ -84,7 +87,7 @@ _CN_MOBILE = re.compile(r"(?:\+86|0086|86)?(1\d{10})")
 
 
 @lru_cache(maxsize=65536)
-def _cn_prefix(prefix: str) -> PhoneNumberType | None:
+def _cn_prefix(prefix: str) -> NumberType | None:
     """The type libphonenumber gives every 11-digit number with this 7-digit prefix
     (None: not a valid number)."""
     try:
@@ -94,7 +97,7 @@ def _cn_prefix(prefix: str) -> PhoneNumberType | None:
     return phonenumbers.number_type(number) if phonenumbers.is_valid_number(number) else None
 
 
-def fast_cn_mobile(raw: str) -> tuple[str, PhoneNumberType | None] | None:
+def fast_cn_mobile(raw: str) -> tuple[str, NumberType | None] | None:
     """(E.164, type) for a mainland number starting with 1, spelt simply; None when the
     spelling needs the full parser."""
     match = _CN_MOBILE.fullmatch(_SEPARATORS.sub("", raw or ""))

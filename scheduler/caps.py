@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -94,7 +94,8 @@ class CapLimiter:
         #: Redis's, so a test that moves the clock moves the caps' windows with it
         self.clock = clock if clock is not None and clock.control else None
         #: a cluster has no one place for the lineage mark: its logs are trusted
-        self.floor = None if isinstance(client, RedisCluster) else floor
+        # (typed Redis, the way redis-py's own helpers take it: a RedisCluster passes too)
+        self.floor = None if isinstance(client, RedisCluster) else floor  # type: ignore[unreachable]
         self._hit = scripts.load(client, "caps")
         self._block = scripts.load(client, "caps_block")
         self._refund = scripts.load(client, "caps_refund")
@@ -222,7 +223,7 @@ class CapLimiter:
         replies = self._pipeline(script, calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            script.sha = self.client.script_load(script.script)
+            script.sha = cast(str, self.client.script_load(script.script))
             again = self._pipeline(script, [calls[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -236,7 +237,7 @@ class CapLimiter:
         for keys, args in calls:
             # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
             # named method but routes a raw EVALSHA to its key's node (one key a call)
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
         return pipe.execute(raise_on_error=False)
 
     def refund_many(self, taken: Sequence[tuple[CapCheck, Decision]]) -> list[bool]:
@@ -262,11 +263,11 @@ class CapLimiter:
     def state(self, provider: str, number: str, caps: Sequence[Cap]) -> CapState:
         """What the caps hold for one number now, decoded from its key (read only): for
         an operator asking why a number waits (``notifyq caps show``)."""
-        raw = self.client.get(cap_key(provider, number))
+        raw = cast(bytes | None, self.client.get(cap_key(provider, number)))
         if self.clock is not None:
             now = self.clock.now()
         else:
-            seconds, micros = self.client.time()
+            seconds, micros = cast(tuple[int, int], self.client.time())
             now = seconds + micros / 1_000_000
         blocked_ms, attempts_ms = decode_log(raw)
         now_ms = now * 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 
@@ -43,7 +44,7 @@ class CircuitBreaker:
         return f"nq:circuit:{provider}"
 
     def state(self, provider: str, now: float) -> CircuitState:
-        data = self.client.hgetall(self._key(provider))
+        data = cast(dict[bytes, bytes], self.client.hgetall(self._key(provider)))
         if not data:
             return CircuitState(True)
         until = float(data[b"until"])

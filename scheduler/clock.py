@@ -22,6 +22,8 @@ release) take :attr:`Clock.keys` as extra keys and add the offset they find ther
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
 
 from scheduler import scripts
@@ -49,16 +51,16 @@ class Clock:
     def now(self) -> float:
         """Epoch seconds on Redis's clock, plus the offset when clock control is on."""
         if self._read is None:
-            seconds, micros = self.client.time()
+            seconds, micros = cast(tuple[int, int], self.client.time())
             return seconds + micros / 1_000_000
-        seconds, micros, offset = self._read(keys=[self.key])
-        return int(seconds) + int(micros) / 1_000_000 + float(offset)
+        read_s, read_us, offset = cast(list[bytes], self._read(keys=[self.key]))
+        return int(read_s) + int(read_us) / 1_000_000 + float(offset)
 
     def offset(self) -> float:
         """The offset in force (0 when control is off or none was set)."""
         if not self.control:
             return 0.0
-        value = self.client.get(self.key)
+        value = cast(bytes | None, self.client.get(self.key))
         return float(value) if value is not None else 0.0
 
     def advance(self, seconds: float) -> float:
@@ -67,7 +69,7 @@ class Clock:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._require_control()
-        return float(self.client.incrbyfloat(self.key, seconds))
+        return float(cast(float, self.client.incrbyfloat(self.key, seconds)))
 
     def advance_to(self, moment: float) -> float:
         """Move the clock forward so that it reads ``moment`` now (nothing if already past)."""

@@ -19,7 +19,7 @@ plus the transport option ``master_name``), while the runtime's other Redis clie
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis import Redis
@@ -52,14 +52,16 @@ def redis_client(url: str, **options: Any) -> Redis:
         timeouts = {
             k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")
         }
-        sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
+        # redis-py leaves Sentinel, master_for and ClusterNode unannotated
+        sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
         rest = {k: v for k, v in options.items() if k not in timeouts}
-        return sentinel.master_for(service, db=db, password=password, **timeouts, **rest)
+        master = sentinel.master_for(service, db=db, password=password, **timeouts, **rest)  # type: ignore[no-untyped-call]
+        return cast(Redis, master)
     if parts.scheme == "redis+cluster":
         password, hosts = _hosts(parts.netloc, 6379)
         cluster_options = {k: v for k, v in options.items() if k != "health_check_interval"}
         return RedisCluster(  # type: ignore[return-value]
-            startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+            startup_nodes=[ClusterNode(host, port) for host, port in hosts],  # type: ignore[no-untyped-call]
             password=password,
             **cluster_options,
         )

@@ -14,6 +14,7 @@ longer than its visibility timeout, which would duplicate a phone call.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 from redis import Redis
 
@@ -46,10 +47,10 @@ class DeferredSet:
         return [int(member) for member in due]
 
     def __len__(self) -> int:
-        return int(self.client.zcard(self.key))
+        return cast(int, self.client.zcard(self.key))
 
     def when(self, notification_id: int) -> float | None:
-        score = self.client.zscore(self.key, str(notification_id))
+        score = cast(float | None, self.client.zscore(self.key, str(notification_id)))
         return None if score is None else float(score)
 
 

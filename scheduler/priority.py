@@ -24,7 +24,7 @@ class Priority(StrEnum):
     def parse(cls, value: object) -> Priority:
         """The class ``value`` names; ValueError listing the three names otherwise."""
         try:
-            return cls(value)
+            return cls(value)  # type: ignore[arg-type]  # anything: refused below if no name
         except ValueError:
             raise ValueError(f"must be one of {', '.join(p.value for p in cls)}") from None
 

@@ -16,6 +16,7 @@ from store.notifications import (
     NotificationStore,
 )
 from store.receipts import NewReceipt, ReceiptStore
+from store.rows import NotificationRow, RouteLeg
 from store.status import FINAL, WAITING, Status
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "Expect",
     "NewNotification",
     "NewReceipt",
+    "NotificationRow",
     "NotificationStore",
     "ReceiptStore",
+    "RouteLeg",
     "Status",
 ]

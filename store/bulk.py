@@ -25,11 +25,11 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Connection, Enum, Table, any_, bindparam
+from sqlalchemy import JSON, ColumnElement, Connection, Enum, Row, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 #: values per ``IN (…)`` list: SQLite before 3.32 binds at most 999 parameters a
@@ -38,7 +38,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 IN_LIST_LIMIT = 5000 if sqlite3.sqlite_version_info >= (3, 32) else 900
 
 
-def among(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+def tuples(result: Iterable[Row[Any]]) -> list[tuple[Any, ...]]:
+    """A result's rows as plain tuples, to unpack into names: the type checker reads a
+    ``Row``'s items as ``object``, a tuple's as what the statement selected."""
+    return [tuple(row) for row in result]
+
+
+def among(
+    conn: Connection, column: ColumnElement[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
     """``column IN (values)``; on PostgreSQL ``column = ANY(:values)``, the list bound
     as one array. A thousand-value ``IN`` list is a thousand placeholders that
     SQLAlchemy expands and psycopg re-parses on every call (its statement cache skips
@@ -130,7 +138,7 @@ def _copy(
     plain = not (json_at or enum_at) and isinstance(rows[0], tuple)
     cursor = conn.connection.cursor()  # the DB-API connection SQLAlchemy's transaction is on
     try:
-        with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+        with cursor.copy(sql) as copy:
             write = copy.write_row
             if plain:
                 for row in rows:

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from scheduler.caps_floor import ADMITTED, PastCall
 from store.bulk import IN_LIST_LIMIT, among
 from store.db import Database
-from store.schema import Event, Notification
+from store.schema import Event, Notification, table_of
 from store.status import Status
 
-N = Notification.__table__
-E = Event.__table__
+N = table_of(Notification)
+E = table_of(Event)
 
 
 class CallHistory:
@@ -61,10 +61,14 @@ class CallHistory:
                     if pair not in wanted or Status(row.to_status) is not Status.SENDING:
                         continue
                     after = rows[i + 1] if i + 1 < len(rows) else None
-                    same = after is not None and after.notification_id == row.notification_id
+                    ended = (
+                        after.at
+                        if after is not None and after.notification_id == row.notification_id
+                        else None
+                    )
                     stamp = (row.detail or {}).get(ADMITTED)
                     started = row.at if stamp is None else stamp / 1000
-                    found[pair].append(PastCall(started, after.at if same else None))
+                    found[pair].append(PastCall(started, ended))
         for calls in found.values():
             calls.sort(key=lambda call: call.started)
         return dict(found)

@@ -18,16 +18,16 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select, update
 
 from scheduler.priority import Priority
-from store.bulk import Serialized, insert_rows, json_strings
+from store.bulk import Serialized, insert_rows, json_strings, tuples
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
 from store.outbox import record_event
-from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification
+from store.schema import DEFAULT_OWNER, Campaign, CampaignRecipient, Notification, table_of
 from store.status import WAITING, Status
 
-C = Campaign.__table__
-R = CampaignRecipient.__table__
-N = Notification.__table__
+C = table_of(Campaign)
+R = table_of(CampaignRecipient)
+N = table_of(Notification)
 
 #: campaign statuses
 IMPORTING, SCHEDULED, RUNNING, PAUSED, CANCELLED, COMPLETED = (
@@ -312,7 +312,7 @@ class CampaignStore:
         if before is not None:
             query = query.where(C.c.id < before)
         with self.db.read() as conn:
-            return [CampaignSummary(*row) for row in conn.execute(query.limit(limit))]
+            return [CampaignSummary(*row) for row in tuples(conn.execute(query.limit(limit)))]
 
     def statuses(self, ids: Iterable[int]) -> dict[int, str]:
         with self.db.read() as conn:
@@ -342,10 +342,12 @@ class CampaignStore:
 
     def counts(self, campaign_id: int) -> dict[str, int]:
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(N.c.status, func.count())
-                .where(N.c.campaign_id == campaign_id)
-                .group_by(N.c.status)
+            rows = tuples(
+                conn.execute(
+                    select(N.c.status, func.count())
+                    .where(N.c.campaign_id == campaign_id)
+                    .group_by(N.c.status)
+                )
             )
             return {getattr(s, "value", str(s)): n for s, n in rows}
 

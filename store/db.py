@@ -69,9 +69,10 @@ class DatabaseUnavailable(RuntimeError):
 def sqlite_file(url: str | URL) -> Path | None:
     """The absolute path of a SQLite URL's file (None: in memory, or not SQLite)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
-    return Path(parsed.database).absolute()
+    return Path(database).absolute()
 
 
 def described(url: str | URL) -> str:

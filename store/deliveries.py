@@ -14,18 +14,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, func, select, update
 
 from store.bulk import insert_rows
 from store.db import Database
-from store.schema import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from store.schema import WebhookAttempt, WebhookDelivery, WebhookEndpoint, table_of
 from store.webhooks import signing_secrets
 
-W = WebhookEndpoint.__table__
-D = WebhookDelivery.__table__
-A = WebhookAttempt.__table__
+W = table_of(WebhookEndpoint)
+D = table_of(WebhookDelivery)
+A = table_of(WebhookAttempt)
 ATTEMPT_COLUMNS = ("delivery_id", "at", "seconds", "status_code", "answer", "ok")
 #: characters of a receiver's answer kept in the delivery log
 ANSWER_KEPT = 512
@@ -93,7 +93,7 @@ class DeliveryStore:
         # read first: the pump asks every second, and on SQLite a write transaction would
         # take the one write lock every second for nothing
         with self.db.read() as conn:
-            due = list(
+            due: list[int] = list(
                 conn.execute(
                     select(D.c.id)
                     .where(D.c.status == DeliveryStatus.PENDING.value, D.c.next_attempt_at <= now)
@@ -165,7 +165,7 @@ class DeliveryStore:
         health: dict[int, bool] = {}
         with self.db.write() as conn:
             # an endpoint deleted meanwhile took its deliveries with it: nothing to log
-            there = set(
+            there: set[int] = set(
                 conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
             )
             insert_rows(
@@ -188,11 +188,10 @@ class DeliveryStore:
                     delivery
                 )
             moved: dict[int, DeliveryStatus] = {}
-            for (attempts, values), members in groups.items():
-                changed = dict(values)
-                moved |= {
-                    delivery_id: DeliveryStatus(changed["status"])
-                    for delivery_id in conn.execute(
+            for (attempts, items), members in groups.items():
+                changed = dict(items)
+                ids: list[int] = list(
+                    conn.execute(
                         update(D)
                         .where(
                             D.c.id.in_([d.id for d in members]),
@@ -202,7 +201,8 @@ class DeliveryStore:
                         .values(attempts=attempts + 1, last_attempt_at=now, **changed)
                         .returning(D.c.id)
                     ).scalars()
-                }
+                )
+                moved |= dict.fromkeys(ids, DeliveryStatus(changed["status"]))
             for delivery, result in tried:
                 statuses.append(moved.get(delivery.id))
                 if delivery.id in moved:
@@ -330,4 +330,4 @@ class DeliveryStore:
                     D.c.status == DeliveryStatus.PENDING.value
                 )
             ).one()
-        return int(count), oldest
+        return int(cast(int, count)), None if oldest is None else float(cast(float, oldest))

@@ -37,9 +37,9 @@ from sqlalchemy.exc import IntegrityError
 
 from scheduler.limits import CapSyntaxError, parse_caps
 from store.db import Database
-from store.schema import DEFAULT_OWNER, OWNER_LENGTH, ApiKey
+from store.schema import DEFAULT_OWNER, OWNER_LENGTH, ApiKey, table_of
 
-K = ApiKey.__table__
+K = table_of(ApiKey)
 
 #: what the command line records as the one who paused, resumed or cancelled
 CLI_ACTOR = "cli"

@@ -26,16 +26,17 @@ from sqlalchemy.exc import IntegrityError
 from observe.metrics import STALE_CHANGES
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
-from store.bulk import IN_LIST_LIMIT, among, insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
 from store.db import INSERT_PAGE, Database
 from store.outbox import record_notification_events
-from store.schema import DEFAULT_OWNER, Event, Notification
+from store.rows import NotificationRow
+from store.schema import DEFAULT_OWNER, Event, Notification, table_of
 from store.status import ALLOWED_FROM, WAITING, Status
 
 log = logging.getLogger(__name__)
 
-N = Notification.__table__
-E = Event.__table__
+N = table_of(Notification)
+E = table_of(Event)
 EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
 
 
@@ -195,22 +196,26 @@ class NotificationStore:
                 row = existing[draft.idempotency_key]
                 out.append(Enqueued(row.id, Status(row.status), False, row.next_attempt_at))
             else:  # the key repeated inside this batch
+                assert draft.idempotency_key is not None  # only a keyed draft is left out
                 out.append(Enqueued(by_key[draft.idempotency_key], Status.QUEUED, False))
         return out
 
     # -- reading ----------------------------------------------------------------------
 
-    def get(self, notification_id: int, *, owner: str | None = None) -> Row[Any] | None:
+    def get(self, notification_id: int, *, owner: str | None = None) -> NotificationRow | None:
         """The row; with ``owner``, only if that key name made it (None, as for an id
         that does not exist, otherwise)."""
         query = select(N).where(N.c.id == notification_id)
         if owner is not None:
             query = query.where(N.c.owner == owner)
         with self.db.read() as conn:
-            return conn.execute(query).first()
+            row = conn.execute(query).first()
+        return None if row is None else NotificationRow.from_row(row)
 
-    def load(self, conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
-        return list(conn.execute(select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)))
+    def load(self, conn: Connection, ids: Iterable[int]) -> list[NotificationRow]:
+        """The rows of ``ids`` that exist, by id."""
+        query = select(N).where(N.c.id.in_(list(ids))).order_by(N.c.id)
+        return [NotificationRow.from_row(row) for row in conn.execute(query)]
 
     def events(self, notification_id: int) -> list[Row[Any]]:
         with self.db.read() as conn:
@@ -226,7 +231,7 @@ class NotificationStore:
         if ids is not None:
             query = query.where(N.c.id.in_(list(ids)))
         with self.db.read() as conn:
-            return {Status(status).value: count for status, count in conn.execute(query)}
+            return {Status(status).value: count for status, count in tuples(conn.execute(query))}
 
     # -- transitions ------------------------------------------------------------------
 
@@ -310,23 +315,25 @@ class NotificationStore:
         for a ``sent`` row it was the receipt deadline)."""
         if source not in ALLOWED_FROM[to]:
             raise IllegalTransition(f"{source} → {to}")
-        moved: list[Row[Any]] = []
+        moved: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), IN_LIST_LIMIT):
-            moved += conn.execute(
-                update(N)
-                .where(
-                    among(conn, N.c.id, ids[start : start + IN_LIST_LIMIT]),
-                    unindexed(N.c.status) == source.value,
+            moved += tuples(
+                conn.execute(
+                    update(N)
+                    .where(
+                        among(conn, N.c.id, ids[start : start + IN_LIST_LIMIT]),
+                        unindexed(N.c.status) == source.value,
+                    )
+                    .values(
+                        status=to.value,
+                        reason=reason,
+                        updated_at=now,
+                        next_attempt_at=None,
+                        version=N.c.version + 1,
+                    )
+                    .returning(N.c.id, N.c.version)
                 )
-                .values(
-                    status=to.value,
-                    reason=reason,
-                    updated_at=now,
-                    next_attempt_at=None,
-                    version=N.c.version + 1,
-                )
-                .returning(N.c.id, N.c.version)
-            ).all()
+            )
         if len(moved) < len(ids):
             log.warning(
                 "%d of %d transitions to %s refused: no longer %s",

@@ -24,13 +24,13 @@ from sqlalchemy import Connection, bindparam, select
 from providers.numbers import mask
 from store.bulk import IN_LIST_LIMIT, among, insert_rows
 from store.deliveries import DeliveryStatus
-from store.schema import Notification, WebhookDelivery, WebhookEndpoint
+from store.schema import Notification, WebhookDelivery, WebhookEndpoint, table_of
 from store.status import Status
 from webhooks import event_for_status
 
-N = Notification.__table__
-W = WebhookEndpoint.__table__
-D = WebhookDelivery.__table__
+N = table_of(Notification)
+W = table_of(WebhookEndpoint)
+D = table_of(WebhookDelivery)
 DELIVERY_COLUMNS = (
     "endpoint_id",
     "message_id",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, text
@@ -88,7 +89,7 @@ def older(conn: Connection, cutoff: float) -> tuple[list[str], int]:
     names = [name for name, upper in _bounds(conn) if upper <= cutoff]
     if not names:
         return [], 0
-    estimate = conn.execute(
+    estimate: float = conn.execute(
         text(
             "SELECT COALESCE(SUM(GREATEST(reltuples, 0)), 0) FROM pg_class WHERE relname = ANY(:n)"
         ),
@@ -108,7 +109,7 @@ def drop_older(db: Database, cutoff: float) -> tuple[list[str], int]:
             with db.write() as conn:
                 _short_locks(conn)
                 # a name of ours (matched by _NAME), never a value from outside
-                held = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
+                held: int = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
                 conn.execute(text(f"DROP TABLE {name}"))
             dropped.append(name)
             events += held
@@ -128,7 +129,7 @@ def _partitions(db: Database) -> list[str]:
 
 def _bounds(conn: Connection) -> list[tuple[str, float]]:
     """Each partition of ours and the moment its range ends."""
-    rows = conn.execute(
+    rows: Iterable[str] = conn.execute(
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'events'::regclass"

@@ -21,15 +21,15 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from store.bulk import IN_LIST_LIMIT, among, insert_rows
+from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
 from store.db import Database
 from store.notifications import Applied, Change, Expect, NotificationStore, unindexed
-from store.schema import Notification, Receipt, ReportPull
+from store.schema import Notification, Receipt, ReportPull, table_of
 from store.status import Status
 
-R = Receipt.__table__
-N = Notification.__table__
-P = ReportPull.__table__
+R = table_of(Receipt)
+N = table_of(Notification)
+P = table_of(ReportPull)
 UNIQUE_REF = ("provider", "provider_ref")
 RECEIPT_COLUMNS = (
     "provider",
@@ -194,7 +194,7 @@ class ReceiptStore:
                 unindexed(N.c.status).in_([s.value for s in AWAITING]),
             )
         )
-        for nid, ref, status, version in rows.all():
+        for nid, ref, status, version in tuples(rows):
             sent.setdefault(ref, []).append(Open(nid, Status(status), version))
         return sent
 
@@ -223,7 +223,9 @@ class ReceiptStore:
             )
             matches = [
                 Match(rid, Open(nid, Status(status), version), delivered, code, message)
-                for rid, nid, status, version, delivered, code, message in conn.execute(query)
+                for rid, nid, status, version, delivered, code, message in tuples(
+                    conn.execute(query)
+                )
             ]
             return self._apply_rows(conn, matches, now)
         by_provider: dict[str, list[str]] = {}

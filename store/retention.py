@@ -29,14 +29,14 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from store import partitions
 from store.bulk import among
 from store.db import Database
-from store.schema import Event, Notification, Receipt, ReportPull, Verification
+from store.schema import Event, Notification, Receipt, ReportPull, Verification, table_of
 from store.status import FINAL
 
-N = Notification.__table__
-E = Event.__table__
-R = Receipt.__table__
-P = ReportPull.__table__
-V = Verification.__table__
+N = table_of(Notification)
+E = table_of(Event)
+R = table_of(Receipt)
+P = table_of(ReportPull)
+V = table_of(Verification)
 ENDED = sorted(status.value for status in FINAL)
 DAY = 86400.0
 
@@ -136,7 +136,7 @@ class Retention:
         chosen = select(N.c.id).where(among(conn, N.c.id, page), _ended_before(cutoff))
         if not self.db.is_sqlite:
             chosen = chosen.with_for_update(skip_locked=True)
-        ids = list(conn.execute(chosen).scalars())
+        ids: list[int] = list(conn.execute(chosen).scalars())
         if not ids:
             return
         out.events += conn.execute(delete(E).where(among(conn, E.c.notification_id, ids))).rowcount
@@ -153,7 +153,7 @@ class Retention:
         deleted = 0
         while True:
             with self.db.write() as conn:
-                ids = list(
+                ids: list[int] = list(
                     conn.execute(
                         select(table.c.id).where(moment < cutoff, *more).limit(self.batch)
                     ).scalars()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -54,6 +55,14 @@ class Base(DeclarativeBase):
         list[Any]: JSON,
         float: Double,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, as the Core statements (``insert``, ``update``, ``COPY``) take it:
+    the stores write with Core, whole batches at a time."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Campaign(Base):

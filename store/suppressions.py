@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from store.bulk import IN_LIST_LIMIT
 from store.db import Database
-from store.schema import Notification, Suppression
+from store.schema import Notification, Suppression, table_of
 
-S = Suppression.__table__
-N = Notification.__table__
+S = table_of(Suppression)
+N = table_of(Notification)
 
 #: the provider of a suppression that holds for every provider
 ALL = "*"

@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.db import Database
-from store.schema import ProviderTemplate
+from store.schema import ProviderTemplate, table_of
 
-T = ProviderTemplate.__table__
+T = table_of(ProviderTemplate)
 
 
 class TemplateStore:

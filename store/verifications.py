@@ -19,11 +19,11 @@ from sqlalchemy import Connection, Row, Select, insert, select, update
 from providers.numbers import mask
 from store.db import Database
 from store.outbox import record_event
-from store.schema import DEFAULT_OWNER, Notification, Verification
+from store.schema import DEFAULT_OWNER, Notification, Verification, table_of
 from store.status import WAITING, Status
 
-V = Verification.__table__
-N = Notification.__table__
+V = table_of(Verification)
+N = table_of(Notification)
 
 PENDING = "pending"
 APPROVED = "approved"

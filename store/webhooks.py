@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from store.db import Database
-from store.schema import WebhookEndpoint
+from store.schema import WebhookEndpoint, table_of
 from webhooks import EVENT_TYPES, new_secret
 
-W = WebhookEndpoint.__table__
+W = table_of(WebhookEndpoint)
 
 
 class BadEndpoint(ValueError):
@@ -101,7 +101,7 @@ class EndpointStore:
             "created_at": now,
         }
         with self.db.write() as conn:
-            new_id = conn.execute(insert(W).returning(W.c.id), values).scalar_one()
+            new_id: int = conn.execute(insert(W).returning(W.c.id), values).scalar_one()
         endpoint = Endpoint(new_id, owner, url, wanted, description, now, None, None)
         return endpoint, secret
 

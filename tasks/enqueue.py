@@ -8,7 +8,7 @@ still gets its id and nothing is lost.
 that calling it in a loop or from many threads costs about what ``enqueue_many`` does:
 
 - **Group commit.** Threads that call ``enqueue()`` while another's INSERT is under way
-  share the next transaction (:class:`_GroupCommit`): no timer, no added wait — a call
+  share the next transaction (store/group_commit.py): no timer, no added wait — a call
   that finds no transaction running starts one at once. Each call still returns only
   after *its* row is committed, with the answer a call of its own would have given.
 - **Gathered publishing.** The committed ids go to this process's
@@ -16,13 +16,13 @@ that calling it in a loop or from many threads costs about what ``enqueue_many``
   ``NOTIFYQ_PUBLISH_LINGER`` (10 ms) as one ``dispatch(ids)`` message of up to
   ``NOTIFYQ_DISPATCH_BATCH`` ids, so single enqueues become batched dispatch tasks.
   ``enqueue()`` does not wait for that publish: its promise is the commit, and a publish
-  lost after it (a crash, Redis away) is re-driven by the sweeper, as before.
+  lost after it (a crash, Redis away) is re-driven by the sweeper.
 
-``enqueue_many`` publishes before it returns, as it always has — unless it is given
+``enqueue_many`` publishes before it returns — unless it is given
 ``then``: then its ids go the same gathered way as ``enqueue()``'s, and ``then()`` is
 called once they are out. The HTTP API's own group commit (``api/coalesce.py``) uses
 that: a single ``POST /v1/notifications`` is answered after its row is committed and its
-id published, as before, but its id leaves in one message with those of the other
+id published, but its id leaves in one message with those of the other
 requests of the same ``NOTIFYQ_PUBLISH_LINGER``, and the API stores the next group while
 that message waits.
 """
@@ -41,8 +41,8 @@ from redis.exceptions import RedisError
 from providers.base import InvalidRequest
 from scheduler.priority import Priority
 from store import Enqueued, NewNotification, NotificationStore, Status
+from store.group_commit import Groups
 from store.schema import DEFAULT_OWNER
-from tasks.grouping import Groups
 from tasks.publish import Then, gather_dispatch, publish_by_priority
 from tasks.requests import RouteLeg, SendRequest, validate
 from tasks.runtime import Runtime, get_runtime

@@ -1,4 +1,4 @@
-"""The one place an outcome becomes an action (DESIGN.md, step 4).
+"""The one place an outcome becomes an action (docs/codes.md: each code's outcome).
 
 ================  =====================================================================
 outcome           action
@@ -31,11 +31,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from config.settings import Settings
 from providers.base import Outcome, SendResult
 from providers.http import LATE, Failure
-from store import Change, Expect, Status
+from store import Change, Expect, NotificationRow, RouteLeg, Status
 from store.verifications import erased
 from tasks.admission import Hop, Wait
 from tasks.runtime import Runtime
@@ -79,26 +80,40 @@ class Plan:
     effects: Effects = field(default_factory=Effects)
 
 
-def backoff(settings: Any, attempt: int) -> float:
+@dataclass(frozen=True)
+class Moment:
+    """What every answer of one batch is decided against."""
+
+    now: float
+    settings: Settings
+    #: providers whose half-open probe this batch sent
+    probes: frozenset[str]
+
+
+def backoff(settings: Settings, attempt: int) -> float:
     """Exponential in the attempt number, with jitter so a burst of failures spreads out."""
     ceiling = min(settings.retry_max, settings.retry_base * 2 ** max(0, attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
 def hop_change(hop: Hop, now: float, expect: Expect) -> Change:
-    leg = hop.leg
+    """The row moves to its next leg: that leg's provider and what to send through it,
+    the legs after it as its route."""
+    # the store hands out typed legs (store/rows.py); admission's Hop still says dict
+    leg = cast(RouteLeg, hop.leg)
+    rest = cast(list[RouteLeg], hop.rest)
     return Change(
         id=hop.id,
         to=Status.QUEUED,
         expect=expect,
         reason=f"failover:{hop.reason}",
         values={
-            "provider": leg["provider"],
-            "template": leg.get("template"),
-            "content": leg.get("content"),
-            "params": list(leg.get("params") or []),
-            "options": dict(leg.get("options") or {}),
-            "route": hop.rest or None,
+            "provider": leg.provider,
+            "template": leg.template,
+            "content": leg.content,
+            "params": list(leg.params),
+            "options": dict(leg.options),
+            "route": [later.to_json() for later in rest] or None,
             "next_attempt_at": now,
             "published_at": now,
         },
@@ -115,13 +130,13 @@ def wait_change(wait: Wait, expect: Expect) -> Change:
     )
 
 
-def sending_expect(row: Any) -> Expect:
+def sending_expect(row: NotificationRow) -> Expect:
     """What a change after the call expects: the ``sending`` this task wrote, one version
     after the row it read."""
     return Expect.sending(int(row.version) + 1)
 
 
-def _erase_when_final(change: Change, row: Any) -> Change:
+def _erase_when_final(change: Change, row: NotificationRow) -> Change:
     """A change that ends the send of a row carrying a secret (a verification code) also
     clears the code's columns: in the same transaction as the final status, so no reader
     ever sees a final row that still holds it, and a crash cannot leave one behind."""
@@ -132,7 +147,7 @@ def _erase_when_final(change: Change, row: Any) -> Change:
 
 def plan(
     rt: Runtime,
-    rows: dict[int, Any],
+    rows: dict[int, NotificationRow],
     results: Sequence[SendResult],
     now: float,
     probes: set[str],
@@ -140,6 +155,7 @@ def plan(
 ) -> Plan:
     """Decide what every answer means; ``unsent`` are the ids whose request never left."""
     out = Plan()
+    moment = Moment(now, rt.settings, frozenset(probes))
     for result in results:
         row = rows[result.message_id]
         out.effects.outcomes.append((row.provider, result.outcome.value))
@@ -150,7 +166,7 @@ def plan(
         if result.code == LATE_CODE:
             _late(out, row, now)
         else:
-            _DECIDE[result.outcome](out, row, result, now, rt.settings, probes)
+            _DECIDE[result.outcome](out, row, result, moment)
     written = {c.id for c in out.changes}
     if out.retry_ids:
         out.countdown = backoff(rt.settings, max(rows[i].attempts + 1 for i in out.retry_ids))
@@ -178,9 +194,7 @@ def _detail(result: SendResult) -> dict[str, Any]:
     return {"code": result.code, "message": result.detail[:200]}
 
 
-def _accepted(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
+def _accepted(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     out.changes.append(
         Change(
             id=row.id,
@@ -191,58 +205,50 @@ def _accepted(
                 "provider_ref": result.ref,
                 "provider_code": result.code,
                 # a sent row's deadline for its receipt (the sweeper's clue)
-                "next_attempt_at": now + settings.receipt_timeout,
+                "next_attempt_at": at.now + at.settings.receipt_timeout,
             },
         )
     )
     if result.ref:
         out.sent_refs.append((row.provider, result.ref))
-    if row.provider in probes:
+    if row.provider in at.probes:
         out.effects.closes.add(row.provider)
 
 
-def _permanent(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
+def _permanent(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     reason = f"{row.provider}:{result.code} {result.detail}"
     out.changes.append(_failed(row, reason, result, _detail(result)))
 
 
-def _capped(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
+def _capped(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     seconds = result.block_seconds or 60.0
     out.effects.blocks.append((row.provider, row.to, seconds))
-    out.waits.append(Wait(row.id, now + seconds, f"cap:{row.provider}:provider-{result.code}"))
+    out.waits.append(Wait(row.id, at.now + seconds, f"cap:{row.provider}:provider-{result.code}"))
 
 
-def _account(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
+def _account(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     out.effects.opens.setdefault(row.provider, f"{result.code} {result.detail}")
     if row.route:
         leg, *rest = row.route
         out.hops.append(Hop(row.id, leg, rest, f"account:{row.provider}:{result.code}"))
     else:
-        out.waits.append(Wait(row.id, now + settings.circuit_cooldown, f"circuit:{row.provider}"))
+        out.waits.append(
+            Wait(row.id, at.now + at.settings.circuit_cooldown, f"circuit:{row.provider}")
+        )
 
 
-def _transient(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
+def _transient(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     attempts = row.attempts + 1  # counted when it went to "sending"
-    if attempts >= settings.max_attempts:
+    if attempts >= at.settings.max_attempts:
         reason = f"{row.provider}:{result.code} gave up after {attempts} attempts"
         out.changes.append(_failed(row, reason, result, _detail(result)))
     else:
         out.retry_ids.append(row.id)
 
 
-def _ambiguous(
-    out: Plan, row: Any, result: SendResult, now: float, settings: Any, probes: set[str]
-) -> None:
-    if settings.on_ambiguous == "resend":  # the operator's choice
-        _transient(out, row, result, now, settings, probes)
+def _ambiguous(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
+    if at.settings.on_ambiguous == "resend":  # the operator's choice
+        _transient(out, row, result, at)
         return
     out.changes.append(
         Change(
@@ -256,7 +262,7 @@ def _ambiguous(
     )
 
 
-def _late(out: Plan, row: Any, now: float) -> None:
+def _late(out: Plan, row: NotificationRow, now: float) -> None:
     """Never left: back to waiting at once, the attempt uncounted (its cap slot is
     refunded as ``unsent``), so an overload cannot wear out ``max_attempts``."""
     late = Wait(row.id, now, f"late:{row.provider}")
@@ -282,7 +288,9 @@ _DECIDE = {
 }
 
 
-def _failed(row: Any, reason: str, result: SendResult, detail: dict[str, Any]) -> Change:
+def _failed(
+    row: NotificationRow, reason: str, result: SendResult, detail: dict[str, Any]
+) -> Change:
     return Change(
         id=row.id,
         to=Status.FAILED,

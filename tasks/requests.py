@@ -19,19 +19,10 @@ from providers import registry
 from providers.base import Draft, FieldError, InvalidRequest, Provider
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
-from store import NewNotification
+from store import NewNotification, RouteLeg
 from store.schema import DEFAULT_OWNER
 
 MAX_KEY = 255
-
-
-@dataclass(frozen=True)
-class RouteLeg:
-    provider: str
-    template: str | None = None
-    content: str | None = None
-    params: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,13 +141,7 @@ def validate(
         params=first.params,
         options=dict(first.options),
         route=[
-            {
-                "provider": name,
-                "template": v.template,
-                "content": v.content,
-                "params": list(v.params),
-                "options": dict(v.options),
-            }
+            RouteLeg(name, v.template, v.content, tuple(v.params), dict(v.options)).to_json()
             for name, v in valid[1:]
         ]
         or None,

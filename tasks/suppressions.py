@@ -1,4 +1,4 @@
-"""Numbers that must not be called again, and why (issue 17).
+"""Numbers that must not be called again, and why.
 
 Three ways a number is suppressed:
 

@@ -1,4 +1,4 @@
-"""Verification codes end to end (issue 17): create, send, check — the shape of Twilio
+"""Verification codes end to end: create, send, check — the shape of Twilio
 Verify — with the code itself never stored, logged or shown.
 
 ``create`` draws a code from :mod:`secrets`, keeps only a random salt and
@@ -21,7 +21,8 @@ code for the same number and purpose cancels the old one (and its unsent notific
 
 Resend by channel: ``voice_after=N`` with ``sms`` also enqueues a voice call of the same
 code ``not_before`` N seconds from now — a row in the deferred set, not a Celery
-countdown (DESIGN.md) — cancelled the moment the code is approved.
+countdown (a Redis broker delivers again an ETA task that waits past its visibility
+timeout) — cancelled the moment the code is approved.
 
 Without ``NOTIFYQ_VERIFY_SECRET`` nothing is created (:class:`VerificationsDisabled`):
 a key made up per process would fail every check made on another host.

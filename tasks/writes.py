@@ -20,7 +20,7 @@ guessed from ids. Each change still carries its ``expect``. The receipts that wa
 If the shared transaction fails (a database error, a lock timeout), nothing of it was
 committed, and each submitter's write is tried again in a transaction of its own, so one
 submitter's failure is never another's; its own caller sees its own error (and
-``_write_outcomes`` retries it, as before).
+``_write_outcomes`` retries it).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from store import Change, Database
+from store.group_commit import Groups
 from store.notifications import Applied
-from tasks.grouping import Groups
 
 if TYPE_CHECKING:
     from tasks.runtime import Runtime

@@ -37,6 +37,7 @@ from tests.services import (
     RedisServer,
     Stack,
     free_port,
+    run_notifyq,
     wait_until,
 )
 from worker.queues import DISPATCH_QUEUE
@@ -126,11 +127,33 @@ def embedded_settings(database_url: str, redis_url: str, **extra: Any) -> Settin
 
 
 @pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+def make_runtime(database_url: str, redis_url: str) -> Iterator[Callable[..., Runtime]]:
+    """Runtimes in this process on this test's store and Redis (no workers), each with
+    the test credentials and the settings given; closed when the test ends."""
+    made: list[Runtime] = []
+
+    def factory(**extra: Any) -> Runtime:
+        made.append(Runtime.build(embedded_settings(database_url, redis_url, **extra)))
+        return made[-1]
+
+    yield factory
+    for rt in made:
+        rt.close()
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
     """A runtime in this process on this test's store and Redis (no workers)."""
-    rt = Runtime.build(embedded_settings(database_url, redis_url))
-    yield rt
-    rt.close()
+    return make_runtime()
+
+
+def assert_no_leaks(text: str, numbers: Sequence[str] = ("13800138000",)) -> None:
+    """No credential and none of ``numbers`` (however spaced) appears in ``text``."""
+    digits = re.sub(r"[\s-]", "", text)
+    for secret in SECRETS:
+        assert secret not in text, "a credential reached a log"
+    for number in numbers:
+        assert re.sub(r"\D", "", number) not in digits, "a full phone number reached a log"
 
 
 def dispatch_messages(client: redis.Redis) -> list[list[int]]:
@@ -289,14 +312,7 @@ class System:
 
     def cli(self, *args: str) -> Any:
 
-        return subprocess.run(
-            [NOTIFYQ, *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **self.env},
-            cwd=self.directory,
-            timeout=60,
-        )
+        return run_notifyq(*args, env={**os.environ, **self.env}, cwd=self.directory)
 
     def cli_many(self, *commands: Sequence[str]) -> list[subprocess.CompletedProcess[str]]:
         """Several ``notifyq`` commands at once, each its own process as from a shell:
@@ -407,6 +423,14 @@ class System:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.stack.report()}") from None
 
+    def beat_passes(self, *tasks: str) -> None:
+        """Two runs of each of ``tasks`` (fan-out, pump, sweep) that began after this call
+        have finished: whatever they would send, re-drive or release, they have — the
+        event to wait on before saying that nothing more went out."""
+        mark = self.log_mark()
+        for task in tasks:
+            self.wait_runs(task, 2, timeout=60, mark=mark)
+
     def empty(self) -> None:
         """Every row of the store and every key of its Redis database gone, the processes
         still running: for tests that share one started system (a module-scoped fixture)
@@ -469,6 +493,45 @@ def own_system(directory: Path, **overrides: str) -> Iterator[System]:
     finally:
         system.close()
         server.stop()
+
+
+@contextlib.contextmanager
+def system_on(backend: str, directory: Path, redis_url: str, **overrides: str) -> Iterator[System]:
+    """A whole started system (sandbox, API, one worker, beat) for a module-scoped fixture
+    on ``backend`` (``sqlite`` or ``postgres``, one of :data:`BACKENDS`) and on a Redis
+    database the caller owns (flushed here); stopped, and its database dropped, on
+    leaving."""
+    redis.Redis.from_url(redis_url).flushdb()
+    drop = None
+    if backend == "postgres":
+        database_url, drop = postgres_database()
+        upgrade(database_url)
+    else:
+        database_url = f"sqlite:///{directory / 'notifyq.db'}"
+    system = System(directory, redis_url, database_url, **overrides)
+    try:
+        yield system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
+    finally:
+        system.close()
+        if drop:
+            drop()
+
+
+def system_per_backend(name: str, redis_db: int, **overrides: str) -> Any:
+    """A module-scoped ``system`` fixture: a whole started system (:func:`system_on`) for
+    each of :data:`BACKENDS`, shared by the module's tests, on Redis database
+    ``redis_db`` (each module its own: xdist runs modules side by side)."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def system(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_base: str
+    ) -> Iterator[System]:
+        directory = tmp_path_factory.mktemp(name)
+        redis_url = make_url_db(redis_base, redis_db)
+        with system_on(request.param, directory, redis_url, **overrides) as started:
+            yield started
+
+    return system
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,37 @@ __all__ = [
     "Stack",
     "free_port",
     "processes_under",
+    "redis_now",
     "replicated",
+    "run_notifyq",
     "sentinel_watching",
+    "sleep_until",
     "wait_until",
 ]
+
+
+def run_notifyq(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``notifyq ARGS`` as from a shell in ``cwd`` with exactly ``env``; its output kept."""
+    return subprocess.run(
+        [NOTIFYQ, *args], capture_output=True, text=True, env=dict(env), cwd=cwd, timeout=timeout
+    )
+
+
+def redis_now(client: redis.Redis) -> float:
+    """Redis's own clock (``TIME``): the one the caps, rates and deferred set read."""
+    seconds, micros = client.time()
+    return seconds + micros / 1_000_000
+
+
+def sleep_until(client: redis.Redis, moment: float) -> None:
+    """Sleep until Redis's clock has passed ``moment``.
+
+    Only to reach a moment at which something must be *allowed* (sleeping longer on a busy
+    machine cannot make that false); every "still refused" check after it needs a window
+    far longer than a scheduling delay left."""
+    time.sleep(max(0.0, moment - redis_now(client) + 0.005))
 
 
 @contextlib.contextmanager

@@ -4,22 +4,14 @@ ihuyi in the sandbox over HTTP → the receipt pushed to our API → ``delivered
 from __future__ import annotations
 
 import json
-import re
 
 import httpx
 import redis
 
-from tests.conftest import SECRETS, System
+from tests.conftest import System, assert_no_leaks
 
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 NUMBER_SPELLINGS = ("13800138000", "8613800138000", "+8613800138000", "138 0013 8000")
-
-
-def assert_no_leaks(text: str) -> None:
-    digits_only = re.sub(r"[\s-]", "", text)
-    for secret in SECRETS:
-        assert secret not in text, "a credential reached a log"
-    assert "13800138000" not in digits_only, "a full phone number reached a log"
 
 
 def test_send_reaches_delivered_through_the_pushed_receipt(make_system) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, pool
 from store.schema import Base
 
 config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+url: str = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or ""
 
 
 def run() -> None:

@@ -6,7 +6,7 @@ number and reason; it never fails the campaign) and stores accepted rows in chun
 a million-row file needs a few megabytes, not a million objects.
 
 Chunks are stored on threads of their own (:class:`_ChunkWriter`) while the next one is
-read and validated, each in its own transaction as before. On PostgreSQL several chunks
+read and validated, each in its own transaction. On PostgreSQL several chunks
 are stored at once (``CampaignStore.parallel_writes``): the server's work for a chunk (a
 ``COPY``, its indexes and foreign-key checks, its commit) runs on a backend of its own,
 beside the others and beside the Python work, instead of one chunk after another — a

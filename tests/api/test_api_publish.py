@@ -42,7 +42,7 @@ def test_concurrent_single_posts_are_answered_once_published_and_share_messages(
             assert answer.status_code == 202, answer.text
             notification_id = answer.json()["id"]
             ids.append(notification_id)
-            # an answer means committed and published, as before gathering
+            # an answer means committed and published
             if notification_id not in {i for m in dispatch_messages(broker) for i in m}:
                 unpublished.append(notification_id)
             if runtime.notifications.get(notification_id) is None:

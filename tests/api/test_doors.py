@@ -1,4 +1,4 @@
-"""The doors of the API (ISSUE 14), in process over a real store and a real Redis:
+"""The doors of the API, in process over a real store and a real Redis:
 idempotency keys belong to one API key and name one request (409 for another), a /v1
 body over its limit is 413 before it is parsed, each provider's callbacks open with its
 own secret (the shared one only while a setting keeps old URLs alive), receipts for
@@ -148,7 +148,7 @@ def test_a_v1_body_over_the_limit_is_413_before_parsing_and_stores_nothing(
     assert streamed.status_code == 413, streamed.text
     # not even a hint to a stranger: 401 comes first
     assert client.post("/v1/notifications", content=big).status_code == 401
-    # under the limit, as before
+    # under the limit: taken
     assert client.post("/v1/notifications", json=one(), headers=ONE).status_code == 202
     assert runtime.notifications.count_by_status() == {"queued": 1}
 

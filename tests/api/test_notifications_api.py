@@ -1,4 +1,4 @@
-"""``/v1/notifications`` as the contract states it (spec/interface.md), in process over a
+"""``/v1/notifications`` as the README states it, in process over a
 real store and a real Redis: an idempotency key answers 200 with the first notification
 (409 for another request) and queues nothing twice; a batch answers each item and stores only the good ones; a
 notification reads back with its number masked and its history; ``/readyz`` says

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -30,7 +30,7 @@ from tasks.requests import SendRequest
 from tasks.runtime import Runtime
 from tasks.verifications import create_verification
 from tests.conftest import TEST_CREDENTIALS
-from tests.verifications.test_api import settings_for
+from tests.verifications.test_api import verifying
 from worker.queues import BULK_QUEUE, DISPATCH_QUEUES, NORMAL_QUEUE, URGENT_QUEUE
 
 with warnings.catch_warnings():
@@ -42,11 +42,9 @@ TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收�
 
 
 @pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
     """An embedded runtime with verification codes on."""
-    rt = Runtime.build(settings_for(database_url, redis_url))
-    yield rt
-    rt.close()
+    return make_runtime(**verifying())
 
 
 @pytest.fixture

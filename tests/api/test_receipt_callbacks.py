@@ -223,7 +223,7 @@ def test_the_other_callbacks_still_take_objects_only(system: System) -> None:
     assert stored(system) == 0
 
 
-# -- ISSUE 12: a receipt with a code no document lists is kept, never refused -----------------
+# -- a receipt with a code no document lists is kept, never refused --------------------------------
 
 
 @pytest.mark.parametrize("code", ["-7", "-99"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CREDENTIALS
-from tests.services import NOTIFYQ, Proc, free_port, wait_until
+from tests.services import NOTIFYQ, Proc, free_port, run_notifyq, wait_until
 
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
 
@@ -31,14 +31,7 @@ def newcomer_env(**settings: str) -> dict[str, str]:
 
 
 def notifyq(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NOTIFYQ, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=newcomer_env(**settings),
-        timeout=120,
-    )
+    return run_notifyq(*args, env=newcomer_env(**settings), cwd=cwd, timeout=120)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

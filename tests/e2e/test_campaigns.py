@@ -1,4 +1,4 @@
-"""Campaigns end to end (issue 7): a 10,000-recipient CSV through real workers and the
+"""Campaigns end to end: a 10,000-recipient CSV through real workers and the
 sandbox, with back-pressure, pause, resume and cancel — and nothing stray after cancel."""
 
 from __future__ import annotations
@@ -107,15 +107,6 @@ def stopped(system: System, campaign_id: int) -> int:
     return placed(system)
 
 
-def beat_passes(system: System, *tasks: str) -> None:
-    """Two runs of each of ``tasks`` (fan-out, pump, sweep) that began after this call:
-    whatever they would send, they have sent — the event to wait on before saying that
-    nothing more went out."""
-    mark = system.log_mark()
-    for task in tasks:
-        system.wait_runs(task, 2, timeout=60, mark=mark)
-
-
 def fan_out_now(system: System) -> dict[str, int]:
     """One campaign fan-out (what beat runs), on the system's clock, under beat's lock.
 
@@ -142,11 +133,9 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
         # bound below is exact.
         sweep_grace="600",
     )
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2", "--latency-ms", "20")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "16")
-        system.stack.beat()
+    system.start(
+        concurrency=16, beat=True, sandbox_args=("--receipt-delay", "0.2", "--latency-ms", "20")
+    )
     recipients = tmp_path / "borrowers.csv"
     bad_rows = {
         10: ["12345", "x", "1"],
@@ -186,7 +175,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     assert system.cli("campaign", "pause", str(campaign_id)).returncode == 0
     paused_at = stopped(system, campaign_id)
     assert view(system, campaign_id)["status"] == "paused"
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == paused_at, "a paused campaign places no call"
 
     assert system.cli("campaign", "resume", str(campaign_id)).returncode == 0
@@ -196,7 +185,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
     # (the command itself is tested on a scheduled campaign, in the start-time test)
     cancel(system.runtime, campaign_id)
     after_cancel = stopped(system, campaign_id)
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == after_cancel, "nothing stray goes out after cancel"
 
     def settled() -> dict | None:
@@ -224,11 +213,7 @@ def test_a_10000_recipient_campaign_with_pause_resume_and_cancel(
 
 def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5", clock_control="true")
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
+    system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 20, {})
     # An hour ahead, to the second (as --at reads): no start-up or slow CLI reaches it;
@@ -248,7 +233,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     assert "20 notifications cancelled" in cancelled.stdout
     assert view(system, other)["status"] == "cancelled"
 
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due")
     assert placed(system) == 0 and view(system, campaign_id)["status"] == "scheduled"
     # just before the start (the clock runs on meanwhile, far less than a minute)
     system.advance_to(start - 60)
@@ -258,7 +243,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     system.advance_to(start)
     assert fan_out_now(system)["started"] == 1
     # completed once every row is sent; then the receipts (0.2 s on) — the event to wait
-    # on before reading the final counts, which the command's own start-up used to hide
+    # on before reading the final counts (the command's own start-up is no such wait)
     seen = wait_until(
         lambda: (
             (v := view(system, campaign_id))["status"] == "completed"
@@ -279,11 +264,7 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
 
 def test_a_campaigns_own_rate_cap_holds(make_system, tmp_path: Path) -> None:
     system: System = make_system(pump_interval="0.5")
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
+    system.start(beat=True, sandbox_args=("--receipt-delay", "0.2"))
     recipients = tmp_path / "list.csv"
     write_csv(recipients, 60, {})
     created = create_campaign(system, recipients, "您好{name}", "--rate", "10/second")
@@ -338,5 +319,5 @@ def test_a_csv_that_breaks_half_way_leaves_a_cancelled_campaign_and_sends_nothin
     assert seen["status"] == "cancelled"
     assert set(seen["counts"]) == {"cancelled"} and seen["counts"]["cancelled"] >= CHUNK
     # fan-out, pump and sweep passes after the failed import: nothing reaches a provider
-    beat_passes(system, "notifyq.campaigns", "notifyq.release_due", "notifyq.sweep")
+    system.beat_passes("notifyq.campaigns", "notifyq.release_due", "notifyq.sweep")
     assert placed(system) == 0

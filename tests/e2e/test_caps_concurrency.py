@@ -1,4 +1,4 @@
-"""Issue 4's proof: many workers, one recipient, never past a cap — and what waits,
+"""Many workers, one recipient, never past a cap — and what waits,
 waits for exactly the moment its cap frees.
 
 2 worker processes × 20 threads, 300 ihuyi notifications to 5 numbers, each number

@@ -16,9 +16,8 @@ import pytest
 from store import Status
 from tasks.enqueue import enqueue_many
 from tasks.requests import SendRequest
-from tests.conftest import System
+from tests.conftest import System, assert_no_leaks
 from tests.services import RedisServer, wait_until
-from tests.test_slice import assert_no_leaks
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

@@ -1,4 +1,4 @@
-"""Issue 11's end-to-end proof: every dispatch message arrives three times, side by side,
+"""The end-to-end proof of docs/duplicates.md: every dispatch message arrives three times, side by side,
 at two worker processes, while the provider takes 2 s to answer — and each phone rings
 once.
 

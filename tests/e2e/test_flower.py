@@ -19,15 +19,8 @@ def test_flower_shows_dispatch_tasks_with_ids_only_and_their_retries(make_system
     port = free_port()
     with system.stack.together():
         system.start(workers=1, concurrency=4, beat=True)
-        system.stack.start(
-            "flower",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            url=f"http://127.0.0.1:{port}/healthcheck",
-            timeout=60,
-            extra_env={"FLOWER_UNAUTHENTICATED_API": "true"},  # the test's own, on loopback
-        )
+        # the API unauthenticated: the test's own Flower, on loopback
+        system.stack.flower(port, extra_env={"FLOWER_UNAUTHENTICATED_API": "true"})
     system.sandbox_config(fail_first={"ihuyi": 1})
     sent = enqueue("ihuyi", "13800138000", content="您的订单已发货。", runtime=system.runtime)
     system.wait_for([sent.id], {"delivered"}, timeout=30)

@@ -1,4 +1,4 @@
-"""Outcome → action (DESIGN.md step 4) against the sandbox, with real workers and beat:
+"""Outcome → action (docs/codes.md) against the sandbox, with real workers and beat:
 transient → retried with backoff (Celery RETRY) then sent or failed; permanent →
 failed; the provider's cap → deferred and our cap state learns; account → the circuit
 opens for everyone and a probe closes it; ambiguous → unknown, never called twice.
@@ -8,71 +8,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
 from store import Change, Expect, NewNotification, Status
-from store.migrate import upgrade
 from tasks.dispatch import dispatch_ids
 from tasks.enqueue import enqueue
-from tests.conftest import BACKENDS, System, make_url_db, postgres_database
+from tests.conftest import System, system_per_backend
 from tests.services import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def system(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_base: str
-) -> Iterator[System]:
-    directory: Path = tmp_path_factory.mktemp("outcomes")
-    redis_url = make_url_db(redis_base, 15)
-    redis.Redis.from_url(redis_url).flushdb()
-    drop = None
-    if request.param == "postgres":
-        database_url, drop = postgres_database()
-
-        upgrade(database_url)
-    else:
-        database_url = f"sqlite:///{directory / 'notifyq.db'}"
-    system = System(
-        directory,
-        redis_url,
-        database_url,
-        retry_base="0.5",
-        retry_max="2",
-        max_attempts="3",
-        http_read_timeout="1",
-        circuit_cooldown="2",
-        sweep_grace="3",
-        sending_timeout="4",
-        sweep_interval="1",
-    )
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
-    yield system
-    system.close()
-    if drop:
-        drop()
+system = system_per_backend(
+    "outcomes",
+    15,
+    retry_base="0.5",
+    retry_max="2",
+    max_attempts="3",
+    http_read_timeout="1",
+    circuit_cooldown="2",
+    sweep_grace="3",
+    sending_timeout="4",
+    sweep_interval="1",
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_sandbox(system: System) -> Iterator[None]:
     yield
     system.sandbox_config(refusals={}, fail_rate=0, timeout_rate=0, latency_ms=0)
-
-
-def beat_passes(system: System) -> None:
-    """Two sweeps and two pump passes that began after this call have finished: whatever
-    they would re-drive or release, they have (the event to wait on before "nothing more")."""
-    mark = system.log_mark()
-    for task in ("notifyq.sweep", "notifyq.release_due"):
-        system.wait_runs(task, 2, timeout=60, mark=mark)
 
 
 def send(system: System, number: str, text: str = "您的快递已到。", **kwargs) -> int:  # type: ignore[no-untyped-def]
@@ -168,7 +133,9 @@ def test_a_timeout_after_sending_is_unknown_and_never_resent(system: System) -> 
     nid = send(system, "13800000106")
     system.wait_for([nid], {"unknown"}, timeout=30)
     system.sandbox_config(timeout_rate=0)
-    beat_passes(system)  # sweeps and pump passes later, still one call
+    system.beat_passes(
+        "notifyq.sweep", "notifyq.release_due"
+    )  # sweeps and pump passes later, still one call
     placed = [c for c in calls_to(system, "13800000106") if c["placed"]]
     assert len(placed) == 1
     assert row(system, nid).status == Status.UNKNOWN
@@ -184,7 +151,7 @@ def test_the_same_idempotency_key_sends_once(system: System) -> None:
     assert one.returncode == two.returncode == 0
     assert one.stdout == two.stdout
     system.wait_for([int(one.stdout)], {"delivered"}, timeout=30)
-    beat_passes(system)
+    system.beat_passes("notifyq.sweep", "notifyq.release_due")
     assert len(calls_to(system, "13800000107")) == 1
 
 

@@ -1,4 +1,4 @@
-"""Verification codes and suppressions end to end (issue 17): the HTTP API, real workers,
+"""Verification codes and suppressions end to end: the HTTP API, real workers,
 beat and Redis, the provider sandbox over real HTTP.
 
 create → the code arrives at the sandbox → check approves (SMS, and voice via ihuyi);
@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from store import Status
-from store.migrate import upgrade
 from tasks.enqueue import enqueue
-from tests.conftest import BACKENDS, TEST_CREDENTIALS, System, make_url_db, postgres_database
+from tests.conftest import TEST_CREDENTIALS, System, system_per_backend
 from tests.services import wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,37 +27,13 @@ AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',
 SECRET = "verify-secret-e2e-81c3"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def system(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_base: str
-) -> Iterator[System]:
-    directory: Path = tmp_path_factory.mktemp("verifications")
-    redis_url = make_url_db(redis_base, 14)
-    redis.Redis.from_url(redis_url).flushdb()
-    drop = None
-    if request.param == "postgres":
-        database_url, drop = postgres_database()
-
-        upgrade(database_url)
-    else:
-        database_url = f"sqlite:///{directory / 'notifyq.db'}"
-    system = System(
-        directory,
-        redis_url,
-        database_url,
-        verify_secret=SECRET,
-        clock_control="true",
-        sweep_interval="1",
-    )
-    with system.stack.together():
-        system.sandbox("--receipt-delay", "0.2")
-        system.stack.api(system.api_port)
-        system.stack.worker("--concurrency", "8")
-        system.stack.beat()
-    yield system
-    system.close()
-    if drop:
-        drop()
+system = system_per_backend(
+    "verifications",
+    14,
+    verify_secret=SECRET,
+    clock_control="true",
+    sweep_interval="1",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +87,7 @@ def test_an_sms_code_arrives_and_its_check_approves(system: System) -> None:
     assert check(system, vid, code)["status"] == "expired", "an approved code is used up"
     row = notification(system, vid)
     assert Status(row.status) in (Status.SENT, Status.DELIVERED)
-    assert row.params == [] and row.content is None, "the send is final: its code is erased"
+    assert row.params == () and row.content is None, "the send is final: its code is erased"
 
 
 def test_a_voice_code_through_ihuyi_arrives_and_approves(system: System) -> None:
@@ -168,7 +142,7 @@ def test_an_opted_out_number_is_never_called(system: System) -> None:
     for nid in (sms, plain):
         row = system.runtime.notifications.get(nid)
         assert row.reason == "suppressed:opt-out" and row.attempts == 0
-    assert system.runtime.notifications.get(sms).params == [], "its code erased with it"
+    assert system.runtime.notifications.get(sms).params == (), "its code erased with it"
     # both are final: nothing will ever dispatch them again, and nothing was placed
     assert not [c for c in system.ledger() if c["number"] == number]
     assert api(system, "DELETE", f"/v1/suppressions/{number}").status_code == 204

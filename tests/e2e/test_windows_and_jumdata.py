@@ -1,4 +1,4 @@
-"""Calling windows and jumdata's 3 a day, end to end (issue 4): a window closed now defers
+"""Calling windows and jumdata's 3 a day, end to end: a window closed now defers
 to the exact moment it opens and sends then; jumdata's fourth call to a number is never
 attempted — the rest wait for the first call of the day to age out."""
 

@@ -5,12 +5,11 @@ healthcheck asks for the password."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.services import NOTIFYQ, Stack, free_port
+from tests.services import Stack, free_port, run_notifyq
 
 LOGIN = ("operator", "flower-pass-81c2")
 
@@ -18,14 +17,7 @@ LOGIN = ("operator", "flower-pass-81c2")
 def test_without_a_login_flower_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
     env.pop("NOTIFYQ_FLOWER_BASIC_AUTH", None)
-    answer = subprocess.run(
-        [NOTIFYQ, "flower", "--port=1", "--address=0.0.0.0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    answer = run_notifyq("flower", "--port=1", "--address=0.0.0.0", env=env, cwd=tmp_path)
     assert answer.returncode == 2, answer
     assert "NOTIFYQ_FLOWER_BASIC_AUTH" in answer.stderr
 
@@ -37,14 +29,7 @@ def test_with_a_login_every_page_asks_for_it(tmp_path: Path, redis_url: str) -> 
         {"NOTIFYQ_REDIS_URL": redis_url, "NOTIFYQ_FLOWER_BASIC_AUTH": ":".join(LOGIN)},
     )
     try:
-        flower = stack.start(
-            "flower",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            url=f"http://127.0.0.1:{port}/healthcheck",
-            timeout=60,
-        )
+        flower = stack.flower(port)
         base = f"http://127.0.0.1:{port}"
         for path in ("/", "/tasks", "/api/workers"):
             assert httpx.get(base + path, timeout=10).status_code == 401, path

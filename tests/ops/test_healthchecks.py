@@ -10,20 +10,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import System
-from tests.services import NOTIFYQ
+from tests.services import run_notifyq
 
 pytestmark = pytest.mark.slow
 
 
 def check(system: System, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NOTIFYQ, "healthcheck", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **system.env},
-        cwd=system.directory,  # beat's var/ is relative to where it runs
-        timeout=60,
-    )
+    # in the system's folder: beat's var/ is relative to where it runs
+    return run_notifyq("healthcheck", *args, env={**os.environ, **system.env}, cwd=system.directory)
 
 
 def test_healthchecks_follow_the_processes(make_system: Any) -> None:

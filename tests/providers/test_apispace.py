@@ -579,7 +579,7 @@ def test_a_push_that_is_not_sms_reports_raises_without_echoing_a_number(body: ob
     assert "15800000000" not in str(caught.value) and "7911123456" not in str(caught.value)
 
 
-# -- ISSUE 12 -------------------------------------------------------------------------------
+# -- landlines in a batch --------------------------------------------------------------------------
 
 
 def test_a_beijing_landline_goes_out_with_its_0_in_a_batch() -> None:

@@ -5,61 +5,23 @@ the outcome the page states; each code a client knows must be on the page."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from providers.apispace import CODES as APISPACE_CODES
-from providers.apispace import ApispaceSms, ApispaceVoice
-from providers.base import Message, Outcome, Provider, Reply
-from providers.ihuyi import RECEIPT_CODES, SUBMIT_CODES, Ihuyi
-from providers.itniotech import CODES as ITNIOTECH_CODES
+from providers.apispace import ApispaceSms
+from providers.base import Outcome, Reply
+from providers.ihuyi import RECEIPT_CODES, Ihuyi
 from providers.itniotech import Itniotech
-from providers.jumdata import CODES as JUMDATA_CODES
 from providers.jumdata import Jumdata
-from tests.providers.codes_doc import Row, outcomes, rows
-
-VOICE = Message(id=1, to="+8613800138000", template="1011340330258440200", params=("张三",))
-SMS = Message(id=1, to="+8613800138000", content="【Eolink】您的验证码是{$var}。", params=("1",))
-IHUYI = Message(id=1, to="+8613800138000", content="您的订单号是：9633。")
-JUMDATA = Message(id=1, to="+8613800138000", template="1001")
-ITNIOTECH = Message(id=1, to="+919876543210", template="f.mp3")
-
-CLIENTS: dict[str, tuple[Provider, Message]] = {
-    "apispace-voice": (ApispaceVoice(SecretStr("t"), "http://a.test", "http://r.test"), VOICE),
-    "apispace-sms": (ApispaceSms(SecretStr("t"), "http://a.test"), SMS),
-    "ihuyi": (Ihuyi("acct", SecretStr("key"), "https://ihuyi.test"), IHUYI),
-    "jumdata": (Jumdata("app", SecretStr("s"), "https://jumdata.test", None), JUMDATA),
-    "itniotech": (Itniotech(SecretStr("k"), SecretStr("s"), "app", "https://i.test"), ITNIOTECH),
-}
-
-TABLES: dict[str, dict[str, Any]] = {
-    "apispace-voice": APISPACE_CODES,
-    "apispace-sms": APISPACE_CODES,
-    "ihuyi": SUBMIT_CODES,
-    "jumdata": JUMDATA_CODES,
-    "itniotech": ITNIOTECH_CODES,
-}
-
-
-def answer(provider: str, code: str) -> Reply:
-    """The body this provider documents, carrying ``code`` (and, for a success, the
-    reference the provider's document gives)."""
-    body: dict[str, Any]
-    if provider == "apispace-voice":
-        body = {"code": code, "desc": "d", "callId": "YYTZ1"}
-    elif provider == "apispace-sms":
-        body = {"code": code, "desc": "d", "data": {"msgId": "M1"}}
-    elif provider == "ihuyi":
-        body = {"code": int(code), "msg": "m", "voiceid": "60495654" if code == "2" else "0"}
-    elif provider == "jumdata":
-        body = {"code": int(code), "msg": "m", "taskNo": "1", "data": {"callId": "12121212"}}
-    else:
-        entry = {"voiceId": "v1", "callee": "919876543210", "terminationCode": "0"}
-        body = {"status": code, "reason": "r", "data": [entry]}
-    return Reply(200, json.dumps(body, ensure_ascii=False).encode())
-
+from tests.providers.codes_doc import (
+    CLIENTS,
+    TABLES,
+    Row,
+    answer,
+    blocked_seconds,
+    outcomes,
+    rows,
+)
 
 SENDING = rows("Sending")
 
@@ -82,8 +44,7 @@ def test_each_documented_code_has_the_pages_outcome_in_its_client(row: Row) -> N
     assert result.code == row.code
     assert result.splits == ("split" in row.notes)
     if result.outcome is Outcome.CAPPED:
-        seconds = row.notes.split("blocked ")[1].split(" s")[0]
-        assert result.block_seconds == float(seconds)
+        assert result.block_seconds == blocked_seconds(row)
 
 
 UNDESCRIBED = {r.code: r for r in rows("Answers no document describes (every provider)")}

@@ -197,7 +197,7 @@ def test_admin_answers_are_read_with_their_values() -> None:
     assert set(ADMIN_CODES) >= {"2", "400", "401", "402", "404", "405", "4050", "407", "408"}
 
 
-# -- ISSUE 12, point 4 ------------------------------------------------------------------------
+# -- the base URL, an unfiled template -------------------------------------------------------------
 
 
 def test_the_default_base_url_is_https() -> None:

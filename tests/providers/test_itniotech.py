@@ -290,7 +290,7 @@ def test_a_push_that_is_not_call_results_raises_without_echoing_a_number(body: o
     assert "919876543210" not in str(caught.value)
 
 
-# -- ISSUE 12, point 6 ---------------------------------------------------------------------------
+# -- the seed's own example callees ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("callee", ["91856321412", "91856321300", "+91856321412"])

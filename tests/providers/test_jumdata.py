@@ -212,7 +212,7 @@ def test_a_malformed_callback_is_refused(form: dict[str, str]) -> None:
         Jumdata.parse_callback(form)
 
 
-# -- ISSUE 12, point 5 --------------------------------------------------------------------------
+# -- the window on Beijing time --------------------------------------------------------------------
 
 
 def test_the_window_is_beijing_time_whatever_the_timezone_setting() -> None:

@@ -55,7 +55,7 @@ def test_masking_keeps_three_and_four_digits() -> None:
     assert mask("+8613800138000") == "138****8000"
 
 
-# -- ISSUE 12, point 1: a landline goes out as 0 + area code + number ----------------------
+# -- a landline goes out as 0 + area code + number -------------------------------------------------
 
 
 @pytest.mark.parametrize(

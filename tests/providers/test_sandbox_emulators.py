@@ -330,7 +330,7 @@ def test_itniotech_past_1000_callees_is_two_requests(box: Box) -> None:
     assert all(c["fields"]["options"] == {"loopCount": 2} for c in calls)
 
 
-# -- ISSUE 12: landlines, batches split to find a bad number, ihuyi's template calls --------
+# -- landlines, batches split to find a bad number, ihuyi's template calls -------------------------
 
 
 def test_a_beijing_landline_is_called_by_ihuyi_and_apispace(box: Box) -> None:

@@ -1,4 +1,4 @@
-"""The sandbox is a second opinion, not a mirror (ISSUE 12, point 8): it imports no
+"""The sandbox is a second opinion, not a mirror: it imports no
 client module, checks the seeds' own signature vectors with its own hashing, and
 accepts the seeds' own example requests replayed against ``notifyq sandbox``."""
 

@@ -13,6 +13,7 @@ import redis
 
 from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, Decision, cap_key
 from scheduler.limits import Cap, parse_caps
+from tests.services import redis_now, sleep_until
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NUMBER = "+8613800138000"
@@ -22,20 +23,6 @@ NUMBER = "+8613800138000"
 def caps(client: redis.Redis) -> CapLimiter:
     """No margin: the windows are exactly as written, so times can be checked exactly."""
     return CapLimiter(client, margin=0)
-
-
-def redis_now(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return seconds + micros / 1e6
-
-
-def sleep_until(client: redis.Redis, moment: float) -> None:
-    """Sleep until Redis's clock (the one the caps use) has passed ``moment``.
-
-    Only to reach a moment at which something must be *allowed* (sleeping longer on a busy
-    machine cannot make that false); every "still refused" check after it has at least a
-    second of window left, far more than a scheduling delay."""
-    time.sleep(max(0.0, moment - redis_now(client) + 0.005))
 
 
 # -- the packed log, as caps.lua lays it out (to craft states and read them back) --------

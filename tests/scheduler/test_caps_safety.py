@@ -2,10 +2,9 @@
 simulated clock (our script takes the time as an argument; ``limits`` reads a travelling
 ``time.time``), with no margin — the setting that leaves rounding nowhere to hide.
 
-Before issue 11 the script rounded every time down to the ms, so with a margin of 0 a
-call could pass up to 1 ms before its window had gone by. Now an attempt is recorded
-rounded up and decisions read the clock rounded down: ours may be up to 1 ms stricter
-than the reference, never looser. And a slot taken and then refunded is as if never
+An attempt is recorded rounded up to the ms and decisions read the clock rounded down
+(rounding both down would let a call pass, with a margin of 0, up to 1 ms before its
+window had gone by): ours may be up to 1 ms stricter than the reference, never looser. And a slot taken and then refunded is as if never
 taken.
 """
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,11 @@ import redis
 
 from scheduler.caps import CapLimiter, decode_log
 from scheduler.limits import parse_caps
-from tests.services import NOTIFYQ
+from tests.services import redis_now, run_notifyq
 
 IHUYI = parse_caps("1/second;3/minute;10/day")
 NUMBER = "+8613800138000"
 CODEC = Path(__file__).resolve().parents[2] / "scheduler" / "caps_codec.lua"
-
-
-def redis_now(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return seconds + micros / 1_000_000
 
 
 def test_the_worked_example_in_the_lua_header_decodes_as_it_says() -> None:
@@ -79,15 +73,10 @@ def test_the_command_shows_a_number_masked_with_its_windows(
     now = redis_now(client)
     caps.hit("ihuyi", NUMBER, IHUYI, at=now - 5.0)
     env = {**os.environ, "NOTIFYQ_REDIS_URL": redis_url, "NOTIFYQ_CAPS_REDIS_URL": ""}
-    shown = subprocess.run(
-        [NOTIFYQ, "caps", "show", "138 0013 8000", "--provider", "ihuyi", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=True,
+    shown = run_notifyq(
+        "caps", "show", "138 0013 8000", "--provider", "ihuyi", "--json", env=env, cwd=tmp_path
     )
+    assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["to"] == "138****8000" and "13800138000" not in shown.stdout
     (ihuyi,) = report["providers"]
@@ -97,12 +86,5 @@ def test_the_command_shows_a_number_masked_with_its_windows(
         ("10/day", 1),
     ]
     assert ihuyi["free_now"] is True and len(ihuyi["attempts"]) == 1
-    refused = subprocess.run(
-        [NOTIFYQ, "caps", "show", "not-a-number"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    refused = run_notifyq("caps", "show", "not-a-number", env=env, cwd=tmp_path)
     assert refused.returncode == 2 and "NUMBER" in refused.stderr

@@ -13,19 +13,15 @@ from config.settings import Settings
 from scheduler.clock import OFFSET_KEY, Clock, ClockControlOff
 from scheduler.deferred import DeferredSet
 from tasks.runtime import Runtime
-
-
-def redis_time(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return seconds + micros / 1e6
+from tests.services import redis_now
 
 
 def test_without_control_it_is_redis_time_and_ignores_any_offset(client: redis.Redis) -> None:
     client.set(OFFSET_KEY, 3600)
     clock = Clock(client)
-    before = redis_time(client)
+    before = redis_now(client)
     now = clock.now()
-    assert before <= now <= redis_time(client)
+    assert before <= now <= redis_now(client)
     assert clock.offset() == 0.0 and clock.keys == []
     with pytest.raises(ClockControlOff):
         clock.advance(1)
@@ -35,26 +31,26 @@ def test_without_control_it_is_redis_time_and_ignores_any_offset(client: redis.R
 
 def test_with_control_it_adds_the_offset_and_advance_accumulates(client: redis.Redis) -> None:
     clock = Clock(client, control=True)
-    before = redis_time(client)
-    assert before <= clock.now() <= redis_time(client), "no offset set: Redis's time"
+    before = redis_now(client)
+    assert before <= clock.now() <= redis_now(client), "no offset set: Redis's time"
     assert clock.advance(100) == 100.0
     assert clock.advance(0.5) == 100.5
     assert clock.offset() == 100.5
-    before = redis_time(client)
+    before = redis_now(client)
     now = clock.now()
-    assert before + 100.5 <= now <= redis_time(client) + 100.5
+    assert before + 100.5 <= now <= redis_now(client) + 100.5
     with pytest.raises(ValueError):
         clock.advance(-1)
     clock.reset()
     assert clock.offset() == 0.0
-    assert clock.now() <= redis_time(client)
+    assert clock.now() <= redis_now(client)
 
 
 def test_advance_to_reads_the_moment_at_once_and_never_goes_back(client: redis.Redis) -> None:
     clock = Clock(client, control=True)
-    target = redis_time(client) + 7200
+    target = redis_now(client) + 7200
     clock.advance_to(target)
-    assert target <= clock.now() <= redis_time(client) + 7200 + 1
+    assert target <= clock.now() <= redis_now(client) + 7200 + 1
     offset = clock.offset()
     clock.advance_to(target - 3600)
     assert clock.offset() == offset, "a moment already past moves nothing"
@@ -65,7 +61,7 @@ def test_every_client_on_the_same_redis_reads_the_same_time(redis_url: str) -> N
     two = Clock(redis.Redis.from_url(redis_url), control=True)
     one.advance(86400)
     assert abs(two.now() - one.now()) < 1.0
-    assert two.now() - redis_time(two.client) > 86399
+    assert two.now() - redis_now(two.client) > 86399
 
 
 def test_the_deferred_set_releases_on_the_clock_it_is_given(client: redis.Redis) -> None:
@@ -99,8 +95,8 @@ def test_the_runtime_reads_now_from_the_clock_and_honours_the_setting(
     controlled, plain = runtime(True), runtime(False)
     try:
         controlled.clock.advance(600)
-        assert controlled.redis_now() - redis_time(controlled.redis) > 599
-        assert abs(plain.redis_now() - redis_time(plain.redis)) < 1
+        assert controlled.redis_now() - redis_now(controlled.redis) > 599
+        assert abs(plain.redis_now() - redis_now(plain.redis)) < 1
     finally:
         controlled.close()
         plain.close()

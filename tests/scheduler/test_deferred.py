@@ -10,16 +10,12 @@ import pytest
 import redis
 
 from scheduler.deferred import DeferredSet, pump
+from tests.services import redis_now
 
 
 @pytest.fixture
 def deferred(client: redis.Redis) -> DeferredSet:
     return DeferredSet(client)
-
-
-def redis_now(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return seconds + micros / 1e6
 
 
 def test_only_due_members_come_out_earliest_first(

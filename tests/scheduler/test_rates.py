@@ -3,13 +3,12 @@ take several at once, all or none."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
 from scheduler.limits import parse_caps
 from scheduler.rates import RateDecision, RateLimiter
+from tests.services import sleep_until
 
 #: GCRA keeps fractional milliseconds; the script rounds now down and retry_at up
 MS = 0.003
@@ -18,13 +17,6 @@ MS = 0.003
 @pytest.fixture
 def rates(client: redis.Redis) -> RateLimiter:
     return RateLimiter(client)
-
-
-def sleep_until(client: redis.Redis, moment: float) -> None:
-    """Sleep until Redis's clock has passed ``moment``: only to reach a moment at which a
-    take must be *allowed*; each "refused" check after it has a second of window left."""
-    seconds, micros = client.time()
-    time.sleep(max(0.0, moment - (seconds + micros / 1e6) + 0.003))
 
 
 def test_a_burst_of_the_amount_goes_at_once_then_one_per_interval(

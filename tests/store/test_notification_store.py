@@ -3,7 +3,9 @@ transitions with their events, receipts before and after their notification."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import event, exc, select, text
@@ -14,14 +16,16 @@ from store import (
     Expect,
     NewNotification,
     NewReceipt,
+    NotificationRow,
     NotificationStore,
     ReceiptStore,
+    RouteLeg,
     Status,
 )
 from store.bulk import among
 from store.migrate import ensure_schema
 from store.notifications import IllegalTransition
-from store.schema import Notification
+from store.schema import Notification, table_of
 
 
 @pytest.fixture
@@ -32,6 +36,11 @@ def store(database_url: str) -> NotificationStore:
 
 def draft(key: str | None = None, to: str = "+8613800138000") -> NewNotification:
     return NewNotification(provider="ihuyi", to=to, content="您好", idempotency_key=key)
+
+
+def moved(store: NotificationStore, notification_id: int, to: Status, **fields: Any) -> Change:
+    """A change to ``to`` decided from the row as it is now."""
+    return Change(notification_id, to, expect=Expect.row(store.get(notification_id)), **fields)
 
 
 def test_insert_stores_queued_rows_with_no_event_yet(store: NotificationStore) -> None:
@@ -76,20 +85,10 @@ def test_concurrent_inserts_with_one_key_store_one_row(store: NotificationStore)
 
 def test_a_legal_transition_writes_its_event_in_the_same_change(store: NotificationStore) -> None:
     (n,) = store.insert([draft()])
-    applied = store.transition(
-        [Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)), count_attempt=True)]
-    )
+    applied = store.transition([moved(store, n.id, Status.SENDING, count_attempt=True)])
     assert [(a.from_status, a.to) for a in applied] == [(Status.QUEUED, Status.SENDING)]
     store.transition(
-        [
-            Change(
-                n.id,
-                Status.SENT,
-                expect=Expect.row(store.get(n.id)),
-                values={"provider_ref": "604"},
-                detail={"code": "2"},
-            )
-        ]
+        [moved(store, n.id, Status.SENT, values={"provider_ref": "604"}, detail={"code": "2"})]
     )
     row = store.get(n.id)
     assert (row.status, row.attempts, row.provider_ref) == (Status.SENT, 1, "604")
@@ -117,9 +116,9 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(
 ) -> None:
     (n,) = store.insert([draft()])
     for status in path:
-        assert store.transition([Change(n.id, status, expect=Expect.row(store.get(n.id)))])
+        assert store.transition([moved(store, n.id, status)])
     before = store.get(n.id).status
-    assert store.transition([Change(n.id, illegal, expect=Expect.row(store.get(n.id)))]) == []
+    assert store.transition([moved(store, n.id, illegal)]) == []
     assert store.get(n.id).status == before
     assert len(store.events(n.id)) == len(path)
 
@@ -159,12 +158,7 @@ def test_a_row_changed_twice_in_one_batch_is_written_in_order(store: Notificatio
     applied = store.transition(
         [
             # another row's change with the very columns of this row's second change
-            Change(
-                other.id,
-                Status.DEFERRED,
-                expect=Expect.row(store.get(other.id)),
-                values={"next_attempt_at": 9.0},
-            ),
+            moved(store, other.id, Status.DEFERRED, values={"next_attempt_at": 9.0}),
             Change(n.id, Status.SENDING, expect=Expect.row(first), count_attempt=True),
             Change(
                 n.id,
@@ -197,12 +191,7 @@ def test_only_one_of_two_racing_claims_wins(store: NotificationStore) -> None:
 
     def claim() -> None:
         barrier.wait()
-        wins.extend(
-            a.id
-            for a in store.transition(
-                [Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))]
-            )
-        )
+        wins.extend(a.id for a in store.transition([moved(store, n.id, Status.SENDING)]))
 
     threads = [threading.Thread(target=claim) for _ in range(6)]
     for t in threads:
@@ -218,17 +207,10 @@ def test_a_receipt_before_its_send_is_kept_and_applied_once_sent(store: Notifica
     early = NewReceipt("ihuyi", "604", delivered=False, code="-6", message="无人接听")
     assert receipts.record([early]) == []
     assert receipts.pending() == 1
-    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
+    store.transition([moved(store, n.id, Status.SENDING)])
     with store.db.write() as conn:
         store.transition(
-            [
-                Change(
-                    n.id,
-                    Status.SENT,
-                    expect=Expect.row(store.get(n.id)),
-                    values={"provider_ref": "604"},
-                )
-            ],
+            [moved(store, n.id, Status.SENT, values={"provider_ref": "604"})],
             conn=conn,
         )
         applied = receipts.apply(conn, [("ihuyi", "604")], 0.0)
@@ -242,14 +224,8 @@ def test_the_same_receipt_three_times_changes_nothing_after_the_first(
 ) -> None:
     receipts = ReceiptStore(store.db, store)
     (n,) = store.insert([draft()])
-    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
-    store.transition(
-        [
-            Change(
-                n.id, Status.SENT, expect=Expect.row(store.get(n.id)), values={"provider_ref": "77"}
-            )
-        ]
-    )
+    store.transition([moved(store, n.id, Status.SENDING)])
+    store.transition([moved(store, n.id, Status.SENT, values={"provider_ref": "77"})])
     first = receipts.record([NewReceipt("ihuyi", "77", delivered=True, code="2")])
     assert [a.to for a in first] == [Status.DELIVERED]
     for _ in range(2):
@@ -264,17 +240,8 @@ def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
     receipts = ReceiptStore(store.db, store)
     (n,) = store.insert([draft()])
     receipts.record([NewReceipt("ihuyi", "905", delivered=True, code="2", message="ok")])
-    store.transition([Change(n.id, Status.SENDING, expect=Expect.row(store.get(n.id)))])
-    store.transition(
-        [
-            Change(
-                n.id,
-                Status.SENT,
-                expect=Expect.row(store.get(n.id)),
-                values={"provider_ref": "905"},
-            )
-        ]
-    )
+    store.transition([moved(store, n.id, Status.SENDING)])
+    store.transition([moved(store, n.id, Status.SENT, values={"provider_ref": "905"})])
     # the provider retries its push: the stored copy (not this one) is what applies
     again = receipts.record([NewReceipt("ihuyi", "905", delivered=False, code="-6")])
     assert [(a.id, a.to) for a in again] == [(n.id, Status.DELIVERED)]
@@ -286,15 +253,8 @@ def test_a_receipt_stored_early_and_pushed_again_after_the_send_applies_once(
 
 def sent_rows(store: NotificationStore, count: int) -> list[int]:
     ids = [r.id for r in store.insert([draft(to=f"+861380013{i:04d}") for i in range(count)])]
-    store.transition([Change(i, Status.SENDING, expect=Expect.row(store.get(i))) for i in ids])
-    store.transition(
-        [
-            Change(
-                i, Status.SENT, expect=Expect.row(store.get(i)), values={"provider_ref": f"c{i}"}
-            )
-            for i in ids
-        ]
-    )
+    store.transition([moved(store, i, Status.SENDING) for i in ids])
+    store.transition([moved(store, i, Status.SENT, values={"provider_ref": f"c{i}"}) for i in ids])
     return ids
 
 
@@ -320,7 +280,7 @@ def test_moving_many_alike_moves_only_the_rows_still_in_the_source_status(
     store: NotificationStore,
 ) -> None:
     ids = sent_rows(store, 4)
-    store.transition([Change(ids[0], Status.DELIVERED, expect=Expect.row(store.get(ids[0])))])
+    store.transition([moved(store, ids[0], Status.DELIVERED)])
     with store.db.write() as conn:
         applied = store.move_alike(
             conn,
@@ -393,3 +353,52 @@ def test_among_is_in_on_both_stores_the_empty_list_included(store: NotificationS
 
         assert found([*ids[1:4], 10**9]) == ids[1:4]
         assert found([]) == []
+
+
+def test_the_store_hands_out_frozen_typed_rows_with_typed_route_legs(
+    store: NotificationStore,
+) -> None:
+    route = [
+        {"provider": "jumdata", "template": "1001", "params": ["张三"]},
+        {"provider": "apispace-voice", "template": "T1", "options": {"playTimes": 2}},
+    ]
+    (made,) = store.insert(
+        [NewNotification("ihuyi", "+8613800138000", content="c", params=["1"], route=route)]
+    )
+    row = store.get(made.id)
+    assert isinstance(row, NotificationRow)
+    assert (row.status, row.version, row.attempts, row.params) == (Status.QUEUED, 0, 0, ("1",))
+    assert row.route == (
+        RouteLeg("jumdata", template="1001", params=("张三",)),
+        RouteLeg("apispace-voice", template="T1", options={"playTimes": 2}),
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.status = Status.SENT  # type: ignore[misc]
+    # a leg goes back to the column as it came: every key, always
+    assert [leg.to_json() for leg in row.route] == [
+        {
+            "provider": "jumdata",
+            "template": "1001",
+            "content": None,
+            "params": ["张三"],
+            "options": {},
+        },
+        {
+            "provider": "apispace-voice",
+            "template": "T1",
+            "content": None,
+            "params": [],
+            "options": {"playTimes": 2},
+        },
+    ]
+    with store.db.read() as conn:
+        assert store.load(conn, [made.id, 10**9]) == [row]  # an unknown id is left out
+    plain = store.get(store.insert([draft(to="+8613900139000")])[0].id)
+    assert plain is not None and plain.route == () and plain.options == {}
+
+
+def test_a_notification_row_has_a_field_for_every_column_and_no_other() -> None:
+    """A column added to the table without its field would vanish from every row the
+    store hands out; one added here without a column would fail every read."""
+    columns = set(table_of(Notification).c.keys())
+    assert {f.name for f in dataclasses.fields(NotificationRow)} == columns

@@ -1,5 +1,5 @@
-"""Issue 11's fault points: between a provider's answer and its commit, Redis goes away,
-the database refuses for a while, or the worker is killed. The outcome lands, or the row
+"""The fault points of docs/duplicates.md: between a provider's answer and its commit,
+Redis goes away, the database refuses for a while, or the worker is killed. The outcome lands, or the row
 ends ``unknown`` — and the number is never called a second time for it.
 
 The first two drive one dispatch phase by phase (``tasks.dispatch.dispatch_steps``) with

@@ -1,4 +1,4 @@
-"""Issue 11's interleaving proof: any interleaving of duplicate dispatches, the sweeper,
+"""The interleaving proof of docs/duplicates.md: any interleaving of duplicate dispatches, the sweeper,
 the pump, pause/resume/cancel, receipts, lost claims and a crash between any two steps
 calls each number at most once for one notification.
 
@@ -252,11 +252,11 @@ def _s(status: Any) -> str:
 
 
 def test_the_copy_refused_by_the_slot_its_twin_took_writes_nothing(system: System) -> None:
-    """The interleaving issue 11 found, spelled out: two copies read ``queued``; the
-    first takes the cap slot and commits ``sending``; the second, refused by that very
-    slot, used to write ``sending → deferred`` (a permitted transition), and the row was
-    released and called again a second later. Now the second stops at its claim, or —
-    its claim lost — its deferral is refused by the version it read."""
+    """One interleaving spelled out: two copies read ``queued``; the first takes the cap
+    slot and commits ``sending``; the second, refused by that very slot, would write
+    ``sending → deferred`` (a permitted transition), and the row would be released and
+    called again a second later. The second stops at its claim, or — its claim lost —
+    its deferral is refused by the version it read."""
     for forget_claims in (False, True):
         schedule = Schedule(system)
         first, twin = schedule.copy(schedule.plain), schedule.copy(schedule.plain)

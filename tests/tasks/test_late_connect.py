@@ -1,5 +1,5 @@
 """A call's deadline is checked just before its request is written, not before it
-connects (issue 16): a slow connect, or a wait for a connection, no longer makes a call
+connects: a slow connect, or a wait for a connection, does not make a call
 late — it is admitted again as it leaves (the late calls of one perform_all in one
 readmit) — while a call whose readmission is refused is still never written.
 

@@ -8,14 +8,13 @@ no verifications. Suppressions are added, listed masked and lifted."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
-from config.settings import Settings
 from providers.ihuyi import Ihuyi
 from store import Change, Expect, Status
 from store.schema import Notification, Suppression, Verification
@@ -23,7 +22,7 @@ from tasks import suppressions
 from tasks.enqueue import enqueue
 from tasks.runtime import Runtime
 from tasks.verifications import expire_due
-from tests.conftest import TEST_CREDENTIALS, embedded_settings
+from tests.conftest import TEST_CREDENTIALS
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -34,17 +33,14 @@ NUMBER = "13800138000"
 SECRET = "verify-secret-test-5e1f"
 
 
-def settings_for(database_url: str, redis_url: str, **extra: Any) -> Settings:
-    return embedded_settings(
-        database_url, redis_url, **{"verify_secret": SECRET, "clock_control": "true", **extra}
-    )
+def verifying(**extra: Any) -> dict[str, Any]:
+    """The settings of these tests' runtimes: a verification secret, the clock movable."""
+    return {"verify_secret": SECRET, "clock_control": "true", **extra}
 
 
 @pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    rt = Runtime.build(settings_for(database_url, redis_url))
-    yield rt
-    rt.close()
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(**verifying())
 
 
 @pytest.fixture
@@ -247,16 +243,15 @@ def test_a_check_of_a_code_that_is_not_digits_is_422_and_not_counted(
     assert missing.status_code == 404
 
 
-def test_without_a_secret_no_verification_is_created(database_url: str, redis_url: str) -> None:
-    rt = Runtime.build(settings_for(database_url, redis_url, verify_secret=""))
-    try:
-        with TestClient(create_app(rt.settings, rt)) as client:
-            answer = create(client)
-            assert answer.status_code == 503
-            assert "NOTIFYQ_VERIFY_SECRET" in answer.json()["errors"][0]["message"]
-            assert count(rt, Notification) == 0
-    finally:
-        rt.close()
+def test_without_a_secret_no_verification_is_created(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime(**verifying(verify_secret=""))
+    with TestClient(create_app(rt.settings, rt)) as client:
+        answer = create(client)
+        assert answer.status_code == 503
+        assert "NOTIFYQ_VERIFY_SECRET" in answer.json()["errors"][0]["message"]
+        assert count(rt, Notification) == 0
 
 
 def test_suppressions_are_added_listed_masked_and_lifted(
@@ -311,24 +306,21 @@ def test_codes_nobody_checked_expire_and_their_unsent_notifications_end(
 
 @pytest.mark.parametrize(("scope", "provider"), [("provider", "ihuyi"), ("all", "*")])
 def test_a_bad_number_is_learnt_for_its_provider_or_for_all(
-    database_url: str, redis_url: str, scope: str, provider: str
+    make_runtime: Callable[..., Runtime], scope: str, provider: str
 ) -> None:
 
-    rt = Runtime.build(settings_for(database_url, redis_url, suppress_scope=scope))
-    try:
-        bad = [("ihuyi", "+8613800138000", "blacklisted", "4030")]
-        assert suppressions.learn(rt, bad) == 1
-        assert suppressions.learn(rt, bad) == 0, "learnt once"
-        (view,) = suppressions.lookup(rt, NUMBER)
-        assert (view.provider, view.reason, view.source) == (provider, "blacklisted", "ihuyi:4030")
-        hits = suppressions.hits(rt, [("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")])
-        assert set(hits) == (
-            {("ihuyi", "+8613800138000")}
-            if scope == "provider"
-            else {("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")}
-        )
-    finally:
-        rt.close()
+    rt = make_runtime(**verifying(suppress_scope=scope))
+    bad = [("ihuyi", "+8613800138000", "blacklisted", "4030")]
+    assert suppressions.learn(rt, bad) == 1
+    assert suppressions.learn(rt, bad) == 0, "learnt once"
+    (view,) = suppressions.lookup(rt, NUMBER)
+    assert (view.provider, view.reason, view.source) == (provider, "blacklisted", "ihuyi:4030")
+    hits = suppressions.hits(rt, [("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")])
+    assert set(hits) == (
+        {("ihuyi", "+8613800138000")}
+        if scope == "provider"
+        else {("ihuyi", "+8613800138000"), ("jumdata", "+8613800138000")}
+    )
 
 
 def test_a_receipt_that_says_vacant_suppresses_the_number_for_its_provider(
@@ -360,14 +352,11 @@ def test_a_receipt_that_says_vacant_suppresses_the_number_for_its_provider(
 
 
 def test_a_voice_resend_the_settings_cannot_send_is_refused_naming_voice_after(
-    database_url: str, redis_url: str
+    make_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = Runtime.build(settings_for(database_url, redis_url, verify_voice_provider="jumdata"))
-    try:
-        with TestClient(create_app(rt.settings, rt)) as client:
-            answer = create(client, voice_after=30)
-            assert answer.status_code == 422
-            assert [e["field"] for e in answer.json()["errors"]] == ["voice_after"]
-            assert count(rt, Notification) == 0
-    finally:
-        rt.close()
+    rt = make_runtime(**verifying(verify_voice_provider="jumdata"))
+    with TestClient(create_app(rt.settings, rt)) as client:
+        answer = create(client, voice_after=30)
+        assert answer.status_code == 422
+        assert [e["field"] for e in answer.json()["errors"]] == ["voice_after"]
+        assert count(rt, Notification) == 0

@@ -5,15 +5,14 @@ queues nothing; a body shaped like a request is answered 2xx, 429 or 422 naming 
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -21,20 +20,14 @@ from api.app import create_app
 from scheduler.deferred import KEY as DEFERRED_KEY
 from store.schema import Base
 from tasks.runtime import Runtime
-from tests.verifications.test_api import AUTH, settings_for
+from tests.api.test_fuzz import FUZZ, any_text, huge_ints, json_values, scalars
+from tests.verifications.test_api import AUTH, verifying
 from worker.queues import DISPATCH_QUEUES
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-EXAMPLES = int(os.environ.get("NOTIFYQ_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES or 100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=not EXAMPLES,
-)
 ROUTES = [
     ("POST", "/v1/verifications"),
     ("POST", "/v1/verifications/{id}/check"),
@@ -43,9 +36,6 @@ ROUTES = [
     ("GET", "/v1/suppressions?{query}"),
     ("DELETE", "/v1/suppressions/{id}"),
 ]
-any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
-huge_ints = st.integers() | st.sampled_from([2**63, -1, 0, 10**30])
-scalars = st.none() | st.booleans() | huge_ints | st.floats(allow_nan=True) | any_text
 numbers = st.sampled_from(["13800138000", "+86 138 0013 8000", "12345", "", "\x00"]) | any_text
 verification_bodies = st.fixed_dictionaries(
     {"to": numbers},
@@ -74,10 +64,6 @@ suppression_bodies = st.fixed_dictionaries(
         "reason": st.sampled_from(["opt-out", "two words", "x" * 65]) | scalars,
     },
 )
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
-)
 bodies = (
     st.binary(max_size=120)
     | json_values.map(lambda v: json.dumps(v).encode())
@@ -98,14 +84,11 @@ queries = st.dictionaries(
 
 
 @pytest.fixture
-def client(database_url: str, redis_url: str) -> Iterator[tuple[TestClient, Runtime]]:
-    runtime = Runtime.build(settings_for(database_url, redis_url))
+def client(make_runtime: Callable[..., Runtime]) -> Iterator[tuple[TestClient, Runtime]]:
+    runtime = make_runtime(**verifying())
     test_client = TestClient(create_app(runtime.settings, runtime))
-    try:
-        yield test_client, runtime
-    finally:
-        test_client.close()
-        runtime.close()
+    yield test_client, runtime
+    test_client.close()
 
 
 def footprint(runtime: Runtime) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Issue 11 in the store, on SQLite and (when configured) PostgreSQL: a cron run made once
+"""At most once in the store, on SQLite and (when configured) PostgreSQL: a cron run made once
 however many fan-outs race for it; a ``sent`` row with no receipt ends, saying why; a
 receipt that comes for an ``unknown`` row repairs it, and the event says so."""
 
@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from config.settings import Settings
 from store import Change, Expect, NewNotification, NewReceipt, Status
 from store.campaigns import IMPORTING, SCHEDULED, CampaignRow, CampaignStore
 from tasks.campaigns.release import fan_out
@@ -21,13 +20,8 @@ from tasks.runtime import Runtime
 
 
 @pytest.fixture
-def runtime(database_url: str, redis_url: str) -> Iterator[Runtime]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=database_url, redis_url=redis_url, receipt_timeout=3600
-    )
-    rt = Runtime.build(settings)
-    yield rt
-    rt.close()
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(receipt_timeout=3600)
 
 
 def _sent(rt: Runtime, ref: str, *, at: float) -> int:

@@ -1,8 +1,8 @@
 """a version on every notification, for compare-and-set status changes
 
 Every status change increments it, and every change names the version it was decided
-from (issue 11): a duplicate task that read ``queued`` cannot act on a row that has
-been ``sending`` and back to ``queued`` since.
+from (docs/duplicates.md): a duplicate task that read ``queued`` cannot act on a row
+that has been ``sending`` and back to ``queued`` since.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""verifications, suppressions, and a secret flag on notifications (issue 17)
+"""verifications, suppressions, and a secret flag on notifications
 
 ``verifications`` keeps one row per code sent (its HMAC, never the code);
 ``suppressions`` the numbers that must not be called; ``notifications.secret`` marks a
