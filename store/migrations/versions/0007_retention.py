@@ -12,7 +12,7 @@ from the same sequence. The rows are copied once, in this migration's transactio
 run it when the table is small or in a quiet hour.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 13:30:00
 """
 

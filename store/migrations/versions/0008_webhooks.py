@@ -1,7 +1,7 @@
 """Status webhooks: endpoints per API key, the outbox of events, each attempt's answer
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-03 13:30:00
 """
 
