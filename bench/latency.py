@@ -155,28 +155,57 @@ def left_after(redis_url: str, priority: str, since: float) -> float:
     return percentile(waits, 0.99) if waits else math.nan
 
 
-def detoured(database_url: str, probes: list[Probe]) -> dict[str, int]:
-    """The probes that did not go on their first try, by what held them (a deferral's
-    or a retry's reason): a wait of seconds, not of a queue."""
-    numbers = [f"+86{p.number}" for p in probes]
+def of_probes(database_url: str, sql: str, numbers: list[str]) -> list[Any]:
+    """The rows of ``sql``, whose ``:numbers`` are the probes' numbers (E.164)."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT e.to_status, e.reason FROM events e JOIN notifications n"
-                    ' ON n.id = e.notification_id WHERE n."to" IN :numbers'
-                    " AND e.to_status NOT IN ('sending', 'sent', 'delivered')"
-                ).bindparams(bindparam("numbers", expanding=True)),
-                {"numbers": numbers},
-            ).all()
+            query = text(sql).bindparams(bindparam("numbers", expanding=True))
+            return list(conn.execute(query, {"numbers": numbers}).all())
     finally:
         engine.dispose()
+
+
+def detoured(database_url: str, probes: list[Probe]) -> dict[str, int]:
+    """The probes that did not go on their first try, by what held them (a deferral's
+    or a retry's reason): a wait of seconds, not of a queue."""
+    rows = of_probes(
+        database_url,
+        "SELECT e.to_status, e.reason FROM events e JOIN notifications n"
+        ' ON n.id = e.notification_id WHERE n."to" IN :numbers'
+        " AND e.to_status NOT IN ('sending', 'sent', 'delivered')",
+        [f"+86{p.number}" for p in probes],
+    )
     found: dict[str, int] = {}
     for status, reason in rows:
         key = f"{status}:{reason or ''}"[:80]
         found[key] = found.get(key, 0) + 1
     return found
+
+
+def stages(database_url: str, probes: list[Probe]) -> dict[str, dict[str, float]]:
+    """Where the probes' time went, p50 and max (ms) a stage: the API (the POST to its
+    answer), the queue (the row's stamp to its ``sending`` stamp, which a task takes as
+    it starts) and the worker and the call (that stamp to the sandbox's record: the
+    claim, the caps, the ``sending`` write, the call loop and the provider's 200 ms)."""
+    numbers = {f"+86{p.number}": p for p in probes}
+    rows = of_probes(
+        database_url,
+        'SELECT n."to", n.created_at, MIN(e.at) FROM notifications n'
+        " JOIN events e ON e.notification_id = n.id AND e.to_status = 'sending'"
+        ' WHERE n."to" IN :numbers GROUP BY n."to", n.created_at',
+        list(numbers),
+    )
+    spent: dict[str, list[float]] = {"api": [], "queue": [], "worker+call": []}
+    for to, created, sending in rows:
+        probe = numbers[to]
+        spent["api"].append((probe.answered - probe.posted) * 1000)
+        spent["queue"].append((float(sending) - float(created)) * 1000)
+        if probe.called is not None:
+            spent["worker+call"].append((probe.called - float(sending)) * 1000)
+    return {
+        stage: {"p50": percentile(ms, 0.5), "max": max(ms)} for stage, ms in spent.items() if ms
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -294,6 +323,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
     calls = run.calls("ihuyi")
     leaving = {p: left_after(run.redis_url, p, loaded_start) for p in ("urgent", "normal")}
     detours = detoured(run.database_url, loaded)
+    spent = stages(run.database_url, loaded)
     campaign_at = [c["at"] for c in calls if str(c["number"] or "")[-11:].startswith("139")]
     quiet = sum(campaign_rate(campaign_at, *window) for window in (before, after)) / 2
     return {
@@ -303,6 +333,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
         "loaded_rate": campaign_rate(campaign_at, loaded_start, loaded_end),
         "leaving": leaving,
         "detours": detours,
+        "stages": spent,
         # the campaign must still have had rows to send until the last quiet half ended
         "outlasted": max(campaign_at) >= after[1] - 1.0,
     }
@@ -368,6 +399,10 @@ def main() -> None:
     print(
         "loaded, p99 enqueue → call leaving the worker (tasks/latency.py): "
         + ", ".join(f"{p} {ms:.0f} ms" for p, ms in figures["leaving"].items())
+    )
+    print(
+        "loaded, where the probes' time went (p50 / max ms): "
+        + ", ".join(f"{k} {v['p50']:.0f} / {v['max']:.0f}" for k, v in figures["stages"].items())
     )
     result = {
         "urgent_idle_p99_ms": round(idle["urgent"]["p99"]),
