@@ -80,8 +80,8 @@ class UnknownProvider(ValueError):
         super().__init__(f"unknown provider {name!r} (one of: {', '.join(available())})")
 
 
-class NotAnEntry(TypeError):
-    """A ``notifyq.providers`` entry point that names something other than an Entry."""
+class BadPlugin(ValueError):
+    """A ``notifyq.providers`` entry point that names no Entry, or a provider name taken."""
 
 
 @lru_cache(maxsize=1)
@@ -91,10 +91,10 @@ def entries() -> dict[str, Entry[Any]]:
     found = dict(BUILT_IN)
     for point in entry_points(group=PLUGINS):
         if point.name in found:
-            continue
+            raise BadPlugin(f"entry point {point.name} = {point.value}: the name is taken")
         entry = point.load()
         if not isinstance(entry, Entry):
-            raise NotAnEntry(f"entry point {point.name} = {point.value} is no providers.Entry")
+            raise BadPlugin(f"entry point {point.name} = {point.value} is no providers.Entry")
         found[point.name] = entry
     return found
 
