@@ -4,6 +4,10 @@ The object is built once at each edge — the CLI, the worker process, the API a
 passed in; nothing below reads the environment. Credentials are ``SecretStr`` so a
 ``repr`` or a log line never shows them. Caps and windows are parsed here, at start-up,
 so a typo stops the process instead of silently meaning "no cap".
+
+Each provider's settings are no fields here: its module declares them as a group
+(providers/settings.py), read by the same ``NOTIFYQ_*`` names and handed out whole by
+:meth:`Settings.provider`, so a new provider adds none here.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from scheduler.limits import Cap, parse_caps
 from scheduler.windows import CallingWindow, parse_window
 
 G = TypeVar("G", bound=ProviderSettings)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,6 @@ class ProviderPolicy:
     rate: tuple[Cap, ...]
     #: use the recipient's own time zone (from the number) for the window
     local_time: bool = False
-
-
-T = TypeVar("T")
 
 
 def setting_error(error: ErrorDetails) -> InitErrorDetails:
