@@ -91,7 +91,7 @@ def callback_secrets(settings: Settings, provider: str) -> list[str]:
     """The tokens that open ``provider``'s callback URLs: its own; the shared
     ``NOTIFYQ_CALLBACK_TOKEN`` where it has none, or beside its own while
     ``NOTIFYQ_CALLBACK_SHARED_TOKEN_FALLBACK`` keeps the old URLs working."""
-    own = getattr(settings, f"{provider.replace('-', '_')}_callback_token", None)
+    own = settings.own_callback_token(provider)
     shared = settings.callback_token
     accepted = [own] if own is not None else []
     if shared is not None and (own is None or settings.callback_shared_token_fallback):

@@ -43,9 +43,9 @@ def show(
     if parsed is None:
         fail("NUMBER: not a phone number", BAD_INPUT)
     to = e164(parsed)
-    names = [provider] if provider else [n for n in registry.NAMES if config.policy(n).caps]
-    if provider and provider not in registry.NAMES:
-        fail(f"provider: unknown provider (one of: {', '.join(registry.NAMES)})", BAD_INPUT)
+    names = [provider] if provider else [n for n in registry.names() if config.policy(n).caps]
+    if provider and provider not in registry.names():
+        fail(f"provider: unknown provider (one of: {', '.join(registry.names())})", BAD_INPUT)
     report = []
     with exits():
         client = redis_client(config.caps_redis_url or config.redis_url)

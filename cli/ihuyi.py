@@ -15,15 +15,14 @@ app.add_typer(templates, name="template")
 
 
 def _client():  # type: ignore[no-untyped-def]
+    from providers import registry
     from providers.http import Transport
     from providers.ihuyi import Ihuyi
 
     config = settings()
-    return (
-        config,
-        Ihuyi(config.ihuyi_account, config.ihuyi_apikey, config.ihuyi_base_url),
-        Transport(),
-    )
+    client = registry.build("ihuyi", config)
+    assert isinstance(client, Ihuyi)
+    return config, client, Transport()
 
 
 def _perform(call):  # type: ignore[no-untyped-def]

@@ -219,6 +219,10 @@ def sandbox(
 
     from cli.common import parse_options
     from observe.logs import setup
+    from providers.apispace import ApispaceSettings
+    from providers.ihuyi import IhuyiSettings
+    from providers.itniotech import ItniotechSettings
+    from providers.jumdata import JumdataSettings
     from sandbox.app import create_app
     from sandbox.state import KINDS, SandboxConfig
 
@@ -242,19 +246,23 @@ def sandbox(
             fail(f"outcome: {suffix}={kind} (digits=one of {', '.join(KINDS)})", 2)
     secret = lambda value: value.get_secret_value() if value is not None else None  # noqa: E731
     defaults = SandboxConfig()
+    ihuyi = config.provider("ihuyi", IhuyiSettings)
+    jumdata = config.provider("jumdata", JumdataSettings)
+    apispace = config.provider("apispace-sms", ApispaceSettings)
+    itniotech = config.provider("itniotech", ItniotechSettings)
     sandbox_config = SandboxConfig(
-        ihuyi_account=config.ihuyi_account or defaults.ihuyi_account,
-        ihuyi_apikey=secret(config.ihuyi_apikey) or defaults.ihuyi_apikey,
+        ihuyi_account=ihuyi.account or defaults.ihuyi_account,
+        ihuyi_apikey=secret(ihuyi.apikey) or defaults.ihuyi_apikey,
         ihuyi_receipt_url=config.callback_url("ihuyi/receipt"),
         ihuyi_template_url=config.callback_url("ihuyi/template"),
-        jumdata_app_id=config.jumdata_app_id or defaults.jumdata_app_id,
-        jumdata_app_secret=secret(config.jumdata_app_secret) or defaults.jumdata_app_secret,
+        jumdata_app_id=jumdata.app_id or defaults.jumdata_app_id,
+        jumdata_app_secret=secret(jumdata.app_secret) or defaults.jumdata_app_secret,
         jumdata_window=jumdata_window,
-        apispace_token=secret(config.apispace_token) or defaults.apispace_token,
+        apispace_token=secret(apispace.token) or defaults.apispace_token,
         apispace_sms_receipt_url=config.callback_url("apispace-sms"),
         itniotech_receipt_url=config.callback_url("itniotech"),
-        itniotech_api_key=secret(config.itniotech_api_key) or defaults.itniotech_api_key,
-        itniotech_api_secret=secret(config.itniotech_api_secret) or defaults.itniotech_api_secret,
+        itniotech_api_key=secret(itniotech.api_key) or defaults.itniotech_api_key,
+        itniotech_api_secret=secret(itniotech.api_secret) or defaults.itniotech_api_secret,
         latency_ms=latency_ms,
         fail_rate=fail_rate,
         fail_rates=fail_rates,

@@ -12,19 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import Settings
-
-#: each provider's base-URL setting and the settings its client signs with (the names
-#: its ``MissingCredentials`` gives; tests/cli/test_first_hour.py holds them to that)
-SETTINGS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "apispace-voice": ("apispace_base_url", ("apispace_token",)),
-    "apispace-sms": ("apispace_base_url", ("apispace_token",)),
-    "ihuyi": ("ihuyi_base_url", ("ihuyi_account", "ihuyi_apikey")),
-    "jumdata": ("jumdata_base_url", ("jumdata_app_id", "jumdata_app_secret")),
-    "itniotech": (
-        "itniotech_base_url",
-        ("itniotech_api_key", "itniotech_api_secret", "itniotech_app_id"),
-    ),
-}
+from providers import registry
 
 
 @dataclass(frozen=True)
@@ -38,14 +26,18 @@ class Unconfigured:
         return f"{self.provider} ({', '.join(self.missing)})"
 
 
+def credential_settings(provider: str) -> tuple[str, ...]:
+    """The settings ``provider``'s client signs with (the names its ``MissingCredentials``
+    gives; tests/cli/test_first_hour.py holds them to that), without ``NOTIFYQ_``."""
+    kind = registry.entry(provider).settings
+    return tuple(kind.setting_of(field) for field in kind.credentials)
+
+
 def live_without_credentials(settings: Settings) -> list[Unconfigured]:
     found = []
-    for provider, (base_url, credentials) in SETTINGS.items():
-        if getattr(settings, base_url) != Settings.model_fields[base_url].default:
-            continue
-        missing = tuple(  # an empty SecretStr is false, as an empty string is
-            f"NOTIFYQ_{name.upper()}" for name in credentials if not getattr(settings, name)
-        )
-        if missing:
+    for provider in registry.names():
+        group = settings.provider(provider)
+        missing = tuple(f"NOTIFYQ_{name.upper()}" for name in group.missing_credentials())
+        if group.at_default_address() and missing:
             found.append(Unconfigured(provider, missing))
     return found

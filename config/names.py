@@ -14,10 +14,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from config.settings import Settings
+from providers import registry
 
 PREFIX = "NOTIFYQ_"
 #: names the project's own tests and benchmarks read (NOTIFYQ_TEST_POSTGRES_URL, …)
@@ -40,10 +40,10 @@ class Misspelt:
         return f"{self.name} is not a notifyq setting (ignored): did you mean {self.closest}?"
 
 
-@lru_cache(maxsize=1)
 def setting_names() -> frozenset[str]:
-    """Every setting's name after ``NOTIFYQ_``, upper-case (``DATABASE_URL``)."""
-    return frozenset(name.upper() for name in Settings.model_fields)
+    """Every setting's name after ``NOTIFYQ_``, upper-case (``DATABASE_URL``), each
+    provider's (``IHUYI_ACCOUNT``) with them."""
+    return frozenset(n.upper() for n in (*Settings.model_fields, *registry.setting_names()))
 
 
 def misspelt(names: Iterable[str]) -> list[Misspelt]:

@@ -4,26 +4,47 @@ The object is built once at each edge — the CLI, the worker process, the API a
 passed in; nothing below reads the environment. Credentials are ``SecretStr`` so a
 ``repr`` or a log line never shows them. Caps and windows are parsed here, at start-up,
 so a typo stops the process instead of silently meaning "no cap".
+
+Each provider's settings are no fields here: its module declares them as a group
+(providers/settings.py), read by the same ``NOTIFYQ_*`` names and handed out whole by
+:meth:`Settings.provider`, so a new provider adds none here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from providers import registry
+from providers.settings import ProviderSettings
 from scheduler.limits import Cap, parse_caps
 from scheduler.windows import CallingWindow, parse_window
 
-DEFAULT_NUMBER_CAPS = "1/second;3/minute;10/day"
-#: windows kept on the provider's own clock, whatever NOTIFYQ_TIMEZONE says (jumdata's
-#: 09:00-21:00 is Beijing time: providers/jumdata.py WINDOW_ZONE)
-WINDOW_ZONES = {"jumdata": "Asia/Shanghai"}
+G = TypeVar("G", bound=ProviderSettings)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,10 +127,60 @@ class ProviderPolicy:
     local_time: bool = False
 
 
+def setting_error(error: ErrorDetails) -> InitErrorDetails:
+    """A provider group's error, as the settings object reports one of its own fields'."""
+    message = PydanticCustomError("value_error", "{error}", {"error": error["msg"]})
+    return InitErrorDetails(type=message, loc=error["loc"], input=error["input"])
+
+
+def parsed(group: ProviderSettings, field: str, parse: Callable[[str], T]) -> T:
+    """``parse`` of ``group``'s ``field``; what does not parse is a ValidationError at
+    the setting it was read from (``NOTIFYQ_IHUYI_CAPS``)."""
+    text = getattr(group, field)
+    try:
+        return parse(text)
+    except ValueError as exc:
+        message = PydanticCustomError("value_error", "{error}", {"error": str(exc)})
+        detail = InitErrorDetails(type=message, loc=(group.setting_of(field),), input=text)
+        raise ValidationError.from_exception_data(type(group).__name__, [detail]) from None
+
+
+class ProviderEnv(PydanticBaseSettingsSource):
+    """Every registered provider's settings, by their own names (``NOTIFYQ_IHUYI_ACCOUNT``):
+    from the environment, else from ``.env``, as the other settings are read. They are
+    no fields of :class:`Settings` (its validator gathers them into each group), so
+    pydantic-settings' own sources pass them over."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self.sources = [s for s in sources if isinstance(s, EnvSettingsSource)]
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).lower()
+        found: dict[str, Any] = {}
+        for name in registry.setting_names():
+            for source in self.sources:
+                value = source.env_vars.get(prefix + name)
+                if value is not None:
+                    found[name] = value
+                    break
+        return found
+
+
 class Settings(BaseSettings):
+    """The shared settings as fields; each provider's as its group (:meth:`provider`)."""
+
     model_config = SettingsConfigDict(
         env_prefix="NOTIFYQ_", env_file=".env", extra="ignore", frozen=True
     )
+
+    _groups: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
+    _policies: dict[str, ProviderPolicy] = PrivateAttr(default_factory=dict)
 
     #: the broker and the runtime's own Redis: ``redis://…``, or behind Sentinel either
     #: ``sentinel://[:password@]host:26379[,host:port]/<service>[/<db>]`` (as the caps)
@@ -130,42 +201,10 @@ class Settings(BaseSettings):
     #: how providers reach our API (jumdata's notifyUrl is built from it)
     public_url: str = "http://127.0.0.1:8000"
 
-    apispace_token: SecretStr | None = None
-    apispace_base_url: str = "https://eolink.o.apispace.com"
-    apispace_report_base_url: str = "https://cb.o.apispace.com"
+    #: how often APISpace voice's reports are pulled, and how many at a time (each
+    #: provider's own settings are its group: :meth:`provider`)
     apispace_report_interval: float = 30.0
     apispace_report_page: int = Field(1000, ge=1, le=10000)
-
-    ihuyi_account: str | None = None
-    ihuyi_apikey: SecretStr | None = None
-    ihuyi_base_url: str = "https://api.vm.ihuyi.com"
-
-    jumdata_app_id: str | None = None
-    jumdata_app_secret: SecretStr | None = None
-    jumdata_base_url: str = "https://api.jumdata.com"
-
-    itniotech_api_key: SecretStr | None = None
-    itniotech_api_secret: SecretStr | None = None
-    itniotech_app_id: str | None = None
-    itniotech_base_url: str = "https://api.itniotech.com"
-
-    # Per-number caps (limits notation), calling windows and provider-wide rates.
-    apispace_voice_caps: str = DEFAULT_NUMBER_CAPS
-    apispace_voice_window: str = ""
-    apispace_voice_rate: str = ""
-    apispace_sms_caps: str = DEFAULT_NUMBER_CAPS
-    apispace_sms_window: str = ""
-    apispace_sms_rate: str = "800/second"
-    ihuyi_caps: str = DEFAULT_NUMBER_CAPS
-    ihuyi_window: str = ""
-    ihuyi_rate: str = ""
-    jumdata_caps: str = "3/day"
-    jumdata_window: str = "09:00-21:00"
-    jumdata_rate: str = ""
-    itniotech_caps: str = ""
-    itniotech_window: str = ""
-    itniotech_rate: str = ""
-    itniotech_local_time: bool = False
 
     #: added to every cap window: a call admitted at t reaches the provider a little
     #: later and with jitter, and the provider counts arrivals, not our admissions. It is
@@ -256,12 +295,6 @@ class Settings(BaseSettings):
     task_log_level: str = "INFO"
 
     # -- deployment: the doors (api/doors.py, api/auth.py) and what operators watch --------
-    #: each provider's own secret path segment in its callback URLs; a provider without
-    #: one falls back to the shared NOTIFYQ_CALLBACK_TOKEN
-    ihuyi_callback_token: SecretStr | None = None
-    jumdata_callback_token: SecretStr | None = None
-    apispace_sms_callback_token: SecretStr | None = None
-    itniotech_callback_token: SecretStr | None = None
     #: during a migration to per-provider tokens: the shared token still opens the URLs
     #: of providers that have their own (URLs handed out before keep working)
     callback_shared_token_fallback: bool = False
@@ -330,15 +363,77 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("*", mode="after")
     @classmethod
-    def _parse_policies(cls, value: object, info) -> object:  # type: ignore[no-untyped-def]
-        name = info.field_name or ""
-        if isinstance(value, str) and (name.endswith("_caps") or name.endswith("_rate")):
-            parse_caps(value)
-        if isinstance(value, str) and name.endswith("_window"):
-            parse_window(value, ZoneInfo("UTC"))
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        providers = ProviderEnv(settings_cls, env_settings, dotenv_settings)
+        return init_settings, env_settings, providers, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _gather_groups(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Each provider's settings, out of the flat values read, into its group."""
+        if not isinstance(data, Mapping):
+            return handler(data)
+        names = registry.setting_names()
+        settings = handler({k: v for k, v in data.items() if k not in names})
+        settings._read_groups({k: v for k, v in data.items() if k in names})
+        return settings
+
+    def _read_groups(self, values: Mapping[str, Any]) -> None:
+        """Each provider's group and policy. A value that does not parse stops start-up
+        with an error that names its setting, as any field's does."""
+        groups: dict[str, ProviderSettings] = {}
+        policies: dict[str, ProviderPolicy] = {}
+        errors: dict[str, InitErrorDetails] = {}
+        for name, entry in registry.entries().items():
+            try:
+                group = entry.settings.from_settings(dict(values))
+                policies[name] = self._policy_of(group)
+            except ValidationError as exc:
+                errors |= {str(e["loc"][0]): setting_error(e) for e in exc.errors()}
+                continue
+            groups[name] = group
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
+        self._policies = policies
+        self._groups = groups
+
+    def _policy_of(self, group: ProviderSettings) -> ProviderPolicy:
+        """``group``'s caps, window and rate, parsed (ValidationError naming the setting)."""
+        zone = ZoneInfo(group.window_zone or self.timezone)
+        return ProviderPolicy(
+            caps=parsed(group, "caps", parse_caps),
+            window=parsed(group, "window", lambda text: parse_window(text, zone)),
+            rate=parsed(group, "rate", parse_caps),
+            local_time=group.local_time,
+        )
+
+    def provider_values(self) -> dict[str, Any]:
+        """Every provider's settings by their flat names (``ihuyi_account``)."""
+        values: dict[str, Any] = {}
+        for group in self._groups.values():
+            values.update(group.model_dump(include=set(group.setting_fields()), by_alias=True))
+        return values
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Settings:
+        """A copy with ``update``, which may name provider settings (``ihuyi_base_url``)."""
+        update = dict(update or {})
+        names = registry.setting_names()
+        own = {k: v for k, v in update.items() if k in names}
+        copy = super().model_copy(
+            update={k: v for k, v in update.items() if k not in names}, deep=deep
+        )
+        copy._read_groups({**self.provider_values(), **own})
+        return copy
 
     @model_validator(mode="after")
     def _sentinel_named(self) -> Settings:
@@ -361,21 +456,41 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @overload
+    def provider(self, name: str) -> ProviderSettings: ...
+
+    @overload
+    def provider(self, name: str, kind: type[G]) -> G: ...
+
+    def provider(self, name: str, kind: type[ProviderSettings] = ProviderSettings) -> Any:
+        """``name``'s settings group, as its module declares it (``kind``: that class, for
+        the fields only it has). Raises UnknownProvider for a name no entry holds."""
+        try:
+            group = self._groups[name]
+        except KeyError:
+            raise registry.UnknownProvider(name) from None
+        if not isinstance(group, kind):
+            raise TypeError(f"{name}'s settings are {type(group).__name__}, not {kind.__name__}")
+        return group
+
     def policy(self, provider: str) -> ProviderPolicy:
-        prefix = provider.replace("-", "_")
-        return ProviderPolicy(
-            caps=parse_caps(getattr(self, f"{prefix}_caps")),
-            window=parse_window(
-                getattr(self, f"{prefix}_window"),
-                ZoneInfo(WINDOW_ZONES.get(provider, self.timezone)),
-            ),
-            rate=parse_caps(getattr(self, f"{prefix}_rate")),
-            local_time=provider == "itniotech" and self.itniotech_local_time,
-        )
+        """When ``provider`` may call a number (parsed when the settings were read)."""
+        try:
+            return self._policies[provider]
+        except KeyError:
+            raise registry.UnknownProvider(provider) from None
+
+    def policies(self) -> dict[str, ProviderPolicy]:
+        return dict(self._policies)
+
+    def own_callback_token(self, provider: str) -> SecretStr | None:
+        """``provider``'s own callback token (None: it has none, or no such provider)."""
+        group = self._groups.get(provider)
+        return group.callback_token if group is not None else None
 
     def callback_secret(self, provider: str) -> SecretStr | None:
         """The token that opens ``provider``'s callback URLs: its own, else the shared one."""
-        own = getattr(self, f"{provider.replace('-', '_')}_callback_token", None)
+        own = self.own_callback_token(provider)
         return own if own is not None else self.callback_token
 
     def callback_url(self, route: str) -> str | None:

@@ -77,7 +77,7 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from providers.base import (
     LANDLINE_TYPES,
@@ -110,6 +110,7 @@ from providers.base import (
     rule_for,
     unknown_options,
 )
+from providers.settings import DEFAULT_NUMBER_CAPS, ProviderSettings
 
 VOICE_PATH = "/notify-vocie/voice-notify"
 BATCH_PATH = "/notify-vocie/voice-notify-batch"
@@ -180,6 +181,33 @@ def read_code(reply: Reply) -> tuple[str, CodeRule, dict[str, Any]]:
 
 def describe(answer: Mapping[str, Any], rule: CodeRule) -> str:
     return str(answer.get("desc") or answer.get("msg") or rule.meaning)
+
+
+class ApispaceSettings(ProviderSettings):
+    """What both APISpace products are configured with: one token, one API address."""
+
+    credentials = ("token",)
+
+    token: SecretStr | None = Field(None, alias="apispace_token")
+    base_url: str = Field("https://eolink.o.apispace.com", alias="apispace_base_url")
+
+
+class ApispaceVoiceSettings(ApispaceSettings):
+    """APISpace voice (``NOTIFYQ_APISPACE_VOICE_*``), and where its reports are pulled."""
+
+    report_base_url: str = Field("https://cb.o.apispace.com", alias="apispace_report_base_url")
+    caps: str = Field(DEFAULT_NUMBER_CAPS, alias="apispace_voice_caps")
+    window: str = Field("", alias="apispace_voice_window")
+    rate: str = Field("", alias="apispace_voice_rate")
+
+
+class ApispaceSmsSettings(ApispaceSettings):
+    """APISpace SMS (``NOTIFYQ_APISPACE_SMS_*``): its documented 800 requests a second."""
+
+    caps: str = Field(DEFAULT_NUMBER_CAPS, alias="apispace_sms_caps")
+    window: str = Field("", alias="apispace_sms_window")
+    rate: str = Field("800/second", alias="apispace_sms_rate")
+    callback_token: SecretStr | None = Field(None, alias="apispace_sms_callback_token")
 
 
 class Apispace(Provider):

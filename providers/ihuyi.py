@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from providers.base import (
     LANDLINE_TYPES,
@@ -71,6 +71,7 @@ from providers.base import (
     rule_for,
     unknown_options,
 )
+from providers.settings import DEFAULT_NUMBER_CAPS, ProviderSettings
 
 PATH = "/webservice/voice.php"
 MAX_CONTENT = 500
@@ -190,6 +191,20 @@ def read_answer(reply: Reply) -> dict[str, str]:
             raise UnreadableReply("XML without a code")
         return values
     raise UnreadableReply("neither JSON nor XML")
+
+
+class IhuyiSettings(ProviderSettings):
+    """ihuyi's settings (``NOTIFYQ_IHUYI_*``)."""
+
+    credentials = ("account", "apikey")
+
+    account: str | None = Field(None, alias="ihuyi_account")
+    apikey: SecretStr | None = Field(None, alias="ihuyi_apikey")
+    base_url: str = Field("https://api.vm.ihuyi.com", alias="ihuyi_base_url")
+    caps: str = Field(DEFAULT_NUMBER_CAPS, alias="ihuyi_caps")
+    window: str = Field("", alias="ihuyi_window")
+    rate: str = Field("", alias="ihuyi_rate")
+    callback_token: SecretStr | None = Field(None, alias="ihuyi_callback_token")
 
 
 class Ihuyi(Provider):

@@ -56,7 +56,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import phonenumbers
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from providers.base import (
     Call,
@@ -83,6 +83,7 @@ from providers.base import (
     rule_for,
     unknown_options,
 )
+from providers.settings import ProviderSettings
 
 PATH = "/voice/sendGroup"
 MAX_BATCH = 1000
@@ -129,6 +130,23 @@ def international(raw: str) -> str:
         return text
     digits = "".join(ch for ch in text if ch.isdigit())
     return "+" + digits.removeprefix("00")
+
+
+class ItniotechSettings(ProviderSettings):
+    """itniotech's settings (``NOTIFYQ_ITNIOTECH_*``): no caps of its own by default,
+    and a window that may be read on the recipient's clock."""
+
+    credentials = ("api_key", "api_secret", "app_id")
+
+    api_key: SecretStr | None = Field(None, alias="itniotech_api_key")
+    api_secret: SecretStr | None = Field(None, alias="itniotech_api_secret")
+    app_id: str | None = Field(None, alias="itniotech_app_id")
+    base_url: str = Field("https://api.itniotech.com", alias="itniotech_base_url")
+    caps: str = Field("", alias="itniotech_caps")
+    window: str = Field("", alias="itniotech_window")
+    rate: str = Field("", alias="itniotech_rate")
+    local_time: bool = Field(False, alias="itniotech_local_time")
+    callback_token: SecretStr | None = Field(None, alias="itniotech_callback_token")
 
 
 class Itniotech(Provider):

@@ -52,7 +52,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from providers.base import (
     MOBILE_TYPES,
@@ -79,6 +79,7 @@ from providers.base import (
     rule_for,
     unknown_options,
 )
+from providers.settings import ProviderSettings
 
 PATH = "/voice-notify/send"
 MAX_TEMPLATE = 64
@@ -126,6 +127,21 @@ def rule_of(code: str, msg: str) -> CodeRule:
     if rule.outcome is not Outcome.ACCEPTED and any(word in msg for word in LIMIT_WORDS):
         return CODES[BLOCKED_CODE]
     return rule
+
+
+class JumdataSettings(ProviderSettings):
+    """jumdata's settings (``NOTIFYQ_JUMDATA_*``): its window is on its own clock."""
+
+    window_zone = WINDOW_ZONE
+    credentials = ("app_id", "app_secret")
+
+    app_id: str | None = Field(None, alias="jumdata_app_id")
+    app_secret: SecretStr | None = Field(None, alias="jumdata_app_secret")
+    base_url: str = Field("https://api.jumdata.com", alias="jumdata_base_url")
+    caps: str = Field("3/day", alias="jumdata_caps")
+    window: str = Field("09:00-21:00", alias="jumdata_window")
+    rate: str = Field("", alias="jumdata_rate")
+    callback_token: SecretStr | None = Field(None, alias="jumdata_callback_token")
 
 
 class Jumdata(Provider):

@@ -231,7 +231,7 @@ def prime() -> None:
     dashboard's rate() starts from the process's start, not from the first event (and a
     series that never moves is a 0 on the graph, not a gap)."""
 
-    for provider in registry.NAMES:
+    for provider in registry.names():
         RETRIES.labels(provider)
         for outcome in Outcome:
             PROVIDER_CALLS.labels(provider, outcome.value)

@@ -98,7 +98,7 @@ def validate(
         if provider is None:
             errors.append(
                 FieldError(
-                    f"{prefix}provider", f"unknown provider (one of: {', '.join(registry.NAMES)})"
+                    f"{prefix}provider", f"unknown provider (one of: {', '.join(registry.names())})"
                 )
             )
             continue

@@ -86,13 +86,13 @@ class Runtime:
                 margin=settings.cap_margin,
                 clock=clock,
                 # when the caps' Redis may have lost history: the ledger's calls
-                floor=CapFloor(frozenset(registry.NAMES), CallHistory(db).recent),
+                floor=CapFloor(frozenset(registry.names()), CallHistory(db).recent),
             ),
             rates=RateLimiter(client),
             deferred=DeferredSet(client, clock=clock),
             circuit=CircuitBreaker(client, cooldown=settings.circuit_cooldown),
             providers=providers,
-            policies={name: settings.policy(name) for name in registry.NAMES},
+            policies=settings.policies(),
             transport=Transport(
                 HttpSettings(
                     connect_timeout=settings.http_connect_timeout,

@@ -79,8 +79,8 @@ def provider_name(raw: str | None) -> str:
     """A provider name, or ``*`` for none (every provider)."""
     if raw in (None, "", ALL):
         return ALL
-    if raw not in registry.NAMES:
-        known = ", ".join(registry.NAMES)
+    if raw not in registry.names():
+        known = ", ".join(registry.names())
         raise InvalidRequest([FieldError("provider", f"unknown provider (one of: {known})")])
     return str(raw)
 

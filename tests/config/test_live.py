@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.live import SETTINGS, Unconfigured, live_without_credentials
+from config.live import Unconfigured, credential_settings, live_without_credentials
 from config.settings import Settings
 from providers import registry
 from providers.base import Message, MissingCredentials
@@ -37,7 +37,7 @@ def test_a_provider_pointed_elsewhere_is_its_servers_business() -> None:
 def test_the_names_are_those_the_client_refuses_to_send_without(provider: str) -> None:
     """Each credential named, taken away alone, stops the client naming that setting;
     with all of them the client builds its request."""
-    _, names = SETTINGS[provider]
+    names = credential_settings(provider)
     for name in names:
         client = registry.build(provider, credentials(without=name))
         with pytest.raises(MissingCredentials) as refused:

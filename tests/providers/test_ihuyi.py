@@ -202,7 +202,7 @@ def test_admin_answers_are_read_with_their_values() -> None:
 
 def test_the_default_base_url_is_https() -> None:
 
-    assert Settings(_env_file=None).ihuyi_base_url.startswith("https://")  # type: ignore[call-arg]
+    assert Settings(_env_file=None).provider("ihuyi").base_url.startswith("https://")  # type: ignore[call-arg]
 
 
 def test_no_template_filed_fails_the_notification_and_leaves_the_account_open() -> None:

@@ -404,7 +404,8 @@ def test_the_network_rows_of_the_code_table_hold_through_the_real_transport(box:
     message = ONE_OF_EACH["ihuyi"]
     nowhere = registry.build(
         "ihuyi",
-        SimpleNamespace(
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
             ihuyi_account="a",
             ihuyi_apikey=SecretStr("k"),
             ihuyi_base_url=f"http://127.0.0.1:{free_port()}",
