@@ -24,12 +24,10 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-import httpx
-
 from observe.metrics import WEBHOOK_ATTEMPTS
 from store.deliveries import AttemptResult, Delivery, DeliveryStatus, DeliveryStore
 from tasks.runtime import Runtime, get_runtime
-from tasks.webhook_http import attempt, webhook_client
+from tasks.webhook_http import WebhookClient, attempt, webhook_client
 from worker.app import celery
 from worker.queues import WEBHOOK_QUEUE
 
@@ -45,11 +43,11 @@ CLAIMS_MOST = 40
 #: 0.49 ms at 50, of which the POST itself is 0.35 ms)
 DELIVERY_BATCH = 50
 
-_clients: dict[bool, httpx.Client] = {}
+_clients: dict[bool, WebhookClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(runtime: Runtime) -> httpx.Client:
+def client_for(runtime: Runtime) -> WebhookClient:
     """This process's webhook client (its connection pool shared by every task)."""
     allow = runtime.settings.webhook_allow_private
     with _clients_lock:
@@ -97,7 +95,7 @@ def deliver_webhooks(delivery_ids: list[int]) -> list[str]:
 
 
 def deliver(
-    rt: Runtime, delivery_ids: Sequence[int], *, client: httpx.Client | None = None
+    rt: Runtime, delivery_ids: Sequence[int], *, client: WebhookClient | None = None
 ) -> list[str]:
     """Attempt the deliveries still pending, one after another, and record what came of
     them; returns each one's status after (``stale`` where another copy recorded first).
