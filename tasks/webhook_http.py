@@ -15,7 +15,7 @@ import functools
 import ssl
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -102,41 +102,42 @@ class CorkedStream(httpcore.NetworkStream):
         return self.inner.get_extra_info(info)
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport on a pool whose every connection goes through the guard."""
+class WebhookClient:
+    """The client of every attempt: httpx's engine (httpcore) on a pool whose every
+    connection goes through the guard, each POST handed straight to it.
 
-    def __init__(self, *, allow_private: bool, resolve: Resolver = system_resolver) -> None:
-        super().__init__()
-        self._pool = httpcore.ConnectionPool(
+    httpx's ``Client`` and ``Request`` around it would merge URLs and headers, run
+    auth, redirect and cookie hooks and wrap the answer for each request: more of a
+    worker's CPU than the POST itself, for features a webhook never uses (no redirect
+    is followed, no cookie kept, no proxy from the environment).
+    """
+
+    def __init__(
+        self, *, allow_private: bool, resolve: Resolver = system_resolver, timeout: float
+    ) -> None:
+        self.pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
             network_backend=GuardedBackend(allow_private=allow_private, resolve=resolve),
         )
-
-
-class WebhookClient:
-    """The client of every attempt: each POST handed straight to the guarded transport.
-
-    httpx's ``Client`` would merge URLs and headers, run auth, redirect and cookie hooks
-    for each request: more of a worker's CPU than the POST itself, for features a webhook
-    never uses (no redirect is followed, no cookie kept, no proxy from the environment).
-    """
-
-    def __init__(self, transport: httpx.HTTPTransport, timeout: float) -> None:
-        self.transport = transport
         self.extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
 
-    def post(self, url: str, body: bytes, headers: list[tuple[str, str]]) -> httpx.Response:
+    def post(self, url: str, body: bytes, headers: list[tuple[str, str]]) -> httpcore.Response:
         """The answer's head, its body left to be read (or not) and the answer closed."""
-        request = httpx.Request(
-            "POST", _parsed(url), content=body, headers=headers, extensions=self.extensions
+        target, host = _parsed(url)
+        request = httpcore.Request(
+            b"POST",
+            target,
+            headers=[("host", host), ("content-length", str(len(body))), *headers],
+            content=body,
+            extensions=self.extensions,
         )
-        return self.transport.handle_request(request)
+        return self.pool.handle_request(request)
 
     def close(self) -> None:
-        self.transport.close()
+        self.pool.close()
 
     def __enter__(self) -> WebhookClient:
         return self
@@ -146,16 +147,29 @@ class WebhookClient:
 
 
 @functools.lru_cache(maxsize=1024)
-def _parsed(url: str) -> httpx.URL:
-    """An endpoint's URL parsed once, not at each of its events."""
-    return httpx.URL(url)
+def _parsed(url: str) -> tuple[httpcore.URL, str]:
+    """An endpoint's URL and ``host`` header, worked out once, not at each of its events."""
+    parsed = httpx.URL(url)
+    target = httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+    return target, parsed.netloc.decode("ascii")
+
+
+#: what httpcore raises for what a receiver or the network does (timeouts apart)
+NETWORK_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+)
 
 
 def webhook_client(
     *, allow_private: bool, resolve: Resolver = system_resolver, timeout: float = TIMEOUT
 ) -> WebhookClient:
     """The client of every attempt: no redirects, no proxies from the environment."""
-    return WebhookClient(GuardedTransport(allow_private=allow_private, resolve=resolve), timeout)
+    return WebhookClient(allow_private=allow_private, resolve=resolve, timeout=timeout)
 
 
 def signed_headers(delivery: Delivery, now: float) -> list[tuple[str, str]]:
@@ -188,20 +202,20 @@ def attempt(
         seconds = time.monotonic() - started
         if seconds > TIMEOUT:
             return AttemptResult(None, f"timeout: answered after {seconds:.1f} s", seconds)
-        return AttemptResult(response.status_code, answer, seconds)
+        return AttemptResult(response.status, answer, seconds)
     except UnsafeUrl as refused:
         return AttemptResult(None, f"refused: {refused}", time.monotonic() - started)
-    except httpx.TimeoutException as error:
+    except httpcore.TimeoutException as error:
         return AttemptResult(None, f"timeout: {type(error).__name__}", time.monotonic() - started)
-    except httpx.HTTPError as error:
+    except NETWORK_ERRORS as error:
         why = f"{type(error).__name__}: {error}"
         return AttemptResult(None, why, time.monotonic() - started)
 
 
-def _read_some(response: httpx.Response, started: float) -> str:
+def _read_some(response: httpcore.Response, started: float) -> str:
     """At most :data:`MAX_ANSWER` bytes of the body, and none after the deadline."""
     kept = bytearray()
-    for chunk in response.iter_raw():
+    for chunk in cast(Iterable[bytes], response.stream):
         kept += chunk
         if len(kept) >= MAX_ANSWER or time.monotonic() - started > TIMEOUT:
             break
