@@ -14,38 +14,41 @@ has told us after all, and the event says it was a repair.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
+from store import receipt_page as page
+from store.bulk import IN_LIST_LIMIT, Serialized, among, insert_rows, tuples
 from store.db import Database
-from store.notifications import Applied, Change, Expect, NotificationStore, unindexed
+from store.notifications import (
+    EVENT_COLUMNS,
+    Applied,
+    Change,
+    E,
+    Expect,
+    NotificationStore,
+    unindexed,
+)
+from store.outbox import record_notification_events
+from store.receipt_page import AWAITING
 from store.schema import Notification, Receipt, ReportPull, table_of
 from store.status import Status
+
+log = logging.getLogger(__name__)
 
 R = table_of(Receipt)
 N = table_of(Notification)
 P = table_of(ReportPull)
-UNIQUE_REF = ("provider", "provider_ref")
-RECEIPT_COLUMNS = (
-    "provider",
-    "provider_ref",
-    "delivered",
-    "code",
-    "message",
-    "detail",
-    "received_at",
-    "applied_at",
-    "notification_id",
-)
-
-
-#: the statuses a receipt may move: ``sent``, and ``unknown`` (a repair)
-AWAITING = (Status.SENT, Status.UNKNOWN)
+#: a status as the store spells it → the member, without a call into the enum per row
+_STATUS = {s.value: s for s in Status}
+#: one encoder for every receipt's detail
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class Open(NamedTuple):
@@ -77,7 +80,7 @@ class NewReceipt:
     delivered: bool
     code: str | None
     message: str | None = None
-    detail: dict[str, Any] | None = None
+    detail: Mapping[str, Any] | None = None
 
 
 class ReceiptStore:
@@ -95,12 +98,11 @@ class ReceiptStore:
         """Store new receipts and apply them, in one pass inside the caller's transaction:
         what ``record`` and the report pull do.
 
-        Each chunk of references is looked up twice before the insert — the ``sent``
-        notifications they name, and the receipts already stored. A new receipt whose
-        call is ``sent`` is stored already marked applied and its notification moved,
-        where storing first and matching second read every receipt back and updated it
-        once more (a third of a report page's cost, ``bench/reports.py``). One stored
-        before (a repeat) is applied as it was stored, if it is still pending.
+        A provider's receipts are staged and written set-based (``store.receipt_page``):
+        the ``sent`` (or ``unknown``) notifications they name are read, the new receipts
+        stored already marked applied to them, and those notifications moved by one
+        compare-and-set. A receipt stored before (a repeat) is applied as it was stored,
+        if it is still pending.
         """
         first: dict[tuple[str, str], NewReceipt] = {}
         for receipt in receipts:  # one reference twice in a batch: the first is stored
@@ -110,76 +112,75 @@ class ReceiptStore:
             by_provider.setdefault(provider, []).append(receipt)
         applied: list[Applied] = []
         for provider, batch in by_provider.items():
-            for start in range(0, len(batch), IN_LIST_LIMIT):
-                applied += self._store_chunk(
-                    conn, provider, batch[start : start + IN_LIST_LIMIT], now
-                )
+            applied += self._store_batch(conn, provider, batch, now)
         return applied
 
-    def _store_chunk(
+    def _store_batch(
         self, conn: Connection, provider: str, receipts: Sequence[NewReceipt], now: float
     ) -> list[Applied]:
-        refs = [r.provider_ref for r in receipts]
-        sent = self._sent(conn, provider, refs)
-        stored = self._stored(conn, provider, refs)
-        rows = []
-        inserted = set()
-        for r in receipts:
-            if r.provider_ref in stored:
-                continue
-            row = _receipt_row(r, now)
-            found = sent.get(r.provider_ref)
-            if found:
-                row.update(applied_at=now, notification_id=found[0].nid)
-            rows.append(row)
-            inserted.add(r.provider_ref)
+        page.stage(
+            conn,
+            page.PAGE,
+            page.PAGE_COLUMNS,
+            [
+                (
+                    r.provider_ref,
+                    r.delivered,
+                    r.code,
+                    _message(r.message),
+                    None if r.detail is None else Serialized(_to_json(r.detail)),
+                )
+                for r in receipts
+            ],
+        )
+        named = page.found(conn, provider)
         # A writer between our look-up and this insert (PostgreSQL; SQLite writers are
         # serialised) makes its row win and ours a no-op; the notification still moves
         # once, as every transition is a compare-and-set.
-        insert_rows(conn, R, RECEIPT_COLUMNS, rows, skip_conflicts_on=UNIQUE_REF)
-        applied = self._move_sent(
-            conn,
-            [
-                (found, r.delivered, r.code, _message(r.message))
-                for r in receipts
-                if r.provider_ref in inserted
-                for found in sent.get(r.provider_ref, ())
-            ],
-            now,
-        )
-        stored_before = [
-            r.provider_ref
-            for r in receipts
-            if r.provider_ref not in inserted and r.provider_ref in sent
-        ]
-        if stored_before:
-            applied += self._apply_rows(conn, self._matches(conn, provider, stored_before), now)
+        inserted = page.insert_new(conn, provider, now)
+        by_ref = {r.provider_ref: r for r in receipts}
+        moves: list[Move] = []
+        stored_before: list[str] = []
+        for found in named:
+            if found.ref in inserted:
+                r = by_ref[found.ref]
+                open_ = Open(found.nid, _STATUS[found.status], found.version)
+                moves.append((open_, r.delivered, r.code, _message(r.message)))
+            else:
+                stored_before.append(found.ref)
+        applied = self._move(conn, moves, now)
+        stored_before = list(dict.fromkeys(stored_before))
+        for start in range(0, len(stored_before), IN_LIST_LIMIT):
+            chunk = stored_before[start : start + IN_LIST_LIMIT]
+            applied += self._apply_rows(conn, self._matches(conn, provider, chunk), now)
         return applied
 
-    def _move_sent(self, conn: Connection, moves: Sequence[Move], now: float) -> list[Applied]:
-        """Rows to their receipts' outcomes, one guarded statement per (source, outcome)."""
-        alike: dict[tuple[Status, Status, str | None], list[int]] = {}
-        details: dict[int, dict[str, Any]] = {}
+    def _move(self, conn: Connection, moves: Sequence[Move], now: float) -> list[Applied]:
+        """Rows to their receipts' outcomes by one compare-and-set over them all; an
+        event (and the webhook outbox rows) for each row that moved."""
+        plan: list[page.Move] = []
+        outcomes: dict[int, tuple[Status, Status, str | None, Serialized]] = {}
         for found, delivered, code, message in moves:
             to, reason = _outcome(delivered, code, found.status)
-            alike.setdefault((found.status, to, reason), []).append(found.nid)
-            details[found.nid] = _detail(code, message, found.status)
-        applied: list[Applied] = []
-        for (source, to, reason), ids in alike.items():
-            applied += self.notifications.move_alike(
-                conn, ids, source=source, to=to, reason=reason, details=details, now=now
+            plan.append(page.Move(found.nid, found.status.value, found.version, to.value, reason))
+            detail = page.detail_json(code, message, repaired=found.status is Status.UNKNOWN)
+            outcomes[found.nid] = (found.status, to, reason, detail)
+        moved = page.move(conn, plan, now)
+        if len(moved) < len(plan):
+            log.warning(
+                "%d of %d receipt transitions refused: no longer at the status and version read",
+                len(plan) - len(moved),
+                len(plan),
             )
-        return applied
-
-    def _stored(self, conn: Connection, provider: str, refs: Sequence[str]) -> set[str]:
-        """The references among ``refs`` already stored (a repeat of an earlier receipt)."""
-        return set(
-            conn.execute(
-                select(R.c.provider_ref).where(
-                    R.c.provider == provider, among(conn, R.c.provider_ref, refs)
-                )
-            ).scalars()
+        events = []
+        for nid in moved:
+            source, to, reason, detail = outcomes[nid]
+            events.append((nid, now, source.value, to.value, reason, detail))
+        insert_rows(conn, E, EVENT_COLUMNS, events, prepared=True)
+        record_notification_events(
+            conn, [(nid, outcomes[nid][1], version) for nid, version in moved.items()], now
         )
+        return [Applied(nid, outcomes[nid][0], outcomes[nid][1]) for nid in moved]
 
     def _sent(self, conn: Connection, provider: str, refs: Sequence[str]) -> dict[str, list[Open]]:
         """Reference → the ``sent`` (or ``unknown``) notifications it names, found by the
@@ -195,7 +196,7 @@ class ReceiptStore:
             )
         )
         for nid, ref, status, version in tuples(rows):
-            sent.setdefault(ref, []).append(Open(nid, Status(status), version))
+            sent.setdefault(ref, []).append(Open(nid, _STATUS[status], version))
         return sent
 
     def apply(
@@ -312,20 +313,6 @@ class ReceiptStore:
 
 def _message(message: str | None) -> str | None:
     return (message or "")[:255] or None
-
-
-def _receipt_row(receipt: NewReceipt, now: float) -> dict[str, Any]:
-    return {
-        "provider": receipt.provider,
-        "provider_ref": receipt.provider_ref,
-        "delivered": receipt.delivered,
-        "code": receipt.code,
-        "message": _message(receipt.message),
-        "detail": receipt.detail,
-        "received_at": now,
-        "applied_at": None,
-        "notification_id": None,
-    }
 
 
 def _outcome(

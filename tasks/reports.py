@@ -186,8 +186,7 @@ def _store(rt: Runtime, name: str, pull_id: int, page: ReportPage) -> int:
     returns the receipts on the page."""
     now = time.time()
     records = [
-        NewReceipt(name, r.ref, r.delivered, r.code, r.message, dict(r.detail))
-        for r in page.receipts
+        NewReceipt(name, r.ref, r.delivered, r.code, r.message, r.detail) for r in page.receipts
     ]
     error = f"skipped {page.skipped} unreadable report(s)" if page.skipped else None
     if error:
