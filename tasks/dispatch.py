@@ -331,9 +331,10 @@ def _apply_effects(rt: Runtime, effects: Effects, attempts: Attempts) -> None:
         PROVIDER_CALLS.labels(provider, outcome).inc()
     if effects.bad_numbers:  # numbers a provider called bad: suppressed (tasks/suppressions.py)
         suppressions.learn(rt, effects.bad_numbers)
-    now = rt.redis_now()
     for provider, number, seconds in effects.blocks:
         rt.caps.block(provider, number, seconds)
+    # Redis's clock only for a circuit to open: not a command on every dispatch
+    now = rt.redis_now() if effects.opens else 0.0
     for provider, why in effects.opens.items():
         rt.circuit.open(provider, why, now)
     for provider in effects.closes:
