@@ -22,20 +22,15 @@ Failures become outcomes here, once, for every provider:
 - read timeout, a dropped connection after the request was written: AMBIGUOUS — the
   provider may have placed the call; only an :attr:`~providers.base.Call.idempotent`
   call (a balance query) is retried on these;
-- past its *deadline* (a call admitted against a number's caps at t must reach the
-  provider by t + the cap margin, or two calls could arrive closer together than the
-  provider's cap allows): the deadline is checked at the last moment before the
-  request's first byte is written — httpcore's ``send_request_headers.started`` trace
-  event, once a connection is held and connected — so neither the wait for a slot nor
-  a connect counts as leaving, and a connect is never cut short by the deadline (a
-  connect cut at the few ms left of a margin failed, and its retry found the call late:
-  that was every late call of bench/dispatch.py). A call found past its deadline there
-  asks the caller's ``readmit`` to take its cap slots again at that moment and give a
-  new deadline — the calls of one :meth:`Transport.perform_all` that ask at the same
-  moment share one ``readmit`` (one Redis round trip for all of them, not one each);
-  so a busy pool or a slow connect delays calls but does not drop them. If the
-  number's room was taken meanwhile, the call is :data:`LATE`, never sent, and the
-  caller puts it back to wait.
+- not allowed to leave: just before a request's first byte is written — httpcore's
+  ``send_request_headers.started`` trace event, once a connection is held and connected —
+  the transport asks the caller's :data:`MayWrite` whether it may be written now; if
+  not, the request is :data:`LATE`, never sent, and the caller puts it back to wait.
+  Neither the wait for a slot nor a connect counts as leaving, so neither is cut short
+  by that question (a connect cut at the few ms left of a margin failed, and its retry
+  found the call late). The requests of one :meth:`Transport.perform_all` that ask at
+  the same moment ask in one call (one answer for all of them, not one each). What the
+  answer rests on is the caller's business (tasks/attempts.py: a number's cap margin).
 """
 
 from __future__ import annotations
@@ -46,7 +41,6 @@ import math
 import os
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,29 +66,25 @@ MAYBE_SENT = (
 )
 
 
-#: the :attr:`Failure.kind` of a call that could not leave before its deadline
+#: the :attr:`Failure.kind` of a call its caller's :data:`MayWrite` did not let leave
 LATE = "Late"
 
-#: asked when calls' deadlines have passed before they could leave, given their
-#: positions among the calls of one :meth:`Transport.perform_all`: take their cap slots
-#: again now and answer, one per position, a new deadline (``time.monotonic()``), or
-#: None: that call is not to be sent
-Readmit = Callable[[Sequence[int]], Sequence[float | None]]
+#: asked just before requests are written, given their positions among the calls of
+#: one :meth:`Transport.perform_all` (those asking at the same moment together): may
+#: each be written now? One answer a position; False: that request is not sent
+#: (:data:`LATE`). It runs on a thread of the transport's own, so it may block.
+MayWrite = Callable[[Sequence[int]], Sequence[bool]]
 
 #: the trace events (httpcore) that come just before a request's first byte is written
 _BEFORE_WRITE = frozenset(
     {"http11.send_request_headers.started", "http2.send_request_headers.started"}
 )
 
-#: how many times one call may be admitted again before it is given up as LATE (a loop
-#: so busy that a fresh margin runs out before the call can be written)
-MAX_READMITS = 3
-
 log = logging.getLogger(__name__)
 
 
 class _Late(Exception):
-    """The deadline passed before the request could be written."""
+    """The caller said no when the request was about to be written."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +98,11 @@ class Failure:
     @property
     def code(self) -> str:
         return f"net:{self.kind}"
+
+    @property
+    def late(self) -> bool:
+        """Not let leave by the caller (:data:`MayWrite`): never written."""
+        return self.kind == LATE
 
 
 @dataclass(frozen=True)
@@ -126,21 +121,21 @@ class HttpSettings:
     connect_retries: int = 3
 
 
-class _Readmits:
-    """The late calls of one :meth:`Transport.perform_all` that ask at the same moment
-    share one ``readmit``: the first to ask starts a round on the next turn of the loop,
-    the ones asking meanwhile join it, and those asking while a round is out form the
-    next (no timer: a lone call waits for nothing)."""
+class _Asks:
+    """The requests of one :meth:`Transport.perform_all` that ask at the same moment share
+    one :data:`MayWrite` call: the first to ask starts a round on the next turn of the
+    loop, the ones asking meanwhile join it, and those asking while a round is out form
+    the next (no timer: a lone request waits for nothing)."""
 
-    def __init__(self, readmit: Readmit, executor: ThreadPoolExecutor) -> None:
-        self._readmit = readmit
+    def __init__(self, may_write: MayWrite, executor: ThreadPoolExecutor) -> None:
+        self._may_write = may_write
         self._executor = executor
-        self._pending: list[tuple[int, asyncio.Future[float | None]]] = []
+        self._pending: list[tuple[int, asyncio.Future[bool]]] = []
         self._round: asyncio.Task[None] | None = None
 
-    async def ask(self, index: int) -> float | None:
+    async def ask(self, index: int) -> bool:
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[float | None] = loop.create_future()
+        answer: asyncio.Future[bool] = loop.create_future()
         self._pending.append((index, answer))
         if self._round is None:
             self._round = loop.create_task(self._rounds())
@@ -152,44 +147,33 @@ class _Readmits:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    deadlines = await loop.run_in_executor(
-                        self._executor, self._readmit, [index for index, _ in batch]
+                    answers: Sequence[bool] = await loop.run_in_executor(
+                        self._executor, self._may_write, [index for index, _ in batch]
                     )
-                except Exception as exc:  # Redis away: not sent, never sent unchecked
+                except Exception as exc:  # the caller could not tell: not sent, never unchecked
                     log.warning(
-                        "admitting %d late call(s) again failed (%s): not sent",
+                        "asking whether %d request(s) may leave failed (%s): not sent",
                         len(batch),
                         type(exc).__name__,
                     )
-                    deadlines = [None] * len(batch)
-                for (_, answer), deadline in zip(batch, deadlines, strict=True):
-                    if not answer.done():
-                        answer.set_result(deadline)
+                    answers = [False] * len(batch)
+                for (_, future), allowed in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(allowed)
         finally:
             self._round = None
 
 
 class _Gate:
-    """One call's deadline, checked by httpcore's trace hook just before the request is
+    """One request's question, asked by httpcore's trace hook just before the request is
     written (see the module docstring); raises :class:`_Late` to stop it unwritten."""
 
-    def __init__(self, deadline: float | None, index: int, readmits: _Readmits | None) -> None:
-        self.deadline = deadline
+    def __init__(self, index: int, asks: _Asks | None) -> None:
         self.index = index
-        self.readmits = readmits
+        self.asks = asks
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event not in _BEFORE_WRITE:
-            return
-        for _ in range(MAX_READMITS):
-            if self.deadline is None or time.monotonic() < self.deadline:
-                return
-            if self.readmits is None:
-                raise _Late
-            self.deadline = await self.readmits.ask(self.index)
-            if self.deadline is None:
-                raise _Late
-        if time.monotonic() >= self.deadline:
+        if event in _BEFORE_WRITE and self.asks and not await self.asks.ask(self.index):
             raise _Late
 
 
@@ -205,8 +189,8 @@ class Transport:
         #: slots bulk calls may still take (at most ``bulk_share`` of them)
         self._bulk_room: asyncio.Semaphore | None = None
         self._pid = 0
-        #: where readmissions run (Redis round trips): not the loop's default executor,
-        #: which also resolves the hosts connects go to
+        #: where :data:`MayWrite` questions run (they may block): not the loop's default
+        #: executor, which also resolves the hosts connects go to
         self._executor: ThreadPoolExecutor | None = None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -216,7 +200,7 @@ class Transport:
                 thread = threading.Thread(target=loop.run_forever, name="notifyq-http", daemon=True)
                 thread.start()
                 asyncio.run_coroutine_threadsafe(self._make_pools(), loop).result()
-                self._executor = ThreadPoolExecutor(4, thread_name_prefix="notifyq-readmit")
+                self._executor = ThreadPoolExecutor(4, thread_name_prefix="notifyq-may-write")
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
 
@@ -258,45 +242,37 @@ class Transport:
         no admitted call waits for them."""
         self._ensure_loop()
 
-    def perform(self, call: Call, *, deadline: float | None = None) -> Reply | Failure:
-        return self.perform_all([call], deadline=deadline)[0]
+    def perform(self, call: Call) -> Reply | Failure:
+        return self.perform_all([call])[0]
 
     def perform_all(
         self,
         calls: Sequence[Call],
         *,
-        deadline: float | None = None,
-        readmit: Readmit | None = None,
+        may_write: MayWrite | None = None,
         bulk: bool = False,
     ) -> list[Reply | Failure]:
         """Place every call concurrently; one reply or failure per call, in order.
 
-        ``deadline`` (``time.monotonic()`` seconds): a call about to be written after it
-        asks ``readmit`` (given the positions of the calls asking at that moment; run on
-        a thread of its own, it may block) for a new deadline, and is not sent at all
-        (:data:`LATE`) if there is none. ``bulk``: these calls hold connections only
-        within bulk's share (see the module docstring)."""
+        ``may_write``: asked just before each request is written (see :data:`MayWrite`);
+        a request it refuses is not sent at all (:data:`LATE`). ``bulk``: these calls
+        hold connections only within bulk's share (see the module docstring)."""
         if not calls:
             return []
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(
-            self._gather(calls, deadline, readmit, bulk), loop
-        )
+        future = asyncio.run_coroutine_threadsafe(self._gather(calls, may_write, bulk), loop)
         return future.result()
 
     async def _gather(
         self,
         calls: Sequence[Call],
-        deadline: float | None,
-        readmit: Readmit | None,
+        may_write: MayWrite | None,
         bulk: bool,
     ) -> list[Reply | Failure]:
         assert self._executor is not None
-        readmits = _Readmits(readmit, self._executor) if readmit is not None else None
+        asks = _Asks(may_write, self._executor) if may_write is not None else None
         return list(
-            await asyncio.gather(
-                *(self._one(c, _Gate(deadline, i, readmits), bulk) for i, c in enumerate(calls))
-            )
+            await asyncio.gather(*(self._one(c, _Gate(i, asks), bulk) for i, c in enumerate(calls)))
         )
 
     async def _take_slot(self, bulk: bool) -> int:
@@ -318,28 +294,18 @@ class Transport:
             self._bulk_room.release()
 
     async def _one(self, call: Call, gate: _Gate, bulk: bool = False) -> Reply | Failure:
-        wait = self.settings.pool_timeout
-        if gate.deadline is not None and gate.readmits is None:
-            wait = min(wait, gate.deadline - time.monotonic())
         try:
-            if wait <= 0:
-                raise TimeoutError
-            slot = await asyncio.wait_for(self._take_slot(bulk), wait)
+            slot = await asyncio.wait_for(self._take_slot(bulk), self.settings.pool_timeout)
         except TimeoutError:
-            if gate.deadline is not None and time.monotonic() >= gate.deadline:
-                return _late()
             return Failure(sent=False, kind="PoolTimeout", detail="no free connection in time")
         try:
-            late = gate.deadline is not None and time.monotonic() >= gate.deadline
-            if late and gate.readmits is None:  # nothing to ask: not worth a connect
-                return _late()
             return await self._request(self._clients[slot], call, gate)
         finally:
             self._give_slot(slot, bulk)
 
     def _timeout(self) -> httpx.Timeout:
-        """The call's timeouts. Connecting is not leaving: the deadline is checked once a
-        connection is ready, just before the request is written (:class:`_Gate`)."""
+        """The call's timeouts. Connecting is not leaving: whether the request may leave is
+        asked once a connection is ready, just before it is written (:class:`_Gate`)."""
         s = self.settings
         return httpx.Timeout(
             connect=s.connect_timeout,
@@ -394,7 +360,7 @@ class Transport:
 
 
 def _late() -> Failure:
-    return Failure(sent=False, kind=LATE, detail="could not leave before its deadline")
+    return Failure(sent=False, kind=LATE, detail="not let leave when it could be written")
 
 
 def _safe(exc: Exception) -> str:

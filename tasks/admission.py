@@ -1,5 +1,5 @@
-"""Who of a batch may be sent now, in the order DESIGN.md gives: circuit, window, the
-provider's throughput, then every per-number cap — and for the others, until when.
+"""Who of a batch may be sent now, in this order: circuit, window, the provider's
+throughput, then every per-number cap — and for the others, until when.
 
 Suppressed numbers are refused first (no check after it may take anything for them).
 The per-number caps are checked last because they are the only check that *records*
@@ -9,26 +9,25 @@ something for the recipient; nothing that a later check would refuse takes a slo
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers import timezone as number_zones
 
 from config.settings import ProviderPolicy
-from observe.metrics import CAP_LATENCY, SUPPRESSED
-from scheduler.caps import CapCheck, Decision
+from observe.metrics import SUPPRESSED
 from scheduler.limits import Cap
 from scheduler.priority import ORDER, Priority
 from scheduler.windows import CallingWindow, next_opening_all
+from store import NotificationRow, RouteLeg
 from store.verifications import erased
 from tasks import suppressions
+from tasks.attempts import Attempts
 from tasks.runtime import Runtime
 
 
@@ -46,9 +45,16 @@ class Hop:
     """The provider is unavailable and the route has another: move to that leg."""
 
     id: int
-    leg: dict[str, Any]
-    rest: list[Any]
+    #: the leg the row moves to
+    leg: RouteLeg
+    #: the legs after it: the row's route once it has moved
+    rest: tuple[RouteLeg, ...]
     reason: str
+
+    @classmethod
+    def onward(cls, row: NotificationRow, reason: str) -> Hop:
+        """``row`` moves to the first leg of its route (it must have one)."""
+        return cls(row.id, row.route[0], row.route[1:], reason)
 
 
 @dataclass(frozen=True)
@@ -58,24 +64,24 @@ class Refusal:
 
     id: int
     reason: str
-    values: dict[str, Any]
+    values: Mapping[str, object]
 
 
 @dataclass
 class Admission:
-    go: list[Any]
-    waits: list[Wait]
-    hops: list[Hop]
+    #: the cap slots of the rows that go (tasks/attempts.py): ``attempts.admitted``
+    attempts: Attempts
+    waits: list[Wait] = field(default_factory=list)
+    hops: list[Hop] = field(default_factory=list)
     #: providers whose half-open circuit lets this batch send its one probe
-    probes: set[str]
-    #: id → the cap decision that recorded its attempt (to refund it if it is not sent)
-    slots: dict[int, Decision] = field(default_factory=dict)
+    probes: set[str] = field(default_factory=set)
     #: rows whose number is suppressed: they end ``failed`` without a call
     refusals: list[Refusal] = field(default_factory=list)
-    #: ``time.monotonic()`` just before the caps were asked: no slot of ``slots`` was
-    #: stamped earlier, so a call's deadline (this + the cap margin) is never later than
-    #: its stamp + the margin, however long the answer took to come back
-    at: float = 0.0
+
+    @property
+    def go(self) -> list[NotificationRow]:
+        """The rows that may be sent now (each holds its cap slot)."""
+        return self.attempts.admitted
 
 
 @lru_cache(maxsize=4096)
@@ -97,14 +103,21 @@ def windows_for(policy: ProviderPolicy, number: str) -> list[CallingWindow]:
     return [policy.window]
 
 
+#: a batch's rows, as the checks pass them on
+Rows = list[NotificationRow]
+
+
 def admit(
-    rt: Runtime, rows: Sequence[Any], now: float, campaign_rates: dict[int, Any] | None = None
+    rt: Runtime,
+    rows: Sequence[NotificationRow],
+    now: float,
+    campaign_rates: Mapping[int, Sequence[Cap]] | None = None,
 ) -> Admission:
-    out = Admission(go=[], waits=[], hops=[], probes=set())
-    by_provider: dict[str, list[Any]] = defaultdict(list)
+    out = Admission(Attempts(rt.caps, rt.policies, rt.settings.cap_margin))
+    by_provider: dict[str, Rows] = defaultdict(list)
     for row in _suppressed(rt, rows, out):
         by_provider[row.provider].append(row)
-    candidates: list[Any] = []
+    candidates: Rows = []
     for provider, rows_of_provider in by_provider.items():
         policy = rt.policies[provider]
         group = _circuit(rt, provider, rows_of_provider, now, out)
@@ -113,35 +126,26 @@ def admit(
             group = _provider_rate(rt, provider, policy.rate, group, now, out)
         candidates += group
     candidates = _campaign_rates(rt, candidates, campaign_rates or {}, out, now)
-    checks = [CapCheck(row.provider, row.to, rt.policies[row.provider].caps) for row in candidates]
-    out.at = time.monotonic()
-    with CAP_LATENCY.time():
-        decisions = rt.caps.hit_many(checks)
-    for row, decision in zip(candidates, decisions, strict=True):
-        if decision.allowed:
-            out.go.append(row)
-            out.slots[row.id] = decision
-        else:
-            assert decision.retry_at is not None
-            out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))
+    for row, decision in out.attempts.take(candidates):
+        assert decision.retry_at is not None
+        out.waits.append(Wait(row.id, decision.retry_at, f"cap:{row.provider}:{decision.cap}"))
     return out
 
 
-def _suppressed(rt: Runtime, rows: Sequence[Any], out: Admission) -> list[Any]:
+def _suppressed(rt: Runtime, rows: Sequence[NotificationRow], out: Admission) -> Rows:
     """First of all, and before any cap slot is taken: a suppressed number is refused
     (or, suppressed by this provider only, moved to the next leg of its route). One
     query for the whole batch."""
     found = suppressions.hits(rt, [(row.provider, row.to) for row in rows])
     if not found:
         return list(rows)
-    passing: list[Any] = []
+    passing: Rows = []
     for row in rows:
         hit = found.get((row.provider, row.to))
         if hit is None:
             passing.append(row)
         elif row.route and not hit.everywhere:
-            leg, *rest = row.route
-            out.hops.append(Hop(row.id, leg, rest, f"suppressed:{row.provider}:{hit.reason}"))
+            out.hops.append(Hop.onward(row, f"suppressed:{row.provider}:{hit.reason}"))
         else:
             reason = suppressions.refusal_reason(hit.reason)
             out.refusals.append(Refusal(row.id, reason, {"next_attempt_at": None, **erased(row)}))
@@ -150,16 +154,16 @@ def _suppressed(rt: Runtime, rows: Sequence[Any], out: Admission) -> list[Any]:
 
 
 def _provider_rate(
-    rt: Runtime, provider: str, rates: Sequence[Cap], group: list[Any], now: float, out: Admission
-) -> list[Any]:
+    rt: Runtime, provider: str, rates: Sequence[Cap], group: Rows, now: float, out: Admission
+) -> Rows:
     """A provider's throughput, class by class, most urgent first: urgent and normal take
     their slots first and may fill a whole burst; bulk takes what they leave, up to its
     share of a burst (scheduler/rates.py), so a code finds room even while a campaign
     keeps the rate saturated, and the campaign's rows are the ones that wait."""
-    by_class: dict[Priority, list[Any]] = defaultdict(list)
+    by_class: dict[Priority, Rows] = defaultdict(list)
     for row in group:
         by_class[Priority(row.priority)].append(row)
-    passing: list[Any] = []
+    passing: Rows = []
     for priority in ORDER:
         if by_class[priority]:
             reach = rt.settings.bulk_share if priority is Priority.BULK else 1.0
@@ -169,11 +173,11 @@ def _provider_rate(
 
 
 def _campaign_rates(
-    rt: Runtime, rows: list[Any], rates: dict[int, Any], out: Admission, now: float
-) -> list[Any]:
+    rt: Runtime, rows: Rows, rates: Mapping[int, Sequence[Cap]], out: Admission, now: float
+) -> Rows:
     """A campaign's own throughput cap, beside its provider's."""
-    by_campaign: dict[int, list[Any]] = defaultdict(list)
-    passing: list[Any] = []
+    by_campaign: dict[int, Rows] = defaultdict(list)
+    passing: Rows = []
     for row in rows:
         if row.campaign_id is not None and rates.get(row.campaign_id):
             by_campaign[row.campaign_id].append(row)
@@ -189,12 +193,12 @@ def _throughput(
     rt: Runtime,
     key: str,
     rates: Sequence[Cap],
-    group: list[Any],
+    group: Rows,
     reason: str,
     now: float,
     out: Admission,
     reach: float = 1.0,
-) -> list[Any]:
+) -> Rows:
     """Take a throughput cap for as many of ``group`` as the ``reach`` of one burst
     allows (never more: the GCRA would let an oversize batch through whole); the rest
     wait, each for the moment the rate will admit it (one interval apart), so the cap
@@ -214,7 +218,7 @@ def _throughput(
     return going
 
 
-def _circuit(rt: Runtime, provider: str, group: list[Any], now: float, out: Admission) -> list[Any]:
+def _circuit(rt: Runtime, provider: str, group: Rows, now: float, out: Admission) -> Rows:
     state = rt.circuit.state(provider, now)
     if state.allowed and not state.probe:
         return group
@@ -224,20 +228,17 @@ def _circuit(rt: Runtime, provider: str, group: list[Any], now: float, out: Admi
     retry_at = state.retry_at if state.retry_at is not None else now + 5.0
     for row in group[len(passing) :]:
         if row.route:
-            leg, *rest = row.route
-            out.hops.append(Hop(row.id, leg, rest, f"circuit:{provider}"))
+            out.hops.append(Hop.onward(row, f"circuit:{provider}"))
         else:
             out.waits.append(Wait(row.id, retry_at, f"circuit:{provider}"))
     return passing
 
 
-def _window(
-    policy: ProviderPolicy, provider: str, group: list[Any], now: float, out: Admission
-) -> list[Any]:
+def _window(policy: ProviderPolicy, provider: str, group: Rows, now: float, out: Admission) -> Rows:
     if policy.window is None:
         return group
     moment = datetime.fromtimestamp(now, UTC)
-    open_now = []
+    open_now: Rows = []
     for row in group:
         windows = windows_for(policy, row.to)
         opening = next_opening_all(windows, moment)

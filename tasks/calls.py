@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 
 from observe.metrics import CALL_LATENCY
-from providers.base import Message, MissingCredentials, Outcome, SendResult
-from providers.http import LATE, Failure
+from providers.base import Message, MissingCredentials, Outcome, Reply, SendResult
+from providers.http import LATE, Failure, MayWrite
 from scheduler.priority import any_bulk
+from store import NotificationRow
+from tasks.attempts import Attempts
 from tasks.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,20 +28,38 @@ log = logging.getLogger(__name__)
 #: one request's worth: a provider name and the messages it carries
 Batch = tuple[str, list[Message]]
 
-#: given the ids of each request (one list a request), take their cap slots again now;
-#: one new deadline (``time.monotonic()``) a request, or None: that request is not sent
-Readmit = Callable[[Sequence[Sequence[int]]], list[float | None]]
+_LATE = Failure(sent=False, kind=LATE, detail="its numbers were taken before it could leave")
 
-_LATE = Failure(sent=False, kind=LATE, detail="could not leave before its deadline")
+
+class Unsent(Enum):
+    """Why a request never reached the provider: its cap slots go back."""
+
+    #: not let leave (tasks/attempts.py): it waits again at once, the attempt uncounted
+    LATE = "late"
+    #: our own side failed before it was written (no connection, pool exhausted)
+    NOT_WRITTEN = "not-written"
+
+
+@dataclass
+class Answers:
+    """Every notification's result, and which requests never left."""
+
+    results: list[SendResult] = field(default_factory=list)
+    #: id → why its request never left (absent: it left, or may have)
+    unsent: dict[int, Unsent] = field(default_factory=dict)
+
+    def add_failure(self, messages: Sequence[Message], failure: Failure) -> None:
+        """A request that got no reply: ambiguous if it may have left, else transient."""
+        outcome = Outcome.AMBIGUOUS if failure.sent else Outcome.TRANSIENT
+        self.results += [SendResult(m.id, outcome, failure.code, failure.detail) for m in messages]
+        if not failure.sent:
+            why = Unsent.LATE if failure.late else Unsent.NOT_WRITTEN
+            self.unsent.update((m.id, why) for m in messages)
 
 
 def call_providers(
-    rt: Runtime,
-    rows: Sequence[Any],
-    *,
-    deadline: float | None = None,
-    readmit: Readmit | None = None,
-) -> list[SendResult]:
+    rt: Runtime, rows: Sequence[NotificationRow], attempts: Attempts | None = None
+) -> Answers:
     """Group by provider and shared content, build one call per group (signed now),
     place them all concurrently, and turn every answer into results.
 
@@ -49,13 +69,12 @@ def call_providers(
     other number is sent. One bad number among n costs about 2·log2(n) more requests;
     failing the n would lose n − 1 good notifications.
 
-    ``deadline`` (``time.monotonic()``): what has not left by then is admitted again
-    through ``readmit`` (a new deadline, or None: not sent, ``net:Late``; see
-    :mod:`providers.http`). A round whose deadline is already mostly spent before its
-    requests are built (a long ``sending`` commit, a split after a whole round trip)
-    is admitted again in one batch first, so its calls start with a whole margin.
+    ``attempts`` hold the rows' cap slots (tasks/attempts.py): each request asks them
+    whether it may leave just before it is written, and a round whose margin is mostly
+    spent before its requests are built is admitted again in one batch first, so its
+    calls start with a whole margin.
     """
-    groups: dict[tuple[str, Any], list[Message]] = defaultdict(list)
+    groups: dict[tuple[str, Hashable], list[Message]] = defaultdict(list)
     for row in rows:
         provider = rt.providers[row.provider]
         message = Message(
@@ -73,48 +92,52 @@ def call_providers(
         batches += [(name, messages[i : i + size]) for i in range(0, len(messages), size)]
     # a campaign's calls hold connections only within bulk's share (providers/http.py)
     bulk = any_bulk(rows)
-    results: list[SendResult] = []
+    answers = Answers()
     while batches:
-        batches = _place(rt, batches, results, deadline, readmit, bulk)
-    return results
+        batches = _place(rt, batches, answers, attempts, bulk)
+    return answers
+
+
+def _ids(batches: Sequence[Batch]) -> list[list[int]]:
+    return [[m.id for m in messages] for _, messages in batches]
 
 
 def _place(
     rt: Runtime,
     batches: Sequence[Batch],
-    results: list[SendResult],
-    deadline: float | None,
-    readmit: Readmit | None,
+    out: Answers,
+    attempts: Attempts | None,
     bulk: bool = False,
 ) -> list[Batch]:
     """Place one round of requests concurrently, adding their results; returns the
     halves of every request refused whole that must go again."""
     late: list[Batch] = []
-    spent = deadline is not None and deadline - time.monotonic() < rt.settings.cap_margin / 2
-    if spent and readmit is not None:
-        assert deadline is not None
-        batches, late, deadline = _readmit_round(batches, deadline, readmit)
+    may_write: MayWrite | None = None
+    if attempts is not None and attempts.spent([i for ids in _ids(batches) for i in ids]):
+        renewed = attempts.renew(_ids(batches))
+        late = [b for b, ok in zip(batches, renewed, strict=True) if not ok]
+        batches = [b for b, ok in zip(batches, renewed, strict=True) if ok]
     calls, placed = [], []
     for name, messages in batches:
         try:
             calls.append(rt.providers[name].build_send(messages, time.time()))
             placed.append((name, messages))
         except MissingCredentials as exc:
-            results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
+            out.results += [SendResult(m.id, Outcome.ACCOUNT, "config", str(exc)) for m in messages]
+    if attempts is not None:
+        may_write = attempts.may_write(_ids(placed))
     started = time.perf_counter()
-    asks = partial(_ask, readmit, placed) if readmit is not None else None
-    answers: list[Any] = rt.transport.perform_all(calls, deadline=deadline, readmit=asks, bulk=bulk)
+    replies: list[Reply | Failure] = rt.transport.perform_all(calls, may_write=may_write, bulk=bulk)
     elapsed = time.perf_counter() - started
     placed += late
-    answers += [_LATE] * len(late)
+    replies += [_LATE] * len(late)
     again: list[Batch] = []
-    for (name, messages), answer in zip(placed, answers, strict=True):
+    for (name, messages), reply in zip(placed, replies, strict=True):
         CALL_LATENCY.labels(name).observe(elapsed)
-        if isinstance(answer, Failure):
-            outcome = Outcome.AMBIGUOUS if answer.sent else Outcome.TRANSIENT
-            results += [SendResult(m.id, outcome, answer.code, answer.detail) for m in messages]
+        if isinstance(reply, Failure):
+            out.add_failure(messages, reply)
             continue
-        answered = rt.providers[name].send_results(messages, answer)
+        answered = rt.providers[name].send_results(messages, reply)
         if len(messages) > 1 and answered and all(r.splits for r in answered):
             half = len(messages) // 2
             log.info(
@@ -126,22 +149,5 @@ def _place(
             )
             again += [(name, messages[:half]), (name, messages[half:])]
         else:
-            results += answered
+            out.results += answered
     return again
-
-
-def _readmit_round(
-    batches: Sequence[Batch], deadline: float, readmit: Readmit
-) -> tuple[list[Batch], list[Batch], float]:
-    """Admit a whole round again before it is built: (requests that may go, requests
-    whose numbers were taken meanwhile, the deadline of those that go)."""
-    answers = readmit([[m.id for m in messages] for _, messages in batches])
-    going = [b for b, answer in zip(batches, answers, strict=True) if answer is not None]
-    late = [b for b, answer in zip(batches, answers, strict=True) if answer is None]
-    fresh = [answer for answer in answers if answer is not None]
-    return going, late, min(fresh) if fresh else deadline
-
-
-def _ask(readmit: Readmit, placed: Sequence[Batch], positions: Sequence[int]) -> list[float | None]:
-    """The transport's readmit (positions among the calls) in terms of ids."""
-    return readmit([[m.id for m in placed[p][1]] for p in positions])

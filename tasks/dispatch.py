@@ -15,8 +15,8 @@ this task read (:class:`~store.notifications.Expect`), so of two copies that
 read ``queued`` only one marks it ``sending``; and before admission each copy claims
 the row's version (:mod:`scheduler.claims`), so the loser stops before it takes a cap
 slot or writes a deferral. A cap slot taken by a copy that then loses anyway (its claim
-expired, Redis lost it) is refunded. docs/duplicates.md lists every way a task can run
-twice and the guard that stops it.
+expired, Redis lost it) is given back (tasks/attempts.py owns every slot).
+docs/duplicates.md lists every way a task can run twice and the guard that stops it.
 
 Once a provider has answered, the outcome is committed first — retried from memory if
 the database refuses for a moment — and only then does Redis hear of it (blocks, the
@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from celery import Task
 from redis.exceptions import RedisError
@@ -42,15 +41,14 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from observe.metrics import DEFERRALS, PROVIDER_CALLS, RETRIES, TRANSITIONS
-from providers.base import Outcome, mask
-from scheduler.caps import CapCheck
-from scheduler.caps_floor import admitted_detail
+from providers.base import mask
 from scheduler.priority import any_bulk
-from store import Applied, Change, Expect, Status
+from store import Applied, Change, Expect, NotificationRow, Status
 from store.campaigns import CANCELLED, RUNNING
 from tasks import latency, suppressions, writes
 from tasks.admission import Admission, Hop, Wait, admit
-from tasks.calls import call_providers
+from tasks.attempts import Attempts
+from tasks.calls import Answers, call_providers
 from tasks.campaigns.control import CampaignState, campaign_states
 from tasks.outcomes import Effects, hop_change, plan, wait_change
 from tasks.publish import publish_by_priority
@@ -121,7 +119,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     if stuck:
         resolve_stuck_sending(rt, stuck, now=now)
     if early:
-        rt.deferred.add((row.id, row.next_attempt_at) for row in early)
+        rt.deferred.add((row.id, row.next_attempt_at or now) for row in early)
     if not ready:
         return
     # no more calls admitted than this process can carry out within the cap margin
@@ -137,7 +135,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
 
 def _claimed_onwards(
     rt: Runtime,
-    ready: list[Any],
+    ready: list[NotificationRow],
     now: float,
     states: Mapping[int, CampaignState],
     report: Report,
@@ -150,6 +148,7 @@ def _claimed_onwards(
         return
     yield "claimed"
     admission = admit(rt, ready, now, {i: state.rate for i, state in states.items()})
+    attempts = admission.attempts
     read = {row.id: row for row in ready}
     changes = [wait_change(w, Expect.row(read[w.id])) for w in admission.waits]
     changes += [hop_change(h, now, Expect.row(read[h.id])) for h in admission.hops]
@@ -163,7 +162,7 @@ def _claimed_onwards(
             to=Status.SENDING,
             expect=Expect.row(row),
             count_attempt=True,
-            detail=admitted_detail(admission.slots.get(row.id)),  # the caps' floor reads it
+            detail=attempts.detail(row.id),  # the caps' floor reads it
         )
         for row in admission.go
     ]
@@ -174,48 +173,43 @@ def _claimed_onwards(
     report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
     report.failed += sum(1 for a in applied if a.to is Status.FAILED)
     sending = [row for row in admission.go if row.id in moved]
-    lost = [row for row in admission.go if row.id not in moved]
+    lost = [row.id for row in admission.go if row.id not in moved]
     report.skipped += len(lost)
-    _refund(rt, [(row, admission.slots[row.id]) for row in lost if row.id in admission.slots])
+    attempts.give_back(lost)
     if not sending:
         return
     yield "sending"
     latency.record(rt, sending, time.time())
-    # a call admitted against a number's caps must reach the provider within the cap
-    # margin of its admission (measured from just before the caps were asked, so never
-    # later than the stamp + the margin); one held up longer is admitted again — in one
-    # batch before the requests are built if the `sending` commit (a group commit that
-    # waits for other tasks' writes) took most of the margin, else when it can leave
-    # (providers/http.py) — or not sent (LATE)
-    results = call_providers(
-        rt,
-        sending,
-        deadline=admission.at + rt.settings.cap_margin,
-        readmit=_readmitter(rt, sending, admission),
-    )
+    # each request leaves within the cap margin of its numbers' admission, or is
+    # admitted again, or is not sent (tasks/attempts.py)
+    answers = call_providers(rt, sending, attempts)
     yield "answered"
-    _record(rt, sending, results, admission, report)
+    _record(rt, sending, answers, admission, report)
     yield "recorded"
 
 
 def _record(
     rt: Runtime,
-    sending: Sequence[Any],
-    results: Sequence[Any],
+    sending: Sequence[NotificationRow],
+    answers: Answers,
     admission: Admission,
     report: Report,
 ) -> None:
     """Commit what the providers answered, then tell Redis (see the module docstring)."""
     rows_by_id = {row.id: row for row in sending}
-    unsent = {r.message_id for r in results if _never_left(r)}
     outcome_plan = plan(
-        rt, rows_by_id, results, _clock_or_host(rt.redis_now), admission.probes, unsent
+        rt,
+        rows_by_id,
+        answers.results,
+        _clock_or_host(rt.redis_now),
+        admission.probes,
+        answers.unsent,
     )
     applied = _write_outcomes(rt, outcome_plan.changes, outcome_plan.sent_refs)
     # committed: from here on nothing may cost the answer, only a refinement of it
     _quietly(
         "after-call effects",
-        lambda: _apply_effects(rt, outcome_plan.effects, rows_by_id, admission.slots),
+        lambda: _apply_effects(rt, outcome_plan.effects, admission.attempts),
     )
     _quietly(
         "deferrals and hops",
@@ -231,66 +225,20 @@ def _record(
         RETRIES.labels(rows_by_id[notification_id].provider).inc()
 
 
-def _readmitter(
-    rt: Runtime, sending: Sequence[Any], admission: Admission
-) -> Callable[[Sequence[Sequence[int]]], list[float | None]]:
-    """For requests past their deadline when they can finally leave (given the ids each
-    carries; all of them in two Redis round trips): take the numbers' cap slots again at
-    this moment, so the attempts count from when they really go, and give each request a
-    new deadline. If another attempt took a number's room meanwhile, that request is not
-    sent (its rows go back to waiting, uncounted) and the slots just taken for its other
-    numbers are given back."""
-    rows = {row.id: row for row in sending}
-
-    def readmit(requests: Sequence[Sequence[int]]) -> list[float | None]:
-        held = [[rows[i] for i in ids if i in admission.slots] for ids in requests]
-        flat = [r for request in held for r in request]
-        checks = [CapCheck(r.provider, r.to, rt.policies[r.provider].caps) for r in flat]
-        asked = time.monotonic()  # before any new stamp: the deadline is never late
-        decisions = iter(
-            rt.caps.readmit(
-                [(check, admission.slots[r.id]) for check, r in zip(checks, flat, strict=True)]
-            )
-        )
-        deadlines: list[float | None] = []
-        taken: list[tuple[Any, Any]] = []
-        for request in held:
-            answers = [next(decisions) for _ in request]
-            if all(d.allowed for d in answers):
-                admission.slots.update((r.id, d) for r, d in zip(request, answers, strict=True))
-                deadlines.append(asked + rt.settings.cap_margin)
-                continue
-            deadlines.append(None)
-            for r, d in zip(request, answers, strict=True):
-                admission.slots.pop(r.id, None)  # the old slot is gone already
-                if d.allowed:
-                    taken.append((r, d))
-        _refund(rt, taken)
-        refused = deadlines.count(None)
-        if refused:
-            log.info("%d request(s) held up past their deadline: numbers taken", refused)
-        return deadlines
-
-    return readmit
-
-
-def _never_left(result: Any) -> bool:
-    """A transient failure of our own side (no connection, pool exhausted): the provider
-    never saw the request. A provider's own transient answer keeps its cap slot: it saw
-    the request and may count it."""
-    return result.outcome is Outcome.TRANSIENT and result.code.startswith("net:")
-
-
 def _triage(
-    rt: Runtime, rows: Sequence[Any], now: float, report: Report, states: dict[int, CampaignState]
-) -> tuple[list[Any], list[Any], list[Any], list[Change]]:
+    rt: Runtime,
+    rows: Sequence[NotificationRow],
+    now: float,
+    report: Report,
+    states: dict[int, CampaignState],
+) -> tuple[list[NotificationRow], list[NotificationRow], list[NotificationRow], list[Change]]:
     """Sort a batch: ready to admit, stuck in ``sending``, woken early, and rows of a
     campaign that is not running (paused: back to its pool; cancelled: cancelled).
 
     ``now`` is Redis's clock, as every ``sending`` stamp is: one clock for all hosts."""
-    ready: list[Any] = []
-    stuck: list[Any] = []
-    early: list[Any] = []
+    ready: list[NotificationRow] = []
+    stuck: list[NotificationRow] = []
+    early: list[NotificationRow] = []
     held: list[Change] = []
     sending_deadline = now - rt.settings.sending_timeout
     for row in rows:
@@ -313,7 +261,7 @@ def _triage(
     return ready, stuck, early, held
 
 
-def _hold(row: Any, campaign_status: str) -> Change:
+def _hold(row: NotificationRow, campaign_status: str) -> Change:
     if campaign_status == CANCELLED:
         return Change(
             row.id,
@@ -378,28 +326,20 @@ def _clock_or_host(now: Callable[[], float]) -> float:
         return time.time()
 
 
-def _apply_effects(
-    rt: Runtime, effects: Effects, rows: dict[int, Any], slots: dict[int, Any]
-) -> None:
+def _apply_effects(rt: Runtime, effects: Effects, attempts: Attempts) -> None:
     for provider, outcome in effects.outcomes:
         PROVIDER_CALLS.labels(provider, outcome).inc()
     if effects.bad_numbers:  # numbers a provider called bad: suppressed (tasks/suppressions.py)
         suppressions.learn(rt, effects.bad_numbers)
-    now = rt.redis_now()
     for provider, number, seconds in effects.blocks:
         rt.caps.block(provider, number, seconds)
+    # Redis's clock only for a circuit to open: not a command on every dispatch
+    now = rt.redis_now() if effects.opens else 0.0
     for provider, why in effects.opens.items():
         rt.circuit.open(provider, why, now)
     for provider in effects.closes:
         rt.circuit.close(provider)
-    _refund(rt, [(rows[i], slots[i]) for i in effects.unsent if i in slots])
-
-
-def _refund(rt: Runtime, taken: Sequence[tuple[Any, Any]]) -> None:
-    """Give back cap slots recorded for attempts that were never made."""
-    for row, decision in taken:
-        if rt.caps.refund(row.provider, row.to, decision):
-            log.debug("notification %s: cap slot refunded (not sent by this task)", row.id)
+    attempts.give_back(effects.unsent)
 
 
 def _quietly(what: str, step: Callable[[], None]) -> None:
@@ -416,7 +356,7 @@ def _after_write(
     waits: Sequence[Wait],
     hops: Sequence[Hop],
     applied: Sequence[Applied],
-    rows: Mapping[int, Any],
+    rows: Mapping[int, NotificationRow],
 ) -> None:
     """Once committed: waits go to the deferred set, hops to the queue, counters tick
     (labelled by the provider of the row as it was read)."""
@@ -435,7 +375,9 @@ def _after_write(
         publish_by_priority(rt.celery, hopped, batch=rt.settings.dispatch_batch)
 
 
-def resolve_stuck_sending(rt: Runtime, rows: Sequence[Any], *, now: float) -> list[Applied]:
+def resolve_stuck_sending(
+    rt: Runtime, rows: Sequence[NotificationRow], *, now: float
+) -> list[Applied]:
     """Rows left ``sending`` by a lost worker: the call may or may not have gone out.
 
     Each change expects the very ``sending`` episode that was found stuck (its version),
@@ -464,6 +406,6 @@ def resolve_stuck_sending(rt: Runtime, rows: Sequence[Any], *, now: float) -> li
     return applied
 
 
-def describe(row: Any) -> str:
+def describe(row: NotificationRow) -> str:
     """For log lines: the id, the provider and the masked number — never the number."""
     return f"#{row.id} {row.provider} {mask(row.to)}"

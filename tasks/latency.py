@@ -3,20 +3,29 @@ class: a histogram on ``/metrics`` (per class and provider), and the latest samp
 Redis, from which the operator page shows each class's current p99 whichever worker
 made the calls.
 
-Recorded as the calls are about to leave (their ``sending`` committed): one pipeline
-of two Redis commands a dispatch, the samples of a class kept to the last
-:data:`SAMPLES` and to the last :data:`WINDOW` seconds.
+Recorded as the calls are about to leave (their ``sending`` committed). The histogram
+is observed at once; the samples wait in the process and go to Redis at most every
+:data:`FLUSH_EVERY` seconds, two commands a class for every dispatch of that time
+together (not two a dispatch: a worker sending one notification a task would spend
+a third of its Redis commands on them). The samples of a class are kept to the last
+:data:`SAMPLES` and to the last :data:`WINDOW` seconds, so a current p99 is at most
+:data:`FLUSH_EVERY` behind.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+import time
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from redis import Redis
 from redis.exceptions import RedisError
 
 from observe.metrics import ENQUEUE_TO_CALL
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 SAMPLES = 1000
 #: samples older than this are not "current" (seconds)
 WINDOW = 300.0
+#: the longest a sample waits in its process before it goes to Redis (seconds)
+FLUSH_EVERY = 1.0
 
 
 class Called(Protocol):
@@ -48,15 +59,60 @@ def samples_key(priority: Priority) -> str:
     return f"nq:latency:{priority.value}"
 
 
+@dataclass
+class _Pending:
+    """One process's samples not yet in one Redis, by class, and when they last went."""
+
+    samples: dict[Priority, list[str]] = field(default_factory=lambda: defaultdict(list))
+    flushed: float = 0.0
+    #: a flush is due on a timer (so an idle process's last samples still go)
+    due: bool = False
+    pid: int = field(default_factory=os.getpid)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: Redis client → what waits for it (a test's Redis is not another test's)
+_PENDING: weakref.WeakKeyDictionary[Redis, _Pending] = weakref.WeakKeyDictionary()
+_PENDING_LOCK = threading.Lock()
+
+
+def _pending(client: Redis) -> _Pending:
+    with _PENDING_LOCK:
+        found = _PENDING.get(client)
+        if found is None or found.pid != os.getpid():  # a forked child starts afresh
+            found = _PENDING[client] = _Pending()
+        return found
+
+
 def record(rt: Runtime, rows: Sequence[Called], at: float) -> None:
     """``rows`` are being called at ``at`` (epoch seconds, the clock their
     ``created_at`` was stamped with)."""
-    by_class: dict[Priority, list[str]] = defaultdict(list)
-    for row in rows:
-        waited = max(0.0, at - row.created_at)
-        priority = Priority(row.priority)
-        ENQUEUE_TO_CALL.labels(priority.value, row.provider).observe(waited)
-        by_class[priority].append(f"{at:.3f}:{waited:.4f}")
+    pending = _pending(rt.redis)
+    with pending.lock:
+        for row in rows:
+            waited = max(0.0, at - row.created_at)
+            priority = Priority(row.priority)
+            ENQUEUE_TO_CALL.labels(priority.value, row.provider).observe(waited)
+            pending.samples[priority].append(f"{at:.3f}:{waited:.4f}")
+        wait = pending.flushed + FLUSH_EVERY - time.monotonic()
+        timer = wait > 0 and not pending.due
+        pending.due = pending.due or timer
+    if wait <= 0:
+        flush(rt)
+    elif timer:
+        later = threading.Timer(wait, flush, (rt,))
+        later.daemon = True
+        later.start()
+
+
+def flush(rt: Runtime) -> None:
+    """Send this process's waiting samples to Redis now (one pipeline)."""
+    pending = _pending(rt.redis)
+    with pending.lock:
+        by_class, pending.samples = pending.samples, defaultdict(list)
+        pending.flushed, pending.due = time.monotonic(), False
+    if not by_class:
+        return
     try:
         with rt.redis.pipeline(transaction=False) as pipe:
             for priority, samples in by_class.items():
@@ -77,7 +133,9 @@ class Current:
 
 
 def current(rt: Runtime, now: float) -> list[Current]:
-    """Each class's samples of the last :data:`WINDOW` seconds, most urgent first."""
+    """Each class's samples of the last :data:`WINDOW` seconds, most urgent first
+    (this process's waiting samples included)."""
+    flush(rt)
     with rt.redis.pipeline(transaction=False) as pipe:
         for priority in ORDER:
             pipe.lrange(samples_key(priority), 0, SAMPLES - 1)

@@ -12,9 +12,9 @@ account           the provider's circuit opens for everyone; this one moves to t
 transient         ``retrying`` with exponential backoff and jitter (a Celery retry, so
                   Flower shows it) until ``max_attempts``; then ``failed``
 ambiguous         ``unknown`` — or, with ``NOTIFYQ_ON_AMBIGUOUS=resend``, retried
-(late)            the request could not leave before its deadline (``net:Late``): back
-                  to ``deferred`` at once, the attempt uncounted and its cap slot given
-                  back — sent late it could break the per-number margin
+(late)            the request was not let leave (:attr:`Unsent.LATE`, tasks/attempts.py):
+                  back to ``deferred`` at once, the attempt uncounted and its cap slot
+                  given back — sent late it could break the per-number margin
 ================  =====================================================================
 
 :func:`plan` only decides: it touches neither Redis nor the store. Once a provider has
@@ -29,23 +29,19 @@ Every change after a call expects ``sending`` at the version this task's own
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
 
 from config.settings import Settings
 from providers.base import Outcome, SendResult
-from providers.http import LATE, Failure
-from store import Change, Expect, NotificationRow, RouteLeg, Status
+from store import Change, Expect, NotificationRow, Status
 from store.verifications import erased
 from tasks.admission import Hop, Wait
+from tasks.calls import Unsent
 from tasks.runtime import Runtime
 
 #: a change to one of these ends the send: nothing will call the number for it again
 SEND_FINAL = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN})
-
-#: the code of a call that could not leave before its deadline (providers/http.py)
-LATE_CODE = Failure(sent=False, kind=LATE, detail="").code
 
 
 @dataclass
@@ -99,9 +95,7 @@ def backoff(settings: Settings, attempt: int) -> float:
 def hop_change(hop: Hop, now: float, expect: Expect) -> Change:
     """The row moves to its next leg: that leg's provider and what to send through it,
     the legs after it as its route."""
-    # the store hands out typed legs (store/rows.py); admission's Hop still says dict
-    leg = cast(RouteLeg, hop.leg)
-    rest = cast(list[RouteLeg], hop.rest)
+    leg = hop.leg
     return Change(
         id=hop.id,
         to=Status.QUEUED,
@@ -113,7 +107,7 @@ def hop_change(hop: Hop, now: float, expect: Expect) -> Change:
             "content": leg.content,
             "params": list(leg.params),
             "options": dict(leg.options),
-            "route": [later.to_json() for later in rest] or None,
+            "route": [later.to_json() for later in hop.rest] or None,
             "next_attempt_at": now,
             "published_at": now,
         },
@@ -151,9 +145,11 @@ def plan(
     results: Sequence[SendResult],
     now: float,
     probes: set[str],
-    unsent: set[int] = frozenset(),  # type: ignore[assignment]
+    unsent: Mapping[int, Unsent] | None = None,
 ) -> Plan:
-    """Decide what every answer means; ``unsent`` are the ids whose request never left."""
+    """Decide what every answer means; ``unsent``: the ids whose request never left, and
+    why (tasks/calls.py)."""
+    unsent = unsent or {}
     out = Plan()
     moment = Moment(now, rt.settings, frozenset(probes))
     for result in results:
@@ -163,7 +159,7 @@ def plan(
             out.effects.unsent.append(row.id)
         if result.bad_number and result.outcome is Outcome.PERMANENT:
             out.effects.bad_numbers.append((row.provider, row.to, result.bad_number, result.code))
-        if result.code == LATE_CODE:
+        if unsent.get(row.id) is Unsent.LATE:
             _late(out, row, now)
         else:
             _DECIDE[result.outcome](out, row, result, moment)
@@ -190,7 +186,7 @@ def plan(
     return out
 
 
-def _detail(result: SendResult) -> dict[str, Any]:
+def _detail(result: SendResult) -> dict[str, str]:
     return {"code": result.code, "message": result.detail[:200]}
 
 
@@ -229,8 +225,7 @@ def _capped(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> 
 def _account(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     out.effects.opens.setdefault(row.provider, f"{result.code} {result.detail}")
     if row.route:
-        leg, *rest = row.route
-        out.hops.append(Hop(row.id, leg, rest, f"account:{row.provider}:{result.code}"))
+        out.hops.append(Hop.onward(row, f"account:{row.provider}:{result.code}"))
     else:
         out.waits.append(
             Wait(row.id, at.now + at.settings.circuit_cooldown, f"circuit:{row.provider}")
@@ -263,8 +258,8 @@ def _ambiguous(out: Plan, row: NotificationRow, result: SendResult, at: Moment) 
 
 
 def _late(out: Plan, row: NotificationRow, now: float) -> None:
-    """Never left: back to waiting at once, the attempt uncounted (its cap slot is
-    refunded as ``unsent``), so an overload cannot wear out ``max_attempts``."""
+    """Not let leave: back to waiting at once, the attempt uncounted (its cap slot goes
+    back as ``unsent``), so an overload cannot wear out ``max_attempts``."""
     late = Wait(row.id, now, f"late:{row.provider}")
     out.waits.append(late)
     out.changes.append(
@@ -278,7 +273,7 @@ def _late(out: Plan, row: NotificationRow, now: float) -> None:
     )
 
 
-_DECIDE = {
+_DECIDE: dict[Outcome, Callable[[Plan, NotificationRow, SendResult, Moment], None]] = {
     Outcome.ACCEPTED: _accepted,
     Outcome.PERMANENT: _permanent,
     Outcome.CAPPED: _capped,
@@ -289,7 +284,7 @@ _DECIDE = {
 
 
 def _failed(
-    row: NotificationRow, reason: str, result: SendResult, detail: dict[str, Any]
+    row: NotificationRow, reason: str, result: SendResult, detail: dict[str, str]
 ) -> Change:
     return Change(
         id=row.id,

@@ -55,7 +55,7 @@ class Box:
 
         runtime = SimpleNamespace(providers=self.providers, transport=self.transport)
         rows = [SimpleNamespace(provider=name, priority="normal", **vars_of(m)) for m in messages]
-        return call_providers(runtime, rows)  # type: ignore[arg-type]
+        return call_providers(runtime, rows).results  # type: ignore[arg-type]
 
     def ledger(self, provider: str) -> list[dict[str, Any]]:
         return httpx.get(

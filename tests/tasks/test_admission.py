@@ -61,8 +61,8 @@ def test_each_number_under_its_caps_goes_and_takes_one_slot(runtime: Runtime) ->
     now = runtime.redis_now()
     out = admit(runtime, rows, now)
     assert decided(out) == {row.id: "go" for row in rows}
-    assert set(out.slots) == {row.id for row in rows}
-    assert all(d.allowed and d.now >= now for d in out.slots.values())
+    assert set(out.attempts.slots) == {row.id for row in rows}
+    assert all(d.allowed and d.now >= now for d in out.attempts.slots.values())
     assert [attempts_held(runtime, "ihuyi", n) for n in NUMBERS[:3]] == [1, 1, 1]
     assert out.waits == [] and out.probes == set()
 
@@ -72,13 +72,13 @@ def test_a_second_send_to_a_number_waits_until_its_tightest_cap_frees(runtime: R
     second to pass, the cap's margin added; the first call's slot is the only one taken."""
     first, second = rows_of(runtime, ("ihuyi", NUMBERS[0]), ("ihuyi", NUMBERS[0]))
     out = admit(runtime, [first], runtime.redis_now())
-    taken = out.slots[first.id]
+    taken = out.attempts.slots[first.id]
     out = admit(runtime, [second], runtime.redis_now())
     assert decided(out) == {second.id: "cap:ihuyi:1/second"}
     (wait,) = out.waits
     margin = runtime.settings.cap_margin
     assert wait.until == pytest.approx(taken.now + 1 + margin, abs=0.002)
-    assert out.slots == {}
+    assert out.attempts.slots == {}
     assert attempts_held(runtime, "ihuyi", NUMBERS[0]) == 1
 
 
@@ -115,7 +115,7 @@ def test_a_number_suppressed_by_its_provider_moves_to_the_next_leg(runtime: Runt
     out = admit(runtime, [routed, plain], runtime.redis_now())
     assert decided(out) == {routed.id: "hop:jumdata", plain.id: "refused"}
     (hop,) = out.hops
-    assert hop.rest == [RouteLeg("apispace-voice")]
+    assert hop.rest == (RouteLeg("apispace-voice"),)
     assert hop.reason == "suppressed:ihuyi:blacklisted"
     assert attempts_held(runtime, "ihuyi", NUMBERS[0]) == 0
 
@@ -131,7 +131,7 @@ def test_an_open_circuit_holds_every_row_or_moves_it_along_its_route(runtime: Ru
     out = admit(runtime, [plain, routed], now)
     assert decided(out) == {plain.id: "circuit:ihuyi", routed.id: "hop:jumdata"}
     assert out.waits[0].until == pytest.approx(half_open)
-    assert out.hops[0].rest == []
+    assert out.hops[0].rest == ()
     assert attempts_held(runtime, "ihuyi", NUMBERS[0]) == 0
 
 

@@ -1,7 +1,7 @@
-"""A call's deadline is checked just before its request is written, not before it
-connects: a slow connect, or a wait for a connection, does not make a call
-late — it is admitted again as it leaves (the late calls of one perform_all in one
-readmit) — while a call whose readmission is refused is still never written.
+"""Whether a request may leave is asked just before it is written, not before it
+connects: a slow connect, or a wait for a connection, is never cut short by the
+question (the requests of one perform_all asking at once ask in one call), while a
+request the caller refuses is never written.
 
 The slow connect is real: a listening socket whose accept queue is full drops the SYN,
 and the client's kernel sends it again about a second later.
@@ -80,77 +80,58 @@ def _call(port: int, i: int) -> Call:
     return Call(method="GET", url=f"http://127.0.0.1:{port}/send/{i}")
 
 
-class Readmits:
-    """The caller's side: each round of positions asked, and a fixed answer."""
+class MayWrite:
+    """The caller's side: each round of positions asked, a fixed answer, and the moment
+    of each question."""
 
-    def __init__(self, allow: bool, margin: float = 0.5) -> None:
-        self.allow, self.margin = allow, margin
+    def __init__(self, allow: bool) -> None:
+        self.allow = allow
         self.rounds: list[list[int]] = []
+        self.asked_at: list[float] = []
 
-    def __call__(self, positions: Sequence[int]) -> list[float | None]:
+    def __call__(self, positions: Sequence[int]) -> list[bool]:
         self.rounds.append(list(positions))
-        fresh = time.monotonic() + self.margin
-        return [fresh if self.allow else None for _ in positions]
+        self.asked_at.append(time.monotonic())
+        return [self.allow for _ in positions]
 
 
-def test_a_slow_connect_is_readmitted_when_the_request_can_leave_not_made_late(
+def test_a_slow_connect_is_asked_about_when_the_request_can_leave(
     server: SlowAcceptServer,
 ) -> None:
-    """Connects take ~1 s (the SYN dropped once); the deadline is 0.3 s away. Before the
-    fix the connect was cut at the deadline and the call came back LATE (deferred) every
-    time; now it connects, is admitted again as it is written, and is sent. Both calls
-    ask in one readmit."""
-    threading.Timer(0.3, server.open).start()
+    """Connects take ~1 s (the SYN dropped once): the question comes once each request
+    is connected and about to be written, not before (so the connect was never cut), and
+    both are sent; each request is asked about once."""
     transport = Transport(HttpSettings(max_connections=4, pool_size=4, connect_timeout=5))
-    readmit = Readmits(allow=True)
+    may_write = MayWrite(allow=True)
     try:
         started = time.monotonic()
+        threading.Timer(0.3, server.open).start()
         answers = transport.perform_all(
-            [_call(server.port, 1), _call(server.port, 2)],
-            deadline=started + 0.3,
-            readmit=readmit,
+            [_call(server.port, 1), _call(server.port, 2)], may_write=may_write
         )
     finally:
         transport.close()
     assert all(isinstance(a, Reply) and a.status == 200 for a in answers), answers
     assert len(server.requests) == 2
-    # admitted again (the connect outlasted the margin), both calls in rounds of one
-    # readmit each time they reached the gate; never more than once a call
-    asked = sorted(p for round_ in readmit.rounds for p in round_)
-    assert asked == [0, 1]
+    assert sorted(p for round_ in may_write.rounds for p in round_) == [0, 1]
+    # asked only once connected: the server accepts nothing before it opens
+    assert min(may_write.asked_at) >= started + 0.3
 
 
-def test_a_late_call_whose_readmission_is_refused_is_never_written(
-    server: SlowAcceptServer,
-) -> None:
+def test_a_request_the_caller_refuses_is_never_written(server: SlowAcceptServer) -> None:
     threading.Timer(0.3, server.open).start()
     transport = Transport(HttpSettings(max_connections=4, pool_size=4, connect_timeout=5))
-    readmit = Readmits(allow=False)
+    may_write = MayWrite(allow=False)
     try:
-        (answer,) = transport.perform_all(
-            [_call(server.port, 1)], deadline=time.monotonic() + 0.3, readmit=readmit
-        )
+        (answer,) = transport.perform_all([_call(server.port, 1)], may_write=may_write)
     finally:
         transport.close()
     assert isinstance(answer, Failure) and (answer.kind, answer.sent) == (LATE, False)
-    assert readmit.rounds == [[0]]
+    assert answer.late
+    assert may_write.rounds == [[0]]
     # The transport is closed above: nothing more can be written. The pause only lets the
     # server's thread read what might already sit on the loopback socket, which takes
     # microseconds; it cannot make this test fail on a busy machine, only (at worst)
     # see a written request late.
     time.sleep(0.3)
     assert server.requests == []  # connected, maybe; never a byte of the request
-
-
-def test_a_call_in_time_is_not_readmitted(server: SlowAcceptServer) -> None:
-    server.open()
-    transport = Transport(HttpSettings(max_connections=4, pool_size=4))
-    readmit = Readmits(allow=False)
-    try:
-        (answer,) = transport.perform_all(
-            [_call(server.port, 1)], deadline=time.monotonic() + 5, readmit=readmit
-        )
-    finally:
-        transport.close()
-    assert isinstance(answer, Reply)
-    assert readmit.rounds == []

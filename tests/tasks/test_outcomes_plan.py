@@ -13,7 +13,8 @@ import pytest
 
 from providers.base import Outcome, SendResult
 from store import Change, Expect, NewNotification, NotificationRow, RouteLeg, Status
-from tasks.outcomes import LATE_CODE, Plan, plan
+from tasks.calls import Unsent
+from tasks.outcomes import Plan, plan
 from tasks.runtime import Runtime
 from tests.conftest import embedded_settings
 from tests.providers.codes_doc import (
@@ -203,8 +204,8 @@ def test_a_call_that_never_left_waits_again_at_once_its_attempt_uncounted(
     rt: Runtime, rows_by_provider: dict[str, Any]
 ) -> None:
     row = rows_by_provider["ihuyi"]
-    late = SendResult(row.id, Outcome.TRANSIENT, LATE_CODE, "could not leave")
-    out = plan(rt, {row.id: row}, [late], NOW, probes=set(), unsent={row.id})
+    late = SendResult(row.id, Outcome.TRANSIENT, "net:Late", "not let leave")
+    out = plan(rt, {row.id: row}, [late], NOW, probes=set(), unsent={row.id: Unsent.LATE})
     change = only_change(out)
     assert change.to is Status.DEFERRED
     assert change.values == {"next_attempt_at": NOW, "attempts": row.attempts}
