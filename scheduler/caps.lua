@@ -52,7 +52,10 @@ local floor = nil
 if ARGV[3] ~= '' then
   local given = tonumber(ARGV[3])
   if given then first_cap = 4 + 2 * given end
-  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  -- a plain search, not a pattern: the id is 40 characters after its label
+  local info = redis.call('INFO', 'replication')
+  local at = string.find(info, 'master_replid:', 1, true) + 14
+  local replid = string.sub(info, at, at + 39)
   local mark = redis.call('GET', KEYS[2])
   local began
   if mark and string.sub(mark, 1, #replid + 1) == replid .. ' ' then
