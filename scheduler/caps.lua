@@ -1,5 +1,6 @@
 -- Check every per-number cap of one provider for one number and, only if all pass,
--- record the attempt. One key per (provider, number); Redis's own clock.
+-- record the attempt. One key per (provider, number); Redis's own clock. Redis >= 7.0
+-- (SET with both NX and GET).
 --
 -- KEYS[1]  the number's log, one string (layout and a worked example: caps_codec.lua)
 -- KEYS[2]  this Redis's lineage mark (only when ARGV[3] is not ""): see "lineage" below
@@ -51,7 +52,10 @@ local floor = nil
 if ARGV[3] ~= '' then
   local given = tonumber(ARGV[3])
   if given then first_cap = 4 + 2 * given end
-  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  -- a plain search, not a pattern: the id is 40 characters after its label
+  local info = redis.call('INFO', 'replication')
+  local at = string.find(info, 'master_replid:', 1, true) + 14
+  local replid = string.sub(info, at, at + 39)
   local mark = redis.call('GET', KEYS[2])
   local began
   if mark and string.sub(mark, 1, #replid + 1) == replid .. ' ' then
@@ -75,11 +79,15 @@ if ARGV[3] ~= '' then
   end
 end
 
-local raw = redis.call('GET', KEYS[1])
-if not raw and not floor then
-  -- the common case, a number with nothing recorded: every cap (amount >= 1) passes
-  redis.call('SET', KEYS[1], struct.pack('>I6', stamp), 'PX', longest)
-  return stamp
+local raw
+if floor then
+  raw = redis.call('GET', KEYS[1])
+else
+  -- the common case, a number with nothing recorded: every cap (amount >= 1) passes,
+  -- and the one command that finds the key empty records the attempt (NX: a log
+  -- already there is left as it is and returned, to be decided on below)
+  raw = redis.call('SET', KEYS[1], struct.pack('>I6', stamp), 'PX', longest, 'NX', 'GET')
+  if not raw then return stamp end
 end
 
 local blocked, log, n = caps_decode(raw)
@@ -133,5 +141,13 @@ while first < n and log[first] <= now - longest do
   first = first + 1
 end
 
-redis.call('SET', KEYS[1], caps_encode(log, first, n), 'PX', longest)
+local value
+if first == 1 and blocked == 0 and n > 1 then
+  -- nothing ages out and no block header: the stored log gains one gap, unparsed
+  local bytes = {}
+  value = raw .. string.char(unpack(bytes, 1, caps_varint(bytes, 0, stamp - log[n - 1])))
+else
+  value = caps_encode(log, first, n)
+end
+redis.call('SET', KEYS[1], value, 'PX', longest)
 return stamp

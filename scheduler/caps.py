@@ -41,6 +41,8 @@ from scheduler.clock import Clock
 from scheduler.limits import Cap
 
 PROVIDER_BLOCK = "provider-block"
+#: one script call: its keys and its arguments
+_Call = tuple[list[str], Sequence[Any]]
 #: seconds before a window that the floor also reads: a call that started then may have
 #: left inside it (a request's timeouts are far shorter)
 FLOOR_SLACK = 300.0
@@ -104,20 +106,38 @@ class CapLimiter:
         #: while in doubt: the script decides whether it is
         self._began: float | None = None
         self._seen_now = 0.0
+        #: per caps tuple (by identity, the tuple kept so its id stays its own): its
+        #: _Shape, so a decision builds no argument list of its own
+        self._shapes: dict[int, tuple[Sequence[Cap], _Shape]] = {}
+
+    def _shape(self, caps: Sequence[Cap]) -> _Shape:
+        """``caps`` as caps.lua takes them, worked out once per tuple of caps (the
+        settings parse each provider's once); a list is worked out on every call, as it
+        may change."""
+        entry = self._shapes.get(id(caps))
+        if entry is not None and entry[0] is caps:
+            return entry[1]
+        shape = _Shape.of(caps, self.margin_ms)
+        if isinstance(caps, tuple):
+            if len(self._shapes) >= 256:  # caps built afresh per call: keep it bounded
+                self._shapes.clear()
+            self._shapes[id(caps)] = (caps, shape)
+        return shape
 
     def _longest_ms(self, caps: Sequence[Cap]) -> int:
-        return max(cap.window * 1000 + self.margin_ms for cap in caps)
+        return self._shape(caps).longest_ms
 
     def _args(
         self, caps: Sequence[Cap], at_us: int | None = None, floor: Sequence[int | str] = ("",)
-    ) -> list[int | str]:
+    ) -> Sequence[int | str | bytes]:
         """The longest window (the key's TTL), the clock ("" = Redis's), the floor (see
         caps.lua), then (window, amount) per cap, in ms, each window widened by the
-        margin here so the script does no more than it must."""
-        pairs: list[int | str] = []
-        for cap in caps:
-            pairs += [cap.window * 1000 + self.margin_ms, cap.amount]
-        return [self._longest_ms(caps), "" if at_us is None else at_us, *floor, *pairs]
+        margin here so the script does no more than it must. On Redis's clock with no
+        floor (the common call), the list made once, already encoded."""
+        shape = self._shape(caps)
+        if at_us is None and floor == ("",):
+            return shape.plain
+        return [shape.longest_ms, "" if at_us is None else at_us, *floor, *shape.pairs]
 
     def hit(
         self, provider: str, number: str, caps: Sequence[Cap], *, at: float | None = None
@@ -129,12 +149,11 @@ class CapLimiter:
         if at is None and self.clock is not None:
             at = self.clock.now()
         at_us = None if at is None else round(at * 1_000_000)
-        check = CapCheck(provider, number, caps)
         if self.floor is None or not self.floor.covers(provider):
             # one EVALSHA, no pipeline: the cheapest round trip for a single decision
-            keys, args = self._call(check, at_us, None)
-            return _decision(self._hit(keys=keys, args=args), caps)
-        return self._decide([check], at_us)[0]
+            reply = self._hit(keys=[cap_key(provider, number)], args=self._args(caps, at_us))
+            return _decision(reply, caps)
+        return self._decide([CapCheck(provider, number, caps)], at_us)[0]
 
     def refund(self, provider: str, number: str, decision: Decision) -> bool:
         """Take back the attempt ``decision`` recorded (it was not used); True if found."""
@@ -187,9 +206,7 @@ class CapLimiter:
                 self._began = None
         return decisions
 
-    def _call(
-        self, check: CapCheck, at_us: int | None, floor: list[int] | None
-    ) -> tuple[list[str], list[Any]]:
+    def _call(self, check: CapCheck, at_us: int | None, floor: list[int] | None) -> _Call:
         keys = [cap_key(check.provider, check.number)]
         if self.floor is None or not self.floor.covers(check.provider):
             return keys, self._args(check.caps, at_us)
@@ -214,9 +231,7 @@ class CapLimiter:
             i: floor_args(found.get((checks[i].provider, checks[i].number), ())) for i in indices
         }
 
-    def _evalsha_many(
-        self, calls: Sequence[tuple[list[str], list[Any]]], script: Script | None = None
-    ) -> list[Any]:
+    def _evalsha_many(self, calls: Sequence[_Call], script: Script | None = None) -> list[Any]:
         if not calls:
             return []
         script = script or self._hit
@@ -232,7 +247,7 @@ class CapLimiter:
                 raise reply
         return replies
 
-    def _pipeline(self, script: Script, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+    def _pipeline(self, script: Script, calls: Sequence[_Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for keys, args in calls:
             # the raw command, not ``pipe.evalsha``: a RedisCluster pipeline refuses the
@@ -294,6 +309,26 @@ class CapLimiter:
 
 
 @dataclass(frozen=True)
+class _Shape:
+    """One tuple of caps as caps.lua takes them, in ms, windows widened by the margin."""
+
+    longest_ms: int
+    #: window, amount per cap
+    pairs: tuple[int, ...]
+    #: the whole argument list of a call on Redis's clock with no floor, encoded
+    plain: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, caps: Sequence[Cap], margin_ms: int) -> _Shape:
+        pairs: list[int] = []
+        for cap in caps:
+            pairs += [cap.window * 1000 + margin_ms, cap.amount]
+        longest = max(pairs[::2])
+        plain = (str(longest).encode(), b"", b"", *(str(p).encode() for p in pairs))
+        return cls(longest, tuple(pairs), plain)
+
+
+@dataclass(frozen=True)
 class CapWindow:
     cap: Cap
     #: attempts inside the window (widened by the margin, as the script counts them)
@@ -351,9 +386,17 @@ def _in_doubt(reply: Any) -> bool:
     return not isinstance(reply, int) and int(reply[2]) == -1
 
 
+def _allowed(now: float) -> Decision:
+    """``Decision(True, now=now)``, the common answer, made without the four
+    ``object.__setattr__`` calls a frozen dataclass's ``__init__`` makes."""
+    decision = object.__new__(Decision)
+    decision.__dict__.update(allowed=True, now=now, retry_at=None, cap=None)
+    return decision
+
+
 def _decision(reply: int | Sequence[int], caps: Sequence[Cap]) -> Decision:
     if isinstance(reply, int):  # allowed: the script answers with the stamp it recorded
-        return Decision(True, now=reply / 1000)
+        return _allowed(reply / 1000)
     now_ms, retry_ms, index = (int(x) for x in reply)
     cap = PROVIDER_BLOCK if index == 0 else caps[index - 1].text
     return Decision(False, now=now_ms / 1000, retry_at=retry_ms / 1000, cap=cap)

@@ -44,20 +44,29 @@ local function caps_decode(raw)
   return blocked, log, n
 end
 
--- log[first..n] → the packed string (no block header)
-local function caps_encode(log, first, n)
-  local parts = {struct.pack('>I6', log[first])}
-  local bytes = {}
-  for i = first + 1, n do
-    local d = log[i] - log[i - 1]
-    local k = 0
-    while d >= 128 do
-      k = k + 1
-      bytes[k] = 128 + d % 128
-      d = math.floor(d / 128)
-    end
-    bytes[k + 1] = d
-    parts[#parts + 1] = string.char(unpack(bytes, 1, k + 1))
+-- the varint bytes of one gap (ms), appended to bytes[k+1..]; the new k
+local function caps_varint(bytes, k, d)
+  while d >= 128 do
+    k = k + 1
+    bytes[k] = 128 + d % 128
+    d = math.floor(d / 128)
   end
+  bytes[k + 1] = d
+  return k + 1
+end
+
+-- log[first..n] → the packed string (no block header); every gap's bytes go into one
+-- table and one string, a few thousand at a time (string.char takes its arguments on
+-- Lua's C stack)
+local function caps_encode(log, first, n)
+  local parts, bytes, k = {struct.pack('>I6', log[first])}, {}, 0
+  for i = first + 1, n do
+    k = caps_varint(bytes, k, log[i] - log[i - 1])
+    if k > 4000 then
+      parts[#parts + 1] = string.char(unpack(bytes, 1, k))
+      k = 0
+    end
+  end
+  if k > 0 then parts[#parts + 1] = string.char(unpack(bytes, 1, k)) end
   return table.concat(parts)
 end

@@ -289,6 +289,39 @@ def test_the_log_reads_long_gaps_and_keeps_only_what_a_cap_can_still_use(
     assert len(kept) == 4 and kept[3] == round(allowed.now * 1000)
 
 
+def test_a_log_that_only_grows_is_the_same_bytes_as_one_packed_afresh(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    """caps.lua appends the new gap to the stored bytes when nothing ages out: the
+    result must read as the full re-pack would, gaps of any width included."""
+    now_ms = int(redis_now(client) * 1000)
+    crafted = [now_ms - 3_000_000_000, now_ms - 20_000, now_ms - 19_900]  # 5, 3, 1 bytes
+    client.set(cap_key("ihuyi", NUMBER), pack(crafted), px=60 * 86_400_000)
+    rules = (Cap(window=40 * 86400, amount=9, text="9/40 days"),)
+    allowed = caps.hit("ihuyi", NUMBER, rules)
+    assert allowed.allowed
+    stamps = [*crafted, round(allowed.now * 1000)]
+    assert client.get(cap_key("ihuyi", NUMBER)) == pack(stamps)
+    again = caps.hit("ihuyi", NUMBER, rules)
+    assert client.get(cap_key("ihuyi", NUMBER)) == pack([*stamps, round(again.now * 1000)])
+
+
+def test_the_answers_and_arguments_made_once_equal_those_made_afresh(
+    caps: CapLimiter, client: redis.Redis
+) -> None:
+    """The hot path's shortcuts (an allowed Decision built without its __init__, each
+    tuple of caps encoded once) give what the plain forms give."""
+    first = caps.hit("ihuyi", NUMBER, IHUYI)
+    assert first == Decision(True, now=first.now) and first.stamp_ms is not None
+    assert hash(first) == hash(Decision(True, now=first.now))
+    plain = (b"86400000", b"", b"", b"1000", b"1", b"60000", b"3", b"86400000", b"10")
+    assert caps._args(IHUYI) == plain == caps._args(list(IHUYI))
+    assert caps._args(IHUYI) is caps._args(IHUYI)  # made once per tuple
+    as_list = list(IHUYI)  # a list may change: worked out each time
+    assert caps._args(as_list) is not caps._args(as_list)
+    assert caps._args(IHUYI, 5) == [86_400_000, 5, "", 1_000, 1, 60_000, 3, 86_400_000, 10]
+
+
 def test_an_attempt_is_never_recorded_before_the_last_one(
     caps: CapLimiter, client: redis.Redis
 ) -> None:
