@@ -14,6 +14,13 @@ One machine, one private Redis, SQLite (the default store; PostgreSQL with
 (d) end to end: single posts from ``--e2e-clients`` (16) clients while two workers and
             beat run and the sandbox answers after 200 ms, timed from the first post to
             the last notification stored ``sent`` — what a user of the HTTP API sees.
+            As the real ihuyi does, the sandbox pushes a receipt to the API's
+            ``/callbacks/{token}/ihuyi/receipt`` for every call, ``--receipt-delay``
+            (0.5 s) after it: a second request and a second write per notification,
+            on the same cores (``--no-receipts`` turns the pushes off). Two times are
+            reported: *sent* (the figure compared with the ceiling: the last call
+            placed) and *receipted* — the bench waits until every notification holds
+            its receipt's final status (``delivered``), and times that too.
 
 Each request is validated, stored (committed) and published before it is answered (a
 single post's id in one dispatch message with the others of its
@@ -35,6 +42,7 @@ Prints a table, then as its last line one JSON object:
     python bench/api.py --py-spy var/api.svg   # and a flame graph of the API process
     python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
     python bench/api.py --e2e-only --quick     # (c) and (d) alone
+    python bench/api.py --e2e-only --py-spy var/e2e.txt   # the API's stacks during (d)
 """
 
 from __future__ import annotations
@@ -96,6 +104,35 @@ class Phase:
     @property
     def items_per_s(self) -> float:
         return self.items / self.seconds
+
+
+#: the callback token of the bench's API: the sandbox pushes receipts behind it
+CALLBACK_TOKEN = "bench-callback-token-7f2e"  # noqa: S105 - a private test stack's
+#: the statuses a receipt moves a notification to
+FINAL = ("delivered", "undelivered")
+
+
+def spy_on(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording process ``pid`` into ``path`` (``.txt``: collapsed stacks; else
+    a flame graph), or None without a path."""
+    if path is None:
+        return None
+    kind = "raw" if path.endswith(".txt") else "flamegraph"
+    return subprocess.Popen(
+        [PY_SPY, "record", "-p", str(pid), "-o", path, *SPY_FLAGS, kind],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    """SIGINT: py-spy writes its file and exits."""
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(2)
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
 
 
 def notification(n: int) -> dict[str, Any]:
@@ -173,8 +210,12 @@ def end_to_end(
     clients: int,
     latency_ms: int,
     workers: int,
+    receipts: bool = True,
+    receipt_delay: float = 0.5,
+    spy_path: str | None = None,
 ) -> dict[str, float]:
-    """(c) the bare-Celery ceiling, then (d) single posts while the workers run."""
+    """(c) the bare-Celery ceiling, then (d) single posts while the workers run (and, with
+    ``receipts``, the sandbox pushes a receipt back to the API for every call)."""
     sandbox = f"http://127.0.0.1:{free_port()}"
     ceiling_env = (redis_url, f"sqlite:///{directory / 'ceiling.db'}", sandbox, "threads", 200)
     stack = Stack(directory, dict(base_env(*ceiling_env)))
@@ -188,15 +229,26 @@ def end_to_end(
         env = base_env(redis_url, database_url, sandbox, "threads", 64)
         env.pop("NOTIFYQ_WORKER_CONCURRENCY")  # the defaults: what a user runs
         env["NOTIFYQ_API_KEYS"] = KEY
-        stack = Stack(directory, env)
         port = free_port()
+        if receipts:  # the sandbox's ihuyi "console" binds the API's receipt route
+            env["NOTIFYQ_CALLBACK_TOKEN"] = CALLBACK_TOKEN
+            env["NOTIFYQ_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        stack = Stack(directory, env)
+        spy: subprocess.Popen[bytes] | None = None
         try:
             with stack.together():
-                stack.sandbox(int(sandbox.rsplit(":", 1)[1]), "--latency-ms", str(latency_ms))
-                stack.api(port)
+                stack.sandbox(
+                    int(sandbox.rsplit(":", 1)[1]),
+                    "--latency-ms",
+                    str(latency_ms),
+                    "--receipt-delay",
+                    str(receipt_delay),
+                )
+                api = stack.api(port)
                 for i in range(workers):
                     stack.worker(name=f"e2e{i}")
                 stack.beat()
+            spy = spy_on(api.process.pid, spy_path)
             started = time.time()
             phase = asyncio.run(
                 drive(
@@ -210,13 +262,20 @@ def end_to_end(
             engine = create_engine(database_url)
             table, events = Notification.__table__, Event.__table__
 
-            def sent() -> int:
+            def count(statuses: tuple[str, ...]) -> int:
                 with engine.connect() as conn:
                     return conn.execute(
-                        select(func.count()).where(table.c.status == "sent")
+                        select(func.count()).where(table.c.status.in_(statuses))
                     ).scalar_one()
 
-            wait_until(lambda: sent() >= posts, 900, interval=0.5, what=f"{posts} sent")
+            # a receipt can move a row past ``sent`` before this looks: sent or beyond
+            done = ("sent", *FINAL) if receipts else ("sent",)
+            wait_until(lambda: count(done) >= posts, 900, interval=0.5, what=f"{posts} sent")
+            if receipts:
+                wait_until(
+                    lambda: count(FINAL) >= posts, 900, interval=0.5, what=f"{posts} receipted"
+                )
+            stop_spy(spy)
             with engine.connect() as conn:
                 last = conn.execute(
                     select(func.max(events.c.at)).where(events.c.to_status == "sent")
@@ -226,8 +285,13 @@ def end_to_end(
                     .join(events, events.c.notification_id == table.c.id)
                     .where(events.c.to_status == "sent")
                 ).all()
+                receipted = conn.execute(
+                    select(func.max(events.c.at)).where(events.c.to_status.in_(FINAL))
+                ).scalar_one()
             engine.dispose()
         finally:
+            if spy is not None and spy.poll() is None:
+                spy.kill()
             stack.stop()
     stack = Stack(directory, dict(base_env(*ceiling_env)))
     try:
@@ -235,7 +299,7 @@ def end_to_end(
     finally:
         stack.stop()
     latencies = sorted((at - created) * 1000 for created, at in sends)
-    return {
+    figures = {
         "ceiling_per_s": top["per_s"],
         "ceiling_before_per_s": top["before"],
         "ceiling_after_per_s": top["after"],
@@ -246,6 +310,10 @@ def end_to_end(
         "enqueue_to_sent_p50_ms": statistics.median(latencies),
         "enqueue_to_sent_p99_ms": latencies[int(len(latencies) * 0.99) - 1],
     }
+    if receipts:
+        figures["receipted_per_s"] = posts / (receipted - started)
+        figures["receipted_after_sent_s"] = receipted - last
+    return figures
 
 
 def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> float:
@@ -269,6 +337,15 @@ def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> f
         f"{'(d) sent end to end (post→sent)':34} {e2e['sends_per_s']:9.0f} {share:10.0%} "
         f"{e2e['enqueue_to_sent_p50_ms']:8.0f} {e2e['enqueue_to_sent_p99_ms']:8.0f}"
     )
+    if "receipted_per_s" in e2e:
+        print(
+            f"{'(d) receipted (post→delivered)':34} {e2e['receipted_per_s']:9.0f} "
+            f"{e2e['receipted_per_s'] / e2e['ceiling_per_s']:10.0%}   (every call's receipt "
+            f"pushed {args.receipt_delay} s after it; the last applied "
+            f"{e2e['receipted_after_sent_s']:.2f} s after the last send)"
+        )
+    else:
+        print("(d) without receipts (--no-receipts): the sandbox pushed none")
     return share
 
 
@@ -284,7 +361,38 @@ def e2e_figures(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> 
         "e2e_sends_per_s": round(e2e["sends_per_s"], 1),
         "e2e_vs_ceiling": round(e2e["sends_per_s"] / e2e["ceiling_per_s"], 3),
         "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
+        "e2e_receipts": "receipted_per_s" in e2e,
+        **(
+            {
+                "e2e_receipted_per_s": round(e2e["receipted_per_s"], 1),
+                "e2e_receipted_after_sent_s": round(e2e["receipted_after_sent_s"], 2),
+            }
+            if "receipted_per_s" in e2e
+            else {}
+        ),
     }
+
+
+def run_e2e(
+    args: argparse.Namespace,
+    directory: Path,
+    redis_url: str,
+    posts: int,
+    spy_path: str | None = None,
+) -> dict[str, float]:
+    """(c) and (d) as the command line asks."""
+    return end_to_end(
+        directory,
+        redis_url,
+        args.database_url,
+        posts,
+        args.e2e_clients,
+        args.latency_ms,
+        args.workers,
+        receipts=args.receipts,
+        receipt_delay=args.receipt_delay,
+        spy_path=spy_path,
+    )
 
 
 def e2e_only(args: argparse.Namespace) -> None:
@@ -295,15 +403,7 @@ def e2e_only(args: argparse.Namespace) -> None:
         server = RedisServer(directory / "redis")
         server.start()
         try:
-            e2e = end_to_end(
-                directory,
-                server.url,
-                args.database_url,
-                posts,
-                args.e2e_clients,
-                args.latency_ms,
-                args.workers,
-            )
+            e2e = run_e2e(args, directory, server.url, posts, args.py_spy)
         finally:
             server.stop()
     print(f"notifyq api, one uvicorn process, {store_kind(args.database_url)}, private Redis")
@@ -324,7 +424,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, help="batch posts (default 300; quick 40)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=48)
-    parser.add_argument("--py-spy", metavar="FILE", help="record the API process to FILE")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="record the API process to FILE: during (a) and (b), or (d) with --e2e-only",
+    )
     parser.add_argument(
         "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
     )
@@ -332,6 +436,15 @@ def main() -> None:
     parser.add_argument("--e2e-clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--no-receipts",
+        dest="receipts",
+        action="store_false",
+        help="(d) without the sandbox pushing a receipt to the API for every call",
+    )
+    parser.add_argument(
+        "--receipt-delay", type=float, default=0.5, help="seconds from a call to its receipt"
+    )
     parser.add_argument(
         "--e2e-only", action="store_true", help="only (c) the ceiling and (d) end to end"
     )
@@ -363,22 +476,7 @@ def main() -> None:
         try:
             api = stack.api(port)
             base_url = f"http://127.0.0.1:{port}"
-            if args.py_spy:
-                kind = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
-                spy = subprocess.Popen(
-                    [
-                        PY_SPY,
-                        "record",
-                        "-p",
-                        str(api.process.pid),
-                        "-o",
-                        args.py_spy,
-                        *SPY_FLAGS,
-                        kind,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            spy = spy_on(api.process.pid, args.py_spy)
             asyncio.run(
                 drive(
                     base_url,
@@ -407,20 +505,10 @@ def main() -> None:
                 return "/v1/notifications:batch", {"notifications": items}, size
 
             many = asyncio.run(drive(base_url, batches, min(args.concurrency, 16), batch, "batch"))
-            if spy is not None:
-                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
-                spy.wait(60)
+            stop_spy(spy)
             stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
             stack.stop()
-            e2e = end_to_end(
-                directory,
-                server.url,
-                args.database_url,
-                e2e_posts,
-                args.e2e_clients,
-                args.latency_ms,
-                args.workers,
-            )
+            e2e = run_e2e(args, directory, server.url, e2e_posts)
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()
