@@ -76,6 +76,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         lambda requests, then: enqueue_once_redis_writes(app.state.runtime, requests, then),
         fails_all=lambda error: app.state.dependencies.away(error) is not None,
     )
+    app.state.receipt_writer = callbacks.receipt_writer(app.state.runtime)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,17 @@ def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
             spy.wait(60)
         except subprocess.TimeoutExpired:
             spy.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of process ``pid`` so far (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of ``stack`` still running, by its name."""
+    return {p.name: cpu_seconds(p.process.pid) for p in stack.procs if p.alive()}
 
 
 def notification(n: int) -> dict[str, Any]:
@@ -249,6 +261,7 @@ def end_to_end(
                     stack.worker(name=f"e2e{i}")
                 stack.beat()
             spy = spy_on(api.process.pid, spy_path)
+            cpu_before, own_before = cpu_by_process(stack), time.process_time()
             started = time.time()
             phase = asyncio.run(
                 drive(
@@ -275,6 +288,12 @@ def end_to_end(
                 wait_until(
                     lambda: count(FINAL) >= posts, 900, interval=0.5, what=f"{posts} receipted"
                 )
+            cpu = {
+                name: seconds - cpu_before.get(name, 0.0)
+                for name, seconds in cpu_by_process(stack).items()
+            }
+            cpu["client"] = time.process_time() - own_before
+            busy = time.time() - started
             stop_spy(spy)
             with engine.connect() as conn:
                 last = conn.execute(
@@ -310,6 +329,8 @@ def end_to_end(
         "enqueue_to_sent_p50_ms": statistics.median(latencies),
         "enqueue_to_sent_p99_ms": latencies[int(len(latencies) * 0.99) - 1],
     }
+    figures.update({f"cpu_s:{name}": seconds for name, seconds in cpu.items()})
+    figures["cpu_wall_s"] = busy
     if receipts:
         figures["receipted_per_s"] = posts / (receipted - started)
         figures["receipted_after_sent_s"] = receipted - last
@@ -346,6 +367,11 @@ def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> f
         )
     else:
         print("(d) without receipts (--no-receipts): the sandbox pushed none")
+    cpu = {k.removeprefix("cpu_s:"): v for k, v in e2e.items() if k.startswith("cpu_s:")}
+    print(
+        f"CPU seconds during (d), {e2e['cpu_wall_s']:.1f} s of wall time: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+    )
     return share
 
 
@@ -362,6 +388,9 @@ def e2e_figures(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> 
         "e2e_vs_ceiling": round(e2e["sends_per_s"] / e2e["ceiling_per_s"], 3),
         "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
         "e2e_receipts": "receipted_per_s" in e2e,
+        "e2e_cpu_s": {
+            k.removeprefix("cpu_s:"): round(v, 1) for k, v in e2e.items() if k.startswith("cpu_s:")
+        },
         **(
             {
                 "e2e_receipted_per_s": round(e2e["receipted_per_s"], 1),
