@@ -126,9 +126,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(ApiKeyGate, prefix="/v1/")  # outside the body limit: 401 comes first
     # outermost: a dependency away is 503 wherever it is met, the key gate included
     app.add_middleware(OutageAnswers, dependencies=app.state.dependencies)
+    # matched in order: the routes taken once per notification first (a post, its receipt)
     app.include_router(notifications.router)
-    app.include_router(campaigns.router)
     app.include_router(callbacks.router)
+    app.include_router(campaigns.router)
     app.include_router(ui.router)
     app.include_router(verifications.router)
     app.include_router(suppressions.router)

@@ -65,6 +65,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
@@ -145,6 +146,24 @@ def cpu_seconds(pid: int) -> float:
 def cpu_by_process(stack: Stack) -> dict[str, float]:
     """CPU seconds so far of each process of ``stack`` still running, by its name."""
     return {p.name: cpu_seconds(p.process.pid) for p in stack.procs if p.alive()}
+
+
+def push_failures(sandbox: str) -> int:
+    """How many of the sandbox's receipt pushes were not answered ``success`` (each
+    is pushed again 60 s later, as ihuyi does)."""
+    pushes = httpx.get(f"{sandbox}/_sandbox/pushes", timeout=30).json()["pushes"]
+    return sum(1 for push in pushes if not push["ok"])
+
+
+def complaints(stack: Stack, most: int = 5) -> list[str]:
+    """The distinct WARNING and ERROR lines of the stack's logs (the first ``most``):
+    a run that retried or refused something says so beside its figures."""
+    seen: dict[str, None] = {}
+    for proc in stack.procs:
+        for line in proc.text().splitlines():
+            if " WARNING " in line or " ERROR " in line:
+                seen.setdefault(f"{proc.name}: {line.split(' ', 2)[-1][:200]}", None)
+    return list(seen)[:most]
 
 
 def notification(n: int) -> dict[str, Any]:
@@ -295,6 +314,9 @@ def end_to_end(
             cpu["client"] = time.process_time() - own_before
             busy = time.time() - started
             stop_spy(spy)
+            failed_pushes = push_failures(sandbox) if receipts else 0
+            for line in complaints(stack):
+                print(f"  logged during (d): {line}")
             with engine.connect() as conn:
                 last = conn.execute(
                     select(func.max(events.c.at)).where(events.c.to_status == "sent")
@@ -308,6 +330,9 @@ def end_to_end(
                     select(func.max(events.c.at)).where(events.c.to_status.in_(FINAL))
                 ).scalar_one()
             engine.dispose()
+        except Exception:
+            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
+            raise
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()
@@ -332,6 +357,7 @@ def end_to_end(
     figures.update({f"cpu_s:{name}": seconds for name, seconds in cpu.items()})
     figures["cpu_wall_s"] = busy
     if receipts:
+        figures["failed_pushes"] = failed_pushes
         figures["receipted_per_s"] = posts / (receipted - started)
         figures["receipted_after_sent_s"] = receipted - last
     return figures
@@ -363,7 +389,8 @@ def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> f
             f"{'(d) receipted (post→delivered)':34} {e2e['receipted_per_s']:9.0f} "
             f"{e2e['receipted_per_s'] / e2e['ceiling_per_s']:10.0%}   (every call's receipt "
             f"pushed {args.receipt_delay} s after it; the last applied "
-            f"{e2e['receipted_after_sent_s']:.2f} s after the last send)"
+            f"{e2e['receipted_after_sent_s']:.2f} s after the last send; "
+            f"{e2e['failed_pushes']:.0f} pushes not answered success)"
         )
     else:
         print("(d) without receipts (--no-receipts): the sandbox pushed none")
@@ -395,6 +422,7 @@ def e2e_figures(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> 
             {
                 "e2e_receipted_per_s": round(e2e["receipted_per_s"], 1),
                 "e2e_receipted_after_sent_s": round(e2e["receipted_after_sent_s"], 2),
+                "e2e_failed_pushes": int(e2e["failed_pushes"]),
             }
             if "receipted_per_s" in e2e
             else {}
@@ -538,6 +566,9 @@ def main() -> None:
             stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
             stack.stop()
             e2e = run_e2e(args, directory, server.url, e2e_posts)
+        except Exception:
+            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
+            raise
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()

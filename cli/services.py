@@ -109,7 +109,14 @@ def api(
             "no API key (NOTIFYQ_API_KEYS, `notifyq keys create`): "
             "every /v1 request will get 401 until one is made"
         )
-    uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=config.api_access_log,
+        timeout_keep_alive=30,
+    )
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
