@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +48,18 @@ def enqueue_once_redis_writes(
     storing first would leave rows no worker is told of until the sweeper's turn."""
     require_writable(runtime.redis)
     return enqueue_many(requests, runtime=runtime, then=then)
+
+
+def settle_heap() -> None:
+    """For the serving process, once its app is built: what start-up built (the app, its
+    routes and models, the ORM's tables, the libraries) lives as long as the process, so
+    it is moved out of the collector's reach (``gc.freeze``). Otherwise every full
+    collection — which a request's allocations set off every few hundred requests —
+    walks all of it again: a quarter of the API's CPU under load (bench/api.py
+    ``--py-spy``). Not for a process that builds many apps (tests): what it froze is
+    never collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:

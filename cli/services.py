@@ -99,7 +99,7 @@ def api(
     """The HTTP API and the provider callbacks (OpenAPI at /docs)."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, settle_heap
 
     require_free_port(host, port, "notifyq api")
     config = _prepare()
@@ -109,6 +109,7 @@ def api(
             "no API key (NOTIFYQ_API_KEYS, `notifyq keys create`): "
             "every /v1 request will get 401 until one is made"
         )
+    settle_heap()
     uvicorn.run(
         app,
         host=host,
