@@ -20,7 +20,11 @@ One machine, one private Redis, SQLite (the default store; PostgreSQL with
             on the same cores (``--no-receipts`` turns the pushes off). Two times are
             reported: *sent* (the figure compared with the ceiling: the last call
             placed) and *receipted* — the bench waits until every notification holds
-            its receipt's final status (``delivered``), and times that too.
+            its receipt's final status (``delivered``), and times that too. Beside
+            them: the pushes not answered ``success``, the warnings the stack logged,
+            and each process's CPU seconds during (d) (API, sandbox, workers, beat,
+            this client) — on a shared machine, where the CPU goes is steadier than
+            how fast it went.
 
 Each request is validated, stored (committed) and published before it is answered (a
 single post's id in one dispatch message with the others of its
