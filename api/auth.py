@@ -104,7 +104,7 @@ async def require_callback_token(request: Request, token: str) -> None:
     provider the path names (``/callbacks/{token}/{provider}/…``): one provider's
     secret never opens another's door."""
     settings: Settings = request.app.state.settings
-    parts = request.url.path.split("/")
+    parts = request.scope["path"].split("/")  # not request.url: no URL built per push
     provider = parts[3] if len(parts) > 3 else ""
     if not constant_time_in(token, callback_secrets(settings, provider)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")

@@ -17,7 +17,7 @@ would take as "try again", three times over.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -27,6 +27,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_callback_token
+from api.coalesce import GroupWriter
 from api.schemas import unstorable
 from providers.apispace import ApispaceSms
 from providers.base import DeliveryReceipt
@@ -137,7 +138,9 @@ async def ihuyi_template(request: Request) -> PlainTextResponse:
     form = await read_form(request)
     audit = template_audit(form)
     runtime: Runtime = request.app.state.runtime
-    await _kept(request, TEMPLATE_AUDIT, form, lambda: _store_audit(runtime, audit))
+    await _kept(
+        request, TEMPLATE_AUDIT, form, lambda: run_in_threadpool(_store_audit, runtime, audit)
+    )
     return SUCCESS
 
 
@@ -163,13 +166,14 @@ async def itniotech_results(request: Request) -> PlainTextResponse:
 
 async def _receipts(request: Request, route: str) -> PlainTextResponse:
     """Parse every receipt of a push before storing any (one bad entry refuses the whole
-    push, so the provider repeats it whole), store them in one transaction, then say
+    push, so the provider repeats it whole), store them in one transaction — with the
+    pushes that arrive at the same moment (:func:`receipt_writer`) — then say
     ``success``."""
     push = PUSHES[route]
     body = await read_body(request, arrays=push.arrays)
     receipts = parsed(push, body)
-    runtime: Runtime = request.app.state.runtime
-    await _kept(request, route, body, lambda: _store_receipts(runtime, push.provider, receipts))
+    writer: GroupWriter[Pushed, Pushed] = request.app.state.receipt_writer
+    await _kept(request, route, body, lambda: writer.submit((push.provider, receipts)))
     return SUCCESS
 
 
@@ -206,15 +210,49 @@ def apply(runtime: Runtime, route: str, body: Any) -> None:
     _store_receipts(runtime, push.provider, parsed(push, body))
 
 
+#: one push: its provider and its receipts
+Pushed = tuple[str, list[DeliveryReceipt]]
+
+
+def receipt_writer(runtime: Runtime) -> GroupWriter[Pushed, Pushed]:
+    """The pushes that arrive while one group is written are stored together by the next
+    one, in one transaction and one thread hand-off: a provider pushes a receipt for every
+    call, as many requests as the sends themselves. A repeat changes nothing whether it
+    shares a group or not (:meth:`store.receipts.ReceiptStore.store`: the first of a
+    reference is stored, every move is a compare-and-set); a group that fails is written
+    again one push at a time, so one bad push never refuses another. With the store away
+    every push of the group hears it at once and is journalled (:func:`_kept`)."""
+    return GroupWriter(
+        lambda pushes: _store_pushes(runtime, pushes),
+        what="receipt pushes",
+        after=lambda pushes: _learn(runtime, pushes),
+        fails_all=store_away,
+    )
+
+
+def _store_pushes(runtime: Runtime, pushes: list[Pushed]) -> list[Pushed]:
+    runtime.receipts.record(
+        [
+            NewReceipt(provider, r.ref, r.delivered, r.code, r.message, dict(r.detail))
+            for provider, receipts in pushes
+            for r in receipts
+        ]
+    )
+    return pushes
+
+
+def _learn(runtime: Runtime, pushes: list[Pushed]) -> None:
+    """Committed: a receipt that says the number is bad (ihuyi -5, vacant) suppresses it
+    (tasks/suppressions.py); a failure here costs the lesson, never the receipt."""
+    by_provider: dict[str, list[DeliveryReceipt]] = {}
+    for provider, receipts in pushes:
+        by_provider.setdefault(provider, []).extend(receipts)
+    for provider, receipts in by_provider.items():
+        suppressions.learn_receipts(runtime, provider, receipts)
+
+
 def _store_receipts(runtime: Runtime, provider: str, receipts: list[DeliveryReceipt]) -> None:
-    records = [
-        NewReceipt(provider, r.ref, r.delivered, r.code, r.message, dict(r.detail))
-        for r in receipts
-    ]
-    runtime.receipts.record(records)
-    # committed: a receipt that says the number is bad (ihuyi -5, vacant) suppresses it
-    # (tasks/suppressions.py); a failure here costs the lesson, never the receipt
-    suppressions.learn_receipts(runtime, provider, receipts)
+    _learn(runtime, _store_pushes(runtime, [(provider, receipts)]))
 
 
 def _store_audit(runtime: Runtime, audit: TemplateAudit) -> None:
@@ -222,12 +260,14 @@ def _store_audit(runtime: Runtime, audit: TemplateAudit) -> None:
     TemplateStore(runtime.db).upsert("ihuyi", audit.template_id, state=state, message=audit.message)
 
 
-async def _kept(request: Request, route: str, body: Any, store: Callable[[], None]) -> None:
+async def _kept(
+    request: Request, route: str, body: Any, store: Callable[[], Awaitable[object]]
+) -> None:
     """Stored, or — while the store is away — journalled in Redis (tasks/journal.py);
     either way kept before the caller answers ``success``. With Redis away too, the
     error goes on: the answer is a 503 (api/outages.py) and the provider tries again."""
     try:
-        await run_in_threadpool(store)
+        await store()
     except Exception as error:
         if not store_away(error):
             raise

@@ -1,7 +1,9 @@
-"""Group commit for single enqueues: requests that arrive while one store-and-publish is
-running are stored and published together by the next one (store/group_commit.py holds
-the queue and the one-by-one retry of a failed group; here its leader is a drainer task
-of the event loop and its followers wait on futures).
+"""Group commit on the event loop: what requests want written while one group is being
+written is written together by the next one (store/group_commit.py holds the queue and
+the one-by-one retry of a failed group; here its leader is a drainer task of the event
+loop and its followers wait on futures). :class:`GroupWriter` serves any write that
+answers per payload (the receipt pushes, api/callbacks.py); :class:`EnqueueCoalescer`
+serves single enqueues, which are also published before they are answered.
 
 One store-and-publish per request would pay, per request, a transaction, a
 ``BEGIN IMMEDIATE`` on SQLite's single writer, a dispatch message and its task-sent
@@ -34,6 +36,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -44,10 +47,12 @@ from tasks.requests import SendRequest
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P")
+R = TypeVar("R")
+
 Result = Enqueued | InvalidRequest
 #: ``(requests, then)``: store and hand off; ``then()`` once their ids are published
 EnqueueMany = Callable[[Sequence[SendRequest], Callable[[], None]], list[Result]]
-Waiting = tuple[SendRequest, "asyncio.Future[Result]"]
 
 #: at most this many requests in one transaction (a few ms of writing on SQLite)
 MAX_GROUP = 500
@@ -56,28 +61,23 @@ MAX_GROUP = 500
 PUBLISH_WAIT = 5.0
 
 
-class EnqueueCoalescer:
-    """Per event loop (one per app): ``await enqueue(request)`` from any request handler."""
+class LoopGroups(Generic[P, R]):
+    """The event loop's side of group commit: ``await submit(payload)`` from any request
+    handler; what arrives while a group is written forms the next one. A drainer task
+    leads (store/group_commit.py's :class:`GroupQueue`), each caller waits on a future,
+    and a group costs one hand-off to a pool thread, not one per request.
 
-    def __init__(
-        self,
-        enqueue_many: EnqueueMany,
-        max_group: int = MAX_GROUP,
-        *,
-        fails_all: Callable[[Exception], bool] | None = None,
-    ) -> None:
-        """``fails_all``: an error that every request of a group would meet on its own
-        (the store or Redis away), answered to all at once instead of retried one by one."""
-        self._enqueue_many = enqueue_many
-        self._fails_all = fails_all
-        self._queue: GroupQueue[Waiting] = GroupQueue(max_group)
+    :meth:`_run` writes a group and settles its callers' futures (:func:`settle`)."""
+
+    def __init__(self, max_group: int = MAX_GROUP) -> None:
+        self._queue: GroupQueue[tuple[P, asyncio.Future[R]]] = GroupQueue(max_group)
         self._drainer: asyncio.Task[None] | None = None
 
-    async def enqueue(self, request: SendRequest) -> Result:
-        """This request's answer, once it is committed and published (or refused)."""
+    async def submit(self, payload: P) -> R:
+        """This payload's answer, once its group is written (or its own error)."""
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Result] = loop.create_future()
-        lead = self._queue.join((request, answer))
+        answer: asyncio.Future[R] = loop.create_future()
+        lead = self._queue.join((payload, answer))
         drainer = self._drainer
         # one drainer at a time; a new one when none runs, or when the last one belonged
         # to an event loop that is gone (a test client may run each request in a loop of
@@ -91,11 +91,63 @@ class EnqueueCoalescer:
         while True:
             group = self._queue.take()
             if group:
-                await self._run(group)
+                try:
+                    await self._run(group)
+                except asyncio.CancelledError:  # shutting down: the callers hear it too
+                    for _, answer in group:
+                        answer.cancel()
+                    raise
             if self._queue.finish() is None:
                 return
 
-    async def _run(self, group: list[Waiting]) -> None:
+    async def _run(self, group: list[tuple[P, asyncio.Future[R]]]) -> None:
+        raise NotImplementedError
+
+
+class GroupWriter(LoopGroups[P, R]):
+    """``run(payloads)`` on a pool thread, one result per payload in one transaction; a
+    failed group is written again one payload at a time (``write_group``), so each
+    caller gets the answer its own write would have given."""
+
+    def __init__(
+        self,
+        run: Callable[[list[P]], list[R]],
+        *,
+        what: str,
+        max_group: int = MAX_GROUP,
+        after: Callable[[list[R]], None] | None = None,
+        fails_all: Callable[[Exception], bool] | None = None,
+    ) -> None:
+        super().__init__(max_group)
+        self._write = partial(write_group, run, what=what, after=after, fails_all=fails_all)
+
+    async def _run(self, group: list[tuple[P, asyncio.Future[R]]]) -> None:
+        settled = await run_in_threadpool(self._write, [payload for payload, _ in group])
+        for (_, answer), outcome in zip(group, settled, strict=True):
+            settle(answer, outcome)
+
+
+class EnqueueCoalescer(LoopGroups[SendRequest, Result]):
+    """Per event loop (one per app): ``await enqueue(request)`` from any request handler."""
+
+    def __init__(
+        self,
+        enqueue_many: EnqueueMany,
+        max_group: int = MAX_GROUP,
+        *,
+        fails_all: Callable[[Exception], bool] | None = None,
+    ) -> None:
+        """``fails_all``: an error that every request of a group would meet on its own
+        (the store or Redis away), answered to all at once instead of retried one by one."""
+        super().__init__(max_group)
+        self._enqueue_many = enqueue_many
+        self._fails_all = fails_all
+
+    async def enqueue(self, request: SendRequest) -> Result:
+        """This request's answer, once it is committed and published (or refused)."""
+        return await self.submit(request)
+
+    async def _run(self, group: list[tuple[SendRequest, asyncio.Future[Result]]]) -> None:
         published = _Published(asyncio.get_running_loop())
 
         def attempt(requests: list[SendRequest]) -> list[Result]:  # a pool thread
@@ -104,23 +156,18 @@ class EnqueueCoalescer:
             return results
 
         requests = [request for request, _ in group]
-        try:
-            settled = await run_in_threadpool(
-                partial(write_group, fails_all=self._fails_all), attempt, requests, what="enqueues"
-            )
-        except asyncio.CancelledError:  # shutting down: the callers hear it too
-            for _, answer in group:
-                answer.cancel()
-            raise
+        settled = await run_in_threadpool(
+            partial(write_group, fails_all=self._fails_all), attempt, requests, what="enqueues"
+        )
         answered = [(waiting, s) for (_, waiting), s in zip(group, settled, strict=True)]
         for waiting, failed in answered:
             if failed.error is not None:
-                _settle(waiting, failed)
+                settle(waiting, failed)
 
         def answer(_: object = None) -> None:
             for waiting, stored in answered:
                 if stored.error is None:
-                    _settle(waiting, stored)
+                    settle(waiting, stored)
 
         # answered once published; the drainer goes on to store the next group meanwhile
         published.then(answer)
@@ -168,14 +215,14 @@ def _resolve(published: asyncio.Future[None]) -> None:
         published.set_result(None)
 
 
-def _settle(answer: asyncio.Future[Result], settled: Settled[Result]) -> None:
+def settle(answer: asyncio.Future[R], settled: Settled[R]) -> None:
+    """Tell one caller its answer: its result, or its own write's error."""
     if answer.done() or answer.get_loop().is_closed():  # the caller is gone: nothing to tell
         return
     if settled.error is not None:
         answer.set_exception(settled.error)
     else:
-        assert settled.result is not None
-        answer.set_result(settled.result)
+        answer.set_result(settled.result)  # type: ignore[arg-type]
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -105,7 +105,6 @@ def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 async def create_notification(
     body: NotificationIn,
     request: Request,
-    response: Response,
     grant: Sender,
 ) -> Any:
     """Stored and published together with the requests that arrive at the same moment
@@ -122,14 +121,16 @@ async def create_notification(
         return exc.refusal.response()
     if isinstance(result, InvalidRequest):
         return JSONResponse(errors_body(result.errors), status_code=422)
+    code = status.HTTP_202_ACCEPTED
     if not result.created:
         runtime: Runtime = request.app.state.runtime
         if await run_in_threadpool(conflicts, runtime, wanted, result.id):
             return JSONResponse(
                 errors_body([FieldError("idempotency_key", REUSED)]), status_code=409
             )
-        response.status_code = status.HTTP_200_OK
-    return Accepted(id=result.id, status=result.status.value)
+        code = status.HTTP_200_OK
+    # the Accepted shape as a response of its own: nothing for FastAPI to validate again
+    return JSONResponse({"id": result.id, "status": result.status.value}, status_code=code)
 
 
 @router.post("/notifications:batch", response_model=BatchOut, responses={422: {"model": Errors}})

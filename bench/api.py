@@ -14,6 +14,17 @@ One machine, one private Redis, SQLite (the default store; PostgreSQL with
 (d) end to end: single posts from ``--e2e-clients`` (16) clients while two workers and
             beat run and the sandbox answers after 200 ms, timed from the first post to
             the last notification stored ``sent`` — what a user of the HTTP API sees.
+            As the real ihuyi does, the sandbox pushes a receipt to the API's
+            ``/callbacks/{token}/ihuyi/receipt`` for every call, ``--receipt-delay``
+            (0.5 s) after it: a second request and a second write per notification,
+            on the same cores (``--no-receipts`` turns the pushes off). Two times are
+            reported: *sent* (the figure compared with the ceiling: the last call
+            placed) and *receipted* — the bench waits until every notification holds
+            its receipt's final status (``delivered``), and times that too. Beside
+            them: the pushes not answered ``success``, the warnings the stack logged,
+            and each process's CPU seconds during (d) (API, sandbox, workers, beat,
+            this client) — on a shared machine, where the CPU goes is steadier than
+            how fast it went.
 
 Each request is validated, stored (committed) and published before it is answered (a
 single post's id in one dispatch message with the others of its
@@ -35,6 +46,7 @@ Prints a table, then as its last line one JSON object:
     python bench/api.py --py-spy var/api.svg   # and a flame graph of the API process
     python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
     python bench/api.py --e2e-only --quick     # (c) and (d) alone
+    python bench/api.py --e2e-only --py-spy var/e2e.txt   # the API's stacks during (d)
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,6 +69,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
@@ -96,6 +110,64 @@ class Phase:
     @property
     def items_per_s(self) -> float:
         return self.items / self.seconds
+
+
+#: the callback token of the bench's API: the sandbox pushes receipts behind it
+CALLBACK_TOKEN = "bench-callback-token-7f2e"  # noqa: S105 - a private test stack's
+#: the statuses a receipt moves a notification to
+FINAL = ("delivered", "undelivered")
+
+
+def spy_on(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording process ``pid`` into ``path`` (``.txt``: collapsed stacks; else
+    a flame graph), or None without a path."""
+    if path is None:
+        return None
+    kind = "raw" if path.endswith(".txt") else "flamegraph"
+    return subprocess.Popen(
+        [PY_SPY, "record", "-p", str(pid), "-o", path, *SPY_FLAGS, kind],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    """SIGINT: py-spy writes its file and exits."""
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(2)
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of process ``pid`` so far (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of ``stack`` still running, by its name."""
+    return {p.name: cpu_seconds(p.process.pid) for p in stack.procs if p.alive()}
+
+
+def push_failures(sandbox: str) -> int:
+    """How many of the sandbox's receipt pushes were not answered ``success`` (each
+    is pushed again 60 s later, as ihuyi does)."""
+    pushes = httpx.get(f"{sandbox}/_sandbox/pushes", timeout=30).json()["pushes"]
+    return sum(1 for push in pushes if not push["ok"])
+
+
+def complaints(stack: Stack, most: int = 5) -> list[str]:
+    """The distinct WARNING and ERROR lines of the stack's logs (the first ``most``):
+    a run that retried or refused something says so beside its figures."""
+    seen: dict[str, None] = {}
+    for proc in stack.procs:
+        for line in proc.text().splitlines():
+            if " WARNING " in line or " ERROR " in line:
+                seen.setdefault(f"{proc.name}: {line.split(' ', 2)[-1][:200]}", None)
+    return list(seen)[:most]
 
 
 def notification(n: int) -> dict[str, Any]:
@@ -173,8 +245,12 @@ def end_to_end(
     clients: int,
     latency_ms: int,
     workers: int,
+    receipts: bool = True,
+    receipt_delay: float = 0.5,
+    spy_path: str | None = None,
 ) -> dict[str, float]:
-    """(c) the bare-Celery ceiling, then (d) single posts while the workers run."""
+    """(c) the bare-Celery ceiling, then (d) single posts while the workers run (and, with
+    ``receipts``, the sandbox pushes a receipt back to the API for every call)."""
     sandbox = f"http://127.0.0.1:{free_port()}"
     ceiling_env = (redis_url, f"sqlite:///{directory / 'ceiling.db'}", sandbox, "threads", 200)
     stack = Stack(directory, dict(base_env(*ceiling_env)))
@@ -188,15 +264,27 @@ def end_to_end(
         env = base_env(redis_url, database_url, sandbox, "threads", 64)
         env.pop("NOTIFYQ_WORKER_CONCURRENCY")  # the defaults: what a user runs
         env["NOTIFYQ_API_KEYS"] = KEY
-        stack = Stack(directory, env)
         port = free_port()
+        if receipts:  # the sandbox's ihuyi "console" binds the API's receipt route
+            env["NOTIFYQ_CALLBACK_TOKEN"] = CALLBACK_TOKEN
+            env["NOTIFYQ_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        stack = Stack(directory, env)
+        spy: subprocess.Popen[bytes] | None = None
         try:
             with stack.together():
-                stack.sandbox(int(sandbox.rsplit(":", 1)[1]), "--latency-ms", str(latency_ms))
-                stack.api(port)
+                stack.sandbox(
+                    int(sandbox.rsplit(":", 1)[1]),
+                    "--latency-ms",
+                    str(latency_ms),
+                    "--receipt-delay",
+                    str(receipt_delay),
+                )
+                api = stack.api(port)
                 for i in range(workers):
                     stack.worker(name=f"e2e{i}")
                 stack.beat()
+            spy = spy_on(api.process.pid, spy_path)
+            cpu_before, own_before = cpu_by_process(stack), time.process_time()
             started = time.time()
             phase = asyncio.run(
                 drive(
@@ -210,13 +298,29 @@ def end_to_end(
             engine = create_engine(database_url)
             table, events = Notification.__table__, Event.__table__
 
-            def sent() -> int:
+            def count(statuses: tuple[str, ...]) -> int:
                 with engine.connect() as conn:
                     return conn.execute(
-                        select(func.count()).where(table.c.status == "sent")
+                        select(func.count()).where(table.c.status.in_(statuses))
                     ).scalar_one()
 
-            wait_until(lambda: sent() >= posts, 900, interval=0.5, what=f"{posts} sent")
+            # a receipt can move a row past ``sent`` before this looks: sent or beyond
+            done = ("sent", *FINAL) if receipts else ("sent",)
+            wait_until(lambda: count(done) >= posts, 900, interval=0.5, what=f"{posts} sent")
+            if receipts:
+                wait_until(
+                    lambda: count(FINAL) >= posts, 900, interval=0.5, what=f"{posts} receipted"
+                )
+            cpu = {
+                name: seconds - cpu_before.get(name, 0.0)
+                for name, seconds in cpu_by_process(stack).items()
+            }
+            cpu["client"] = time.process_time() - own_before
+            busy = time.time() - started
+            stop_spy(spy)
+            failed_pushes = push_failures(sandbox) if receipts else 0
+            for line in complaints(stack):
+                print(f"  logged during (d): {line}")
             with engine.connect() as conn:
                 last = conn.execute(
                     select(func.max(events.c.at)).where(events.c.to_status == "sent")
@@ -226,8 +330,16 @@ def end_to_end(
                     .join(events, events.c.notification_id == table.c.id)
                     .where(events.c.to_status == "sent")
                 ).all()
+                receipted = conn.execute(
+                    select(func.max(events.c.at)).where(events.c.to_status.in_(FINAL))
+                ).scalar_one()
             engine.dispose()
+        except Exception:
+            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
+            raise
         finally:
+            if spy is not None and spy.poll() is None:
+                spy.kill()
             stack.stop()
     stack = Stack(directory, dict(base_env(*ceiling_env)))
     try:
@@ -235,7 +347,7 @@ def end_to_end(
     finally:
         stack.stop()
     latencies = sorted((at - created) * 1000 for created, at in sends)
-    return {
+    figures = {
         "ceiling_per_s": top["per_s"],
         "ceiling_before_per_s": top["before"],
         "ceiling_after_per_s": top["after"],
@@ -246,6 +358,13 @@ def end_to_end(
         "enqueue_to_sent_p50_ms": statistics.median(latencies),
         "enqueue_to_sent_p99_ms": latencies[int(len(latencies) * 0.99) - 1],
     }
+    figures.update({f"cpu_s:{name}": seconds for name, seconds in cpu.items()})
+    figures["cpu_wall_s"] = busy
+    if receipts:
+        figures["failed_pushes"] = failed_pushes
+        figures["receipted_per_s"] = posts / (receipted - started)
+        figures["receipted_after_sent_s"] = receipted - last
+    return figures
 
 
 def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> float:
@@ -269,6 +388,21 @@ def report_e2e(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> f
         f"{'(d) sent end to end (post→sent)':34} {e2e['sends_per_s']:9.0f} {share:10.0%} "
         f"{e2e['enqueue_to_sent_p50_ms']:8.0f} {e2e['enqueue_to_sent_p99_ms']:8.0f}"
     )
+    if "receipted_per_s" in e2e:
+        print(
+            f"{'(d) receipted (post→delivered)':34} {e2e['receipted_per_s']:9.0f} "
+            f"{e2e['receipted_per_s'] / e2e['ceiling_per_s']:10.0%}   (every call's receipt "
+            f"pushed {args.receipt_delay} s after it; the last applied "
+            f"{e2e['receipted_after_sent_s']:.2f} s after the last send; "
+            f"{e2e['failed_pushes']:.0f} pushes not answered success)"
+        )
+    else:
+        print("(d) without receipts (--no-receipts): the sandbox pushed none")
+    cpu = {k.removeprefix("cpu_s:"): v for k, v in e2e.items() if k.startswith("cpu_s:")}
+    print(
+        f"CPU seconds during (d), {e2e['cpu_wall_s']:.1f} s of wall time: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+    )
     return share
 
 
@@ -284,7 +418,42 @@ def e2e_figures(args: argparse.Namespace, e2e: dict[str, float], posts: int) -> 
         "e2e_sends_per_s": round(e2e["sends_per_s"], 1),
         "e2e_vs_ceiling": round(e2e["sends_per_s"] / e2e["ceiling_per_s"], 3),
         "e2e_enqueue_to_sent_p99_ms": round(e2e["enqueue_to_sent_p99_ms"]),
+        "e2e_receipts": "receipted_per_s" in e2e,
+        "e2e_cpu_s": {
+            k.removeprefix("cpu_s:"): round(v, 1) for k, v in e2e.items() if k.startswith("cpu_s:")
+        },
+        **(
+            {
+                "e2e_receipted_per_s": round(e2e["receipted_per_s"], 1),
+                "e2e_receipted_after_sent_s": round(e2e["receipted_after_sent_s"], 2),
+                "e2e_failed_pushes": int(e2e["failed_pushes"]),
+            }
+            if "receipted_per_s" in e2e
+            else {}
+        ),
     }
+
+
+def run_e2e(
+    args: argparse.Namespace,
+    directory: Path,
+    redis_url: str,
+    posts: int,
+    spy_path: str | None = None,
+) -> dict[str, float]:
+    """(c) and (d) as the command line asks."""
+    return end_to_end(
+        directory,
+        redis_url,
+        args.database_url,
+        posts,
+        args.e2e_clients,
+        args.latency_ms,
+        args.workers,
+        receipts=args.receipts,
+        receipt_delay=args.receipt_delay,
+        spy_path=spy_path,
+    )
 
 
 def e2e_only(args: argparse.Namespace) -> None:
@@ -295,15 +464,7 @@ def e2e_only(args: argparse.Namespace) -> None:
         server = RedisServer(directory / "redis")
         server.start()
         try:
-            e2e = end_to_end(
-                directory,
-                server.url,
-                args.database_url,
-                posts,
-                args.e2e_clients,
-                args.latency_ms,
-                args.workers,
-            )
+            e2e = run_e2e(args, directory, server.url, posts, args.py_spy)
         finally:
             server.stop()
     print(f"notifyq api, one uvicorn process, {store_kind(args.database_url)}, private Redis")
@@ -324,7 +485,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, help="batch posts (default 300; quick 40)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=48)
-    parser.add_argument("--py-spy", metavar="FILE", help="record the API process to FILE")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="record the API process to FILE: during (a) and (b), or (d) with --e2e-only",
+    )
     parser.add_argument(
         "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
     )
@@ -332,6 +497,15 @@ def main() -> None:
     parser.add_argument("--e2e-clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--no-receipts",
+        dest="receipts",
+        action="store_false",
+        help="(d) without the sandbox pushing a receipt to the API for every call",
+    )
+    parser.add_argument(
+        "--receipt-delay", type=float, default=0.5, help="seconds from a call to its receipt"
+    )
     parser.add_argument(
         "--e2e-only", action="store_true", help="only (c) the ceiling and (d) end to end"
     )
@@ -363,22 +537,7 @@ def main() -> None:
         try:
             api = stack.api(port)
             base_url = f"http://127.0.0.1:{port}"
-            if args.py_spy:
-                kind = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
-                spy = subprocess.Popen(
-                    [
-                        PY_SPY,
-                        "record",
-                        "-p",
-                        str(api.process.pid),
-                        "-o",
-                        args.py_spy,
-                        *SPY_FLAGS,
-                        kind,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            spy = spy_on(api.process.pid, args.py_spy)
             asyncio.run(
                 drive(
                     base_url,
@@ -407,20 +566,13 @@ def main() -> None:
                 return "/v1/notifications:batch", {"notifications": items}, size
 
             many = asyncio.run(drive(base_url, batches, min(args.concurrency, 16), batch, "batch"))
-            if spy is not None:
-                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
-                spy.wait(60)
+            stop_spy(spy)
             stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
             stack.stop()
-            e2e = end_to_end(
-                directory,
-                server.url,
-                args.database_url,
-                e2e_posts,
-                args.e2e_clients,
-                args.latency_ms,
-                args.workers,
-            )
+            e2e = run_e2e(args, directory, server.url, e2e_posts)
+        except Exception:
+            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
+            raise
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()

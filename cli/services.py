@@ -99,7 +99,7 @@ def api(
     """The HTTP API and the provider callbacks (OpenAPI at /docs)."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, settle_heap
 
     require_free_port(host, port, "notifyq api")
     config = _prepare()
@@ -109,7 +109,15 @@ def api(
             "no API key (NOTIFYQ_API_KEYS, `notifyq keys create`): "
             "every /v1 request will get 401 until one is made"
         )
-    uvicorn.run(app, host=host, port=port, log_config=None, timeout_keep_alive=30)
+    settle_heap()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=config.api_access_log,
+        timeout_keep_alive=30,
+    )
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -265,6 +265,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = 9808
     callback_max_bytes: int = Field(64 * 1024, ge=1024)
     log_level: str = "INFO"
+    #: uvicorn's line per HTTP request in ``notifyq api``'s log: off by default, as under
+    #: load it is a tenth of the API's CPU (bench/api.py); on to see which callback paths
+    #: providers still use (docs/deployment.md), tokens masked
+    api_access_log: bool = False
     #: honour the clock offset tests set in Redis (scheduler/clock.py); never in production
     clock_control: bool = False
 

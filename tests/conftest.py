@@ -261,6 +261,8 @@ class System:
             "NOTIFYQ_SWEEP_INTERVAL": "2",
             "NOTIFYQ_WORKER_METRICS_PORT": "0",
             "NOTIFYQ_LOG_LEVEL": "INFO",
+            # the tests read the API's line per request: numbers and tokens in it masked
+            "NOTIFYQ_API_ACCESS_LOG": "true",
         }
         env.update(
             {

@@ -5,6 +5,7 @@ and the repeats a provider sends when it missed our answer change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -259,3 +260,48 @@ def test_a_jumdata_result_with_an_undocumented_status_is_stored_with_its_raw_val
     with system.runtime.db.read() as conn:
         (code,) = conn.execute(select(Receipt.code)).one()
     assert code == status
+
+
+# -- pushes that arrive together are stored together, each row moved once -------------------------
+
+
+def ihuyi_receipt(voiceid: str, code: str) -> dict[str, str]:
+    return {
+        "code": code,
+        "msg": "成功" if code == "2" else "?",
+        "mobilephone": "13800138000",
+        "talktime": "12" if code == "2" else "0",
+        "voiceid": voiceid,
+        "report_time": "2026-12-02 09:00:00",
+    }
+
+
+def test_pushes_arriving_at_once_each_move_their_row_once_and_a_bad_one_is_refused_alone(
+    system: System,
+) -> None:
+    """Every receipt pushed three times at the same moment, with malformed pushes among
+    them: the pushes share transactions (api/callbacks.py ``receipt_writer``), and still
+    every good push hears ``success``, every bad one 400, and every row moves once."""
+    refs = [f"8800{i:03d}" for i in range(30)]
+    rows = [sent(system, "ihuyi", f"+86138{i:08d}", ref) for i, ref in enumerate(refs)]
+    codes = ["2" if i % 3 else "-6" for i in range(len(refs))]
+    pushes = [ihuyi_receipt(ref, code) for ref, code in zip(refs, codes, strict=True)] * 3
+    pushes += [{"code": "2"}, {"voiceid": "", "code": "2"}]  # no reference: malformed
+
+    async def push_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+            return await asyncio.gather(
+                *(client.post(url(system, "ihuyi/receipt"), data=form) for form in pushes)
+            )
+
+    answers = asyncio.run(push_all())
+    assert [(a.status_code, a.text) for a in answers[:-2]] == [(200, "success")] * (3 * len(refs))
+    assert [a.status_code for a in answers[-2:]] == [400, 400]
+    assert stored(system) == len(refs)
+    for row, code, (status, reason, events) in zip(
+        rows, codes, snapshot(system, rows), strict=True
+    ):
+        assert (status, reason) == (
+            (Status.DELIVERED, None) if code == "2" else (Status.UNDELIVERED, "receipt:-6")
+        ), row
+        assert [e for e in events if e[0] == Status.SENT] == [(Status.SENT, status)], row

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api.coalesce import EnqueueCoalescer
+from api.coalesce import EnqueueCoalescer, GroupWriter
 from providers.base import FieldError, InvalidRequest
 from store import Enqueued, Status
 from store.group_commit import GroupQueue, Groups, Settled, write_group
@@ -291,3 +291,31 @@ def test_write_group_answers_all_at_once_only_for_an_error_that_fails_all() -> N
     settled = write_group(run, [1, 2], what="things", fails_all=lambda e: False)
     assert [type(s.error) for s in settled] == [ValueError, ValueError]
     assert calls == [[1, 2], [1], [2]]
+
+
+def test_a_group_writer_writes_what_arrives_meanwhile_together_and_retries_alone() -> None:
+    """The receipt pushes' writer: the first payload is written at once; those arriving
+    while it is held form one group; a group holding a refused payload is written again
+    one at a time, and only that payload's caller hears the error."""
+    recorder = Recorder()
+    recorder.hold.clear()
+    after: list[list[int]] = []
+    writer: GroupWriter[int, int] = GroupWriter(
+        lambda payloads: recorder(None, payloads), what="things", after=after.append
+    )
+
+    async def scenario() -> list[Any]:
+        first = asyncio.create_task(writer.submit(1))
+        await wait_for(lambda: len(recorder.groups) == 1)
+        rest = [asyncio.create_task(writer.submit(p)) for p in (2, 3, -4, 5)]
+        await asyncio.sleep(0.05)
+        recorder.hold.set()
+        tasks = [first, *rest]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return [t.exception() or t.result() for t in tasks]
+
+    answers = asyncio.run(scenario())
+    assert answers[:3] == [10, 20, 30] and answers[4] == 50
+    assert isinstance(answers[3], Bad)
+    assert recorder.groups == [[1], [2, 3, -4, 5], [2], [3], [-4], [5]]
+    assert after == [[10], [20], [30], [50]]  # each written write, never the failed group
