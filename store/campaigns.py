@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, insert, literal, select, update
 
 from scheduler.priority import Priority
-from store.bulk import Serialized, insert_rows, json_strings, tuples
+from store.bulk import Serialized, insert_shared, tuples
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
 from store.outbox import record_event
@@ -47,9 +47,12 @@ log = logging.getLogger(__name__)
 #: chunks of one import stored at once on PostgreSQL (bench/campaign.py chose it)
 PARALLEL_WRITES = 4
 
-#: the columns of a campaign row, in the order the bulk insert (and COPY) takes them:
-#: the row's own values first, then those every row of the campaign shares (one tuple
-#: added to each row's three)
+#: the notification columns a :class:`CampaignRow`'s items fill (its row number left out);
+#: every other column's value the campaign's rows share (``store.bulk.insert_shared``)
+ROW_FIELDS = (None, "to", "content", "params")
+
+#: the columns of a campaign row as a run of a recurring campaign copies them: the row's
+#: own values first, then those every row of the campaign shares
 ROW_COLUMNS = (
     "to",
     "content",
@@ -190,31 +193,29 @@ class CampaignStore:
         route = (
             Serialized(json.dumps(campaign.route, ensure_ascii=False)) if campaign.route else None
         )
-        shared = (
-            campaign.provider,
-            campaign.template,
-            options,
-            route,
-            Status.QUEUED.value,
-            0,
-            campaign.id,
-            campaign.owner,
-            Priority.BULK.value,  # a campaign's rows are always bulk
-            not_before,
-            now,
-            now,
-        )
-        values = [(r.to, r.content, json_strings(r.params), *shared) for r in rows]
+        shared = {
+            "provider": campaign.provider,
+            "template": campaign.template,
+            "options": options,
+            "route": route,
+            "status": Status.QUEUED.value,
+            "attempts": 0,
+            "campaign_id": campaign.id,
+            "owner": campaign.owner,
+            "priority": Priority.BULK.value,  # a campaign's rows are always bulk
+            "next_attempt_at": not_before,
+            "created_at": now,
+            "updated_at": now,
+        }
         with self.db.write() as conn:
-            insert_rows(conn, N, ROW_COLUMNS, values, prepared=True)
+            insert_shared(conn, N, ROW_FIELDS, rows, shared)
 
     def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
         if not rows:
             return
-        values = [(campaign_id, r.row, r.to, r.content, json_strings(r.params)) for r in rows]
         with self.db.write() as conn:
-            insert_rows(
-                conn, R, ("campaign_id", "row", "to", "content", "params"), values, prepared=True
+            insert_shared(
+                conn, R, ("row", "to", "content", "params"), rows, {"campaign_id": campaign_id}
             )
 
     def start_run(self, campaign: Any, now: float, next_run_at: float | None) -> int | None:
