@@ -427,7 +427,10 @@ def joinable_params(params: Sequence[str], separators: str, errors: list[FieldEr
     separator is one character, so joining makes none)."""
     if all(params):
         joined = "".join(params)
-        if not any(sep in joined for sep in separators):
+        for sep in separators:
+            if sep in joined:
+                break
+        else:
             return
     for index, value in enumerate(params):
         if not value:
