@@ -10,6 +10,12 @@ fresh database each run), a private Redis:
               a first version would write it), on the first 50,000 rows, extrapolated
               to the whole file.
 
+Both in the same run, the baseline first (a store busy after a million rows would slow
+it). The baseline's per-row cost is measured on its sample and multiplied out, since a
+million ``.delay()`` calls take a quarter of an hour; (a) is the whole command, its
+process start and imports included. On a busy machine both slow down: compare their
+ratio, not the seconds.
+
 Prints a table, then as its last line one JSON object:
 ``{"seconds_1m", "peak_rss_mb", "naive_seconds_1m", ...}``.
 

@@ -94,6 +94,7 @@ from providers.base import (
     Provider,
     Reply,
     ReportPage,
+    RowFields,
     SendResult,
     UnreadableReply,
     Valid,
@@ -256,20 +257,23 @@ def voice_options(options: Mapping[str, Any], errors: list[FieldError]) -> dict[
     return out
 
 
+#: a voice row's own fields: a mobile or landline, variables joined by commas on the wire
+VOICE_ROW = RowFields(
+    MOBILE_TYPES | LANDLINE_TYPES, "a mainland China mobile or landline with area code", ","
+)
+
+
 class ApispaceVoice(Apispace):
     name = "apispace-voice"
     pulls_reports = True
+    row_fields = VOICE_ROW
 
     def __init__(self, token: SecretStr | None, base_url: str, report_base_url: str) -> None:
         super().__init__(token, base_url)
         self.report_base_url = report_base_url.rstrip("/")
 
     def validate(self, draft: Draft) -> Valid:
-        to, errors = check_number(
-            draft.to,
-            kinds=MOBILE_TYPES | LANDLINE_TYPES,
-            what="a mainland China mobile or landline with area code",
-        )
+        to, errors = check_number(draft.to, kinds=VOICE_ROW.kinds, what=VOICE_ROW.what)
         template = (draft.template or "").strip()
         if not template:
             errors.append(FieldError("template", "required: the APISpace voice template id"))
@@ -279,7 +283,7 @@ class ApispaceVoice(Apispace):
             errors.append(
                 FieldError("content", "APISpace voice takes a template id and params, not text")
             )
-        joinable_params(draft.params, ",", errors)
+        joinable_params(draft.params, VOICE_ROW.separators, errors)
         options = voice_options(draft.options, errors)
         if errors:
             raise InvalidRequest(errors)

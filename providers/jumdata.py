@@ -67,6 +67,7 @@ from providers.base import (
     Outcome,
     Provider,
     Reply,
+    RowFields,
     SendResult,
     UnreadableReply,
     Valid,
@@ -144,8 +145,13 @@ class JumdataSettings(ProviderSettings):
     callback_token: SecretStr | None = Field(None, alias="jumdata_callback_token")
 
 
+#: a row's own fields: a mainland mobile, variables joined by commas on the wire
+ROW = RowFields(MOBILE_TYPES, "an 11-digit mainland mobile", ",")
+
+
 class Jumdata(Provider):
     name = "jumdata"
+    row_fields = ROW
 
     def __init__(
         self,
@@ -168,7 +174,7 @@ class Jumdata(Provider):
         return self.app_id, self.app_secret.get_secret_value()
 
     def validate(self, draft: Draft) -> Valid:
-        to, errors = check_number(draft.to, kinds=MOBILE_TYPES, what="an 11-digit mainland mobile")
+        to, errors = check_number(draft.to, kinds=ROW.kinds, what=ROW.what)
         template = (draft.template or "").strip()
         if not template:
             errors.append(FieldError("template", "required: the jumdata template id"))
@@ -176,7 +182,7 @@ class Jumdata(Provider):
             errors.append(FieldError("template", f"at most {MAX_TEMPLATE} characters, no spaces"))
         if draft.content:
             errors.append(FieldError("content", "jumdata takes a template id and params, not text"))
-        joinable_params(draft.params, ",", errors)
+        joinable_params(draft.params, ROW.separators, errors)
         unknown_options(draft.options, {"playTimes"}, errors)
         play_times = int_option(draft.options, "playTimes", 1, MAX_PLAY_TIMES, errors)
         if errors:

@@ -99,7 +99,12 @@ def _cn_prefix(prefix: str) -> NumberType | None:
 
 def fast_cn_mobile(raw: str) -> tuple[str, NumberType | None] | None:
     """(E.164, type) for a mainland number starting with 1, spelt simply; None when the
-    spelling needs the full parser."""
+    spelling needs the full parser.
+
+    The shape a list almost always holds, eleven bare digits, is read without the
+    regular expressions (a campaign checks a million numbers)."""
+    if raw and len(raw) == 11 and raw[0] == "1" and raw.isascii() and raw.isdigit():
+        return "+86" + raw, _cn_prefix(raw[:7])
     match = _CN_MOBILE.fullmatch(_SEPARATORS.sub("", raw or ""))
     if match is None:
         return None

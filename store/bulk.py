@@ -27,6 +27,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Connection, Enum, Row, Table, any_, bindparam
@@ -72,9 +73,10 @@ class Serialized(str):
 def json_strings(values: Sequence[str]) -> Serialized:
     """A list of strings as JSON, the very text the encoder above would write, without
     building an encoder per call (a campaign serializes a million rows' params)."""
-    if all(type(value) is str for value in values):
+    try:  # the C encoder refuses anything but text
         return Serialized("[" + ", ".join(map(encode_basestring, values)) + "]")
-    return Serialized(_to_json(list(values)))
+    except TypeError:
+        return Serialized(_to_json(list(values)))
 
 
 def insert_rows(
@@ -116,6 +118,48 @@ def insert_rows(
     if not prepared and (json_at or enum_at or not isinstance(rows[0], tuple)):
         rows = [_bindable(row, columns, json_at, enum_at) for row in rows]
     conn.exec_driver_sql(sql, rows)
+
+
+def insert_shared(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str | None],
+    rows: Sequence[Sequence[Any]],
+    shared: Mapping[str, Any],
+) -> None:
+    """Insert ``rows`` that differ in a few columns and share every other value.
+
+    Each row is a tuple whose items fill ``columns`` in order (an item under None is
+    left out): text, integers, None, or a list of strings for a JSON column. ``shared``
+    gives the other columns' values, the same for every row.
+
+    On SQLite the rows travel as one JSON array, unpacked by ``json_each`` in one
+    ``INSERT … SELECT`` with the shared values bound once: ``executemany`` converts and
+    binds every value of every row in Python, which was most of a campaign chunk's CPU
+    beside the index updates (``bench/campaign.py``). A JSON column's value is stored
+    as SQLite writes JSON (``["a","b"]``), which reads back the same. Elsewhere the rows
+    become whole tuples for :func:`insert_rows` (``COPY`` on PostgreSQL)."""
+    if not rows:
+        return
+    names = [c for c in columns if c is not None] + list(shared)
+    if conn.dialect.name == "sqlite":
+        picks = [f"json_extract(value, '$[{i}]')" for i, c in enumerate(columns) if c]
+        marks = ", ".join(picks + ["?"] * len(shared))
+        quoted = ", ".join(f'"{c}"' for c in names)
+        sql = f'INSERT INTO "{table.name}" ({quoted}) SELECT {marks} FROM json_each(?)'  # noqa: S608
+        conn.exec_driver_sql(sql, (*shared.values(), _to_json(rows)))
+        return
+    own = [i for i, c in enumerate(columns) if c is not None]
+    pick = itemgetter(*own) if len(own) > 1 else (lambda row: (row[own[0]],))
+    as_json = [k for k, i in enumerate(own) if isinstance(table.c[str(columns[i])].type, JSON)]
+    tail = tuple(shared.values())
+    whole: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(pick(row))
+        for k in as_json:
+            values[k] = json_strings(values[k])
+        whole.append((*values, *tail))
+    insert_rows(conn, table, names, whole, prepared=True)
 
 
 def copies(conn: Connection) -> bool:

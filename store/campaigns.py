@@ -13,12 +13,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, literal, select, update
 
 from scheduler.priority import Priority
-from store.bulk import Serialized, insert_rows, json_strings, tuples
+from store.bulk import Serialized, insert_shared, tuples
 from store.db import Database
 from store.notifications import Change, Expect, NotificationStore
 from store.outbox import record_event
@@ -47,13 +47,18 @@ log = logging.getLogger(__name__)
 #: chunks of one import stored at once on PostgreSQL (bench/campaign.py chose it)
 PARALLEL_WRITES = 4
 
-#: the columns of a campaign row, in the order the bulk insert (and COPY) takes them
+#: the notification columns a :class:`CampaignRow`'s items fill (its row number left out);
+#: every other column's value the campaign's rows share (``store.bulk.insert_shared``)
+ROW_FIELDS = (None, "to", "content", "params")
+
+#: the columns of a campaign row as a run of a recurring campaign copies them: the row's
+#: own values first, then those every row of the campaign shares
 ROW_COLUMNS = (
-    "provider",
     "to",
-    "template",
     "content",
     "params",
+    "provider",
+    "template",
     "options",
     "route",
     "status",
@@ -67,9 +72,9 @@ ROW_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class CampaignRow:
-    """One accepted CSV row: the number in E.164, its own text and variables."""
+class CampaignRow(NamedTuple):
+    """One accepted CSV row: the number in E.164, its own text and variables (a tuple:
+    an import makes a million of them)."""
 
     row: int
     to: str
@@ -188,36 +193,29 @@ class CampaignStore:
         route = (
             Serialized(json.dumps(campaign.route, ensure_ascii=False)) if campaign.route else None
         )
-        values = [
-            (
-                campaign.provider,
-                r.to,
-                campaign.template,
-                r.content,
-                json_strings(r.params),
-                options,
-                route,
-                Status.QUEUED.value,
-                0,
-                campaign.id,
-                campaign.owner,
-                Priority.BULK.value,  # a campaign's rows are always bulk
-                not_before,
-                now,
-                now,
-            )
-            for r in rows
-        ]
+        shared = {
+            "provider": campaign.provider,
+            "template": campaign.template,
+            "options": options,
+            "route": route,
+            "status": Status.QUEUED.value,
+            "attempts": 0,
+            "campaign_id": campaign.id,
+            "owner": campaign.owner,
+            "priority": Priority.BULK.value,  # a campaign's rows are always bulk
+            "next_attempt_at": not_before,
+            "created_at": now,
+            "updated_at": now,
+        }
         with self.db.write() as conn:
-            insert_rows(conn, N, ROW_COLUMNS, values, prepared=True)
+            insert_shared(conn, N, ROW_FIELDS, rows, shared)
 
     def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
         if not rows:
             return
-        values = [(campaign_id, r.row, r.to, r.content, json_strings(r.params)) for r in rows]
         with self.db.write() as conn:
-            insert_rows(
-                conn, R, ("campaign_id", "row", "to", "content", "params"), values, prepared=True
+            insert_shared(
+                conn, R, ("row", "to", "content", "params"), rows, {"campaign_id": campaign_id}
             )
 
     def start_run(self, campaign: Any, now: float, next_run_at: float | None) -> int | None:
@@ -242,11 +240,11 @@ class CampaignStore:
                 return None
             source = (
                 select(
-                    C.c.provider,
                     R.c.to,
-                    C.c.template,
                     R.c.content,
                     R.c.params,
+                    C.c.provider,
+                    C.c.template,
                     C.c.options,
                     C.c.route,
                     literal(Status.QUEUED.value),

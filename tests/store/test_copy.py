@@ -135,10 +135,9 @@ def test_recipients_too(db: Database, copies: list[int]) -> None:
 def test_a_copy_is_all_or_nothing_in_its_transaction(db: Database) -> None:
     store = CampaignStore(db, NotificationStore(db))
     campaign = campaign_of(store)
-    fixed = (
+    fixed = (  # ROW_COLUMNS past to, content, params
+        "jumdata",
         "1001",
-        None,
-        "[]",
         "{}",
         None,
         "queued",
@@ -150,8 +149,9 @@ def test_a_copy_is_all_or_nothing_in_its_transaction(db: Database) -> None:
         1.0,
         1.0,
     )
-    good = [("jumdata", f"+86135{i:08d}", *fixed) for i in range(ROWS)]
+    good = [(f"+86135{i:08d}", None, "[]", *fixed) for i in range(ROWS)]
     columns = ROW_COLUMNS
+    assert columns.index("campaign_id") == 9
     # a row naming no campaign fails the foreign key at its turn, after the others
     bad = (*good[0][:9], 999_999, "admin", "bulk", 1.0, 1.0, 1.0)
     with pytest.raises(Exception), db.write() as conn:  # noqa: B017 -- the driver's own
