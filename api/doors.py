@@ -56,7 +56,9 @@ def too_large(limit: int) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=413)
 
 
-async def refuse_and_drain(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+async def refuse_and_drain(
+    limit: int, scope: Scope, receive: Receive, send: Send, *, body_ended: bool = False
+) -> None:
     """413, then the rest of the body read and discarded before the answer ends.
 
     A client that writes its whole request before it reads (most do) would otherwise
@@ -66,7 +68,9 @@ async def refuse_and_drain(limit: int, scope: Scope, receive: Receive, send: Sen
     bytes, for up to :data:`DRAIN_SECONDS`, are read and dropped; then it ends and the
     connection closes (``Connection: close``: what is past the bound is never parsed as
     a next request). A client that asked ``Expect: 100-continue`` has sent no body: it
-    is told 413 and nothing is read."""
+    is told 413 and nothing is read; nor is anything once the body's last part has come
+    (``body_ended``): a server's ``receive`` then waits for the client to hang up, which
+    it does only after the answer has ended."""
     answer = too_large(limit)
     await send(
         {
@@ -76,7 +80,7 @@ async def refuse_and_drain(limit: int, scope: Scope, receive: Receive, send: Sen
         }
     )
     await send({"type": "http.response.body", "body": answer.body, "more_body": True})
-    if (b"expect", b"100-continue") not in scope["headers"]:
+    if not body_ended and (b"expect", b"100-continue") not in scope["headers"]:
         await drain(receive)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -117,12 +121,14 @@ class BodyLimit:
         received = 0
         started = False
         refused = False
+        ended = False
 
         async def counted() -> Message:
-            nonlocal received, refused
+            nonlocal received, refused, ended
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                ended = not message.get("more_body", False)
                 if received > limit:
                     refused = True
                     raise BodyTooLarge(limit)
@@ -138,7 +144,8 @@ class BodyLimit:
                 message = {**message, "headers": [*message["headers"], (b"connection", b"close")]}
             if refused and message["type"] == "http.response.body" and not message.get("more_body"):
                 await send({**message, "more_body": True})
-                await drain(receive)
+                if not ended:
+                    await drain(receive)
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
@@ -147,7 +154,7 @@ class BodyLimit:
         except BodyTooLarge:
             if started:  # pragma: no cover - every /v1 route reads its body before answering
                 raise
-            await refuse_and_drain(limit, scope, receive, send)
+            await refuse_and_drain(limit, scope, receive, send, body_ended=ended)
 
 
 def scoped_key(scope: str, key: str | None) -> str | None:
