@@ -43,6 +43,8 @@ class CallBudget:
         self._free = capacity
         self._bulk_held = 0
         self._changed = threading.Condition()
+        #: tasks waiting for units now (what a gauge or a test watches)
+        self.waiting = 0
         #: the most units ever held at once, and by bulk (for tests and benchmarks)
         self.high_water = 0
         self.bulk_high_water = 0
@@ -52,14 +54,20 @@ class CallBudget:
         them, and say how many. Give them back with :meth:`give` and the same ``bulk``."""
         wanted = min(max(n, 0), self.bulk_capacity if bulk else self.capacity)
         with self._changed:
-            if bulk:
-                self._changed.wait_for(
-                    lambda: self._free >= wanted and self._bulk_held + wanted <= self.bulk_capacity
-                )
-                self._bulk_held += wanted
-                self.bulk_high_water = max(self.bulk_high_water, self._bulk_held)
-            else:
-                self._changed.wait_for(lambda: self._free >= wanted)
+            self.waiting += 1
+            try:
+                if bulk:
+                    self._changed.wait_for(
+                        lambda: (
+                            self._free >= wanted and self._bulk_held + wanted <= self.bulk_capacity
+                        )
+                    )
+                    self._bulk_held += wanted
+                    self.bulk_high_water = max(self.bulk_high_water, self._bulk_held)
+                else:
+                    self._changed.wait_for(lambda: self._free >= wanted)
+            finally:
+                self.waiting -= 1
             self._free -= wanted
             self.high_water = max(self.high_water, self.capacity - self._free)
         return wanted

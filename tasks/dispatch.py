@@ -128,6 +128,13 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     bulk = any_bulk(ready)
     units = rt.call_budget.take(len(ready), bulk=bulk)
     try:
+        if campaign_ids:
+            # the wait for units can be long behind a campaign: a pause or cancel made
+            # meanwhile holds these rows now, not after every row already taken is sent
+            states = campaign_states(rt, campaign_ids)
+            ready, held = _still_running(ready, states, report)
+            if held:
+                _write(rt, held, now)
         yield from _claimed_onwards(rt, ready, now, states, report)
     finally:
         rt.call_budget.give(units, bulk=bulk)
@@ -259,6 +266,22 @@ def _triage(
         else:
             ready.append(row)
     return ready, stuck, early, held
+
+
+def _still_running(
+    rows: Sequence[NotificationRow], states: Mapping[int, CampaignState], report: Report
+) -> tuple[list[NotificationRow], list[Change]]:
+    """``rows`` split by their campaign's state as read again: still to send, and the
+    changes that hold the rest (as :func:`_triage` holds them)."""
+    going: list[NotificationRow] = []
+    held: list[Change] = []
+    for row in rows:
+        if row.campaign_id is not None and states[row.campaign_id].status != RUNNING:
+            held.append(_hold(row, states[row.campaign_id].status))
+            report.skipped += 1
+        else:
+            going.append(row)
+    return going, held
 
 
 def _hold(row: NotificationRow, campaign_status: str) -> Change:
