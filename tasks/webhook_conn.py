@@ -106,8 +106,12 @@ class WebhookClient:
         self.resolve = resolve
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.max_idle = max_idle
-        self._turns = threading.BoundedSemaphore(max_active)
+        self.max_active = max_active
         self._lock = threading.Lock()
+        #: signalled when a request ends while others wait for their turn
+        self._turn_free = threading.Condition(self._lock)
+        self._active = 0
+        self._waiting = 0
         #: per origin, idle connections and when each was given back, oldest first
         self._idle: dict[Origin, list[tuple[float, socket.socket]]] = {}
         self._idle_count = 0
@@ -124,33 +128,24 @@ class WebhookClient:
         request = b"".join(
             (target.head, fields.encode("ascii"), b"content-length: %d\r\n\r\n" % len(body), body)
         )
-        if not self._turns.acquire(timeout=remaining(deadline, PoolTimeout)):
-            raise PoolTimeout("every connection busy until the deadline")
+        sock = self._take(target.origin, deadline)
+        reusable = False
         try:
-            kept = self._take(target.origin)
-            if kept is not None:
+            if sock is not None:
                 try:
-                    return self._exchange(kept, target.origin, request, deadline)
+                    answer, reusable = exchange(sock, request, deadline, keep=self.keep)
+                    return answer
                 except (WriteError, NoAnswer):
-                    pass  # closed by the receiver while it waited: once more, on a new one
-            fresh = self._open(target.origin, deadline)
-            return self._exchange(fresh, target.origin, request, deadline)
-        finally:
-            self._turns.release()
-
-    def _exchange(
-        self, sock: socket.socket, origin: Origin, request: bytes, deadline: float
-    ) -> Answer:
-        try:
+                    sock.close()  # closed by the receiver while it waited: once more, anew
+                    sock = None
+            sock = self._open(target.origin, deadline)
             answer, reusable = exchange(sock, request, deadline, keep=self.keep)
-        except BaseException:
-            sock.close()
-            raise
-        if reusable:
-            self._give_back(origin, sock)
-        else:
-            sock.close()
-        return answer
+            return answer
+        finally:
+            if sock is not None and not reusable:
+                sock.close()
+                sock = None
+            self._give_back(target.origin, sock)
 
     def _open(self, origin: Origin, deadline: float) -> socket.socket:
         scheme, host, port = origin
@@ -181,10 +176,18 @@ class WebhookClient:
             raise
         return sock
 
-    def _take(self, origin: Origin) -> socket.socket | None:
-        """The origin's most recently kept connection, if it has not expired."""
+    def _take(self, origin: Origin, deadline: float) -> socket.socket | None:
+        """A turn to send, waited for within the deadline; and the origin's most recently
+        kept connection, if it has not expired."""
         now = time.monotonic()
         with self._lock:
+            while self._active >= self.max_active:
+                self._waiting += 1
+                try:
+                    self._turn_free.wait(remaining(deadline, PoolTimeout))
+                finally:
+                    self._waiting -= 1
+            self._active += 1
             idle = self._idle.get(origin)
             if not idle:
                 return None
@@ -202,10 +205,16 @@ class WebhookClient:
             each.close()
         return None
 
-    def _give_back(self, origin: Origin, sock: socket.socket) -> None:
+    def _give_back(self, origin: Origin, sock: socket.socket | None) -> None:
+        """The turn ended; ``sock`` (if not None) kept for the origin's next request."""
         now = time.monotonic()
         closing: list[socket.socket] = []
         with self._lock:
+            self._active -= 1
+            if self._waiting:
+                self._turn_free.notify()
+            if sock is None:
+                return
             if self._closed:
                 closing.append(sock)
             else:

@@ -203,3 +203,38 @@ def test_tls_refuses_a_certificate_no_authority_signed(tls_receiver: RawReceiver
         result = attempt(client, delivery_to(tls_receiver.url("hooks.example", "https")))
     assert result.answer.startswith("ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]")
     assert tls_receiver.requests == []
+
+
+def test_past_max_active_a_request_waits_its_turn_within_its_deadline() -> None:
+    """One request at a time (``max_active=1``): while the first is held at the
+    receiver, a second waits for its turn and times out at its deadline (half a second
+    here); once the first is answered, the next goes."""
+    arrived, answered = threading.Event(), threading.Event()
+
+    def held_first(index: int) -> tuple[bytes, bool]:
+        if index == 0:
+            arrived.set()
+            answered.wait(30)
+        return no_content(index)
+
+    receiver = RawReceiver(held_first)
+    client = WebhookClient(allow_private=True, timeout=30, keep=MAX_ANSWER, max_active=1)
+    first: list[int | None] = []
+    holder = threading.Thread(
+        target=lambda: first.append(attempt(client, delivery_to(receiver.url())).status_code)
+    )
+    try:
+        holder.start()
+        assert arrived.wait(10)
+        client.timeout = 0.5  # the second request's deadline, the first's 30 s
+        waited = attempt(client, delivery_to(receiver.url()))
+        assert (waited.status_code, waited.answer) == (None, "timeout: PoolTimeout")
+        answered.set()
+        holder.join(10)
+        assert first == [204] and len(receiver.requests) == 1
+        assert attempt(client, delivery_to(receiver.url())).status_code == 204
+        assert receiver.connections == 1
+    finally:
+        answered.set()
+        client.close()
+        receiver.close()
