@@ -27,6 +27,7 @@ connected to, kept alive for the endpoint's next event, shared by a worker's thr
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import ssl
 import threading
@@ -50,6 +51,8 @@ from webhooks.addresses import Resolver, system_resolver
 
 #: seconds a kept connection waits for its next request
 IDLE_EXPIRY = 5.0
+#: a host name or address as it may go into ``host`` (an IPv6 zone after its ``%``)
+_HOST = re.compile(r"[A-Za-z0-9._~:%-]+")
 #: what may stay as it is in a request target (the rest is percent-encoded)
 _TARGET_SAFE = "/%:@!$&'()*+,;=?~"
 
@@ -75,7 +78,7 @@ def target_of(url: str) -> Target:
             host = host.encode("idna").decode("ascii")
     except (ValueError, UnicodeError) as error:
         raise UnsafeUrl(f"not a URL ({error})") from None
-    if parts.scheme not in ("http", "https") or not host:
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host):
         raise UnsafeUrl("an http:// or https:// URL naming a host")
     port = explicit or (443 if parts.scheme == "https" else 80)
     name = f"[{host}]" if ":" in host else host

@@ -203,3 +203,26 @@ def test_the_request_is_one_post_with_its_length_host_and_signed_headers(
         assert named["webhook-signature"].startswith("v1,")
     finally:
         receiver.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://127.0.0.1/hooks", "http:///hooks", "http://exa mple.com/hooks", "http://h:99999/"],
+)
+def test_a_url_no_request_can_be_written_for_is_refused_unsent(
+    client: WebhookClient, url: str
+) -> None:
+    result = attempt(client, delivery_to(url))
+    assert result.status_code is None and result.answer.startswith("refused: ")
+
+
+def test_a_target_with_spaces_or_other_scripts_is_percent_encoded(client: WebhookClient) -> None:
+    receiver = RawReceiver()
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/hooks/訂單 new?to=a b&x=%41"
+        assert attempt(client, delivery_to(url)).status_code == 204
+        (request,) = receiver.requests
+        line = request.split(b"\r\n", 1)[0].decode()
+        assert line == "POST /hooks/%E8%A8%82%E5%96%AE%20new?to=a%20b&x=%41 HTTP/1.1"
+    finally:
+        receiver.close()
