@@ -80,7 +80,7 @@ def target_of(url: str) -> Target:
         raise UnsafeUrl(f"not a URL ({error})") from None
     if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host):
         raise UnsafeUrl("an http:// or https:// URL naming a host")
-    port = explicit or (443 if parts.scheme == "https" else 80)
+    port = explicit if explicit is not None else (443 if parts.scheme == "https" else 80)
     name = f"[{host}]" if ":" in host else host
     authority = name if explicit is None else f"{name}:{explicit}"
     path = quote(parts.path or "/", safe=_TARGET_SAFE)
