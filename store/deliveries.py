@@ -10,13 +10,14 @@ so two copies of one delivery task record one outcome.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Update, bindparam, func, select, update
 
 from store.bulk import insert_rows
 from store.db import Database
@@ -50,6 +51,46 @@ def _after(
     if attempts > len(waits):
         return {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
     return {"status": DeliveryStatus.PENDING.value, "next_attempt_at": now + waits[attempts - 1]}
+
+
+#: a delivery task's statements, built once: each batch of up to 100 events then neither
+#: builds them again nor coerces every id of their ``IN`` lists one by one
+_PENDING = (
+    select(D, W.c.url, W.c.secret, W.c.previous_secret, W.c.previous_until)
+    .join(W, W.c.id == D.c.endpoint_id)
+    .where(
+        D.c.id.in_(bindparam("ids", expanding=True)),
+        D.c.status == DeliveryStatus.PENDING.value,
+        W.c.disabled_at.is_(None),
+    )
+    .order_by(D.c.id)
+)
+_PRESENT = select(D.c.id).where(D.c.id.in_(bindparam("ids", expanding=True)))
+_DUE_AGAIN = (
+    update(D)
+    .where(D.c.id.in_(bindparam("ids", expanding=True)), D.c.status == DeliveryStatus.PENDING.value)
+    .values(next_attempt_at=bindparam("retry_at"))
+)
+
+
+@functools.cache
+def _moving(columns: tuple[str, ...]) -> Update:
+    """The compare-and-set of one kind of outcome, setting ``columns`` besides the
+    attempt count and time (its values bound as ``new_<column>``)."""
+    return (
+        update(D)
+        .where(
+            D.c.id.in_(bindparam("ids", expanding=True)),
+            D.c.status == DeliveryStatus.PENDING.value,
+            D.c.attempts == bindparam("made"),
+        )
+        .values(
+            attempts=bindparam("made_now"),
+            last_attempt_at=bindparam("at"),
+            **{column: bindparam(f"new_{column}") for column in columns},
+        )
+        .returning(D.c.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -121,16 +162,7 @@ class DeliveryStore:
         their task, or a replay, got there first) or whose endpoint is disabled are left
         out."""
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(D, W.c.url, W.c.secret, W.c.previous_secret, W.c.previous_until)
-                .join(W, W.c.id == D.c.endpoint_id)
-                .where(
-                    D.c.id.in_(list(delivery_ids)),
-                    D.c.status == DeliveryStatus.PENDING.value,
-                    W.c.disabled_at.is_(None),
-                )
-                .order_by(D.c.id)
-            ).all()
+            rows = conn.execute(_PENDING, {"ids": list(delivery_ids)}).all()
         return [
             Delivery(
                 id=row.id,
@@ -166,7 +198,7 @@ class DeliveryStore:
         with self.db.write() as conn:
             # an endpoint deleted meanwhile took its deliveries with it: nothing to log
             there: set[int] = set(
-                conn.execute(select(D.c.id).where(D.c.id.in_([d.id for d, _ in tried]))).scalars()
+                conn.execute(_PRESENT, {"ids": [d.id for d, _ in tried]}).scalars()
             )
             insert_rows(
                 conn,
@@ -192,14 +224,14 @@ class DeliveryStore:
                 changed = dict(items)
                 ids: list[int] = list(
                     conn.execute(
-                        update(D)
-                        .where(
-                            D.c.id.in_([d.id for d in members]),
-                            D.c.status == DeliveryStatus.PENDING.value,
-                            D.c.attempts == attempts,
-                        )
-                        .values(attempts=attempts + 1, last_attempt_at=now, **changed)
-                        .returning(D.c.id)
+                        _moving(tuple(changed)),
+                        {
+                            "ids": [d.id for d in members],
+                            "made": attempts,
+                            "made_now": attempts + 1,
+                            "at": now,
+                            **{f"new_{column}": value for column, value in items},
+                        },
                     ).scalars()
                 )
                 moved |= dict.fromkeys(ids, DeliveryStatus(changed["status"]))
@@ -209,14 +241,7 @@ class DeliveryStore:
                     was_ok = health.get(delivery.endpoint_id, False)
                     health[delivery.endpoint_id] = was_ok or result.ok
             if untried:
-                conn.execute(
-                    update(D)
-                    .where(
-                        D.c.id.in_([d.id for d in untried]),
-                        D.c.status == DeliveryStatus.PENDING.value,
-                    )
-                    .values(next_attempt_at=retry_at)
-                )
+                conn.execute(_DUE_AGAIN, {"ids": [d.id for d in untried], "retry_at": retry_at})
             for endpoint_id, ok in health.items():
                 self._endpoint_health(conn, endpoint_id, ok, now, disable_after)
         return statuses

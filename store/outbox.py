@@ -101,16 +101,20 @@ def record_notification_events(
     targets = _targets(conn, sorted({notification_id for notification_id, _ in reported}))
     if not targets:
         return 0
+    # each change looks at its own row's endpoints, not at every row's (a dispatch batch
+    # reports 50 changes at once)
+    endpoints: dict[int, list[Any]] = {}
+    for target in targets:
+        endpoints.setdefault(target.id, []).append(target)
+    stamp = iso(now)
     rows: list[tuple[Any, ...]] = []
     for (notification_id, status), version in reported.items():
         event_type = event_for_status(status)
         body: str | None = None
-        for target in targets:
-            if target.id != notification_id:
-                continue
+        for target in endpoints.get(notification_id, ()):
             if target.events is not None and event_type not in target.events:
                 continue
-            body = body or _notification_body(target, status, version, now)
+            body = body or _notification_body(target, status, version, stamp)
             rows.append(
                 (
                     target.endpoint_id,
@@ -145,7 +149,8 @@ def record_event(
     wanting = [e.id for e in endpoints if e.events is None or event_type in e.events]
     if not wanting:
         return 0
-    body = _body(event_type, {"id": subject_id, **data, "at": iso(now)}, now)
+    stamp = iso(now)
+    body = _body(event_type, {"id": subject_id, **data, "at": stamp}, stamp)
     pending = DeliveryStatus.PENDING.value
     rows = [
         (endpoint_id, message_id(), event_type, subject_id, body, pending, 0, now, now)
@@ -155,15 +160,16 @@ def record_event(
     return len(rows)
 
 
-def _body(event_type: str, data: dict[str, Any], now: float) -> str:
+def _body(event_type: str, data: dict[str, Any], stamp: str) -> str:
+    """An event's JSON; ``stamp`` is its moment as :func:`iso` writes it."""
     return json.dumps(
-        {"type": event_type, "timestamp": iso(now), "data": data},
+        {"type": event_type, "timestamp": stamp, "data": data},
         separators=(",", ":"),
         ensure_ascii=False,
     )
 
 
-def _notification_body(row: Any, status: Status, version: int, now: float) -> str:
+def _notification_body(row: Any, status: Status, version: int, stamp: str) -> str:
     """The event as the receiver reads it: the number masked, never a text or a code."""
     event_type = event_for_status(status)
     assert event_type is not None
@@ -176,6 +182,6 @@ def _notification_body(row: Any, status: Status, version: int, now: float) -> st
         "idempotency_key": row.idempotency_key,
         "campaign_id": row.campaign_id,
         "version": version,
-        "at": iso(now),
+        "at": stamp,
     }
-    return _body(event_type, data, now)
+    return _body(event_type, data, stamp)

@@ -106,6 +106,7 @@ def deliver(
     turn, saying why; or when it has taken a third of its lease, and the rest are due
     again at once."""
     store = DeliveryStore(rt.db)
+    client = client or client_for(rt)
     deliveries = store.pending(delivery_ids, now=time.time())
     started = time.monotonic()
     tried: list[tuple[Delivery, AttemptResult]] = []
@@ -113,7 +114,7 @@ def deliver(
     for delivery in deliveries:
         if time.monotonic() - started > rt.settings.webhook_lease / 3:
             break
-        result = attempt(client or client_for(rt), delivery)
+        result = attempt(client, delivery)
         outcomes[outcome_of(result)] += 1
         tried.append((delivery, result))
         if result.status_code is None:
