@@ -488,6 +488,15 @@ def row_fields_check(fields: RowFields, content: str | None) -> RowCheck:
     return check
 
 
+@dataclass(frozen=True)
+class CodeLeg:
+    """How a verification code rides one provider: the fields of its notification."""
+
+    template: str | None = None
+    content: str | None = None
+    params: tuple[str, ...] = ()
+
+
 # -- the protocol -------------------------------------------------------------------------
 
 
@@ -503,6 +512,13 @@ class Provider(abc.ABC):
     #: set where ``validate`` checks a row's number and variables apart from its other
     #: fields, and checks those without looking at the number or variables
     row_fields: ClassVar[RowFields | None] = None
+
+    #: the verification channel this provider carries codes on (``sms``, ``voice``); None:
+    #: it carries none
+    code_channel: ClassVar[str | None] = None
+    #: the setting that holds its text or template id for codes (``verify_sms_text``);
+    #: an empty setting leaves it out of a code's fail-over
+    code_setting: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def validate(self, draft: Draft) -> Valid:
@@ -545,6 +561,11 @@ class Provider(abc.ABC):
 
     def send_results(self, messages: Sequence[Message], reply: Reply) -> list[SendResult]:
         return parse_or_classify(messages, reply, lambda r: self.parse_send(messages, r))
+
+    def carry_code(self, code: str, template: str) -> CodeLeg:
+        """The notification that carries a verification ``code``, given ``template``: the
+        request's own, else :attr:`code_setting`'s value. Only where :attr:`code_channel`."""
+        raise InvalidRequest([FieldError("provider", f"{self.name} carries no codes")])
 
     # -- report pulls (only where :attr:`pulls_reports`) ------------------------------------
 

@@ -231,6 +231,24 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(
     assert create(client).status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"template": "没有验证码"}, "must hold {code} for the code"),
+        (
+            {"provider": "jumdata"},
+            "jumdata needs a template id (NOTIFYQ_VERIFY_JUMDATA_TEMPLATE)",
+        ),
+    ],
+)
+def test_a_voice_code_the_provider_cannot_carry_says_why(
+    client: TestClient, body: dict[str, Any], message: str
+) -> None:
+    answer = create(client, channel="voice", **body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [{"field": "template", "message": message}]
+
+
 def test_a_check_of_a_code_that_is_not_digits_is_422_and_not_counted(
     client: TestClient, runtime: Runtime
 ) -> None:
