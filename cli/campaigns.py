@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import BAD_INPUT, build_runtime, exits, fail, parse_options, print_json
+from cli.common import BAD_INPUT, AsJson, build_runtime, exits, fail, parse_options, print_json
 
 app = typer.Typer(
     help="Reminder campaigns from a CSV: one-off (--at) or recurring (--cron).",
@@ -48,7 +48,7 @@ def create(
         str | None, typer.Option(help="this campaign's throughput cap, e.g. 50/second")
     ] = None,
     name: Annotated[str, typer.Option(help="a name to recognise it by")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Import the CSV (bad rows are skipped and reported) and schedule the campaign."""
     from tasks.campaigns.intake import CampaignSpec, import_campaign
@@ -111,7 +111,7 @@ def _table(view: dict[str, Any]) -> Table:
 @app.command()
 def show(
     campaign_id: Annotated[int, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
     watch: Annotated[
         bool | None,
         typer.Option(

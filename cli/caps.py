@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BAD_INPUT, exits, fail, print_json, settings
+from cli.common import BAD_INPUT, AsJson, exits, fail, print_json, settings
 
 app = typer.Typer(help="Per-number caps: what each holds for a number.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def show(
     provider: Annotated[
         str | None, typer.Option(help="one provider only (default: every provider with caps)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Calls in each cap's window, the provider's block, and the next free moment, per
     provider, for NUMBER (any common spelling). Reads only; changes nothing."""

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import exits, fail, parse_options, print_json, settings
+from cli.common import AsJson, exits, fail, parse_options, print_json, settings
 
 #: how often ``status --wait`` reads the row again (a person watching: a quarter second)
 WAIT_POLL = 0.25
@@ -47,7 +47,7 @@ def send(
         str | None,
         typer.Option(help="urgent, normal (the default) or bulk: which work it goes before"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Validate and enqueue one notification; prints its id."""
     from scheduler.availability import require_writable
@@ -80,7 +80,7 @@ def send(
 
 def status(
     notification_id: Annotated[int, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
     wait: Annotated[
         bool,
         typer.Option(

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import BAD_INPUT, build_runtime, exits, fail, print_json
+from cli.common import BAD_INPUT, AsJson, build_runtime, exits, fail, print_json
 
 app = typer.Typer(
     help="Suppressed numbers: an opt-out, or a number a provider reported bad.",
@@ -23,7 +23,7 @@ def add(
         str | None, typer.Option(help="one provider only (default: every provider)")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="one word, default opt-out")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Never call NUMBER again (through PROVIDER, or any)."""
     from tasks import suppressions
@@ -46,7 +46,7 @@ def list_(
     to: Annotated[str | None, typer.Option("--to", help="one number's suppressions")] = None,
     after: Annotated[int, typer.Option(help="the page after this cursor")] = 0,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Suppressed numbers (masked), oldest first."""
     from tasks import suppressions

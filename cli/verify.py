@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import BAD_INPUT, FAILURE, build_runtime, exits, fail, print_json
+from cli.common import BAD_INPUT, FAILURE, AsJson, build_runtime, exits, fail, print_json
 
 app = typer.Typer(
     help="Verification codes: send one by SMS or voice, check what the person typed.",
@@ -39,7 +39,7 @@ def create(
         int | None,
         typer.Option("--voice-after", help="with sms: call with the code N s later if unchecked"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Send a new code; prints the verification's id (never the code)."""
     from tasks.verifications import TooManyRequests, VerificationError, create_verification
@@ -73,7 +73,7 @@ def check(
     code: Annotated[
         str | None, typer.Option("--code", help="the code (asked for, unechoed, if not given)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Check a code: approved, denied (attempts left), expired or too_many_attempts.
     Exit 0 only when approved."""
