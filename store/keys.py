@@ -36,7 +36,7 @@ from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.limits import CapSyntaxError, parse_caps
-from store.db import Database
+from store.db import Store
 from store.schema import DEFAULT_OWNER, OWNER_LENGTH, ApiKey, table_of
 
 K = table_of(ApiKey)
@@ -143,10 +143,7 @@ def check_quota(quota: int | None) -> int | None:
     return quota
 
 
-class KeyStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class KeyStore(Store):
     def create(
         self,
         name: str,

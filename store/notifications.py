@@ -27,7 +27,7 @@ from observe.metrics import STALE_CHANGES
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
-from store.db import INSERT_PAGE, Database
+from store.db import INSERT_PAGE, Store
 from store.outbox import record_notification_events
 from store.rows import NotificationRow
 from store.schema import DEFAULT_OWNER, Event, Notification, table_of
@@ -131,10 +131,7 @@ class IllegalTransition(Exception):
     """Raised only by callers that demand a transition; the store itself logs and skips."""
 
 
-class NotificationStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class NotificationStore(Store):
     # -- writing new rows -------------------------------------------------------------
 
     def insert(

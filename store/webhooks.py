@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from store.db import Database
+from store.db import Store
 from store.schema import WebhookEndpoint, table_of
 from webhooks import EVENT_TYPES, new_secret
 
@@ -74,10 +74,7 @@ def check_events(events: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(sorted(set(events)))
 
 
-class EndpointStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class EndpointStore(Store):
     def create(
         self,
         owner: str,
