@@ -75,7 +75,7 @@ from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from bench.dispatch import base_env, bracket, ceiling  # noqa: E402
 from bench.http1 import JsonPoster  # noqa: E402
-from bench.store import fresh_database  # noqa: E402
+from bench.store import add_database_url, fresh_database  # noqa: E402
 from bench.store import kind as store_kind  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
 from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
@@ -490,9 +490,7 @@ def main() -> None:
         metavar="FILE",
         help="record the API process to FILE: during (a) and (b), or (d) with --e2e-only",
     )
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     parser.add_argument("--e2e", type=int, help="posts end to end (default 6,000; quick 2,000)")
     parser.add_argument("--e2e-clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=int, default=200)

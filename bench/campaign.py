@@ -46,7 +46,7 @@ from worker.app import make_celery
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.store import fresh_database, kind  # noqa: E402
+from bench.store import add_database_url, fresh_database, kind  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
 from harness.supervise import NOTIFYQ, RedisServer  # noqa: E402
 
@@ -135,9 +135,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="100,000 rows, extrapolated")
     parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     args = parser.parse_args()
     store = kind(args.database_url)
     rows = args.rows or (100_000 if args.quick else 1_000_000)

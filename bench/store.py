@@ -8,6 +8,7 @@ anything in a database someone else uses.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sqlite3
 import uuid
@@ -18,6 +19,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from store.migrate import upgrade
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``: the PostgreSQL server a bench makes its fresh database on."""
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
+    )
 
 
 def kind(database_url: str | None) -> str:
