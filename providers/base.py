@@ -126,39 +126,48 @@ class UnreadableReply(ProviderError):
     """A reply body the provider's documents do not describe."""
 
 
-@dataclass(frozen=True)
-class Draft:
-    """A request as a caller wrote it, before validation."""
+@dataclass(frozen=True, kw_only=True)
+class Wording:
+    """What a call says: a template or a text, its variables and the provider's options.
 
-    provider: str
-    to: str
+    Every record that carries a request from one layer to the next (a draft, a route leg,
+    a stored row's draft, a message to place) says it with these names, so they are
+    declared here once. Keyword-only: a subclass's own fields (the provider, the number)
+    stay positional in front of them."""
+
     template: str | None = None
     content: str | None = None
-    params: tuple[str, ...] = ()
+    params: Sequence[str] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Valid:
-    """A draft that passed validation: the number in E.164, options in their types."""
+class Leg(Wording):
+    """A provider and what to say through it."""
 
-    to: str
-    template: str | None
-    content: str | None
-    params: tuple[str, ...]
-    options: Mapping[str, Any]
+    provider: str
 
 
 @dataclass(frozen=True)
-class Message:
+class Draft(Leg):
+    """A request as a caller wrote it, before validation."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class Valid(Wording):
+    """A draft that passed validation: the number in E.164, options in their types."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class Message(Wording):
     """What a provider needs to place one call, built from the ledger row at send time."""
 
     id: int
     to: str
-    template: str | None = None
-    content: str | None = None
-    params: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -536,7 +545,9 @@ class Provider(abc.ABC):
         if self.row_fields is None:
             return None
         try:
-            probe = self.validate(Draft(self.name, PROBE_NUMBER, template, content, (), options))
+            probe = self.validate(
+                Draft(self.name, PROBE_NUMBER, template=template, content=content, options=options)
+            )
         except InvalidRequest:
             return None
         return row_fields_check(self.row_fields, probe.content)

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
+from providers.base import Leg
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
@@ -41,15 +42,10 @@ EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", 
 
 
 @dataclass(frozen=True)
-class NewNotification:
+class NewNotification(Leg):
     """A validated request, number already in E.164."""
 
-    provider: str
     to: str
-    template: str | None = None
-    content: str | None = None
-    params: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
     route: Sequence[Mapping[str, Any]] | None = None
     idempotency_key: str | None = None
     campaign_id: int | None = None
