@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -26,9 +26,6 @@ from providers.base import InvalidRequest, MissingCredentials
 if TYPE_CHECKING:
     from store.db import DatabaseUnavailable
     from tasks.runtime import Runtime
-
-#: the ``--json`` flag of a command that prints what it did: one JSON object, for scripts
-AsJson = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 BAD_INPUT = 2
 FAILURE = 1

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import AsJson, exits, print_json, settings
+from cli.common import exits, print_json, settings
+from cli.options import AsJson
 
 app = typer.Typer(help="The database schema.", no_args_is_help=True)
 

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import AsJson, exits, fail, parse_options, print_json, settings
+from cli.common import exits, fail, parse_options, print_json, settings
+from cli.options import AsJson, Id, ProviderOptions, TemplateId
 
 #: how often ``status --wait`` reads the row again (a person watching: a quarter second)
 WAIT_POLL = 0.25
@@ -25,18 +26,14 @@ def send(
         str, typer.Argument(help="apispace-voice, apispace-sms, ihuyi, jumdata or itniotech")
     ],
     to: Annotated[str, typer.Option("--to", help="the recipient's number, any usual spelling")],
-    template: Annotated[
-        str | None, typer.Option(help="the provider's template id (or itniotech audio file id)")
-    ] = None,
+    template: TemplateId = None,
     content: Annotated[
         str | None, typer.Option(help="the full text (ihuyi; APISpace SMS msg)")
     ] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="a template variable (repeatable)")
     ] = None,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", help="a provider option name=value (repeatable)")
-    ] = None,
+    option: ProviderOptions = None,
     key: Annotated[
         str | None, typer.Option("--key", help="idempotency key: the same key never sends twice")
     ] = None,
@@ -79,7 +76,7 @@ def send(
 
 
 def status(
-    notification_id: Annotated[int, typer.Argument(metavar="ID")],
+    notification_id: Id,
     as_json: AsJson = False,
     wait: Annotated[
         bool,

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import BAD_INPUT, AsJson, build_runtime, exits, fail, print_json
+from cli.common import BAD_INPUT, build_runtime, exits, fail, print_json
+from cli.options import AsJson, Id, Number, OneProvider
 
 app = typer.Typer(
     help="Suppressed numbers: an opt-out, or a number a provider reported bad.",
@@ -18,10 +19,8 @@ app = typer.Typer(
 
 @app.command()
 def add(
-    to: Annotated[str, typer.Argument(metavar="NUMBER")],
-    provider: Annotated[
-        str | None, typer.Option(help="one provider only (default: every provider)")
-    ] = None,
+    to: Number,
+    provider: OneProvider = None,
     reason: Annotated[str | None, typer.Option(help="one word, default opt-out")] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -71,7 +70,7 @@ def list_(
 
 @app.command()
 def remove(
-    to: Annotated[str, typer.Argument(metavar="NUMBER")],
+    to: Number,
     provider: Annotated[str | None, typer.Option(help="lift this provider's only")] = None,
 ) -> None:
     """Lift NUMBER's suppressions."""
@@ -85,7 +84,7 @@ def remove(
 
 
 @app.command()
-def campaign(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def campaign(campaign_id: Id) -> None:
     """How many of a campaign's rows ended failed because their number is suppressed."""
     from tasks import suppressions
 

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import BAD_INPUT, AsJson, exits, fail, print_json, settings
+from cli.common import BAD_INPUT, exits, fail, print_json, settings
+from cli.options import AsJson
 
 if TYPE_CHECKING:
     from config.settings import Settings
