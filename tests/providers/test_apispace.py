@@ -230,63 +230,6 @@ def test_a_voice_call_may_go_to_a_mobile_or_a_landline() -> None:
     )
 
 
-def test_voice_options_are_normalised() -> None:
-    valid = voice().validate(
-        Draft(
-            "apispace-voice",
-            "13800138000",
-            template="1011",
-            params=("张三", "明天"),
-            options={
-                "allowedCallTime": "09:00 - 21:00",
-                "isNotifyFileId": "1",
-                "transData": "order-7",
-            },
-        )
-    )
-    assert valid.options == {
-        "allowedCallTime": "09:00-21:00",
-        "isNotifyFileId": "true",
-        "transData": "order-7",
-    }
-
-
-V = "apispace-voice"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft(V, "12345", template="1"), "to"),
-        (Draft(V, "+14155550100", template="1"), "to"),
-        (Draft(V, "13800138000"), "template"),
-        (Draft(V, "13800138000", template="T-1"), "template"),
-        (Draft(V, "13800138000", template="1", content="text"), "content"),
-        (Draft(V, "13800138000", template="1", params=("a,b",)), "params[0]"),
-        (Draft(V, "13800138000", template="1", params=("",)), "params[0]"),
-    ],
-)
-def test_bad_voice_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    assert field in refused(voice(), draft)
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [
-        ("allowedCallTime", "9-21"),
-        ("allowedCallTime", "25:00-26:00"),
-        ("allowedCallTime", "09:00-09:00"),
-        ("allowedCallTime", "09:00-24:30"),
-        ("transData", "x" * 257),
-        ("isNotifyFileId", "maybe"),
-        ("playTimes", "2"),
-    ],
-)
-def test_a_bad_voice_option_is_refused_naming_it(option: str, value: str) -> None:
-    draft = Draft(V, "13800138000", template="1", options={option: value})
-    assert f"options.{option}" in refused(voice(), draft)
-
-
 def test_the_seed_sms_example_is_valid() -> None:
     valid = sms().validate(Draft("apispace-sms", "15800000000", content=SEED_MSG, params=("1234",)))
     assert (valid.to, valid.content, valid.params) == ("+8615800000000", SEED_MSG, ("1234",))

@@ -16,7 +16,6 @@ from providers.ihuyi import (
     submit_password,
 )
 from tests.providers.codes_doc import outcomes
-from tests.providers.refusals import refused
 
 SEED_ACCOUNT = "test"
 SEED_APIKEY = "1q784322ba1d9bb88d50cf5cdfd89k7d"
@@ -125,25 +124,6 @@ def test_every_spelling_of_a_number_normalises_to_one_e164(spelling: str) -> Non
 
 def test_a_landline_with_area_code_is_accepted() -> None:
     assert client().validate(Draft("ihuyi", "021-5123-4529", content="您好")).to == "+862151234529"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft("ihuyi", "12345", content="x"), "to"),
-        (Draft("ihuyi", "+14155550100", content="x"), "to"),
-        (Draft("ihuyi", "13800138000", content=""), "content"),
-        (Draft("ihuyi", "13800138000", content="您的客户【变量】将于2天后过生日"), "content"),
-        (Draft("ihuyi", "13800138000", content="x" * 501), "content"),
-        (Draft("ihuyi", "13800138000", content="x", template="123"), "template"),
-        (
-            Draft("ihuyi", "13800138000", content="x", options={"playTimes": "2"}),
-            "options.playTimes",
-        ),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    assert field in refused(client(), draft)
 
 
 def test_receipt_push_is_parsed() -> None:

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from providers.base import Draft, Message, MissingCredentials, Outcome, Reply
 from providers.itniotech import CODES, Itniotech, sign
 from tests.providers.codes_doc import outcomes
-from tests.providers.refusals import refused
 
 
 def test_sign_is_md5_of_key_secret_and_seconds() -> None:
@@ -139,69 +138,6 @@ def test_a_number_of_any_country_is_accepted_with_its_country_code(
     spelling: str, e164: str
 ) -> None:
     assert client().validate(Draft("itniotech", spelling, template="f.mp3")).to == e164
-
-
-def test_options_are_kept_in_their_wire_types() -> None:
-    valid = client().validate(
-        Draft(
-            "itniotech",
-            "+919876543210",
-            template="f.mp3",
-            options={
-                "maxDuration": "120",
-                "maxRingingTime": "20",
-                "loopCount": "9",
-                "calledInfo": "",
-                "displayNum": "1008122211",
-            },
-        )
-    )
-    assert valid.options == {
-        "maxDuration": 120,
-        "maxRingingTime": 20,
-        "loopCount": 9,
-        "displayNum": "1008122211",
-    }
-
-
-IT = "itniotech"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft(IT, "12345", template="f"), "to"),
-        (Draft(IT, "13800138000", template="f"), "to"),  # no country code: +1 380… is no number
-        (Draft(IT, "+91 98765", template="f"), "to"),
-        (Draft(IT, "+919876543210"), "template"),
-        (Draft(IT, "+919876543210", template="f" * 129), "template"),
-        (Draft(IT, "+919876543210", template="f", content="text"), "content"),
-        (Draft(IT, "+919876543210", template="f", params=("a",)), "params"),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    assert field in refused(client(), draft)
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [
-        ("maxDuration", "0"),
-        ("maxDuration", "121"),
-        ("maxRingingTime", "19"),
-        ("maxRingingTime", "121"),
-        ("loopCount", "0"),
-        ("loopCount", "10"),
-        ("calledInfo", "x" * 1001),
-        ("displayNum", "123456"),
-        ("displayNum", "1234567890123456"),
-        ("displayNum", "10081abc"),
-        ("playTimes", "1"),
-    ],
-)
-def test_a_bad_option_is_refused_naming_it(option: str, value: str) -> None:
-    draft = Draft(IT, "+919876543210", template="f", options={option: value})
-    assert f"options.{option}" in refused(client(), draft)
 
 
 # -- pushed call results (the ASSUMED push) -------------------------------------------------

@@ -10,10 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from providers.base import Draft, Message, MissingCredentials, Outcome, Reply
+from providers.base import Message, MissingCredentials, Outcome, Reply
 from providers.jumdata import BLOCKED_CODE, CODES, WINDOW_CODE, Jumdata, sign
 from tests.providers.codes_doc import outcomes
-from tests.providers.refusals import refused
 
 NOTIFY = "https://notifyq.test/callbacks/tok/jumdata"
 
@@ -117,53 +116,6 @@ def test_without_credentials_nothing_is_built() -> None:
         Jumdata(None, SecretStr("s"), "http://x", None).build_send([MESSAGE], 0)
     with pytest.raises(MissingCredentials, match="NOTIFYQ_JUMDATA_APP_SECRET"):
         Jumdata("a", None, "http://x", None).build_send([MESSAGE], 0)
-
-
-def test_a_valid_draft_keeps_play_times_as_a_number() -> None:
-    valid = client().validate(
-        Draft(
-            "jumdata",
-            "+86 138 0013 8000",
-            template="1001",
-            params=("张三",),
-            options={"playTimes": "3"},
-        )
-    )
-    assert (valid.to, valid.template, valid.params, valid.options) == (
-        "+8613800138000",
-        "1001",
-        ("张三",),
-        {"playTimes": 3},
-    )
-
-
-J = "jumdata"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft(J, "021-5123-4529", template="1"), "to"),
-        (Draft(J, "+14155550100", template="1"), "to"),
-        (Draft(J, "1380013800", template="1"), "to"),
-        (Draft(J, "13800138000"), "template"),
-        (Draft(J, "13800138000", template="a b"), "template"),
-        (Draft(J, "13800138000", template="x" * 65), "template"),
-        (Draft(J, "13800138000", template="1", content="text"), "content"),
-        (Draft(J, "13800138000", template="1", params=("张,三",)), "params[0]"),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    assert field in refused(client(), draft)
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [("playTimes", "0"), ("playTimes", "4"), ("playTimes", "two"), ("notifyUrl", "http://x")],
-)
-def test_a_bad_option_is_refused_naming_it(option: str, value: str) -> None:
-    draft = Draft(J, "13800138000", template="1", options={option: value})
-    assert f"options.{option}" in refused(client(), draft)
 
 
 # -- the callback ------------------------------------------------------------------------------
