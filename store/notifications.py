@@ -41,17 +41,24 @@ E = table_of(Event)
 EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Asked:
+    """Who asks for a notification and what tells a repeat apart, the same from the
+    caller's request to the stored row."""
+
+    idempotency_key: str | None = None
+    campaign_id: int | None = None
+    #: the name of the API key that asks for it (store/keys.py); the operator's by default
+    owner: str = DEFAULT_OWNER
+
+
 @dataclass(frozen=True)
-class NewNotification(Leg):
+class NewNotification(Leg, Asked):
     """A validated request, number already in E.164."""
 
     to: str
     route: Sequence[Mapping[str, Any]] | None = None
-    idempotency_key: str | None = None
-    campaign_id: int | None = None
     not_before: float | None = None
-    #: the name of the API key that asks for it (store/keys.py)
-    owner: str = DEFAULT_OWNER
     priority: Priority = DEFAULT_PRIORITY
 
 

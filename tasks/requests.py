@@ -20,23 +20,19 @@ from providers.base import Draft, FieldError, InvalidRequest, Provider
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store import NewNotification, RouteLeg
-from store.schema import DEFAULT_OWNER
+from store.notifications import Asked
 
 MAX_KEY = 255
 
 
 @dataclass(frozen=True)
-class SendRequest(Draft):
+class SendRequest(Draft, Asked):
     """A send as a caller states it: a draft, its fail-over legs and how it is queued."""
 
     #: fail-over legs, tried in order when the provider before is unavailable
     route: Sequence[RouteLeg] = ()
-    idempotency_key: str | None = None
     #: epoch seconds, an ISO 8601 string, or an aware datetime
     not_before: float | str | datetime | None = None
-    campaign_id: int | None = None
-    #: the name of the API key that asks (store/keys.py); the operator's by default
-    owner: str = DEFAULT_OWNER
     #: urgent, normal or bulk (scheduler/priority.py); None: normal
     priority: str | None = None
 
