@@ -33,18 +33,29 @@ def taken_then_refused(
     return taken[0], refused
 
 
+def burst_then_one(
+    rates: RateLimiter, client: redis.Redis, key: str, caps: Sequence[Cap], burst: int
+) -> tuple[RateDecision, RateDecision, RateDecision]:
+    """``burst`` taken at once and the next refused until one interval (a second, at these
+    tests' rates) after the first; at that moment one more taken and the next refused:
+    the first decision and the two refusals."""
+    first, refused = taken_then_refused(rates, key, caps, burst)
+    assert refused.retry_at == pytest.approx(first.now + 1.0, abs=MS)
+    sleep_until(client, refused.retry_at)
+    _, again = taken_then_refused(rates, key, caps, 1)
+    return first, refused, again
+
+
 def test_a_burst_of_the_amount_goes_at_once_then_one_per_interval(
     rates: RateLimiter, client: redis.Redis
 ) -> None:
     # 5 per 5 s (one a second): each step below has a second to happen in, which a busy
     # machine's scheduling delays (tens of ms) never eat up
-    five = parse_caps("5/5 seconds")
-    first, sixth = taken_then_refused(rates, "provider:ihuyi", five, 5)
-    assert sixth.retry_at == pytest.approx(first.now + 1.0, abs=MS)
-
-    # from here on: one send a second, no more
-    sleep_until(client, sixth.retry_at)
-    _, next_one = taken_then_refused(rates, "provider:ihuyi", five, 1)
+    _, sixth, next_one = burst_then_one(
+        rates, client, "provider:ihuyi", parse_caps("5/5 seconds"), 5
+    )
+    # from the sixth on: one send a second, no more
+    assert sixth.retry_at is not None
     assert next_one.retry_at == pytest.approx(sixth.retry_at + 1.0, abs=MS)
 
 
@@ -62,12 +73,9 @@ def test_a_batch_takes_its_whole_quantity_or_nothing(rates: RateLimiter) -> None
 def test_a_refusal_by_one_rate_takes_nothing_from_the_others(
     rates: RateLimiter, client: redis.Redis
 ) -> None:
-    both = parse_caps("3/3 seconds;4/minute")
-    first, held = taken_then_refused(rates, "k", both, 3)
-    assert held.retry_at == pytest.approx(first.now + 1.0, abs=MS)
-    sleep_until(client, held.retry_at)
-    # had the refused take spent a per-minute slot, this fourth would be refused
-    _, fifth = taken_then_refused(rates, "k", both, 1)
+    # had the refused fourth spent a per-minute slot, the fourth taken after the wait
+    # would be refused
+    first, _, fifth = burst_then_one(rates, client, "k", parse_caps("3/3 seconds;4/minute"), 3)
     assert fifth.retry_at == pytest.approx(first.now + 15, abs=MS)
 
 
