@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.http_middleware import HttpMiddleware
 from api.key_limits import KeyLimits
 from api.keyring import Grant, KeyRing, bearer
 from config.settings import Settings
@@ -136,7 +137,7 @@ def _refused(code: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, code, headers=CHALLENGE if code == 401 else None)
 
 
-class ApiKeyGate:
+class ApiKeyGate(HttpMiddleware):
     """Refuses every request under ``prefix`` without a valid key, or over its key's rate,
     before its body is read, and leaves the key's grant in the scope for the routes;
     and, when the settings say so, the operator routes (``/metrics``: an admin key or
@@ -147,13 +148,10 @@ class ApiKeyGate:
     """
 
     def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
-        self.app = app
+        super().__init__(app)
         self.prefix = prefix
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         state = scope["app"].state
         settings: Settings = state.settings

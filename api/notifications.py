@@ -45,7 +45,13 @@ def to_request(body: NotificationIn, grant: Grant) -> SendRequest:
         params=tuple(body.params),
         options=body.options,
         route=tuple(
-            RouteLeg(leg.provider, leg.template, leg.content, tuple(leg.params), leg.options)
+            RouteLeg(
+                leg.provider,
+                template=leg.template,
+                content=leg.content,
+                params=tuple(leg.params),
+                options=leg.options,
+            )
             for leg in body.route
         ),
         idempotency_key=scoped_key(grant.namespace, body.idempotency_key),

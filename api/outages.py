@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http_middleware import HttpMiddleware
 from observe.outage import Outage, first_line, quiet_on_root
 from scheduler.availability import RedisRefusesWrites, redis_away, require_writable
 from store.availability import probe_store, store_away
@@ -76,18 +77,15 @@ def unavailable(field: str, reason: str) -> JSONResponse:
     )
 
 
-class OutageAnswers:
+class OutageAnswers(HttpMiddleware):
     """The outermost middleware: an error that means the store or Redis is away becomes
     ``503`` (if nothing of the answer was sent yet) and one log line per outage."""
 
     def __init__(self, app: ASGIApp, dependencies: Dependencies) -> None:
-        self.app = app
+        super().__init__(app)
         self.dependencies = dependencies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def sending(message: Message) -> None:

@@ -54,14 +54,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +75,11 @@ from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from bench.dispatch import base_env, bracket, ceiling  # noqa: E402
 from bench.http1 import JsonPoster  # noqa: E402
-from bench.store import fresh_database  # noqa: E402
+from bench.run import private_redis  # noqa: E402
+from bench.store import add_database_url, fresh_database  # noqa: E402
 from bench.store import kind as store_kind  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
-from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from harness.supervise import Stack, free_port, wait_until  # noqa: E402
 from store.schema import Event, Notification  # noqa: E402
 from worker.queues import DISPATCH_QUEUE  # noqa: E402
 
@@ -139,6 +140,34 @@ def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
             spy.wait(60)
         except subprocess.TimeoutExpired:
             spy.kill()
+
+
+class Spy:
+    """The py-spy of one run, if the command line asks for one."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def on(self, pid: int, path: str | None) -> None:
+        self.process = spy_on(pid, path)
+
+    def stop(self) -> None:
+        stop_spy(self.process)
+
+
+@contextlib.contextmanager
+def stack_run(stack: Stack) -> Iterator[Spy]:
+    """A run of ``stack``: on a failure, what each process said; however it ends, a
+    py-spy still recording is killed and the stack stopped."""
+    spy = Spy()
+    try:
+        yield spy
+    except Exception:
+        print(stack.report(), file=sys.stderr)
+        raise
+    finally:
+        if spy.process is not None and spy.process.poll() is None:
+            spy.process.kill()
+        stack.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -269,8 +298,7 @@ def end_to_end(
             env["NOTIFYQ_CALLBACK_TOKEN"] = CALLBACK_TOKEN
             env["NOTIFYQ_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
         stack = Stack(directory, env)
-        spy: subprocess.Popen[bytes] | None = None
-        try:
+        with stack_run(stack) as spy:
             with stack.together():
                 stack.sandbox(
                     int(sandbox.rsplit(":", 1)[1]),
@@ -283,7 +311,7 @@ def end_to_end(
                 for i in range(workers):
                     stack.worker(name=f"e2e{i}")
                 stack.beat()
-            spy = spy_on(api.process.pid, spy_path)
+            spy.on(api.process.pid, spy_path)
             cpu_before, own_before = cpu_by_process(stack), time.process_time()
             started = time.time()
             phase = asyncio.run(
@@ -317,7 +345,7 @@ def end_to_end(
             }
             cpu["client"] = time.process_time() - own_before
             busy = time.time() - started
-            stop_spy(spy)
+            spy.stop()
             failed_pushes = push_failures(sandbox) if receipts else 0
             for line in complaints(stack):
                 print(f"  logged during (d): {line}")
@@ -334,13 +362,6 @@ def end_to_end(
                     select(func.max(events.c.at)).where(events.c.to_status.in_(FINAL))
                 ).scalar_one()
             engine.dispose()
-        except Exception:
-            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
-            raise
-        finally:
-            if spy is not None and spy.poll() is None:
-                spy.kill()
-            stack.stop()
     stack = Stack(directory, dict(base_env(*ceiling_env)))
     try:
         top = bracket(before, ceiling(stack, *ceiling_args))
@@ -459,14 +480,8 @@ def run_e2e(
 def e2e_only(args: argparse.Namespace) -> None:
     """(c) and (d) alone: the figure a user of the HTTP API with workers running sees."""
     posts = args.e2e or (2_000 if args.quick else 6_000)
-    with tempfile.TemporaryDirectory(prefix="nq-bench-api-") as tmp:
-        directory = Path(tmp)
-        server = RedisServer(directory / "redis")
-        server.start()
-        try:
-            e2e = run_e2e(args, directory, server.url, posts, args.py_spy)
-        finally:
-            server.stop()
+    with private_redis("nq-bench-api-") as (directory, server):
+        e2e = run_e2e(args, directory, server.url, posts, args.py_spy)
     print(f"notifyq api, one uvicorn process, {store_kind(args.database_url)}, private Redis")
     report_e2e(args, e2e, posts)
     figures = {
@@ -490,9 +505,7 @@ def main() -> None:
         metavar="FILE",
         help="record the API process to FILE: during (a) and (b), or (d) with --e2e-only",
     )
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     parser.add_argument("--e2e", type=int, help="posts end to end (default 6,000; quick 2,000)")
     parser.add_argument("--e2e-clients", type=int, default=16)
     parser.add_argument("--latency-ms", type=int, default=200)
@@ -519,12 +532,10 @@ def main() -> None:
     batches = args.batches or (40 if args.quick else 300)
     warm = 200
 
-    with tempfile.TemporaryDirectory(prefix="nq-bench-api-") as tmp:
-        directory = Path(tmp)
-        server = RedisServer(directory / "redis")
-        server.start()
-        fresh = fresh_database(args.database_url, directory, "notifyq")
-        database_url = fresh.__enter__()
+    with (
+        private_redis("nq-bench-api-") as (directory, server),
+        fresh_database(args.database_url, directory, "notifyq") as database_url,
+    ):
         env = {
             "NOTIFYQ_REDIS_URL": server.url,
             "NOTIFYQ_DATABASE_URL": database_url,
@@ -533,11 +544,10 @@ def main() -> None:
         }
         stack = Stack(directory, env)
         port = free_port()
-        spy: subprocess.Popen[bytes] | None = None
-        try:
+        with stack_run(stack) as spy:
             api = stack.api(port)
             base_url = f"http://127.0.0.1:{port}"
-            spy = spy_on(api.process.pid, args.py_spy)
+            spy.on(api.process.pid, args.py_spy)
             asyncio.run(
                 drive(
                     base_url,
@@ -566,19 +576,10 @@ def main() -> None:
                 return "/v1/notifications:batch", {"notifications": items}, size
 
             many = asyncio.run(drive(base_url, batches, min(args.concurrency, 16), batch, "batch"))
-            stop_spy(spy)
+            spy.stop()
             stored, messages = check_ledger(database_url, server.url, warm + one.items + many.items)
             stack.stop()
             e2e = run_e2e(args, directory, server.url, e2e_posts)
-        except Exception:
-            print(stack.report(), file=sys.stderr)  # what each process said, for the failure
-            raise
-        finally:
-            if spy is not None and spy.poll() is None:
-                spy.kill()
-            stack.stop()
-            fresh.__exit__(None, None, None)
-            server.stop()
 
     print(
         f"notifyq api, one uvicorn process, {store}, private Redis; client: bench/http1.py "

@@ -26,14 +26,12 @@ Prints a table, then as its last line one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,9 +44,9 @@ from worker.app import make_celery
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.store import fresh_database, kind  # noqa: E402
-from harness.signals import install_sigterm_as_interrupt  # noqa: E402
-from harness.supervise import NOTIFYQ, RedisServer  # noqa: E402
+from bench.run import bench_parser, private_redis  # noqa: E402
+from bench.store import add_database_url, fresh_database, kind  # noqa: E402
+from harness.supervise import NOTIFYQ  # noqa: E402
 
 NAIVE_ROWS = 50_000
 
@@ -129,42 +127,31 @@ def count_rows(database_url: str, campaign_id: int) -> tuple[int, str]:
 
 
 def main() -> None:
-    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="100,000 rows, extrapolated")
     parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     args = parser.parse_args()
     store = kind(args.database_url)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
-    with tempfile.TemporaryDirectory(prefix="nq-campaign-") as tmp:
-        directory = Path(tmp)
+    with private_redis("nq-campaign-") as (directory, server):
         csv_path = directory / "borrowers.csv"
         write_csv(csv_path, rows)
-        server = RedisServer(directory / "redis")
-        server.start()
-        try:
-            with fresh_database(args.database_url, directory, "notifyq") as database_url:
-                env = {
-                    "NOTIFYQ_REDIS_URL": server.url,
-                    "NOTIFYQ_DATABASE_URL": database_url,
-                    "NOTIFYQ_JUMDATA_APP_ID": "bench",
-                    "NOTIFYQ_JUMDATA_APP_SECRET": "bench-secret",
-                    "NOTIFYQ_LOG_LEVEL": "WARNING",
-                }
-                # the baseline first: after a million rows the database server is still
-                # busy (checkpoint, autovacuum) and would slow a baseline run after it
-                naive_rows = min(NAIVE_ROWS, rows)
-                naive_seconds = naive_publish(csv_path, server.url, naive_rows)
-                redis.Redis.from_url(server.url).flushdb()
-                seconds, peak_mb, answer = notifyq_import(csv_path, env, directory)
-                stored, status = count_rows(database_url, answer["id"])
-        finally:
-            server.stop()
+        with fresh_database(args.database_url, directory, "notifyq") as database_url:
+            env = {
+                "NOTIFYQ_REDIS_URL": server.url,
+                "NOTIFYQ_DATABASE_URL": database_url,
+                "NOTIFYQ_JUMDATA_APP_ID": "bench",
+                "NOTIFYQ_JUMDATA_APP_SECRET": "bench-secret",
+                "NOTIFYQ_LOG_LEVEL": "WARNING",
+            }
+            # the baseline first: after a million rows the database server is still
+            # busy (checkpoint, autovacuum) and would slow a baseline run after it
+            naive_rows = min(NAIVE_ROWS, rows)
+            naive_seconds = naive_publish(csv_path, server.url, naive_rows)
+            redis.Redis.from_url(server.url).flushdb()
+            seconds, peak_mb, answer = notifyq_import(csv_path, env, directory)
+            stored, status = count_rows(database_url, answer["id"])
     assert stored == rows == answer["accepted"], (stored, rows, answer)
     scale = 1_000_000 / rows
     seconds_1m = seconds * scale

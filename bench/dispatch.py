@@ -30,12 +30,10 @@ Prints a table, then as its last line one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -51,10 +49,10 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.run import bench_parser, private_redis  # noqa: E402
 from bench.store import fresh_database, kind, stored_bytes, wal_lsn  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from harness.signals import install_sigterm_as_interrupt  # noqa: E402
-from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from harness.supervise import Stack, free_port, wait_until  # noqa: E402
 from store.schema import Event, Notification  # noqa: E402
 from tasks.enqueue import enqueue, enqueue_many  # noqa: E402
 from tasks.publish import flush_dispatch  # noqa: E402
@@ -310,10 +308,7 @@ def notifyq_run(
 
 
 def main() -> None:
-    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="3,000 notifications, not 20,000")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--latency-ms", type=int, default=200)
@@ -357,10 +352,7 @@ def main() -> None:
     }
     chosen = args.only.split(",") if args.only else list(modes)
 
-    with tempfile.TemporaryDirectory(prefix="nq-bench-") as tmp:
-        directory = Path(tmp)
-        server = RedisServer(directory / "redis")  # AOF everysec, as in production
-        server.start()
+    with private_redis("nq-bench-") as (directory, server):  # AOF everysec, as in production
         sandbox = f"http://127.0.0.1:{free_port()}"
         env = base_env(
             server.url,
@@ -400,7 +392,6 @@ def main() -> None:
             top = bracket(before, ceiling(stack, *ceiling_args))
         finally:
             stack.stop()
-            server.stop()
 
     print(
         f"\nbench/dispatch.py: {n} notifications a run, provider latency {args.latency_ms} ms, "

@@ -39,7 +39,7 @@ import redis  # noqa: E402
 
 from api.keyring import announce  # noqa: E402
 from bench.api import KEY, Phase, drive, notification  # noqa: E402
-from bench.store import fresh_database  # noqa: E402
+from bench.store import add_database_url, fresh_database  # noqa: E402
 from bench.store import kind as store_kind  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
 from harness.supervise import RedisServer, Stack, free_port  # noqa: E402
@@ -156,9 +156,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,500 posts a phase")
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=5, help="turns each key takes")
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nq-bench-keys-") as tmp:
         directory = Path(tmp)

@@ -26,12 +26,10 @@ Prints a table, then as its last line one JSON object with ``urgent_idle_p99_ms`
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +42,9 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import bindparam, create_engine, text  # noqa: E402
 
+from bench.run import bench_parser, private_redis  # noqa: E402
 from bench.store import fresh_database, kind  # noqa: E402
-from harness.signals import install_sigterm_as_interrupt  # noqa: E402
-from harness.supervise import RedisServer, Stack, free_port  # noqa: E402
+from harness.supervise import Stack, free_port  # noqa: E402
 from harness.wiring import sandboxed  # noqa: E402
 from scheduler.priority import Priority  # noqa: E402
 from tasks.latency import samples_key  # noqa: E402
@@ -340,10 +338,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    install_sigterm_as_interrupt()  # SIGTERM stops what this run started, as Ctrl-C does
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="10,000 rows, 10 probes")
     parser.add_argument("--rows", type=int, default=None, help="campaign rows (50,000)")
     parser.add_argument("--probes", type=int, default=None, help="probe pairs, one a second (30)")
@@ -354,21 +349,15 @@ def main() -> None:
     store = kind(args.database_url)
     rows = args.rows or (10_000 if args.quick else 50_000)
     probes = args.probes or (10 if args.quick else 30)
-    with tempfile.TemporaryDirectory(prefix="nq-latency-") as tmp:
-        directory = Path(tmp)
+    with private_redis("nq-latency-") as (directory, server):
         csv_path = directory / "reminders.csv"
         write_csv(csv_path, rows)
-        server = RedisServer(directory / "redis")
-        server.start()
-        try:
-            with fresh_database(args.database_url, directory, "notifyq") as database_url:
-                run = start(directory, server.url, database_url)
-                try:
-                    figures = measure(run, rows, probes, csv_path)
-                finally:
-                    run.stack.stop()
-        finally:
-            server.stop()
+        with fresh_database(args.database_url, directory, "notifyq") as database_url:
+            run = start(directory, server.url, database_url)
+            try:
+                figures = measure(run, rows, probes, csv_path)
+            finally:
+                run.stack.stop()
 
     idle = {p: summary(figures["idle"], p) for p in ("urgent", "normal")}
     loaded = {p: summary(figures["loaded"], p) for p in ("urgent", "normal")}

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.store import fresh_database, kind  # noqa: E402
+from bench.store import add_database_url, fresh_database, kind  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from harness.signals import install_sigterm_as_interrupt  # noqa: E402
 from harness.supervise import RedisServer, Stack, free_port  # noqa: E402
@@ -186,9 +186,7 @@ def main() -> None:
         default="1000,10000",
         help="page sizes to try, comma-separated (first: the default)",
     )
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
-    )
+    add_database_url(parser)
     args = parser.parse_args()
     store = kind(args.database_url)
     n = args.n or (20_000 if args.quick else 200_000)

@@ -8,6 +8,7 @@ anything in a database someone else uses.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sqlite3
 import uuid
@@ -18,6 +19,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from store.migrate import upgrade
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """``--database-url``: the PostgreSQL server a bench makes its fresh database on."""
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (a fresh database), not SQLite"
+    )
 
 
 def kind(database_url: str | None) -> str:
@@ -63,25 +71,21 @@ def stored_bytes(url: str) -> int:
         with contextlib.closing(sqlite3.connect(path)) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return path.stat().st_size
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
-            )
-    finally:
-        engine.dispose()
+    return _pg_number(url, "SELECT pg_database_size(current_database())")
 
 
 def wal_lsn(url: str) -> int | None:
     """PostgreSQL's current WAL position in bytes (server-wide); None on SQLite."""
     if make_url(url).get_backend_name() == "sqlite":
         return None
+    return _pg_number(url, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+
+
+def _pg_number(url: str, query: str) -> int:
+    """The one number ``query`` answers on a PostgreSQL server, on a connection of its own."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(
-                conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
-            )
+            return int(conn.execute(text(query)).scalar_one())
     finally:
         engine.dispose()

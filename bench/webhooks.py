@@ -38,13 +38,11 @@ Prints a table, then as its last line one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -54,10 +52,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.run import bench_parser, private_redis  # noqa: E402
 from bench.store import fresh_database, kind  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from harness.signals import install_sigterm_as_interrupt  # noqa: E402
-from harness.supervise import RedisServer, Stack, free_port, wait_until  # noqa: E402
+from harness.supervise import Stack, free_port, wait_until  # noqa: E402
 from store.schema import Event, WebhookDelivery  # noqa: E402
 from store.webhooks import EndpointStore  # noqa: E402
 from tasks.enqueue import enqueue_many  # noqa: E402
@@ -240,10 +238,7 @@ def drain(runtime: Runtime, pump: Pump, n: int, offset: int, receiver: LeanRecei
 
 
 def main() -> None:
-    install_sigterm_as_interrupt()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 a phase, 2 rounds")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
@@ -255,10 +250,7 @@ def main() -> None:
     n = args.n or (1000 if args.quick else 3000)
     rounds = args.rounds or (2 if args.quick else 3)
 
-    with tempfile.TemporaryDirectory(prefix="nq-bench-webhooks-") as tmp:
-        directory = Path(tmp)
-        server = RedisServer(directory / "redis", appendfsync=None)
-        server.start()
+    with private_redis("nq-bench-webhooks-", appendfsync=None) as (directory, server):
         receiver = LeanReceiver()
         sandbox_port = free_port()
         try:
@@ -303,7 +295,6 @@ def main() -> None:
                     stack.stop()
         finally:
             receiver.stop()
-            server.stop()
 
     def rate(name: str) -> float:
         """Over every turn of the phase: all it sent over all the time it took."""

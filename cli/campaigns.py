@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.common import BAD_INPUT, build_runtime, exits, fail, parse_options, print_json
+from cli.options import AsJson, Id, ProviderOptions, TemplateId
 
 app = typer.Typer(
     help="Reminder campaigns from a CSV: one-off (--at) or recurring (--cron).",
@@ -31,7 +32,7 @@ def create(
     recipients: Annotated[
         Path, typer.Option("--recipients", help="CSV: a 'mobile' column, one column per variable")
     ],
-    template: Annotated[str | None, typer.Option(help="the provider's template id")] = None,
+    template: TemplateId = None,
     content: Annotated[
         str | None, typer.Option(help="the full text; {column} is filled from the CSV")
     ] = None,
@@ -41,14 +42,12 @@ def create(
     cron: Annotated[
         str | None, typer.Option("--cron", help="recurring, 'm h dom mon dow' in NOTIFYQ_TIMEZONE")
     ] = None,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", help="provider option name=value")
-    ] = None,
+    option: ProviderOptions = None,
     rate: Annotated[
         str | None, typer.Option(help="this campaign's throughput cap, e.g. 50/second")
     ] = None,
     name: Annotated[str, typer.Option(help="a name to recognise it by")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Import the CSV (bad rows are skipped and reported) and schedule the campaign."""
     from tasks.campaigns.intake import CampaignSpec, import_campaign
@@ -110,8 +109,8 @@ def _table(view: dict[str, Any]) -> Table:
 
 @app.command()
 def show(
-    campaign_id: Annotated[int, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    campaign_id: Id,
+    as_json: AsJson = False,
     watch: Annotated[
         bool | None,
         typer.Option(
@@ -178,18 +177,18 @@ def _control(action: str, campaign_id: int) -> None:
 
 
 @app.command()
-def pause(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def pause(campaign_id: Id) -> None:
     """Stop releasing; what was released but not started goes back to the campaign."""
     _control("pause", campaign_id)
 
 
 @app.command()
-def resume(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def resume(campaign_id: Id) -> None:
     """Release again from where it stopped."""
     _control("resume", campaign_id)
 
 
 @app.command()
-def cancel(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def cancel(campaign_id: Id) -> None:
     """Cancel every notification not yet handed to a provider; nothing stray goes out."""
     _control("cancel", campaign_id)

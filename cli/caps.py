@@ -4,11 +4,11 @@ Redis and decoded (the key is a packed binary string: scheduler/caps_codec.lua).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
 import typer
 
 from cli.common import BAD_INPUT, exits, fail, print_json, settings
+from cli.options import AsJson, Number, OneProvider
 
 app = typer.Typer(help="Per-number caps: what each holds for a number.", no_args_is_help=True)
 
@@ -21,14 +21,12 @@ def _moment(at: float | None, zone: object) -> str | None:
 
 @app.command()
 def show(
-    number: Annotated[str, typer.Argument(metavar="NUMBER")],
-    provider: Annotated[
-        str | None, typer.Option(help="one provider only (default: every provider with caps)")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    number: Number,
+    provider: OneProvider = None,
+    as_json: AsJson = False,
 ) -> None:
     """Calls in each cap's window, the provider's block, and the next free moment, per
-    provider, for NUMBER (any common spelling). Reads only; changes nothing."""
+    provider with caps, for NUMBER (any common spelling). Reads only; changes nothing."""
     from rich.console import Console
     from rich.table import Table
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import exits, print_json, settings
+from cli.options import AsJson
 
 app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="count what would go; delete nothing")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Delete finished notifications (with their events and receipts), report pulls and
     verifications older than NOTIFYQ_RETENTION_DAYS; beat does it every few minutes.

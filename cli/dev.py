@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.common import exits, fail, no_redis, redis_answers, require_free_port, settings, warn
+from cli.options import Id
 
 if TYPE_CHECKING:
     from harness.signals import Interrupt
@@ -141,7 +142,7 @@ def _log(proc: Proc) -> str:
 
 @app.command()
 def code(
-    verification_id: Annotated[int, typer.Argument(metavar="ID")],
+    verification_id: Id,
     sandbox_port: Annotated[int, typer.Option(help="the sandbox notifyq dev runs")] = 9000,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the code to be sent")] = 120,
 ) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import BAD_INPUT, FAILURE, exits, fail, print_json, settings
+from cli.options import AsJson
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -63,7 +64,7 @@ def create(
     quota: Annotated[
         int | None, typer.Option(help="notifications a day (midnight to midnight)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Make a key for NAME and print it, this once: only its digest is kept."""
     from store.keys import BadKeyRequest, parse_scopes
@@ -92,7 +93,7 @@ def create(
 @app.command("list")
 def list_(
     revoked: Annotated[bool, typer.Option("--all", help="revoked keys too")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Keys by name: scopes, limits, when made and last used (never the key)."""
     config = settings()

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import exits, fail, parse_options, print_json, settings
+from cli.options import AsJson, Id, ProviderOptions, TemplateId
 
 #: how often ``status --wait`` reads the row again (a person watching: a quarter second)
 WAIT_POLL = 0.25
@@ -25,18 +26,14 @@ def send(
         str, typer.Argument(help="apispace-voice, apispace-sms, ihuyi, jumdata or itniotech")
     ],
     to: Annotated[str, typer.Option("--to", help="the recipient's number, any usual spelling")],
-    template: Annotated[
-        str | None, typer.Option(help="the provider's template id (or itniotech audio file id)")
-    ] = None,
+    template: TemplateId = None,
     content: Annotated[
         str | None, typer.Option(help="the full text (ihuyi; APISpace SMS msg)")
     ] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="a template variable (repeatable)")
     ] = None,
-    option: Annotated[
-        list[str] | None, typer.Option("--option", help="a provider option name=value (repeatable)")
-    ] = None,
+    option: ProviderOptions = None,
     key: Annotated[
         str | None, typer.Option("--key", help="idempotency key: the same key never sends twice")
     ] = None,
@@ -47,7 +44,7 @@ def send(
         str | None,
         typer.Option(help="urgent, normal (the default) or bulk: which work it goes before"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Validate and enqueue one notification; prints its id."""
     from scheduler.availability import require_writable
@@ -79,8 +76,8 @@ def send(
 
 
 def status(
-    notification_id: Annotated[int, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    notification_id: Id,
+    as_json: AsJson = False,
     wait: Annotated[
         bool,
         typer.Option(

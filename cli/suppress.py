@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import BAD_INPUT, build_runtime, exits, fail, print_json
+from cli.options import AsJson, Id, Number, OneProvider
 
 app = typer.Typer(
     help="Suppressed numbers: an opt-out, or a number a provider reported bad.",
@@ -18,12 +19,10 @@ app = typer.Typer(
 
 @app.command()
 def add(
-    to: Annotated[str, typer.Argument(metavar="NUMBER")],
-    provider: Annotated[
-        str | None, typer.Option(help="one provider only (default: every provider)")
-    ] = None,
+    to: Number,
+    provider: OneProvider = None,
     reason: Annotated[str | None, typer.Option(help="one word, default opt-out")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Never call NUMBER again (through PROVIDER, or any)."""
     from tasks import suppressions
@@ -46,7 +45,7 @@ def list_(
     to: Annotated[str | None, typer.Option("--to", help="one number's suppressions")] = None,
     after: Annotated[int, typer.Option(help="the page after this cursor")] = 0,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Suppressed numbers (masked), oldest first."""
     from tasks import suppressions
@@ -71,7 +70,7 @@ def list_(
 
 @app.command()
 def remove(
-    to: Annotated[str, typer.Argument(metavar="NUMBER")],
+    to: Number,
     provider: Annotated[str | None, typer.Option(help="lift this provider's only")] = None,
 ) -> None:
     """Lift NUMBER's suppressions."""
@@ -85,7 +84,7 @@ def remove(
 
 
 @app.command()
-def campaign(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def campaign(campaign_id: Id) -> None:
     """How many of a campaign's rows ended failed because their number is suppressed."""
     from tasks import suppressions
 

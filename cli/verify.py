@@ -7,16 +7,36 @@ given, so it stays out of the shell's history and the process list).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from cli.common import BAD_INPUT, FAILURE, build_runtime, exits, fail, print_json
+from cli.options import AsJson, Id
 
 app = typer.Typer(
     help="Verification codes: send one by SMS or voice, check what the person typed.",
     no_args_is_help=True,
 )
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """What :func:`exits` says, and a verification refused: an unknown id is bad input
+    (exit 2), too many codes or any other refusal a failure (exit 1), each one line."""
+    from tasks.verifications import NoSuchVerification, TooManyRequests, VerificationError
+
+    with exits():
+        try:
+            yield
+        except NoSuchVerification as exc:
+            fail(f"id: {exc}", BAD_INPUT)
+        except TooManyRequests as exc:
+            fail(f"to: too many codes for this number; retry in {exc.retry_after:.0f} s", FAILURE)
+        except VerificationError as exc:
+            fail(str(exc), FAILURE)
 
 
 @app.command()
@@ -39,28 +59,23 @@ def create(
         int | None,
         typer.Option("--voice-after", help="with sms: call with the code N s later if unchecked"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Send a new code; prints the verification's id (never the code)."""
-    from tasks.verifications import TooManyRequests, VerificationError, create_verification
+    from tasks.verifications import create_verification
 
-    with exits():
-        try:
-            created = create_verification(
-                to,
-                channel,
-                template=template,
-                provider=provider,
-                length=length,
-                ttl=ttl,
-                purpose=purpose,
-                voice_after=voice_after,
-                runtime=build_runtime(),
-            )
-        except TooManyRequests as exc:
-            fail(f"to: too many codes for this number; retry in {exc.retry_after:.0f} s", FAILURE)
-        except VerificationError as exc:
-            fail(str(exc), FAILURE)
+    with refusals():
+        created = create_verification(
+            to,
+            channel,
+            template=template,
+            provider=provider,
+            length=length,
+            ttl=ttl,
+            purpose=purpose,
+            voice_after=voice_after,
+            runtime=build_runtime(),
+        )
     if as_json:
         print_json(created.public())
     else:
@@ -69,30 +84,20 @@ def create(
 
 @app.command()
 def check(
-    verification_id: Annotated[int, typer.Argument(metavar="ID")],
+    verification_id: Id,
     code: Annotated[
         str | None, typer.Option("--code", help="the code (asked for, unechoed, if not given)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Check a code: approved, denied (attempts left), expired or too_many_attempts.
     Exit 0 only when approved."""
-    from tasks.verifications import (
-        APPROVED,
-        NoSuchVerification,
-        VerificationError,
-        check_verification,
-    )
+    from tasks.verifications import APPROVED, check_verification
 
     if code is None:
         code = typer.prompt("code", hide_input=True)
-    with exits():
-        try:
-            answer = check_verification(verification_id, code.strip(), runtime=build_runtime())
-        except NoSuchVerification:
-            fail(f"id: no verification {verification_id}", BAD_INPUT)
-        except VerificationError as exc:
-            fail(str(exc), FAILURE)
+    with refusals():
+        answer = check_verification(verification_id, code.strip(), runtime=build_runtime())
     if as_json:
         print_json(answer.public())
     else:
@@ -104,7 +109,7 @@ def check(
 
 @app.command()
 def show(
-    verification_id: Annotated[int, typer.Argument(metavar="ID")],
+    verification_id: Id,
 ) -> None:
     """The verification (number masked) and its notification's status, as JSON."""
     from tasks.verifications import verification_view

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import BAD_INPUT, exits, fail, print_json, settings
+from cli.options import AsJson
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -41,7 +42,7 @@ def _when(moment: float | None, config: Settings) -> str:
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False) -> None:
+def list_(as_json: AsJson = False) -> None:
     """Every key's endpoints: URL, events, whether disabled (never the secret)."""
     from store.webhooks import EndpointStore
 
@@ -67,7 +68,7 @@ def deliveries(
         str | None, typer.Option(help="only pending, delivered or failed deliveries")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="newest first, at most")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """The events sent to WEBHOOK_ID, newest first, with each attempt's answer."""
     from store.deliveries import DeliveryStatus, DeliveryStore

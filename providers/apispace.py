@@ -83,6 +83,7 @@ from providers.base import (
     LANDLINE_TYPES,
     MOBILE_TYPES,
     Call,
+    CodeLeg,
     CodeRule,
     DeliveryReceipt,
     Draft,
@@ -427,6 +428,12 @@ def sms_text_errors(msg: str) -> list[FieldError]:
 
 class ApispaceSms(Apispace):
     name = "apispace-sms"
+    code_channel = "sms"
+    code_setting = "verify_sms_text"
+
+    def carry_code(self, code: str, template: str) -> CodeLeg:
+        """The text holds ``{$var}``, which the platform fills with the one param."""
+        return CodeLeg(content=template, params=(code,))
 
     def validate(self, draft: Draft) -> Valid:
         to, errors = check_number(draft.to, kinds=MOBILE_TYPES, what="a mainland China mobile")

@@ -126,39 +126,48 @@ class UnreadableReply(ProviderError):
     """A reply body the provider's documents do not describe."""
 
 
-@dataclass(frozen=True)
-class Draft:
-    """A request as a caller wrote it, before validation."""
+@dataclass(frozen=True, kw_only=True)
+class Wording:
+    """What a call says: a template or a text, its variables and the provider's options.
 
-    provider: str
-    to: str
+    Every record that carries a request from one layer to the next (a draft, a route leg,
+    a stored row's draft, a message to place) says it with these names, so they are
+    declared here once. Keyword-only: a subclass's own fields (the provider, the number)
+    stay positional in front of them."""
+
     template: str | None = None
     content: str | None = None
-    params: tuple[str, ...] = ()
+    params: Sequence[str] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Valid:
-    """A draft that passed validation: the number in E.164, options in their types."""
+class Leg(Wording):
+    """A provider and what to say through it."""
 
-    to: str
-    template: str | None
-    content: str | None
-    params: tuple[str, ...]
-    options: Mapping[str, Any]
+    provider: str
 
 
 @dataclass(frozen=True)
-class Message:
+class Draft(Leg):
+    """A request as a caller wrote it, before validation."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class Valid(Wording):
+    """A draft that passed validation: the number in E.164, options in their types."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class Message(Wording):
     """What a provider needs to place one call, built from the ledger row at send time."""
 
     id: int
     to: str
-    template: str | None = None
-    content: str | None = None
-    params: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -488,6 +497,15 @@ def row_fields_check(fields: RowFields, content: str | None) -> RowCheck:
     return check
 
 
+@dataclass(frozen=True)
+class CodeLeg:
+    """How a verification code rides one provider: the fields of its notification."""
+
+    template: str | None = None
+    content: str | None = None
+    params: tuple[str, ...] = ()
+
+
 # -- the protocol -------------------------------------------------------------------------
 
 
@@ -503,6 +521,13 @@ class Provider(abc.ABC):
     #: set where ``validate`` checks a row's number and variables apart from its other
     #: fields, and checks those without looking at the number or variables
     row_fields: ClassVar[RowFields | None] = None
+
+    #: the verification channel this provider carries codes on (``sms``, ``voice``); None:
+    #: it carries none
+    code_channel: ClassVar[str | None] = None
+    #: the setting that holds its text or template id for codes (``verify_sms_text``);
+    #: an empty setting leaves it out of a code's fail-over
+    code_setting: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def validate(self, draft: Draft) -> Valid:
@@ -520,7 +545,9 @@ class Provider(abc.ABC):
         if self.row_fields is None:
             return None
         try:
-            probe = self.validate(Draft(self.name, PROBE_NUMBER, template, content, (), options))
+            probe = self.validate(
+                Draft(self.name, PROBE_NUMBER, template=template, content=content, options=options)
+            )
         except InvalidRequest:
             return None
         return row_fields_check(self.row_fields, probe.content)
@@ -545,6 +572,11 @@ class Provider(abc.ABC):
 
     def send_results(self, messages: Sequence[Message], reply: Reply) -> list[SendResult]:
         return parse_or_classify(messages, reply, lambda r: self.parse_send(messages, r))
+
+    def carry_code(self, code: str, template: str) -> CodeLeg:
+        """The notification that carries a verification ``code``, given ``template``: the
+        request's own, else :attr:`code_setting`'s value. Only where :attr:`code_channel`."""
+        raise InvalidRequest([FieldError("provider", f"{self.name} carries no codes")])
 
     # -- report pulls (only where :attr:`pulls_reports`) ------------------------------------
 

@@ -52,6 +52,7 @@ from providers.base import (
     LANDLINE_TYPES,
     MOBILE_TYPES,
     Call,
+    CodeLeg,
     CodeRule,
     DeliveryReceipt,
     Draft,
@@ -76,6 +77,8 @@ from providers.settings import DEFAULT_NUMBER_CAPS, ProviderSettings
 PATH = "/webservice/voice.php"
 MAX_CONTENT = 500
 PLACEHOLDER = "【变量】"
+#: where a verification code goes in the text for codes
+CODE_MARK = "{code}"
 
 A, P, T, C = Outcome.ACCOUNT, Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.CAPPED
 
@@ -209,6 +212,8 @@ class IhuyiSettings(ProviderSettings):
 
 class Ihuyi(Provider):
     name = "ihuyi"
+    code_channel = "voice"
+    code_setting = "verify_voice_text"
 
     def __init__(self, account: str | None, apikey: SecretStr | None, base_url: str) -> None:
         self.account = account
@@ -226,6 +231,12 @@ class Ihuyi(Provider):
         return f"{self.base_url}{PATH}?method={method}"
 
     # -- sending ----------------------------------------------------------------------
+
+    def carry_code(self, code: str, template: str) -> CodeLeg:
+        """ihuyi takes the full text: the code is written into it at :data:`CODE_MARK`."""
+        if CODE_MARK not in template:
+            raise InvalidRequest([FieldError("template", f"must hold {CODE_MARK} for the code")])
+        return CodeLeg(content=template.replace(CODE_MARK, code))
 
     def validate(self, draft: Draft) -> Valid:
         to, errors = check_number(

@@ -57,6 +57,7 @@ from pydantic import Field, SecretStr
 from providers.base import (
     MOBILE_TYPES,
     Call,
+    CodeLeg,
     CodeRule,
     DeliveryReceipt,
     Draft,
@@ -152,6 +153,17 @@ ROW = RowFields(MOBILE_TYPES, "an 11-digit mainland mobile", ",")
 class Jumdata(Provider):
     name = "jumdata"
     row_fields = ROW
+    code_channel = "voice"
+    code_setting = "verify_jumdata_template"
+
+    def carry_code(self, code: str, template: str) -> CodeLeg:
+        """A template id filed with jumdata, the code its one variable."""
+        if not template:
+            setting = f"NOTIFYQ_{self.code_setting.upper()}"
+            raise InvalidRequest(
+                [FieldError("template", f"{self.name} needs a template id ({setting})")]
+            )
+        return CodeLeg(template=template, params=(code,))
 
     def __init__(
         self,

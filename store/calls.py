@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from scheduler.caps_floor import ADMITTED, PastCall
 from store.bulk import IN_LIST_LIMIT, among
-from store.db import Database
+from store.db import Store
 from store.schema import Event, Notification, table_of
 from store.status import Status
 
@@ -26,10 +26,7 @@ N = table_of(Notification)
 E = table_of(Event)
 
 
-class CallHistory:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class CallHistory(Store):
     def recent(
         self, numbers: Sequence[tuple[str, str]], since: float
     ) -> dict[tuple[str, str], list[PastCall]]:

@@ -147,15 +147,18 @@ class CampaignStore:
         *,
         name: str,
         provider: str,
-        template: str | None,
-        content: str | None,
         options: dict[str, Any],
-        route: list[Any] | None,
-        rate: str | None,
-        cron: str | None,
-        next_run_at: float | None,
+        template: str | None = None,
+        content: str | None = None,
+        route: list[Any] | None = None,
+        rate: str | None = None,
+        cron: str | None = None,
+        next_run_at: float | None = None,
         owner: str = DEFAULT_OWNER,
     ) -> int:
+        """A campaign, ``importing`` until its rows are in; what it is not given it has
+        not (no template or text of its own, no fail-over route, no pace, no repeats, no
+        start time)."""
         now = time.time()
         with self.db.write() as conn:
             return conn.execute(

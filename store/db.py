@@ -190,6 +190,13 @@ class Database:
         self._lock_fd = None
 
 
+class Store:
+    """A store of rows: what each holds is the database it reads and writes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+
 def _ping_when_idle(engine: Engine, after: float) -> None:
     """Ping a connection on checkout if it has been idle ``after`` seconds; one that
     does not answer is replaced (``DisconnectionError`` makes the pool retry)."""

@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Update, bindparam, func, select, update
 
 from store.bulk import insert_rows
-from store.db import Database
+from store.db import Store
 from store.schema import WebhookAttempt, WebhookDelivery, WebhookEndpoint, table_of
 from store.webhooks import signing_secrets
 
@@ -121,10 +121,7 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class DeliveryStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class DeliveryStore(Store):
     # -- the pump and the delivery task ----------------------------------------------
 
     def claim_due(self, *, now: float, lease: float, limit: int) -> list[tuple[int, int]]:

@@ -36,7 +36,8 @@ from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scheduler.limits import CapSyntaxError, parse_caps
-from store.db import Database
+from store.db import Store
+from store.refusals import BadField
 from store.schema import DEFAULT_OWNER, OWNER_LENGTH, ApiKey, table_of
 
 K = table_of(ApiKey)
@@ -59,14 +60,9 @@ class Scope(StrEnum):
     ADMIN = "admin"
 
 
-class BadKeyRequest(ValueError):
+class BadKeyRequest(BadField):
     """A key request the store refuses, naming the field (``name``, ``scope``, ``rate``,
     ``quota``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -143,10 +139,7 @@ def check_quota(quota: int | None) -> int | None:
     return quota
 
 
-class KeyStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class KeyStore(Store):
     def create(
         self,
         name: str,

@@ -24,10 +24,11 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 
 from observe.metrics import STALE_CHANGES
+from providers.base import Leg
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store.bulk import IN_LIST_LIMIT, among, insert_rows, tuples
-from store.db import INSERT_PAGE, Database
+from store.db import INSERT_PAGE, Store
 from store.outbox import record_notification_events
 from store.rows import NotificationRow
 from store.schema import DEFAULT_OWNER, Event, Notification, table_of
@@ -40,22 +41,24 @@ E = table_of(Event)
 EVENT_COLUMNS = ("notification_id", "at", "from_status", "to_status", "reason", "detail")
 
 
-@dataclass(frozen=True)
-class NewNotification:
-    """A validated request, number already in E.164."""
+@dataclass(frozen=True, kw_only=True)
+class Asked:
+    """Who asks for a notification and what tells a repeat apart, the same from the
+    caller's request to the stored row."""
 
-    provider: str
-    to: str
-    template: str | None = None
-    content: str | None = None
-    params: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
-    route: Sequence[Mapping[str, Any]] | None = None
     idempotency_key: str | None = None
     campaign_id: int | None = None
-    not_before: float | None = None
-    #: the name of the API key that asks for it (store/keys.py)
+    #: the name of the API key that asks for it (store/keys.py); the operator's by default
     owner: str = DEFAULT_OWNER
+
+
+@dataclass(frozen=True)
+class NewNotification(Leg, Asked):
+    """A validated request, number already in E.164."""
+
+    to: str
+    route: Sequence[Mapping[str, Any]] | None = None
+    not_before: float | None = None
     priority: Priority = DEFAULT_PRIORITY
 
 
@@ -131,10 +134,7 @@ class IllegalTransition(Exception):
     """Raised only by callers that demand a transition; the store itself logs and skips."""
 
 
-class NotificationStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class NotificationStore(Store):
     # -- writing new rows -------------------------------------------------------------
 
     def insert(

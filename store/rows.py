@@ -9,25 +9,20 @@ the outcome) knows what it holds without going back to the schema.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Row
 
+from providers.base import Leg
 from scheduler.priority import Priority
 from store.status import Status
 
 
 @dataclass(frozen=True)
-class RouteLeg:
+class RouteLeg(Leg):
     """One provider a notification may move on to, with what to send through it."""
-
-    provider: str
-    template: str | None = None
-    content: str | None = None
-    params: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RouteLeg:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.bulk import IN_LIST_LIMIT
-from store.db import Database
+from store.db import Store
 from store.schema import Notification, Suppression, table_of
 
 S = table_of(Suppression)
@@ -46,10 +46,7 @@ class Hit:
     everywhere: bool
 
 
-class SuppressionStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class SuppressionStore(Store):
     def add(self, entries: Sequence[NewSuppression], *, now: float) -> int:
         """Store what is not there yet (an existing suppression keeps its first reason);
         returns how many were new."""

@@ -7,16 +7,13 @@ import time
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.db import Database
+from store.db import Store
 from store.schema import ProviderTemplate, table_of
 
 T = table_of(ProviderTemplate)
 
 
-class TemplateStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class TemplateStore(Store):
     def upsert(
         self,
         provider: str,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, insert, select, update
 
 from providers.numbers import mask
-from store.db import Database
+from store.db import Store
 from store.outbox import record_event
 from store.schema import DEFAULT_OWNER, Notification, Verification, table_of
 from store.status import WAITING, Status
@@ -62,10 +62,7 @@ class NewVerification:
     owner: str = DEFAULT_OWNER
 
 
-class VerificationStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class VerificationStore(Store):
     def insert(
         self,
         conn: Connection,

@@ -16,20 +16,16 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from store.db import Database
+from store.db import Store
+from store.refusals import BadField
 from store.schema import WebhookEndpoint, table_of
 from webhooks import EVENT_TYPES, new_secret
 
 W = table_of(WebhookEndpoint)
 
 
-class BadEndpoint(ValueError):
+class BadEndpoint(BadField):
     """An endpoint request refused, naming the field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -74,10 +70,7 @@ def check_events(events: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(sorted(set(events)))
 
 
-class EndpointStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class EndpointStore(Store):
     def create(
         self,
         owner: str,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from scheduler.deferred import pump
 from store import Applied, Change, Expect, Status
+from tasks.alone import alone
 from tasks.dispatch import resolve_stuck_sending
 from tasks.publish import publish_by_priority
 from tasks.runtime import Runtime, get_runtime
@@ -72,15 +73,8 @@ def expire_verifications() -> int:
 @celery.task(name="notifyq.sweep", send_events=False)
 def sweep() -> dict[str, int]:
     rt = get_runtime()
-    lock = rt.redis.lock(
-        "nq:lock:sweep", timeout=max(30, rt.settings.sweep_interval * 3), blocking=False
-    )
-    if not lock.acquire():
-        return {"skipped": 1}
-    try:
-        return sweep_once(rt)
-    finally:
-        lock.release()
+    ttl = max(30, rt.settings.sweep_interval * 3)
+    return alone(rt, "nq:lock:sweep", ttl, lambda: sweep_once(rt))
 
 
 def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:

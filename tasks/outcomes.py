@@ -192,10 +192,9 @@ def _detail(result: SendResult) -> dict[str, str]:
 
 def _accepted(out: Plan, row: NotificationRow, result: SendResult, at: Moment) -> None:
     out.changes.append(
-        Change(
-            id=row.id,
-            to=Status.SENT,
-            expect=sending_expect(row),
+        _from_sending(
+            row,
+            Status.SENT,
             detail=_detail(result),
             values={
                 "provider_ref": result.ref,
@@ -246,10 +245,9 @@ def _ambiguous(out: Plan, row: NotificationRow, result: SendResult, at: Moment) 
         _transient(out, row, result, at)
         return
     out.changes.append(
-        Change(
-            id=row.id,
-            to=Status.UNKNOWN,
-            expect=sending_expect(row),
+        _from_sending(
+            row,
+            Status.UNKNOWN,
             detail=_detail(result),
             reason=f"{row.provider}:{result.code} the call may have been placed",
             values={"provider_code": result.code, "next_attempt_at": None},
@@ -263,10 +261,9 @@ def _late(out: Plan, row: NotificationRow, now: float) -> None:
     late = Wait(row.id, now, f"late:{row.provider}")
     out.waits.append(late)
     out.changes.append(
-        Change(
-            id=row.id,
-            to=Status.DEFERRED,
-            expect=sending_expect(row),
+        _from_sending(
+            row,
+            Status.DEFERRED,
             reason=late.reason,
             values={"next_attempt_at": now, "attempts": row.attempts},
         )
@@ -283,13 +280,26 @@ _DECIDE: dict[Outcome, Callable[[Plan, NotificationRow, SendResult, Moment], Non
 }
 
 
+def _from_sending(
+    row: NotificationRow,
+    to: Status,
+    *,
+    values: Mapping[str, object],
+    reason: str | None = None,
+    detail: Mapping[str, str] | None = None,
+) -> Change:
+    """A change of a row this attempt made ``sending``: it lands only on that version."""
+    return Change(
+        id=row.id, to=to, expect=sending_expect(row), reason=reason, values=values, detail=detail
+    )
+
+
 def _failed(
     row: NotificationRow, reason: str, result: SendResult, detail: dict[str, str]
 ) -> Change:
-    return Change(
-        id=row.id,
-        to=Status.FAILED,
-        expect=sending_expect(row),
+    return _from_sending(
+        row,
+        Status.FAILED,
         reason=reason[:255],
         detail=detail,
         values={"provider_code": result.code, "next_attempt_at": None},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,27 +20,19 @@ from providers.base import Draft, FieldError, InvalidRequest, Provider
 from scheduler.priority import DEFAULT as DEFAULT_PRIORITY
 from scheduler.priority import Priority
 from store import NewNotification, RouteLeg
-from store.schema import DEFAULT_OWNER
+from store.notifications import Asked
 
 MAX_KEY = 255
 
 
 @dataclass(frozen=True)
-class SendRequest:
-    provider: str
-    to: str
-    template: str | None = None
-    content: str | None = None
-    params: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
+class SendRequest(Draft, Asked):
+    """A send as a caller states it: a draft, its fail-over legs and how it is queued."""
+
     #: fail-over legs, tried in order when the provider before is unavailable
     route: Sequence[RouteLeg] = ()
-    idempotency_key: str | None = None
     #: epoch seconds, an ISO 8601 string, or an aware datetime
     not_before: float | str | datetime | None = None
-    campaign_id: int | None = None
-    #: the name of the API key that asks (store/keys.py); the operator's by default
-    owner: str = DEFAULT_OWNER
     #: urgent, normal or bulk (scheduler/priority.py); None: normal
     priority: str | None = None
 
@@ -87,7 +79,11 @@ def validate(
     errors: list[FieldError] = []
     legs = [
         RouteLeg(
-            request.provider, request.template, request.content, request.params, request.options
+            request.provider,
+            template=request.template,
+            content=request.content,
+            params=request.params,
+            options=request.options,
         ),
         *request.route,
     ]
@@ -141,7 +137,13 @@ def validate(
         params=first.params,
         options=dict(first.options),
         route=[
-            RouteLeg(name, v.template, v.content, tuple(v.params), dict(v.options)).to_json()
+            RouteLeg(
+                name,
+                template=v.template,
+                content=v.content,
+                params=tuple(v.params),
+                options=dict(v.options),
+            ).to_json()
             for name, v in valid[1:]
         ]
         or None,

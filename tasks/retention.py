@@ -13,6 +13,7 @@ import logging
 
 from store.db import Database
 from store.retention import Pruned, Retention
+from tasks.alone import alone
 from tasks.runtime import get_runtime
 from worker.app import celery
 from worker.beat import PRUNE_INTERVAL
@@ -23,13 +24,12 @@ log = logging.getLogger(__name__)
 @celery.task(name="notifyq.prune", send_events=False)
 def prune_task() -> dict[str, object]:
     rt = get_runtime()
-    lock = rt.redis.lock("nq:lock:prune", timeout=PRUNE_INTERVAL * 2, blocking=False)
-    if not lock.acquire():
-        return {"skipped": 1}
-    try:
-        return prune(rt.db, rt.redis_now(), rt.settings.retention_days).as_dict()
-    finally:
-        lock.release()
+    return alone(
+        rt,
+        "nq:lock:prune",
+        PRUNE_INTERVAL * 2,
+        lambda: prune(rt.db, rt.redis_now(), rt.settings.retention_days).as_dict(),
+    )
 
 
 def prune(db: Database, now: float, days: float, *, dry_run: bool = False) -> Pruned:

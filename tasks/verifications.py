@@ -66,11 +66,10 @@ from tasks.views import iso
 
 log = logging.getLogger(__name__)
 
-CHANNELS = {"sms": ("apispace-sms",), "voice": ("ihuyi", "jumdata")}
+#: the ways a code goes; which providers carry each is theirs to say (``code_channel``)
+CHANNELS = ("sms", "voice")
 #: the caps' namespace for "new codes to this number" (scheduler/caps.py keys)
 CAP_NAMESPACE = "verify"
-#: where the code goes in an ihuyi text (APISpace SMS has its own ``{$var}``)
-CODE_MARK = "{code}"
 MIN_LENGTH, MAX_LENGTH = 4, 8
 MIN_TTL, MAX_TTL = 60, 3600
 MIN_AFTER, MAX_AFTER = 10, 3600
@@ -187,7 +186,7 @@ def _ask(
     if channel not in CHANNELS:
         errors.append(FieldError("channel", "must be sms or voice"))
         raise InvalidRequest(errors)
-    allowed = CHANNELS[channel]
+    allowed = _carriers(rt, channel)
     default = allowed[0] if channel == "sms" else settings.verify_voice_provider
     chosen = provider or default
     if chosen not in allowed:
@@ -227,36 +226,31 @@ def _ask(
     )
 
 
+def _carriers(rt: Runtime, channel: str) -> tuple[str, ...]:
+    """The providers that carry codes on ``channel``, in the registry's order."""
+    return tuple(name for name, p in rt.providers.items() if p.code_channel == channel)
+
+
+def _configured(rt: Runtime, provider: str) -> str:
+    """The provider's text or template id for codes, as its setting holds it."""
+    setting = rt.providers[provider].code_setting
+    return str(getattr(rt.settings, setting)) if setting else ""
+
+
 def _leg(rt: Runtime, provider: str, template: str | None, code: str) -> RouteLeg:
-    """The notification that carries ``code`` through ``provider``. ``template`` is the
-    SMS text (with ``{$var}``), ihuyi's text (with ``{code}``) or jumdata's template id."""
-    settings = rt.settings
-    if provider == "apispace-sms":
-        return RouteLeg(provider, content=template or settings.verify_sms_text, params=(code,))
-    if provider == "ihuyi":
-        text = template or settings.verify_voice_text
-        if CODE_MARK not in text:
-            raise InvalidRequest([FieldError("template", f"must hold {CODE_MARK} for the code")])
-        return RouteLeg(provider, content=text.replace(CODE_MARK, code))
-    template_id = template or settings.verify_jumdata_template
-    if not template_id:
-        raise InvalidRequest(
-            [
-                FieldError(
-                    "template", "jumdata needs a template id (NOTIFYQ_VERIFY_JUMDATA_TEMPLATE)"
-                )
-            ]
-        )
-    return RouteLeg(provider, template=template_id, params=(code,))
+    """The notification that carries ``code`` through ``provider``; ``template`` (else
+    the provider's setting for codes) is its text or template id, as the provider says."""
+    leg = rt.providers[provider].carry_code(code, template or _configured(rt, provider))
+    return RouteLeg(provider, template=leg.template, content=leg.content, params=leg.params)
 
 
 def _voice_route(rt: Runtime, provider: str, code: str) -> tuple[RouteLeg, ...]:
-    """The other voice provider as the fail-over leg, when it is configured for codes."""
-    if provider == "ihuyi" and rt.settings.verify_jumdata_template:
-        return (_leg(rt, "jumdata", None, code),)
-    if provider == "jumdata":
-        return (_leg(rt, "ihuyi", None, code),)
-    return ()
+    """The other voice providers as fail-over legs, those configured for codes."""
+    return tuple(
+        _leg(rt, other, None, code)
+        for other in _carriers(rt, "voice")
+        if other != provider and _configured(rt, other)
+    )
 
 
 def _draft(rt: Runtime, to: str, leg: RouteLeg, route: Sequence[RouteLeg], **extra: Any) -> Any:

@@ -13,9 +13,10 @@ import subprocess
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -41,6 +42,9 @@ from tests.services import (
     wait_until,
 )
 from worker.queues import DISPATCH_QUEUE
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 TEST_CREDENTIALS = {
     "NOTIFYQ_IHUYI_ACCOUNT": "cf_test01",
@@ -145,6 +149,19 @@ def make_runtime(database_url: str, redis_url: str) -> Iterator[Callable[..., Ru
 def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
     """A runtime in this process on this test's store and Redis (no workers)."""
     return make_runtime()
+
+
+@pytest.fixture
+def api_client(runtime: Runtime) -> Iterator[TestClient]:
+    """The API in this process over ``runtime`` (a module gives ``runtime`` its settings
+    by a fixture of its own)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient  # noqa: PLC0415  (only the API's tests)
+    from api.app import create_app  # noqa: PLC0415
+
+    with TestClient(create_app(runtime.settings, runtime)) as client:
+        yield client
 
 
 def assert_no_leaks(text: str, numbers: Sequence[str] = ("13800138000",)) -> None:

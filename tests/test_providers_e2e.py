@@ -27,31 +27,19 @@ SANDBOX = ("--receipt-delay", "0.3", "--jumdata-window", "", "--outcome", "0000=
 VOICE_TEMPLATE = "1011340330258440200"
 SMS_TEXT = "【Eolink】您的验证码是{$var}，5分钟内有效。"
 
+VOICE = ("--template", VOICE_TEMPLATE)
+JUM = ("--template", "1001")
+ITNIO = ("--template", "12022022570cc.mp3")
+
 SENDS = {
-    "voice-ok": ("apispace-voice", "13800131111", "--template", VOICE_TEMPLATE, "--param", "张三"),
-    "voice-no": ("apispace-voice", "13800130000", "--template", VOICE_TEMPLATE, "--param", "李四"),
-    "jum-ok": (
-        "jumdata",
-        "13900131111",
-        "--template",
-        "1001",
-        "--param",
-        "张三",
-        "--option",
-        "playTimes=2",
-    ),
-    "jum-no": ("jumdata", "13900130000", "--template", "1001", "--param", "李四"),
+    "voice-ok": ("apispace-voice", "13800131111", *VOICE, "--param", "张三"),
+    "voice-no": ("apispace-voice", "13800130000", *VOICE, "--param", "李四"),
+    "jum-ok": ("jumdata", "13900131111", *JUM, "--param", "张三", "--option", "playTimes=2"),
+    "jum-no": ("jumdata", "13900130000", *JUM, "--param", "李四"),
     "sms": ("apispace-sms", "15800001234", "--content", SMS_TEXT, "--param", "4821"),
     "sms-no": ("apispace-sms", "15800000000", "--content", SMS_TEXT, "--param", "9731"),
-    "itnio": (
-        "itniotech",
-        "+91 98765 43210",
-        "--template",
-        "12022022570cc.mp3",
-        "--option",
-        "loopCount=2",
-    ),
-    "itnio-no": ("itniotech", "+91 98765 40000", "--template", "12022022570cc.mp3"),
+    "itnio": ("itniotech", "+91 98765 43210", *ITNIO, "--option", "loopCount=2"),
+    "itnio-no": ("itniotech", "+91 98765 40000", *ITNIO),
 }
 
 

@@ -234,10 +234,15 @@ def _row_check(provider: Provider, spec: CampaignSpec, header: list[str]) -> _Ch
         if uses_fields and content:
             content = fill(content, dict(zip(header, values, strict=True)))
         draft = Draft(
-            spec.provider, values[at], spec.template, content, params(values), dict(spec.options)
+            spec.provider,
+            values[at],
+            template=spec.template,
+            content=content,
+            params=params(values),
+            options=dict(spec.options),
         )
         valid = provider.validate(draft)
-        return valid.to, valid.content, valid.params
+        return valid.to, valid.content, tuple(valid.params)
 
     return validate
 

@@ -26,6 +26,7 @@ from store.campaigns import (
     SCHEDULED,
     CampaignStore,
 )
+from tasks.alone import alone
 from tasks.campaigns import campaigns
 from tasks.campaigns.intake import next_occurrence
 from tasks.campaigns.pace import measure, record
@@ -44,13 +45,7 @@ FANOUT_LOCK = "nq:lock:campaigns"
 @celery.task(name="notifyq.campaigns", send_events=False)
 def run_campaigns() -> dict[str, int]:
     rt = get_runtime()
-    lock = rt.redis.lock(FANOUT_LOCK, timeout=60, blocking=False)
-    if not lock.acquire():
-        return {"skipped": 1}
-    try:
-        return fan_out(rt)
-    finally:
-        lock.release()
+    return alone(rt, FANOUT_LOCK, 60, lambda: fan_out(rt))
 
 
 def fan_out(rt: Runtime, now: float | None = None) -> dict[str, int]:

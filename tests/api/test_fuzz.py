@@ -342,6 +342,10 @@ header_names = st.text(string.ascii_letters + "-", min_size=1, max_size=20).filt
     lambda h: h.lower() not in {"authorization", "content-length", "host", "content-type"}
 )
 extra_headers = st.dictionaries(header_names, st.text(string.printable.strip(), max_size=40))
+#: any body, sent as any content type
+any_body = {"body": raw_bodies, "content_type": content_types}
+#: a request to any /v1 route: its route, the id in its path, any body
+any_v1_request = {"route": st.sampled_from(V1_ROUTES), "path_id": path_ids, **any_body}
 
 
 def encode(body: Any) -> bytes:
@@ -366,13 +370,7 @@ def send(
 
 
 @FUZZ
-@given(
-    route=st.sampled_from(V1_ROUTES),
-    path_id=path_ids,
-    body=raw_bodies,
-    content_type=content_types,
-    headers=extra_headers,
-)
+@given(**any_v1_request, headers=extra_headers)
 @example(
     route=("POST", "/v1/notifications"),
     path_id="1",
@@ -541,13 +539,7 @@ headers_that_fail = (
 
 
 @FUZZ
-@given(
-    route=st.sampled_from(V1_ROUTES),
-    path_id=path_ids,
-    header=headers_that_fail,
-    body=raw_bodies,
-    content_type=content_types,
-)
+@given(**any_v1_request, header=headers_that_fail)
 def test_a_wrong_or_missing_key_is_401_on_every_v1_route_whatever_the_body(
     api: Api,
     route: tuple[str, str],
@@ -715,12 +707,7 @@ def test_a_callback_body_is_taken_or_refused_400_storing_nothing(
 
 
 @FUZZ
-@given(
-    route=st.sampled_from(CALLBACKS),
-    body=raw_bodies,
-    content_type=content_types,
-    headers=extra_headers,
-)
+@given(route=st.sampled_from(CALLBACKS), **any_body, headers=extra_headers)
 @example(route="jumdata", body=nested(100_000, "list"), content_type="application/json", headers={})
 @example(
     route="itniotech", body=nested(3_000, "object"), content_type="application/json", headers={}

@@ -163,24 +163,50 @@ ANYONE_SENDS = {OWNER: 202, OTHER: 202, ADMIN: 202, ENV: 202, READER: 403, REVOK
 ADMIN_ONLY = {OWNER: 403, OTHER: 403, ADMIN: 200, ENV: 200, READER: 403, REVOKED: 401, OVER: 429}
 
 
+Then = Callable[[World, str, httpx.Response, str], None]
+
+
 @dataclass(frozen=True)
 class Case:
+    #: the method, the path and what else names the case
     route: str
-    method: str
     #: the path (and body) for one cell, with a fresh resource made by the owner
     prepare: Callable[[World], tuple[str, Any]]
     expect: Mapping[str, int]
     #: the same request naming a resource that does not exist (for the 404 cells)
     missing: Callable[[World], tuple[str, Any]] | None = None
     #: checks after the cell: (world, caller, response, path)
-    then: Callable[[World, str, httpx.Response, str], None] | None = None
+    then: Then | None = None
+
+    @property
+    def method(self) -> str:
+        return self.route.split(" ")[0]
+
+
+def on_one(
+    route: str,
+    made: Callable[[World], object],
+    expect: Mapping[str, int],
+    body: Any = None,
+    then: Then | None = None,
+) -> Case:
+    """A route naming one resource: ``{id}`` in its path is what ``made`` makes for the
+    owner for each cell, and :data:`MISSING` for the same request naming none."""
+    path = route.split(" ")[1]
+    return Case(
+        route,
+        lambda w: (path.format(id=made(w)), body),
+        expect,
+        missing=lambda w: (path.format(id=MISSING), body),
+        then=then,
+    )
 
 
 def campaign_status(w: World, path: str) -> str:
     return str(campaigns(w.runtime).get(int(path.split("/")[3])).status)
 
 
-def unchanged_unless_allowed(before: str) -> Callable[[World, str, httpx.Response, str], None]:
+def unchanged_unless_allowed(before: str) -> Then:
     """A control cell: the campaign moved only if the answer was 200."""
 
     def check(w: World, caller: str, answer: httpx.Response, path: str) -> None:
@@ -265,170 +291,91 @@ def suppressed(w: World) -> tuple[str, Any]:
 
 
 CASES = [
-    Case("POST /v1/notifications", "POST", lambda w: ("/v1/notifications", one()), ANYONE_SENDS),
+    Case("POST /v1/notifications", lambda w: ("/v1/notifications", one()), ANYONE_SENDS),
     Case(
         "POST /v1/notifications (the owner's idempotency key)",
-        "POST",
         owner_key_used_once,
         {**ANYONE_SENDS, OWNER: 200},
         then=idempotent,
     ),
     Case(
         "POST /v1/notifications:batch",
-        "POST",
         lambda w: ("/v1/notifications:batch", {"notifications": [one(), one()]}),
         {**ANYONE_SENDS, OWNER: 200, OTHER: 200, ADMIN: 200, ENV: 200},
     ),
-    Case(
-        "GET /v1/notifications/{id}",
-        "GET",
-        lambda w: (f"/v1/notifications/{w.notification()}", None),
-        OWNED,
-        missing=lambda w: (f"/v1/notifications/{MISSING}", None),
-    ),
-    Case(
-        "GET /v1/notifications/{the reader's own}",
-        "GET",
-        lambda w: (f"/v1/notifications/{w.reader_own}", None),
+    on_one("GET /v1/notifications/{id}", World.notification, OWNED),
+    on_one(
+        "GET /v1/notifications/{id} (the reader's own)",
+        lambda w: w.reader_own,
         {**OWNED, OWNER: 404, READER: 200},
-        missing=lambda w: (f"/v1/notifications/{MISSING}", None),
     ),
     Case(
         "POST /v1/campaigns",
-        "POST",
         lambda w: ("/v1/campaigns", campaign_body()),
         {c: 201 if s == 202 else s for c, s in ANYONE_SENDS.items()},
     ),
-    Case(
-        "GET /v1/campaigns",
-        "GET",
-        list_campaigns,
-        {**OWNED, OTHER: 200, READER: 200},
-        then=listed,
-    ),
-    Case(
-        "GET /v1/campaigns/{id}",
-        "GET",
-        lambda w: (f"/v1/campaigns/{w.campaign()}", None),
-        OWNED,
-        missing=lambda w: (f"/v1/campaigns/{MISSING}", None),
-    ),
-    Case(
+    Case("GET /v1/campaigns", list_campaigns, {**OWNED, OTHER: 200, READER: 200}, then=listed),
+    on_one("GET /v1/campaigns/{id}", World.campaign, OWNED),
+    on_one(
         "POST /v1/campaigns/{id}/pause",
-        "POST",
-        lambda w: (f"/v1/campaigns/{w.campaign()}/pause", None),
+        World.campaign,
         CONTROL,
-        missing=lambda w: (f"/v1/campaigns/{MISSING}/pause", None),
         then=unchanged_unless_allowed("scheduled"),
     ),
-    Case(
+    on_one(
         "POST /v1/campaigns/{id}/resume",
-        "POST",
-        lambda w: (f"/v1/campaigns/{w.campaign(paused=True)}/resume", None),
+        lambda w: w.campaign(paused=True),
         CONTROL,
-        missing=lambda w: (f"/v1/campaigns/{MISSING}/resume", None),
         then=unchanged_unless_allowed("paused"),
     ),
-    Case(
-        "POST /v1/campaigns/{id}/cancel",
-        "POST",
-        lambda w: (f"/v1/campaigns/{w.campaign()}/cancel", None),
-        CONTROL,
-        missing=lambda w: (f"/v1/campaigns/{MISSING}/cancel", None),
-        then=cancelled_by,
-    ),
+    on_one("POST /v1/campaigns/{id}/cancel", World.campaign, CONTROL, then=cancelled_by),
     Case(
         "POST /v1/verifications",
-        "POST",
         lambda w: ("/v1/verifications", {"to": number(), "channel": "sms"}),
         ANYONE_SENDS,
     ),
-    Case(
-        "GET /v1/verifications/{id}",
-        "GET",
-        lambda w: (f"/v1/verifications/{w.verification()}", None),
-        OWNED,
-        missing=lambda w: (f"/v1/verifications/{MISSING}", None),
-    ),
-    Case(
+    on_one("GET /v1/verifications/{id}", World.verification, OWNED),
+    on_one(
         "POST /v1/verifications/{id}/check",
-        "POST",
-        # the HMAC of a random code: "000000" is wrong but for one chance in a million
-        lambda w: (f"/v1/verifications/{w.verification()}/check", {"code": "000000"}),
+        World.verification,
         CHECK,
-        missing=lambda w: (f"/v1/verifications/{MISSING}/check", {"code": "000000"}),
+        # the HMAC of a random code: "000000" is wrong but for one chance in a million
+        body={"code": "000000"},
         then=attempts_unspent,
     ),
-    Case(
-        "GET /v1/suppressions?campaign_id= (a count)",
-        "GET",
-        lambda w: (f"/v1/suppressions?campaign_id={w.campaign()}", None),
-        OWNED,
-        missing=lambda w: (f"/v1/suppressions?campaign_id={MISSING}", None),
-    ),
+    on_one("GET /v1/suppressions?campaign_id={id} (a count)", World.campaign, OWNED),
     Case(
         "POST /v1/suppressions",
-        "POST",
         lambda w: ("/v1/suppressions", {"to": number()}),
         {**ADMIN_ONLY, ADMIN: 201, ENV: 201},
     ),
-    Case("GET /v1/suppressions", "GET", lambda w: ("/v1/suppressions", None), ADMIN_ONLY),
-    Case(
-        "DELETE /v1/suppressions/{to}",
-        "DELETE",
-        suppressed,
-        {**ADMIN_ONLY, ADMIN: 204, ENV: 204},
-    ),
+    Case("GET /v1/suppressions", lambda w: ("/v1/suppressions", None), ADMIN_ONLY),
+    Case("DELETE /v1/suppressions/{to}", suppressed, {**ADMIN_ONLY, ADMIN: 204, ENV: 204}),
     Case(
         "POST /v1/webhooks",
-        "POST",
         lambda w: ("/v1/webhooks", {"url": PUBLIC_HOOK}),
         {c: 201 if s == 202 else s for c, s in ANYONE_SENDS.items()},
     ),
     Case(
         "GET /v1/webhooks",
-        "GET",
         lambda w: (w.webhook() and "/v1/webhooks", None),
         {**OWNED, OTHER: 200, READER: 200},
         then=webhooks_listed,
     ),
-    Case(
-        "GET /v1/webhooks/{id}",
-        "GET",
-        lambda w: (f"/v1/webhooks/{w.webhook()}", None),
-        OWNED,
-        missing=lambda w: (f"/v1/webhooks/{MISSING}", None),
+    on_one("GET /v1/webhooks/{id}", World.webhook, OWNED),
+    on_one(
+        "DELETE /v1/webhooks/{id}", World.webhook, {**CONTROL, OWNER: 204, ADMIN: 204, ENV: 204}
     ),
-    Case(
-        "DELETE /v1/webhooks/{id}",
-        "DELETE",
-        lambda w: (f"/v1/webhooks/{w.webhook()}", None),
-        {**CONTROL, OWNER: 204, ADMIN: 204, ENV: 204},
-        missing=lambda w: (f"/v1/webhooks/{MISSING}", None),
-    ),
-    Case(
-        "POST /v1/webhooks/{id}/rotate",
-        "POST",
-        lambda w: (f"/v1/webhooks/{w.webhook()}/rotate", None),
-        CONTROL,
-        missing=lambda w: (f"/v1/webhooks/{MISSING}/rotate", None),
-    ),
-    Case(
-        "GET /v1/webhooks/{id}/deliveries",
-        "GET",
-        lambda w: (f"/v1/webhooks/{w.delivery()[0]}/deliveries", None),
-        OWNED,
-        missing=lambda w: (f"/v1/webhooks/{MISSING}/deliveries", None),
-    ),
+    on_one("POST /v1/webhooks/{id}/rotate", World.webhook, CONTROL),
+    on_one("GET /v1/webhooks/{id}/deliveries", lambda w: w.delivery()[0], OWNED),
     Case(
         "POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry",
-        "POST",
         lambda w: ("/v1/webhooks/{}/deliveries/{}/retry".format(*w.delivery()), None),
         {**CONTROL, OWNER: 202, ADMIN: 202, ENV: 202},
         missing=lambda w: (f"/v1/webhooks/{MISSING}/deliveries/1/retry", None),
     ),
     # the page is not /v1: no rate; a service's key is not an admin's
-    Case("GET /ui (the operator page)", "GET", lambda w: ("/ui", None), {**ADMIN_ONLY, OVER: 403}),
+    Case("GET /ui (the operator page)", lambda w: ("/ui", None), {**ADMIN_ONLY, OVER: 403}),
 ]
 
 

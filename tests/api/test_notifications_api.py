@@ -11,7 +11,6 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,12 +29,6 @@ with warnings.catch_warnings():  # starlette's TestClient nags about httpx at im
 
 AUTH = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[1]}"}
 TEXT = "您的订单号是：9633。已由顺风快递发出，请注意查收。"
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime.settings, runtime)) as test_client:
-        yield test_client
 
 
 @pytest.fixture
@@ -61,21 +54,23 @@ def one(number: str = "13800138000", **extra: Any) -> dict[str, Any]:
 
 
 def test_the_same_idempotency_key_answers_200_with_the_first_and_queues_nothing_twice(
-    client: TestClient, runtime: Runtime, broker: redis.Redis
+    api_client: TestClient, runtime: Runtime, broker: redis.Redis
 ) -> None:
-    first = client.post("/v1/notifications", json=one(idempotency_key="order-9633"), headers=AUTH)
+    first = api_client.post(
+        "/v1/notifications", json=one(idempotency_key="order-9633"), headers=AUTH
+    )
     assert first.status_code == 202, first.text
     created = first.json()
     assert created["status"] == "queued"
 
-    again = client.post(
+    again = api_client.post(
         "/v1/notifications",
         json=one("+86 138 0013 8000", idempotency_key="order-9633"),  # the number respelt
         headers=AUTH,
     )
     assert again.status_code == 200, again.text
     assert again.json() == created
-    other = client.post(  # another request under the same key (tests/api/test_doors.py)
+    other = api_client.post(  # another request under the same key (tests/api/test_doors.py)
         "/v1/notifications", json=one("13800138001", idempotency_key="order-9633"), headers=AUTH
     )
     assert other.status_code == 409, other.text
@@ -87,7 +82,7 @@ def test_the_same_idempotency_key_answers_200_with_the_first_and_queues_nothing_
 
 
 def test_a_batch_of_1000_with_bad_items_stores_the_good_and_names_each_bad_field(
-    client: TestClient, runtime: Runtime, broker: redis.Redis
+    api_client: TestClient, runtime: Runtime, broker: redis.Redis
 ) -> None:
     bad = {
         7: ({"provider": "ihuyi", "to": "12345", "content": TEXT}, "to"),
@@ -105,7 +100,7 @@ def test_a_batch_of_1000_with_bad_items_stores_the_good_and_names_each_bad_field
         ),
     }
     items = [bad[i][0] if i in bad else one(f"138{i:08d}") for i in range(1000)]
-    answer = client.post("/v1/notifications:batch", json={"notifications": items}, headers=AUTH)
+    answer = api_client.post("/v1/notifications:batch", json={"notifications": items}, headers=AUTH)
     assert answer.status_code == 200, answer.text[:500]
     result = answer.json()
     assert (result["accepted"], result["rejected"]) == (995, 5)
@@ -131,10 +126,10 @@ def test_a_batch_of_1000_with_bad_items_stores_the_good_and_names_each_bad_field
 
 
 def test_a_batch_of_more_than_1000_is_refused_whole_and_stores_nothing(
-    client: TestClient, runtime: Runtime, broker: redis.Redis
+    api_client: TestClient, runtime: Runtime, broker: redis.Redis
 ) -> None:
     items = [one(f"138{i:08d}") for i in range(1001)]
-    answer = client.post("/v1/notifications:batch", json={"notifications": items}, headers=AUTH)
+    answer = api_client.post("/v1/notifications:batch", json={"notifications": items}, headers=AUTH)
     assert answer.status_code == 422
     assert [e["field"] for e in answer.json()["errors"]] == ["notifications"]
     assert runtime.notifications.count_by_status() == {}
@@ -145,9 +140,9 @@ def test_a_batch_of_more_than_1000_is_refused_whole_and_stores_nothing(
 
 
 def test_a_notification_reads_back_masked_with_its_history(
-    client: TestClient, runtime: Runtime
+    api_client: TestClient, runtime: Runtime
 ) -> None:
-    created = client.post("/v1/notifications", json=one("+86 138 0013 8000"), headers=AUTH)
+    created = api_client.post("/v1/notifications", json=one("+86 138 0013 8000"), headers=AUTH)
     notification_id = created.json()["id"]
     store = runtime.notifications
     store.transition(
@@ -171,7 +166,7 @@ def test_a_notification_reads_back_masked_with_its_history(
         ]
     )
 
-    answer = client.get(f"/v1/notifications/{notification_id}", headers=AUTH)
+    answer = api_client.get(f"/v1/notifications/{notification_id}", headers=AUTH)
     assert answer.status_code == 200
     view = answer.json()
     assert view["to"] == "138****8000"
@@ -184,15 +179,15 @@ def test_a_notification_reads_back_masked_with_its_history(
     assert all(e["at"].endswith("Z") for e in view["events"])
 
     for missing in (notification_id + 1, 0, -1, 2**63, 10**30):
-        assert client.get(f"/v1/notifications/{missing}", headers=AUTH).status_code == 404
+        assert api_client.get(f"/v1/notifications/{missing}", headers=AUTH).status_code == 404
 
 
 # -- operations --------------------------------------------------------------------------------
 
 
-def test_healthz_and_readyz_are_200_when_redis_and_the_store_answer(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    answer = client.get("/readyz")
+def test_healthz_and_readyz_are_200_when_redis_and_the_store_answer(api_client: TestClient) -> None:
+    assert api_client.get("/healthz").json() == {"status": "ok"}
+    answer = api_client.get("/readyz")
     assert answer.status_code == 200
     assert answer.json() == {"status": "ready", "store": "ok", "redis": "ok"}
 
@@ -203,9 +198,9 @@ def test_readyz_is_503_naming_redis_when_redis_is_unreachable_and_healthz_stays_
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     runtime = Runtime.build(embedded_settings(database_url, closed))
     try:
-        with TestClient(create_app(runtime.settings, runtime)) as client:
-            ready = client.get("/readyz")
-            alive = client.get("/healthz")
+        with TestClient(create_app(runtime.settings, runtime)) as api_client:
+            ready = api_client.get("/readyz")
+            alive = api_client.get("/healthz")
     finally:
         runtime.close()
     assert alive.status_code == 200
@@ -218,12 +213,12 @@ def test_readyz_is_503_naming_redis_when_redis_is_unreachable_and_healthz_stays_
 
 
 def test_metrics_count_the_ledger_by_provider_and_status(
-    client: TestClient, runtime: Runtime
+    api_client: TestClient, runtime: Runtime
 ) -> None:
     for i in range(3):
-        client.post("/v1/notifications", json=one(f"1380013800{i}"), headers=AUTH)
+        api_client.post("/v1/notifications", json=one(f"1380013800{i}"), headers=AUTH)
     voice = {"provider": "apispace-voice", "to": "13800138009", "template": "123456"}
-    sent = client.post("/v1/notifications", json=voice, headers=AUTH).json()["id"]
+    sent = api_client.post("/v1/notifications", json=voice, headers=AUTH).json()["id"]
     runtime.notifications.transition(
         [Change(sent, Status.SENDING, expect=Expect.row(runtime.notifications.get(sent)))]
     )
@@ -238,7 +233,7 @@ def test_metrics_count_the_ledger_by_provider_and_status(
         ]
     )
 
-    answer = client.get("/metrics")
+    answer = api_client.get("/metrics")
     assert answer.status_code == 200
     gauges = {
         (m["provider"], m["status"]): float(m["value"])

@@ -13,12 +13,11 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
 
-from api.app import create_app
 from providers.base import InvalidRequest
 from store.schema import Notification
 from tasks import latency
@@ -47,12 +46,6 @@ def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
     return make_runtime(**verifying())
 
 
-@pytest.fixture
-def lanes_api(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime.settings, runtime)) as test_client:
-        yield test_client
-
-
 def queued_ids(queue: str, runtime: Runtime) -> list[int]:
     """Every id in ``queue``'s dispatch messages."""
     ids: list[int] = []
@@ -73,12 +66,12 @@ def body(number: str = "13800138000", **extra: object) -> dict[str, object]:
 
 
 def test_each_class_is_stored_shown_and_queued_on_its_own_queue(
-    lanes_api: TestClient, runtime: Runtime
+    api_client: TestClient, runtime: Runtime
 ) -> None:
     made: dict[str, int] = {}
     for index, priority in enumerate(("urgent", "normal", "bulk", None)):
         extra = {} if priority is None else {"priority": priority}
-        answer = lanes_api.post(
+        answer = api_client.post(
             "/v1/notifications", json=body(f"1380013800{index}", **extra), headers=AUTH
         )
         assert answer.status_code == 202, answer.text
@@ -88,7 +81,7 @@ def test_each_class_is_stored_shown_and_queued_on_its_own_queue(
     for asked, notification_id in made.items():
         wanted = "normal" if asked == "unsaid" else asked
         assert priority_of(runtime, notification_id) == wanted
-        view = lanes_api.get(f"/v1/notifications/{notification_id}", headers=AUTH).json()
+        view = api_client.get(f"/v1/notifications/{notification_id}", headers=AUTH).json()
         assert view["priority"] == wanted
     assert queued_ids(URGENT_QUEUE, runtime) == [made["urgent"]]
     assert queued_ids(NORMAL_QUEUE, runtime) == sorted([made["normal"], made["unsaid"]])
@@ -97,9 +90,9 @@ def test_each_class_is_stored_shown_and_queued_on_its_own_queue(
 
 @pytest.mark.parametrize("bad", ["high", "URGENT ", 3, ""])
 def test_a_bad_priority_is_a_422_naming_the_field_and_nothing_is_stored_or_queued(
-    lanes_api: TestClient, runtime: Runtime, bad: object
+    api_client: TestClient, runtime: Runtime, bad: object
 ) -> None:
-    answer = lanes_api.post("/v1/notifications", json=body(priority=bad), headers=AUTH)
+    answer = api_client.post("/v1/notifications", json=body(priority=bad), headers=AUTH)
     assert answer.status_code == 422, answer.text
     assert [e["field"] for e in answer.json()["errors"]] == ["priority"]
     flush_dispatch()
@@ -109,18 +102,18 @@ def test_a_bad_priority_is_a_422_naming_the_field_and_nothing_is_stored_or_queue
 
 
 def test_the_same_idempotency_key_with_another_class_is_another_request(
-    lanes_api: TestClient,
+    api_client: TestClient,
 ) -> None:
-    first = lanes_api.post(
+    first = api_client.post(
         "/v1/notifications", json=body(idempotency_key="k-1", priority="urgent"), headers=AUTH
     )
     assert first.status_code == 202, first.text
-    same = lanes_api.post(
+    same = api_client.post(
         "/v1/notifications", json=body(idempotency_key="k-1", priority="urgent"), headers=AUTH
     )
     assert same.status_code == 200, same.text
     assert same.json()["id"] == first.json()["id"]
-    other = lanes_api.post("/v1/notifications", json=body(idempotency_key="k-1"), headers=AUTH)
+    other = api_client.post("/v1/notifications", json=body(idempotency_key="k-1"), headers=AUTH)
     assert other.status_code == 409, other.text
     assert other.json()["errors"][0]["field"] == "idempotency_key"
 
@@ -162,17 +155,17 @@ def test_a_campaigns_rows_are_bulk_and_released_on_the_bulk_queue(runtime: Runti
 
 
 def test_the_operator_page_shows_each_lanes_depth_and_current_p99(
-    lanes_api: TestClient, runtime: Runtime
+    api_client: TestClient, runtime: Runtime
 ) -> None:
     admin = {"Authorization": f"Bearer {TEST_CREDENTIALS['NOTIFYQ_API_KEYS'].split(',')[0]}"}
     for number in ("13800138000", "13800138001"):
-        sent = lanes_api.post(
+        sent = api_client.post(
             "/v1/notifications", json=body(number, priority="urgent"), headers=AUTH
         )
         assert sent.status_code == 202, sent.text
     flush_dispatch()
     latency.record(runtime, [runtime.notifications.get(sent.json()["id"])], time.time())
-    page = lanes_api.get("/ui", headers=admin)
+    page = api_client.get("/ui", headers=admin)
     assert page.status_code == 200, page.text
     urgent = re.search(r'<tr data-lane="urgent">(.*?)</tr>', page.text)
     assert urgent is not None, page.text

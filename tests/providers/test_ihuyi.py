@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from providers.base import Draft, InvalidRequest, Message, Outcome, Reply
+from providers.base import Draft, Message, Outcome, Reply
 from providers.ihuyi import (
     ADMIN_CODES,
     SUBMIT_CODES,
@@ -83,21 +83,16 @@ def test_an_unknown_code_is_ambiguous_and_keeps_its_code() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "outcome"),
+    "body",
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
-        (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
-        (200, b'{"code":2,"msg":"\xe6\x8f', Outcome.AMBIGUOUS),
-        (200, b"<SubmitResult><code>2</code><msg>ok", Outcome.AMBIGUOUS),
-        (200, b'{"code":2,"msg":"ok","voiceid":"0"}', Outcome.AMBIGUOUS),
-        (404, b"not found", Outcome.ACCOUNT),
+        b'{"code":2,"msg":"\xe6\x8f',
+        b"<SubmitResult><code>2</code><msg>ok",
+        b'{"code":2,"msg":"ok","voiceid":"0"}',
     ],
 )
-def test_an_undocumented_body_is_classified_never_raised(
-    status: int, body: bytes, outcome: Outcome
-) -> None:
-    (result,) = client().send_results([MESSAGE], Reply(status, body))
-    assert result.outcome is outcome
+def test_an_undocumented_answer_is_ambiguous_never_raised(body: bytes) -> None:
+    (result,) = client().send_results([MESSAGE], Reply(200, body))
+    assert result.outcome is Outcome.AMBIGUOUS
 
 
 def test_submit_is_a_signed_post_with_no_password_in_the_url() -> None:
@@ -129,27 +124,6 @@ def test_every_spelling_of_a_number_normalises_to_one_e164(spelling: str) -> Non
 
 def test_a_landline_with_area_code_is_accepted() -> None:
     assert client().validate(Draft("ihuyi", "021-5123-4529", content="您好")).to == "+862151234529"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft("ihuyi", "12345", content="x"), "to"),
-        (Draft("ihuyi", "+14155550100", content="x"), "to"),
-        (Draft("ihuyi", "13800138000", content=""), "content"),
-        (Draft("ihuyi", "13800138000", content="您的客户【变量】将于2天后过生日"), "content"),
-        (Draft("ihuyi", "13800138000", content="x" * 501), "content"),
-        (Draft("ihuyi", "13800138000", content="x", template="123"), "template"),
-        (
-            Draft("ihuyi", "13800138000", content="x", options={"playTimes": "2"}),
-            "options.playTimes",
-        ),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        client().validate(draft)
-    assert field in [e.field for e in caught.value.errors]
 
 
 def test_receipt_push_is_parsed() -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from providers.base import Draft, InvalidRequest, Message, MissingCredentials, Outcome, Reply
+from providers.base import Draft, Message, MissingCredentials, Outcome, Reply
 from providers.itniotech import CODES, Itniotech, sign
 from tests.providers.codes_doc import outcomes
 
@@ -85,19 +85,16 @@ def test_an_unknown_status_is_ambiguous_and_keeps_its_code() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "outcome"),
+    "body",
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
-        (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
-        (200, b'{"status":"0","reason":"success","data":[{"voiceId":"22', Outcome.AMBIGUOUS),
-        (200, b'{"status":"0","reason":"success"}', Outcome.AMBIGUOUS),
-        (200, b'{"status":"0","data":["junk"]}', Outcome.AMBIGUOUS),
-        (401, b"Unauthorized", Outcome.ACCOUNT),
+        b'{"status":"0","reason":"success","data":[{"voiceId":"22',
+        b'{"status":"0","reason":"success"}',
+        b'{"status":"0","data":["junk"]}',
     ],
 )
-def test_an_undocumented_body_is_classified(status: int, body: bytes, outcome: Outcome) -> None:
-    results = client().send_results([INDIA, UK], Reply(status, body))
-    assert [r.outcome for r in results] == [outcome, outcome]
+def test_an_undocumented_answer_is_ambiguous(body: bytes) -> None:
+    results = client().send_results([INDIA, UK], Reply(200, body))
+    assert [r.outcome for r in results] == [Outcome.AMBIGUOUS, Outcome.AMBIGUOUS]
 
 
 def test_the_request_is_signed_json_with_callees_in_digits() -> None:
@@ -141,88 +138,6 @@ def test_a_number_of_any_country_is_accepted_with_its_country_code(
     spelling: str, e164: str
 ) -> None:
     assert client().validate(Draft("itniotech", spelling, template="f.mp3")).to == e164
-
-
-def test_options_are_kept_in_their_wire_types() -> None:
-    valid = client().validate(
-        Draft(
-            "itniotech",
-            "+919876543210",
-            template="f.mp3",
-            options={
-                "maxDuration": "120",
-                "maxRingingTime": "20",
-                "loopCount": "9",
-                "calledInfo": "",
-                "displayNum": "1008122211",
-            },
-        )
-    )
-    assert valid.options == {
-        "maxDuration": 120,
-        "maxRingingTime": 20,
-        "loopCount": 9,
-        "displayNum": "1008122211",
-    }
-
-
-IT = "itniotech"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft(IT, "12345", template="f"), "to"),
-        (Draft(IT, "13800138000", template="f"), "to"),  # no country code: +1 380… is no number
-        (Draft(IT, "+91 98765", template="f"), "to"),
-        (Draft(IT, "+919876543210"), "template"),
-        (Draft(IT, "+919876543210", template="f" * 129), "template"),
-        (Draft(IT, "+919876543210", template="f", content="text"), "content"),
-        (Draft(IT, "+919876543210", template="f", params=("a",)), "params"),
-        (
-            Draft(IT, "+919876543210", template="f", options={"maxDuration": "0"}),
-            "options.maxDuration",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"maxDuration": "121"}),
-            "options.maxDuration",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"maxRingingTime": "19"}),
-            "options.maxRingingTime",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"maxRingingTime": "121"}),
-            "options.maxRingingTime",
-        ),
-        (Draft(IT, "+919876543210", template="f", options={"loopCount": "0"}), "options.loopCount"),
-        (
-            Draft(IT, "+919876543210", template="f", options={"loopCount": "10"}),
-            "options.loopCount",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"calledInfo": "x" * 1001}),
-            "options.calledInfo",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"displayNum": "123456"}),
-            "options.displayNum",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"displayNum": "1234567890123456"}),
-            "options.displayNum",
-        ),
-        (
-            Draft(IT, "+919876543210", template="f", options={"displayNum": "10081abc"}),
-            "options.displayNum",
-        ),
-        (Draft(IT, "+919876543210", template="f", options={"playTimes": "1"}), "options.playTimes"),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        client().validate(draft)
-    assert field in [e.field for e in caught.value.errors]
 
 
 # -- pushed call results (the ASSUMED push) -------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from providers.base import Draft, InvalidRequest, Message, MissingCredentials, Outcome, Reply
+from providers.base import Message, MissingCredentials, Outcome, Reply
 from providers.jumdata import BLOCKED_CODE, CODES, WINDOW_CODE, Jumdata, sign
 from tests.providers.codes_doc import outcomes
 
@@ -73,19 +73,16 @@ def test_a_length_limit_is_not_mistaken_for_the_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "outcome"),
+    "body",
     [
-        (502, b"<html><body>Bad Gateway</body></html>", Outcome.AMBIGUOUS),
-        (200, b"<html><body>oops</body></html>", Outcome.AMBIGUOUS),
-        (200, b'{"code":200,"msg":"\xe6\x88', Outcome.AMBIGUOUS),
-        (200, b'{"code":200,"msg":"ok","taskNo":"1"}', Outcome.AMBIGUOUS),  # no callId
-        (200, b'{"msg":"no code"}', Outcome.AMBIGUOUS),
-        (404, b"<html>Not Found</html>", Outcome.ACCOUNT),
+        b'{"code":200,"msg":"\xe6\x88',
+        b'{"code":200,"msg":"ok","taskNo":"1"}',  # no callId
+        b'{"msg":"no code"}',
     ],
 )
-def test_an_undocumented_body_is_classified(status: int, body: bytes, outcome: Outcome) -> None:
-    (result,) = client().send_results([MESSAGE], Reply(status, body))
-    assert result.outcome is outcome
+def test_an_undocumented_answer_is_ambiguous(body: bytes) -> None:
+    (result,) = client().send_results([MESSAGE], Reply(200, body))
+    assert result.outcome is Outcome.AMBIGUOUS
 
 
 def test_the_send_is_a_signed_form_with_the_id_to_round_trip() -> None:
@@ -119,53 +116,6 @@ def test_without_credentials_nothing_is_built() -> None:
         Jumdata(None, SecretStr("s"), "http://x", None).build_send([MESSAGE], 0)
     with pytest.raises(MissingCredentials, match="NOTIFYQ_JUMDATA_APP_SECRET"):
         Jumdata("a", None, "http://x", None).build_send([MESSAGE], 0)
-
-
-def test_a_valid_draft_keeps_play_times_as_a_number() -> None:
-    valid = client().validate(
-        Draft(
-            "jumdata",
-            "+86 138 0013 8000",
-            template="1001",
-            params=("张三",),
-            options={"playTimes": "3"},
-        )
-    )
-    assert (valid.to, valid.template, valid.params, valid.options) == (
-        "+8613800138000",
-        "1001",
-        ("张三",),
-        {"playTimes": 3},
-    )
-
-
-J = "jumdata"
-
-
-@pytest.mark.parametrize(
-    ("draft", "field"),
-    [
-        (Draft(J, "021-5123-4529", template="1"), "to"),
-        (Draft(J, "+14155550100", template="1"), "to"),
-        (Draft(J, "1380013800", template="1"), "to"),
-        (Draft(J, "13800138000"), "template"),
-        (Draft(J, "13800138000", template="a b"), "template"),
-        (Draft(J, "13800138000", template="x" * 65), "template"),
-        (Draft(J, "13800138000", template="1", content="text"), "content"),
-        (Draft(J, "13800138000", template="1", params=("张,三",)), "params[0]"),
-        (Draft(J, "13800138000", template="1", options={"playTimes": "0"}), "options.playTimes"),
-        (Draft(J, "13800138000", template="1", options={"playTimes": "4"}), "options.playTimes"),
-        (Draft(J, "13800138000", template="1", options={"playTimes": "two"}), "options.playTimes"),
-        (
-            Draft(J, "13800138000", template="1", options={"notifyUrl": "http://x"}),
-            "options.notifyUrl",
-        ),
-    ],
-)
-def test_bad_input_is_refused_naming_the_field(draft: Draft, field: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        client().validate(draft)
-    assert field in [e.field for e in caught.value.errors]
 
 
 # -- the callback ------------------------------------------------------------------------------

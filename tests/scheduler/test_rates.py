@@ -3,10 +3,12 @@ take several at once, all or none."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import redis
 
-from scheduler.limits import parse_caps
+from scheduler.limits import Cap, parse_caps
 from scheduler.rates import RateDecision, RateLimiter
 from tests.services import sleep_until
 
@@ -19,24 +21,41 @@ def rates(client: redis.Redis) -> RateLimiter:
     return RateLimiter(client)
 
 
+def taken_then_refused(
+    rates: RateLimiter, key: str, caps: Sequence[Cap], allowed: int
+) -> tuple[RateDecision, RateDecision]:
+    """Take ``allowed`` times (each admitted), then once more (refused, with a time to
+    retry): the first decision and the refusal."""
+    taken = [rates.take(key, caps) for _ in range(allowed)]
+    assert all(d.allowed for d in taken)
+    refused = rates.take(key, caps)
+    assert not refused.allowed and refused.retry_at is not None
+    return taken[0], refused
+
+
+def burst_then_one(
+    rates: RateLimiter, client: redis.Redis, key: str, caps: Sequence[Cap], burst: int
+) -> tuple[RateDecision, RateDecision, RateDecision]:
+    """``burst`` taken at once and the next refused until one interval (a second, at these
+    tests' rates) after the first; at that moment one more taken and the next refused:
+    the first decision and the two refusals."""
+    first, refused = taken_then_refused(rates, key, caps, burst)
+    assert refused.retry_at == pytest.approx(first.now + 1.0, abs=MS)
+    sleep_until(client, refused.retry_at)
+    _, again = taken_then_refused(rates, key, caps, 1)
+    return first, refused, again
+
+
 def test_a_burst_of_the_amount_goes_at_once_then_one_per_interval(
     rates: RateLimiter, client: redis.Redis
 ) -> None:
     # 5 per 5 s (one a second): each step below has a second to happen in, which a busy
     # machine's scheduling delays (tens of ms) never eat up
-    five = parse_caps("5/5 seconds")
-    burst = [rates.take("provider:ihuyi", five) for _ in range(5)]
-    assert all(d.allowed for d in burst)
-    sixth = rates.take("provider:ihuyi", five)
-    assert not sixth.allowed
-    assert sixth.retry_at == pytest.approx(burst[0].now + 1.0, abs=MS)
-
-    # from here on: one send a second, no more
+    _, sixth, next_one = burst_then_one(
+        rates, client, "provider:ihuyi", parse_caps("5/5 seconds"), 5
+    )
+    # from the sixth on: one send a second, no more
     assert sixth.retry_at is not None
-    sleep_until(client, sixth.retry_at)
-    assert rates.take("provider:ihuyi", five).allowed
-    next_one = rates.take("provider:ihuyi", five)
-    assert not next_one.allowed
     assert next_one.retry_at == pytest.approx(sixth.retry_at + 1.0, abs=MS)
 
 
@@ -54,18 +73,10 @@ def test_a_batch_takes_its_whole_quantity_or_nothing(rates: RateLimiter) -> None
 def test_a_refusal_by_one_rate_takes_nothing_from_the_others(
     rates: RateLimiter, client: redis.Redis
 ) -> None:
-    both = parse_caps("3/3 seconds;4/minute")
-    first = [rates.take("k", both) for _ in range(3)]
-    assert all(d.allowed for d in first)
-    held = rates.take("k", both)
-    assert not held.allowed
-    assert held.retry_at == pytest.approx(first[0].now + 1.0, abs=MS)
-    sleep_until(client, held.retry_at)
-    # had the refused take spent a per-minute slot, this fourth would be refused
-    assert rates.take("k", both).allowed
-    fifth = rates.take("k", both)
-    assert not fifth.allowed
-    assert fifth.retry_at == pytest.approx(first[0].now + 15, abs=MS)
+    # had the refused fourth spent a per-minute slot, the fourth taken after the wait
+    # would be refused
+    first, _, fifth = burst_then_one(rates, client, "k", parse_caps("3/3 seconds;4/minute"), 3)
+    assert fifth.retry_at == pytest.approx(first.now + 15, abs=MS)
 
 
 def test_a_batch_bigger_than_a_burst_goes_alone_and_the_next_waits_it_out(

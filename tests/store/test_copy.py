@@ -57,12 +57,8 @@ def campaign_of(store: CampaignStore, cron: str | None = None) -> Any:
         name="copy",
         provider="jumdata",
         template="1001",
-        content=None,
         options={"playTimes": 2, "说明": "中文"},
-        route=None,
-        rate=None,
         cron=cron,
-        next_run_at=None,
     )
     return store.get(campaign_id)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from providers.base import Call, Reply
 from providers.http import HttpSettings, Transport
+from tests.services import serve_http, stop_http
 
 
 class HoldingServer:
@@ -45,9 +46,7 @@ class HoldingServer:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_http(Handler)
 
     def wait_open(self, n: int) -> bool:
         with self.changed:
@@ -59,8 +58,7 @@ def server() -> Iterator[HoldingServer]:
     box = HoldingServer()
     yield box
     box.release.set()
-    box.server.shutdown()
-    box.server.server_close()
+    stop_http(box.server)
 
 
 def test_a_code_gets_a_connection_while_bulk_holds_all_it_may(server: HoldingServer) -> None:

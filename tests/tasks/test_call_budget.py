@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -17,6 +17,7 @@ from tasks.enqueue import enqueue_many
 from tasks.requests import SendRequest
 from tasks.runtime import Runtime
 from tests.conftest import embedded_settings
+from tests.services import serve_http, stop_http
 
 # -- the budget itself, with real threads --------------------------------------------------
 
@@ -111,17 +112,14 @@ class CountingProvider:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_http(Handler)
 
 
 @pytest.fixture
 def provider() -> Iterator[CountingProvider]:
     box = CountingProvider()
     yield box
-    box.server.shutdown()
-    box.server.server_close()
+    stop_http(box.server)
 
 
 def dispatch_concurrently(

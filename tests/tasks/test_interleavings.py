@@ -122,13 +122,8 @@ class Schedule:
         self.campaign = store.create(
             name="interleaving",
             provider="ihuyi",
-            template=None,
             content="您的预约明天开始。",
             options={},
-            route=None,
-            rate=None,
-            cron=None,
-            next_run_at=None,
         )
         store.add_notifications(
             store.get(self.campaign),

@@ -49,11 +49,8 @@ def _cron_campaign(store: CampaignStore, recipients: int) -> int:
     campaign_id = store.create(
         name="daily",
         provider="ihuyi",
-        template=None,
         content="每日提醒",
         options={},
-        route=None,
-        rate=None,
         cron="0 9 * * *",
         next_run_at=time.time() - 1,
     )

@@ -3,10 +3,6 @@
 Every status change increments it, and every change names the version it was decided
 from (docs/duplicates.md): a duplicate task that read ``queued`` cannot act on a row
 that has been ``sending`` and back to ``queued`` since.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-02 01:00:00
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

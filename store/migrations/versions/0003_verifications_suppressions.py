@@ -3,10 +3,6 @@
 ``verifications`` keeps one row per code sent (its HMAC, never the code);
 ``suppressions`` the numbers that must not be called; ``notifications.secret`` marks a
 notification whose content and params hold a code, erased once its send is final.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02 01:30:00
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

@@ -7,10 +7,6 @@ still make (store/keys.py says why).
 
 Adding a column with a constant default fills existing rows without rewriting them on
 PostgreSQL (11 and later) and SQLite alike.
-
-Revision ID: 0005
-Revises: 0003
-Create Date: 2026-12-03 09:00:00
 """
 
 from __future__ import annotations
@@ -20,8 +16,6 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 #: store.schema.DEFAULT_OWNER and OWNER_LENGTH as of this revision

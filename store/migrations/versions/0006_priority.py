@@ -3,10 +3,6 @@
 Rows stored before classes existed get the class they would have been given: a
 campaign's rows ``bulk``, a verification's notifications ``urgent``, every other one
 ``normal`` (the column's default, which fills them without rewriting the table).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-03 13:00:00
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

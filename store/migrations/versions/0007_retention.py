@@ -10,10 +10,6 @@ each, and ``events_default`` catches anything else. The primary key becomes
 ``(id, at)`` (a partitioned table's keys include its partition column); ids still come
 from the same sequence. The rows are copied once, in this migration's transaction:
 run it when the table is small or in a quiet hour.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-03 13:30:00
 """
 
 from __future__ import annotations
@@ -24,8 +20,6 @@ from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 #: days ahead made here; beat makes the later ones (store/partitions.py)
 AHEAD = 7

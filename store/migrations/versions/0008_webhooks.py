@@ -1,9 +1,4 @@
-"""Status webhooks: endpoints per API key, the outbox of events, each attempt's answer
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-03 13:30:00
-"""
+"""Status webhooks: endpoints per API key, the outbox of events, each attempt's answer"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 OWNER_LENGTH = 48
