@@ -181,11 +181,30 @@ def detoured(database_url: str, probes: list[Probe]) -> dict[str, int]:
     return found
 
 
-def stages(database_url: str, probes: list[Probe]) -> dict[str, dict[str, float]]:
-    """Where the probes' time went, p50 and max (ms) a stage: the API (the POST to its
-    answer), the queue (the row's stamp to its ``sending`` stamp, which a task takes as
-    it starts) and the worker and the call (that stamp to the sandbox's record: the
-    claim, the caps, the ``sending`` write, the call loop and the provider's 200 ms)."""
+def left_at(redis_url: str) -> list[tuple[float, float]]:
+    """When each recorded urgent or normal call left its worker, beside its row's
+    ``created_at``: the samples of tasks/latency.py are ``at:waited`` (ms-rounded), so
+    ``at - waited`` is the row's stamp within a millisecond."""
+    client = redis.Redis.from_url(redis_url)
+    found = []
+    for priority in (Priority.URGENT, Priority.NORMAL):
+        for raw in client.lrange(samples_key(priority), 0, -1):
+            at, wait = (float(x) for x in raw.decode().split(":"))
+            found.append((at - wait, at))
+    return found
+
+
+def leaving_of(left: list[tuple[float, float]], created: float) -> float | None:
+    return next((at for stamp, at in left if abs(stamp - created) < 0.002), None)
+
+
+def stages(database_url: str, redis_url: str, probes: list[Probe]) -> dict[str, Any]:
+    """Where the probes' time went (ms), p50 and max a stage, and each urgent probe's
+    split: the API (the POST to its answer), the queue (the row's stamp to its
+    ``sending`` stamp, which a task takes as it starts), the worker (that stamp to the
+    call leaving: the claim, the caps, the ``sending`` write, the wait for the call
+    loop) and the call (leaving to the sandbox's record: the provider's 200 ms and the
+    sandbox's own scheduling)."""
     numbers = {f"+86{p.number}": p for p in probes}
     rows = of_probes(
         database_url,
@@ -194,16 +213,28 @@ def stages(database_url: str, probes: list[Probe]) -> dict[str, dict[str, float]
         ' WHERE n."to" IN :numbers GROUP BY n."to", n.created_at',
         list(numbers),
     )
-    spent: dict[str, list[float]] = {"api": [], "queue": [], "worker+call": []}
+    left = left_at(redis_url)
+    spent: dict[str, list[float]] = {"api": [], "queue": [], "worker": [], "call": []}
+    urgent: list[dict[str, float]] = []
     for to, created, sending in rows:
         probe = numbers[to]
-        spent["api"].append((probe.answered - probe.posted) * 1000)
-        spent["queue"].append((float(sending) - float(created)) * 1000)
-        if probe.called is not None:
-            spent["worker+call"].append((probe.called - float(sending)) * 1000)
-    return {
+        split = {
+            "api": (probe.answered - probe.posted) * 1000,
+            "queue": (float(sending) - float(created)) * 1000,
+        }
+        leaving = leaving_of(left, float(created))
+        if leaving is not None and probe.called is not None:
+            split["worker"] = (leaving - float(sending)) * 1000
+            split["call"] = (probe.called - leaving) * 1000
+        for stage, ms in split.items():
+            spent[stage].append(ms)
+        if probe.priority == "urgent" and probe.ms is not None:
+            urgent.append({"total": probe.ms, **split})
+    figures: dict[str, Any] = {
         stage: {"p50": percentile(ms, 0.5), "max": max(ms)} for stage, ms in spent.items() if ms
     }
+    figures["urgent"] = sorted(urgent, key=lambda split: -split["total"])
+    return figures
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -321,7 +352,7 @@ def measure(run: Run, rows: int, probes: int, csv_path: Path) -> dict[str, Any]:
     calls = run.calls("ihuyi")
     leaving = {p: left_after(run.redis_url, p, loaded_start) for p in ("urgent", "normal")}
     detours = detoured(run.database_url, loaded)
-    spent = stages(run.database_url, loaded)
+    spent = stages(run.database_url, run.redis_url, loaded)
     campaign_at = [c["at"] for c in calls if str(c["number"] or "")[-11:].startswith("139")]
     quiet = sum(campaign_rate(campaign_at, *window) for window in (before, after)) / 2
     return {
@@ -391,8 +422,15 @@ def main() -> None:
     )
     print(
         "loaded, where the probes' time went (p50 / max ms): "
-        + ", ".join(f"{k} {v['p50']:.0f} / {v['max']:.0f}" for k, v in figures["stages"].items())
+        + ", ".join(
+            f"{k} {v['p50']:.0f} / {v['max']:.0f}"
+            for k, v in figures["stages"].items()
+            if k != "urgent"
+        )
     )
+    print("loaded codes, slowest first (ms): total = api + queue + worker + call")
+    for split in figures["stages"]["urgent"][:5]:
+        print("  " + "  ".join(f"{k} {v:.0f}" for k, v in split.items()))
     result = {
         "urgent_idle_p99_ms": round(idle["urgent"]["p99"]),
         "urgent_loaded_p99_ms": round(loaded["urgent"]["p99"]),

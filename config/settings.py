@@ -260,6 +260,12 @@ class Settings(BaseSettings):
     #: at start-up, and threads do not survive a fork; run more worker processes instead.
     worker_pool: Literal["threads", "solo"] = "threads"
     worker_concurrency: int = Field(64, ge=1)
+    #: how long (ms) a worker's thread may hold the GIL while another waits for it
+    #: (``sys.setswitchinterval``). A code's task takes the GIL back after each of its
+    #: waits on Redis, the store and the call loop, each time behind every campaign
+    #: thread that wants it; Python's 5 ms default made that the largest part of a
+    #: code's wait during a campaign (bench/latency.py)
+    worker_switch_interval_ms: float = Field(1.0, gt=0, le=100)
     db_pool_size: int = Field(16, ge=1)
     #: each worker serves its own counters here (0 = any free port; unset = not served)
     worker_metrics_port: int | None = 9808

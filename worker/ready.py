@@ -1,4 +1,5 @@
-"""What a worker does once it is ready, before its first task: serve its metrics,
+"""What a worker does once it is ready, before its first task: hand the GIL over
+sooner (``NOTIFYQ_WORKER_SWITCH_INTERVAL_MS``), serve its metrics,
 build its runtime and HTTP pools, so no admitted call waits on start-up work, and watch
 the store, so that while it is away the worker logs one WARNING and, when it is back,
 one INFO — not Celery's traceback for every task that met it (observe/outage.py).
@@ -10,6 +11,7 @@ It sits above the tasks (it builds their runtime), so the app loads it with them
 from __future__ import annotations
 
 import logging
+import sys
 
 from celery.signals import worker_ready
 from prometheus_client import REGISTRY, start_http_server
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 @worker_ready.connect
 def _on_ready(**_: object) -> None:
     settings = get_settings()
+    sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
     runtime = get_runtime()
     serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host, runtime)
     watch_the_store(runtime)
