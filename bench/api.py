@@ -47,6 +47,7 @@ Prints a table, then as its last line one JSON object:
     python bench/api.py --py-spy var/api.txt   # or its collapsed stacks
     python bench/api.py --e2e-only --quick     # (c) and (d) alone
     python bench/api.py --e2e-only --py-spy var/e2e.txt   # the API's stacks during (d)
+    python bench/api.py --e2e-only --py-spy var/sbx.txt --spy-on sandbox   # the sandbox's
 """
 
 from __future__ import annotations
@@ -277,9 +278,11 @@ def end_to_end(
     receipts: bool = True,
     receipt_delay: float = 0.5,
     spy_path: str | None = None,
+    spy_on: str = "api",
 ) -> dict[str, float]:
     """(c) the bare-Celery ceiling, then (d) single posts while the workers run (and, with
-    ``receipts``, the sandbox pushes a receipt back to the API for every call)."""
+    ``receipts``, the sandbox pushes a receipt back to the API for every call); py-spy
+    records the process named ``spy_on`` (api, sandbox, e2e0, beat…) during (d)."""
     sandbox = f"http://127.0.0.1:{free_port()}"
     ceiling_env = (redis_url, f"sqlite:///{directory / 'ceiling.db'}", sandbox, "threads", 200)
     stack = Stack(directory, dict(base_env(*ceiling_env)))
@@ -311,7 +314,8 @@ def end_to_end(
                 for i in range(workers):
                     stack.worker(name=f"e2e{i}")
                 stack.beat()
-            spy.on(api.process.pid, spy_path)
+            spied = next(p for p in stack.procs if p.name == spy_on) if spy_path else api
+            spy.on(spied.process.pid, spy_path)
             cpu_before, own_before = cpu_by_process(stack), time.process_time()
             started = time.time()
             phase = asyncio.run(
@@ -474,6 +478,7 @@ def run_e2e(
         receipts=args.receipts,
         receipt_delay=args.receipt_delay,
         spy_path=spy_path,
+        spy_on=args.spy_on,
     )
 
 
@@ -504,6 +509,11 @@ def main() -> None:
         "--py-spy",
         metavar="FILE",
         help="record the API process to FILE: during (a) and (b), or (d) with --e2e-only",
+    )
+    parser.add_argument(
+        "--spy-on",
+        default="api",
+        help="with --e2e-only --py-spy: the process recorded during (d) (api, sandbox, e2e0, beat)",
     )
     add_database_url(parser)
     parser.add_argument("--e2e", type=int, help="posts end to end (default 6,000; quick 2,000)")

@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import fields as dataclass_fields
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,7 +23,8 @@ from sandbox.apispace import ApispaceEmulator
 from sandbox.ihuyi import IhuyiEmulator
 from sandbox.itniotech import ItniotechEmulator
 from sandbox.jumdata import JumdataEmulator
-from sandbox.state import Sandbox, SandboxConfig
+from sandbox.push_client import PushClient
+from sandbox.state import PUSH_CONCURRENCY, Sandbox, SandboxConfig
 
 LIVE = {
     "latency_ms",
@@ -95,11 +95,13 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            sandbox.client = client
+        sandbox.client = PushClient(timeout=10, concurrency=PUSH_CONCURRENCY)
+        try:
             yield
+        finally:
             for task in list(sandbox.tasks):
                 task.cancel()
+            await sandbox.client.aclose()
 
     routes = [
         Route("/_sandbox/calls", calls, methods=["GET", "DELETE"]),
