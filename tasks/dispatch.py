@@ -114,8 +114,8 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
     states = campaign_states(rt, campaign_ids) if campaign_ids else {}
     ready, stuck, early, held = _triage(rt, rows, now, report, states)
     yield "read"
-    if held:
-        _write(rt, held, now)
+    if held:  # a campaign's rows
+        _write(rt, held, now, bulk=True)
     if stuck:
         resolve_stuck_sending(rt, stuck, now=now)
     if early:
@@ -134,7 +134,7 @@ def dispatch_steps(rt: Runtime, ids: Sequence[int], report: Report) -> Iterator[
             states = campaign_states(rt, campaign_ids)
             ready, held = _still_running(ready, states, report)
             if held:
-                _write(rt, held, now)
+                _write(rt, held, now, bulk=True)
         yield from _claimed_onwards(rt, ready, now, states, report)
     finally:
         rt.call_budget.give(units, bulk=bulk)
@@ -174,7 +174,8 @@ def _claimed_onwards(
         for row in admission.go
     ]
     yield "admitted"
-    applied = _write(rt, changes, now)
+    bulk = any_bulk(ready)
+    applied = _write(rt, changes, now, bulk=bulk)
     moved = {a.id for a in applied if a.to is Status.SENDING}
     _after_write(rt, admission.waits, admission.hops, applied, read)
     report.deferred += sum(1 for a in applied if a.to is Status.DEFERRED)
@@ -191,7 +192,7 @@ def _claimed_onwards(
     # admitted again, or is not sent (tasks/attempts.py)
     answers = call_providers(rt, sending, attempts)
     yield "answered"
-    _record(rt, sending, answers, admission, report)
+    _record(rt, sending, answers, admission, report, bulk=bulk)
     yield "recorded"
 
 
@@ -201,6 +202,8 @@ def _record(
     answers: Answers,
     admission: Admission,
     report: Report,
+    *,
+    bulk: bool,
 ) -> None:
     """Commit what the providers answered, then tell Redis (see the module docstring)."""
     rows_by_id = {row.id: row for row in sending}
@@ -212,7 +215,7 @@ def _record(
         admission.probes,
         answers.unsent,
     )
-    applied = _write_outcomes(rt, outcome_plan.changes, outcome_plan.sent_refs)
+    applied = _write_outcomes(rt, outcome_plan.changes, outcome_plan.sent_refs, bulk=bulk)
     # committed: from here on nothing may cost the answer, only a refinement of it
     _quietly(
         "after-call effects",
@@ -304,17 +307,23 @@ def _hold(row: NotificationRow, campaign_status: str) -> Change:
 
 
 def _write(
-    rt: Runtime, changes: list[Change], now: float, *, sent_refs: Sequence[tuple[str, str]] = ()
+    rt: Runtime,
+    changes: list[Change],
+    now: float,
+    *,
+    bulk: bool,
+    sent_refs: Sequence[tuple[str, str]] = (),
 ) -> list[Applied]:
     if not changes:
         return []
-    # shared with the tasks writing at this moment in this process (tasks/writes.py):
-    # still this call's own compare-and-set, and exactly what it applied comes back
-    return writes.write(rt, changes, now, sent_refs)
+    # shared with the tasks of the same lane writing at this moment in this process
+    # (tasks/writes.py): still this call's own compare-and-set, and exactly what it
+    # applied comes back
+    return writes.write(rt, changes, now, sent_refs, bulk=bulk)
 
 
 def _write_outcomes(
-    rt: Runtime, changes: list[Change], sent_refs: Sequence[tuple[str, str]]
+    rt: Runtime, changes: list[Change], sent_refs: Sequence[tuple[str, str]], *, bulk: bool
 ) -> list[Applied]:
     """Commit what the providers answered, retrying while the database refuses.
 
@@ -336,7 +345,7 @@ def _write_outcomes(
                     len(changes),
                     attempt.retry_state.attempt_number,
                 )
-            return _write(rt, changes, _clock_or_host(now), sent_refs=sent_refs)
+            return _write(rt, changes, _clock_or_host(now), bulk=bulk, sent_refs=sent_refs)
     raise AssertionError("unreachable: Retrying re-raises")  # pragma: no cover
 
 

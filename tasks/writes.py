@@ -62,20 +62,39 @@ def _commit(rt: Runtime, group: list[_Payload]) -> list[list[Applied]]:
 
 
 GroupCommit = Groups[_Payload, list[Applied]]
-_groups: weakref.WeakKeyDictionary[Database, GroupCommit] = weakref.WeakKeyDictionary()
+#: a database's two queues: bulk work's, and urgent and normal work's
+_groups: weakref.WeakKeyDictionary[Database, tuple[GroupCommit, GroupCommit]] = (
+    weakref.WeakKeyDictionary()
+)
 _groups_lock = threading.Lock()
 
 
-def group_for(db: Database) -> GroupCommit:
+def group_for(db: Database, *, bulk: bool = False) -> GroupCommit:
+    """The process's queue of writes to ``db`` for bulk work, or for the rest.
+
+    Two queues, so a code's ``sending`` write never waits for a group of campaign writes
+    to form and commit behind the one under way: a full bulk group is 64 tasks' rows, and
+    waiting out two of them was most of a code's time in its worker during a campaign.
+    On PostgreSQL the two commit side by side; on SQLite they take turns on the write
+    lock, a turn each."""
     with _groups_lock:
-        group = _groups.get(db)
-        if group is None:
-            group = _groups[db] = Groups(_commit, what="dispatch writes", max_group=MAX_GROUP)
-        return group
+        lanes = _groups.get(db)
+        if lanes is None:
+            lanes = _groups[db] = (
+                Groups(_commit, what="dispatch writes", max_group=MAX_GROUP),
+                Groups(_commit, what="bulk dispatch writes", max_group=MAX_GROUP),
+            )
+        return lanes[bulk]
 
 
 def write(
-    rt: Runtime, changes: Sequence[Change], now: float, sent_refs: Sequence[tuple[str, str]] = ()
+    rt: Runtime,
+    changes: Sequence[Change],
+    now: float,
+    sent_refs: Sequence[tuple[str, str]] = (),
+    *,
+    bulk: bool = False,
 ) -> list[Applied]:
-    """Commit ``changes`` (and the receipts for ``sent_refs``) in the process's next group."""
-    return group_for(rt.db).submit(rt, (changes, now, sent_refs))
+    """Commit ``changes`` (and the receipts for ``sent_refs``) in the process's next group
+    of bulk writes, or of the others."""
+    return group_for(rt.db, bulk=bulk).submit(rt, (changes, now, sent_refs))

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from store import Change, Expect, NewNotification, Status
 from store.schema import Event, Notification
 from tasks import writes
 from tasks.runtime import Runtime
+from tests.services import wait_until
 
 THREADS = 8
 E = Event.__table__
@@ -105,3 +107,55 @@ def test_a_stale_change_in_a_group_fails_alone(runtime: Runtime) -> None:
     )
     assert answers[0] == []
     assert [(a.id, a.to) for a in answers[1]] == [(second, Status.SENDING)]
+
+
+def test_a_code_s_write_does_not_wait_for_the_campaign_writes_queued_in_its_process(
+    runtime: Runtime,
+) -> None:
+    """A bulk group stuck in its transaction (a row lock held by another session here; a
+    slow commit in life) and another bulk write queued behind it: an urgent or normal
+    write goes meanwhile, in its own group. PostgreSQL only: on SQLite every write
+    transaction takes the one write lock in turn, whichever queue it comes from."""
+    if runtime.db.is_sqlite:
+        pytest.skip("SQLite serialises every write transaction on its one write lock")
+    held, queued, prompt = stored(runtime, 3)
+    rows = {i: runtime.notifications.get(i) for i in (held, queued, prompt)}
+
+    def sending(nid: int) -> list[Change]:
+        return [Change(nid, Status.SENDING, expect=Expect.row(rows[nid]), count_attempt=True)]
+
+    def blocked_on_a_lock() -> bool:
+        with runtime.db.read() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+
+    done: dict[str, list] = {}  # type: ignore[type-arg]
+
+    def submit(name: str, nid: int, bulk: bool) -> threading.Thread:
+        def run() -> None:
+            done[name] = writes.write(runtime, sending(nid), 1.0, bulk=bulk)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    with runtime.db.engine.connect() as other, other.begin() as lock:
+        other.execute(select(N.c.id).where(N.c.id == held).with_for_update())
+        stuck = submit("held", held, bulk=True)
+        wait_until(blocked_on_a_lock, 30, what="the bulk group blocked on the row lock")
+        behind = submit("queued", queued, bulk=True)
+        urgent = submit("prompt", prompt, bulk=False)
+        urgent.join(30)
+        assert not urgent.is_alive(), "the urgent write waited for the bulk groups"
+        assert [a.id for a in done["prompt"]] == [prompt]
+        assert "held" not in done and "queued" not in done
+        lock.rollback()
+    stuck.join(30)
+    behind.join(30)
+    assert [a.id for a in done["held"]] == [held] and [a.id for a in done["queued"]] == [queued]
