@@ -5,7 +5,10 @@ did not leave goes back."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scheduler.caps import Decision
+from scheduler.limits import parse_caps
 from tasks.attempts import MAX_RENEWALS, Attempts
 from tasks.runtime import Runtime
 from tests.tasks.test_admission import NUMBERS, attempts_held, rows_of
@@ -46,9 +49,12 @@ def test_a_late_request_whose_number_was_taken_meanwhile_does_not_leave(
     request waited. The request is refused, holds no slot, and the fresh slot of its
     other number goes back; the other attempt's slot stands."""
     one, two = rows_of(runtime, ("ihuyi", NUMBERS[2]), ("ihuyi", NUMBERS[3]))
-    attempts = _attempts(runtime, margin=0.0)
+    # one call a day: the other attempt's slot still stands at the renewal however long
+    # a loaded machine stalls between the two (ihuyi's 1/second would free it after 1 s)
+    caps = parse_caps("1/day")
+    policies = {"ihuyi": replace(runtime.policies["ihuyi"], caps=caps)}
+    attempts = Attempts(runtime.caps, policies, 0.0)
     attempts.take([one, two])
-    caps = runtime.policies["ihuyi"].caps
     # our slot aged out of the number's room (here: given back by hand) and another
     # attempt took it
     runtime.caps.refund("ihuyi", NUMBERS[2], attempts.slots[one.id])
