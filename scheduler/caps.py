@@ -16,6 +16,19 @@ the one before, take 12 bytes and fit Redis's smallest string allocation, so an 
 number costs about 150 bytes of Redis in all and an inactive one nothing
 (``bench/caps.py`` measures it).
 
+Where those 150 bytes go (Redis 7.0, jemalloc; ``used_memory`` over 25,000 numbers):
+the key's table entry (24 B, a 32-byte allocation), the key's name (28 characters,
+32 B), the value's object with the log embedded (32 B), the entry in the table of
+expiring keys (32 B) and a slot in each table (8 B at ~76% fill, ~21 B together); the
+log itself is 10 of them. A key of 8 binary bytes still costs 133 B, a key without a
+TTL 90 B with nothing to bound it. Fewer bytes take many numbers to a key: as fields
+of hashes small enough to stay listpacks (a field costs its length + 2 bytes) a number
+costs 25-36 B (12 to 48 numbers a hash), 75 B once a hash outgrows
+``hash-max-listpack-entries`` (512) and becomes a table. Redis 7.0 has no per-field
+TTL, so such a hash keeps its own fields' expiry (each log holds its times: stale
+fields dropped when the hash is written) and pays one more command a write for the
+hash's TTL.
+
 Key layout: ``nq:cap:<provider>:{<digits>}``; the hash tag keeps the key on one slot
 per number should the caps move to a Redis Cluster. The key is per E.164 number: the
 caller normalises (``+86 138…``, ``86138…`` and ``138…`` are one number only after
