@@ -246,8 +246,9 @@ class CapLimiter:
 
     def _evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One call of ``script``, as the raw command: redis-py's ``Script`` call builds
-        a tuple and runs an ``import`` statement on every call (about 2 µs, as much as
-        the script's own Lua), for the NOSCRIPT fallback this does too."""
+        a tuple and runs an ``import`` statement on every call (a few µs of this
+        process's CPU, as much as the script's own Lua costs Redis), for the NOSCRIPT
+        fallback this does too."""
         execute = self.client.execute_command
         try:
             return execute("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
