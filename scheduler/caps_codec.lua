@@ -19,7 +19,8 @@
 local function caps_decode(raw)
   local log, n, pos, blocked = {}, 0, 1, 0
   if not raw then return blocked, log, n end
-  if string.byte(raw, 1) == 255 then
+  local byte = string.byte -- once, not a global lookup a byte
+  if byte(raw, 1) == 255 then
     blocked = struct.unpack('>I6', raw, 2)
     pos = 8
   end
@@ -29,7 +30,7 @@ local function caps_decode(raw)
     log[1] = at
     local delta, scale = 0, 1
     for i = pos + 6, #raw do
-      local b = string.byte(raw, i)
+      local b = byte(raw, i)
       if b >= 128 then
         delta = delta + (b - 128) * scale
         scale = scale * 128
@@ -53,6 +54,20 @@ local function caps_varint(bytes, k, d)
   end
   bytes[k + 1] = d
   return k + 1
+end
+
+-- one gap's varint as a string, without the table caps_varint fills: gaps under 2^14 ms
+-- (16 s) or 2^21 ms (35 min) are most of what caps.lua appends
+local function caps_gap(d)
+  if d < 128 then return string.char(d) end
+  local low = d % 128
+  d = (d - low) / 128
+  if d < 128 then return string.char(128 + low, d) end
+  local mid = d % 128
+  d = (d - mid) / 128
+  if d < 128 then return string.char(128 + low, 128 + mid, d) end
+  local bytes = {128 + low, 128 + mid}
+  return string.char(unpack(bytes, 1, caps_varint(bytes, 2, d)))
 end
 
 -- log[first..n] → the packed string (no block header); every gap's bytes go into one

@@ -306,6 +306,22 @@ def test_a_log_that_only_grows_is_the_same_bytes_as_one_packed_afresh(
     assert client.get(cap_key("ihuyi", NUMBER)) == pack([*stamps, round(again.now * 1000)])
 
 
+@pytest.mark.parametrize("gap_ms", [0, 127, 128, 16_383, 16_384, 2**21 - 1, 2**21, 2**28 + 5])
+def test_an_appended_gap_of_each_width_is_the_bytes_a_fresh_pack_makes(
+    caps: CapLimiter, client: redis.Redis, gap_ms: int
+) -> None:
+    """caps_gap writes a gap of one, two or three bytes straight from arithmetic and a
+    longer one through caps_varint: each width's edges, on the simulated clock so the
+    gap is exact."""
+    base_ms = 1_764_633_600_000
+    crafted = [base_ms, base_ms + 1_000]
+    client.set(cap_key("ihuyi", NUMBER), pack(crafted), px=60_000)
+    rules = (Cap(window=40 * 86400, amount=9, text="9/40 days"),)
+    at_ms = crafted[-1] + gap_ms
+    assert caps.hit("ihuyi", NUMBER, rules, at=at_ms / 1000).allowed
+    assert client.get(cap_key("ihuyi", NUMBER)) == pack([*crafted, at_ms])
+
+
 def test_the_answers_and_arguments_made_once_equal_those_made_afresh(
     caps: CapLimiter, client: redis.Redis
 ) -> None:
