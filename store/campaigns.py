@@ -78,8 +78,8 @@ RowValues = tuple[int, str, str | None, tuple[str, ...]]
 
 
 class CampaignRow(NamedTuple):
-    """One accepted CSV row: the number in E.164, its own text and variables (a tuple:
-    an import makes a million of them)."""
+    """One accepted CSV row: the number in E.164, its own text and variables (a tuple,
+    :data:`RowValues` with names)."""
 
     row: int
     to: str

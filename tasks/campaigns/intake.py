@@ -1,13 +1,16 @@
 """A campaign's intake: check its spec, read its CSV as it streams, fill each row's
 template, and store accepted rows in chunks.
 
-Import reads and validates row by row (a bad row is skipped and reported with its row
-number and reason; it never fails the campaign) and stores accepted rows in chunks, so
-a million-row file needs a few megabytes, not a million objects. The fields every row
-shares (template, content, options) are validated once, where the provider can tell
-them apart from a row's own number and variables (``Provider.row_check``); each row's
-check then agrees with ``validate`` without running all of it a million times. Rows
-stay the reader's lists: no dict, no draft per row on that path.
+Import reads a chunk of rows at a time and validates each row (a bad row is skipped and
+reported with its row number and reason; it never fails the campaign) and stores the
+accepted rows of each chunk, so a million-row file needs a few megabytes, not a million
+objects. The fields every row shares (template, content, options) are validated once,
+where the provider can tell them apart from a row's own number and variables
+(``Provider.row_check``); each row's check then agrees with ``validate`` without running
+all of it a million times. A chunk whose rows are all of the usual shape (eleven bare
+digits, plain variables) is passed whole, in a few passes over its text
+(``RowFieldsCheck.many``); any other chunk row by row. Rows stay the reader's lists, and
+become plain tuples to store: no dict, no draft, no call per row on that path.
 
 Chunks are stored on threads of their own (:class:`_ChunkWriter`) while the next one is
 read and validated, each in its own transaction. On PostgreSQL several chunks
