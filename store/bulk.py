@@ -25,13 +25,15 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Connection, Enum, Row, Table, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
+
+from store import copy_text
 
 #: values per ``IN (…)`` list: SQLite before 3.32 binds at most 999 parameters a
 #: statement, later ones 32,766 (PostgreSQL 65,535). Large enough for a report page of
@@ -61,6 +63,7 @@ def among(
 
 #: rows from which a PostgreSQL (psycopg) insert without a conflict clause is a COPY
 COPY_MIN = 100
+
 
 #: one encoder for every row: ``json.dumps`` with any option builds a new one per call
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -149,6 +152,16 @@ def insert_shared(
         sql = f'INSERT INTO "{table.name}" ({quoted}) SELECT {marks} FROM json_each(?)'  # noqa: S608
         conn.exec_driver_sql(sql, (*shared.values(), _to_json(rows)))
         return
+    if len(rows) >= COPY_MIN and copies(conn):
+        fields = [
+            copy_text.json_list_column([row[i] for row in rows])
+            if isinstance(table.c[name].type, JSON)
+            else copy_text.text_column([row[i] for row in rows])
+            for i, name in enumerate(columns)
+            if name is not None
+        ]
+        _copy_text(conn, table, names, copy_text.payload(fields, shared.values()))
+        return
     own = [i for i, c in enumerate(columns) if c is not None]
     pick = itemgetter(*own) if len(own) > 1 else (lambda row: (row[own[0]],))
     as_json = [k for k, i in enumerate(own) if isinstance(table.c[str(columns[i])].type, JSON)]
@@ -175,21 +188,39 @@ def _copy(
     json_at: Sequence[int],
     enum_at: Sequence[int],
 ) -> None:
-    """``COPY table (columns) FROM STDIN`` on the transaction's own connection (text
-    format: the server parses each value as its column's type, JSON included)."""
+    """``COPY`` of rows as tuples, or mappings by column name, each formatted by
+    psycopg (text format: the server parses each value as its column's type, JSON
+    included)."""
+    plain = not (json_at or enum_at) and isinstance(rows[0], tuple)
+
+    def feed(copy: Any) -> None:  # psycopg's Copy
+        write = copy.write_row
+        if plain:
+            for row in rows:
+                write(row)
+        else:
+            for row in rows:
+                write(_bindable(row, columns, json_at, enum_at))
+
+    _copy_in(conn, table, columns, feed)
+
+
+def _copy_text(conn: Connection, table: Table, columns: Sequence[str], payload: str) -> None:
+    """``COPY`` of rows already in COPY's text format (:mod:`store.copy_text`)."""
+    _copy_in(conn, table, columns, lambda copy: copy.write(payload))
+
+
+def _copy_in(
+    conn: Connection, table: Table, columns: Sequence[str], feed: Callable[[Any], None]
+) -> None:
+    """``COPY table (columns) FROM STDIN`` on the transaction's own connection, its data
+    written by ``feed``."""
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'COPY "{table.name}" ({names}) FROM STDIN'
-    plain = not (json_at or enum_at) and isinstance(rows[0], tuple)
     cursor = conn.connection.cursor()  # the DB-API connection SQLAlchemy's transaction is on
     try:
         with cursor.copy(sql) as copy:
-            write = copy.write_row
-            if plain:
-                for row in rows:
-                    write(row)
-            else:
-                for row in rows:
-                    write(_bindable(row, columns, json_at, enum_at))
+            feed(copy)
     finally:
         cursor.close()
 

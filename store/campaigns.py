@@ -72,9 +72,14 @@ ROW_COLUMNS = (
 )
 
 
+#: a campaign row's values as :class:`CampaignRow` holds them: an import makes its
+#: chunks of plain tuples, a million of them, with no call per row
+RowValues = tuple[int, str, str | None, tuple[str, ...]]
+
+
 class CampaignRow(NamedTuple):
-    """One accepted CSV row: the number in E.164, its own text and variables (a tuple:
-    an import makes a million of them)."""
+    """One accepted CSV row: the number in E.164, its own text and variables (a tuple,
+    :data:`RowValues` with names)."""
 
     row: int
     to: str
@@ -186,7 +191,7 @@ class CampaignStore:
             ).scalar_one()
 
     def add_notifications(
-        self, campaign: Any, rows: Sequence[CampaignRow], not_before: float
+        self, campaign: Any, rows: Sequence[RowValues], not_before: float
     ) -> None:
         """Store accepted rows as unreleased notifications, in one transaction."""
         if not rows:
@@ -213,7 +218,7 @@ class CampaignStore:
         with self.db.write() as conn:
             insert_shared(conn, N, ROW_FIELDS, rows, shared)
 
-    def add_recipients(self, campaign_id: int, rows: Sequence[CampaignRow]) -> None:
+    def add_recipients(self, campaign_id: int, rows: Sequence[RowValues]) -> None:
         if not rows:
             return
         with self.db.write() as conn:

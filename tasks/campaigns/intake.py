@@ -1,13 +1,16 @@
 """A campaign's intake: check its spec, read its CSV as it streams, fill each row's
 template, and store accepted rows in chunks.
 
-Import reads and validates row by row (a bad row is skipped and reported with its row
-number and reason; it never fails the campaign) and stores accepted rows in chunks, so
-a million-row file needs a few megabytes, not a million objects. The fields every row
-shares (template, content, options) are validated once, where the provider can tell
-them apart from a row's own number and variables (``Provider.row_check``); each row's
-check then agrees with ``validate`` without running all of it a million times. Rows
-stay the reader's lists: no dict, no draft per row on that path.
+Import reads a chunk of rows at a time and validates each row (a bad row is skipped and
+reported with its row number and reason; it never fails the campaign) and stores the
+accepted rows of each chunk, so a million-row file needs a few megabytes, not a million
+objects. The fields every row shares (template, content, options) are validated once,
+where the provider can tell them apart from a row's own number and variables
+(``Provider.row_check``); each row's check then agrees with ``validate`` without running
+all of it a million times. A chunk whose rows are all of the usual shape (eleven bare
+digits, plain variables) is passed whole, in a few passes over its text
+(``RowFieldsCheck.many``); any other chunk row by row. Rows stay the reader's lists, and
+become plain tuples to store: no dict, no draft, no call per row on that path.
 
 Chunks are stored on threads of their own (:class:`_ChunkWriter`) while the next one is
 read and validated, each in its own transaction. On PostgreSQL several chunks
@@ -35,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice, repeat
 from operator import itemgetter
 from typing import Any, TextIO
 
@@ -49,6 +53,7 @@ from store.campaigns import (
     SCHEDULED,
     CampaignRow,
     CampaignStore,
+    RowValues,
 )
 from store.schema import DEFAULT_OWNER
 from tasks.campaigns import campaigns
@@ -203,10 +208,10 @@ def _import_rows(
 ) -> Imported:
     campaign = store.get(campaign_id)
     errors: list[dict[str, Any]] = []
-    check = _row_check(rt.providers[spec.provider], spec, header)
+    checks = _row_check(rt.providers[spec.provider], spec, header)
     with _ChunkWriter(store.parallel_writes) as writer:
         total, rejected = _read_rows(
-            store, campaign, header, rows, check, first_run, errors, writer
+            store, campaign, header, rows, checks, first_run, errors, writer
         )
     status = SCHEDULED if total else COMPLETED
     store.finish_import(campaign_id, total=total, rejected=rejected, errors=errors, status=status)
@@ -215,19 +220,37 @@ def _import_rows(
 
 #: one CSV row's values → (number in E.164, content, variables), or InvalidRequest
 _Check = Callable[[list[str]], tuple[str, str | None, tuple[str, ...]]]
+#: a chunk of CSV rows, each of the header's width, and the first one's number → the
+#: rows to store, where every row passes at once; None: each row is checked on its own
+_Many = Callable[[list[list[str]], int], list[RowValues] | None]
 
 
-def _row_check(provider: Provider, spec: CampaignSpec, header: list[str]) -> _Check:
+def _row_check(
+    provider: Provider, spec: CampaignSpec, header: list[str]
+) -> tuple[_Check, _Many | None]:
     """How each row is validated: by the provider's row check where its rows share
     template, content and options (no ``{column}`` in the content), else a draft per row
-    through ``validate``. Either way a row is refused for what ``validate`` refuses."""
+    through ``validate``. Either way a row is refused for what ``validate`` refuses.
+
+    With the provider's row check, a chunk whose rows are all of the usual shape is
+    passed whole (:meth:`RowFieldsCheck.many`): its rows become the tuples to store with
+    no call per row; a chunk holding any other row is checked row by row."""
     at = header.index("mobile")
     uses_fields = bool(spec.content and _FIELD.search(spec.content))
     # with {column} fields the columns fill the content and no variables are sent
     params = _picker([] if uses_fields else [i for i, h in enumerate(header) if h != "mobile"])
     shared = None if uses_fields else provider.row_check(spec.template, spec.content, spec.options)
     if shared is not None:
-        return lambda values: shared(values[at], params(values))
+        numbers = itemgetter(at)
+
+        def many(batch: list[list[str]], first: int) -> list[RowValues] | None:
+            own = list(map(params, batch))
+            tos = shared.many(list(map(numbers, batch)), own)
+            if tos is None:
+                return None
+            return list(zip(range(first, first + len(batch)), tos, repeat(shared.content), own))
+
+        return (lambda values: shared(values[at], params(values))), many
 
     def validate(values: list[str]) -> tuple[str, str | None, tuple[str, ...]]:
         content = spec.content
@@ -244,7 +267,7 @@ def _row_check(provider: Provider, spec: CampaignSpec, header: list[str]) -> _Ch
         valid = provider.validate(draft)
         return valid.to, valid.content, tuple(valid.params)
 
-    return validate
+    return validate, None
 
 
 def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
@@ -262,18 +285,39 @@ def _read_rows(
     campaign: Any,
     header: list[str],
     rows: Iterator[list[str]],
-    check: _Check,
+    checks: tuple[_Check, _Many | None],
     first_run: float | None,
     errors: list[dict[str, Any]],
     writer: _ChunkWriter,
 ) -> tuple[int, int]:
-    """Validate every row (blank lines skipped); hand each full chunk to ``writer``;
-    (accepted, rejected). Rows are numbered as records, the header being 1."""
+    """Validate every row, a chunk of :data:`CHUNK` read at a time; hand each chunk's
+    accepted rows to ``writer``; (accepted, rejected). Rows are numbered as records,
+    the header being 1."""
     total = rejected = 0
     width = len(header)
-    chunk: list[CampaignRow] = []
-    append = chunk.append
-    for number, values in enumerate(rows, start=2):
+    check, many = checks
+    number = 2
+    while batch := list(islice(rows, CHUNK)):
+        first, number = number, number + len(batch)
+        chunk = None
+        if many is not None and width > 1 and set(map(len, batch)) == {width}:
+            chunk = many(batch, first)
+        if chunk is None:
+            chunk, refused = _each_row(batch, first, width, check, errors)
+            rejected += refused
+        if chunk:
+            writer.put(_store_chunk, store, campaign, chunk, first_run)
+            total += len(chunk)
+    return total, rejected
+
+
+def _each_row(
+    batch: list[list[str]], first: int, width: int, check: _Check, errors: list[dict[str, Any]]
+) -> tuple[list[RowValues], int]:
+    """A chunk's rows checked one by one (blank lines skipped): (accepted, rejected)."""
+    chunk: list[RowValues] = []
+    rejected = 0
+    for number, values in enumerate(batch, start=first):
         if len(values) != width or width == 1:
             if len(values) <= 1 and not "".join(values).strip():
                 continue
@@ -287,16 +331,8 @@ def _read_rows(
             rejected += 1
             _keep(errors, number, exc.errors[0].field, exc.errors[0].message)
             continue
-        append(CampaignRow(number, to, content, params))
-        if len(chunk) >= CHUNK:
-            writer.put(_store_chunk, store, campaign, chunk, first_run)
-            total += len(chunk)
-            chunk = []
-            append = chunk.append
-    if chunk:
-        writer.put(_store_chunk, store, campaign, chunk, first_run)
-        total += len(chunk)
-    return total, rejected
+        chunk.append(CampaignRow(number, to, content, params))
+    return chunk, rejected
 
 
 class _ChunkWriter:
@@ -342,7 +378,7 @@ def fill(text: str, values: Mapping[str, str]) -> str:
 
 
 def _store_chunk(
-    store: CampaignStore, campaign: Any, chunk: list[CampaignRow], first_run: float | None
+    store: CampaignStore, campaign: Any, chunk: list[RowValues], first_run: float | None
 ) -> None:
     if campaign.cron:
         store.add_recipients(campaign.id, chunk)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers.base import MOBILE_TYPES, check_number, mask
-from providers.numbers import fast_cn_mobile, mainland
+from providers.numbers import fast_cn_mobile, fast_cn_mobiles, mainland
 
 
 def full_parse(raw: str) -> tuple[str | None, phonenumbers.PhoneNumberType | None]:
@@ -72,3 +72,17 @@ def test_a_mainland_number_is_dialled_by_its_type_not_its_first_digit(
     e164: str, dialled: str
 ) -> None:
     assert mainland(e164) == dialled
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.from_regex(r"1[0-9]{10}", fullmatch=True), min_size=1, max_size=8))
+def test_a_chunk_of_bare_numbers_agrees_with_each_number(raws: list[str]) -> None:
+    """``fast_cn_mobiles`` gives every number's E.164 where each is a mobile by the
+    prefix table, and None where any is not."""
+    each = [fast_cn_mobile(raw) for raw in raws]
+    together = fast_cn_mobiles(raws, MOBILE_TYPES)
+    if all(kind in MOBILE_TYPES for _, kind in filter(None, each)) and None not in each:
+        assert together == [number for number, _ in filter(None, each)]
+    else:
+        assert together is None
+    assert fast_cn_mobiles([*raws, "+86 138 0013 8000"], MOBILE_TYPES) is None  # spelt otherwise

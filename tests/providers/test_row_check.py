@@ -91,3 +91,49 @@ def test_a_row_check_agrees_with_validate(
 @pytest.mark.parametrize("name", ["ihuyi", "itniotech", "apispace-sms"])
 def test_providers_without_a_row_check_leave_each_row_to_validate(name: str) -> None:
     assert PROVIDERS[name].row_check("1001", "text", {}) is None
+
+
+ROWS = st.lists(
+    st.tuples(
+        st.one_of(NUMBERS, st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True)),
+        st.one_of(PARAMS, st.just(("张三", "1.00"))),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+@settings(max_examples=400, deadline=None)
+@given(rows=ROWS)
+def test_a_chunk_passes_whole_only_where_each_row_passes(
+    name: str, rows: list[tuple[str, tuple[str, ...]]]
+) -> None:
+    """``many`` gives each row's number as the row check does, or None where any row is
+    refused or is not eleven bare digits starting with 1 (the import then checks each
+    row on its own)."""
+    check = PROVIDERS[name].row_check(**SHARED[name][0])
+    assert check is not None
+    tos = check.many([to for to, _ in rows], [params for _, params in rows])
+    each = [checked(check, to, params) for to, params in rows]
+    if tos is not None:
+        assert [
+            (to, check.content, params) for to, (_, params) in zip(tos, rows, strict=True)
+        ] == each
+    else:
+        assert any(answer[0] == "refused" for answer in each) or any(
+            len(to) != 11 or not to.isdigit() or to[0] != "1" for to, _ in rows
+        )
+
+
+def test_a_chunk_of_usual_rows_passes_whole() -> None:
+    check = PROVIDERS["jumdata"].row_check(**SHARED["jumdata"][0])
+    assert check is not None
+    rows = [("13800138000", ("张三", "1.00")), ("15912345678", ("李四", "2.00"))]
+    assert check.many([r[0] for r in rows], [r[1] for r in rows]) == [
+        "+8613800138000",
+        "+8615912345678",
+    ]
+    assert check.many(["13800138000", "10012345678"], [(), ()]) is None  # no such number
+    assert check.many(["13800138000"], [("a,b",)]) is None  # a separator in a variable
+    assert check.many(["13800138000"], [("",)]) is None  # an empty variable

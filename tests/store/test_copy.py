@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from providers.base import InvalidRequest
-from store import Database, NotificationStore, bulk
+from store import Database, NotificationStore, bulk, copy_text
 from store.bulk import json_strings
 from store.campaigns import CANCELLED, ROW_COLUMNS, SCHEDULED, CampaignRow, CampaignStore
 from store.migrate import ensure_schema
@@ -42,13 +43,18 @@ def db(database_url: str) -> Iterator[Database]:
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many rows went through COPY (the real one still runs)."""
     counted: list[int] = []
-    real = bulk._copy
+    real, real_text = bulk._copy, bulk._copy_text
 
     def counting(conn: Any, table: Any, columns: Any, rows: Any, *rest: Any) -> None:
         counted.append(len(rows))
         real(conn, table, columns, rows, *rest)
 
+    def counting_text(conn: Any, table: Any, columns: Any, payload: str) -> None:
+        counted.append(payload.count("\n"))  # a row's own newlines are escaped
+        real_text(conn, table, columns, payload)
+
     monkeypatch.setattr(bulk, "_copy", counting)
+    monkeypatch.setattr(bulk, "_copy_text", counting_text)
     return counted
 
 
@@ -63,7 +69,14 @@ def campaign_of(store: CampaignStore, cron: str | None = None) -> Any:
     return store.get(campaign_id)
 
 
-def recipients(count: int) -> list[CampaignRow]:
+def recipients(count: int, *, plain: bool = False) -> list[CampaignRow]:
+    """Rows whose content and variables hold what COPY or JSON escape; ``plain``: none do
+    (the payload's fast path, :mod:`store.copy_text`)."""
+    if plain:
+        return [
+            CampaignRow(i + 1, f"+86135{i:08d}", None, (f"客户{i}", f"{i}.00") if i % 2 else ())
+            for i in range(count)
+        ]
     return [
         CampaignRow(
             i + 1,
@@ -107,6 +120,58 @@ def test_the_same_rows_arrive_through_copy_as_through_executemany(
     odd = stored(db, by_copy.id)[1]
     assert odd[2] == ["客户1", 'a "quoted" \\ value', ""]
     assert odd[3] == {"playTimes": 2, "说明": "中文"}
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "escaped"])
+def test_copy_text_stores_what_executemany_stores(
+    db: Database, copies: list[int], monkeypatch: pytest.MonkeyPatch, plain: bool
+) -> None:
+    store = CampaignStore(db, NotificationStore(db))
+    rows = recipients(ROWS, plain=plain)
+    by_copy = campaign_of(store)
+    store.add_notifications(by_copy, rows, 1000.0)
+    monkeypatch.setattr(bulk, "COPY_MIN", 10**9)
+    by_insert = campaign_of(store)
+    store.add_notifications(by_insert, rows, 1000.0)
+    assert copies == ([ROWS] if db.url.get_backend_name() == "postgresql" else [])
+    assert stored(db, by_copy.id) == stored(db, by_insert.id)
+    assert [r[:3] for r in stored(db, by_copy.id)] == [
+        (r.to, r.content, list(r.params)) for r in rows
+    ]
+
+
+def read_copy(payload: str) -> list[list[str | None]]:
+    """COPY's text format read back: rows by newline, fields by tab, ``\\N`` NULL."""
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+    return [
+        [
+            None if f == "\\N" else re.sub(r"\\(.)", lambda m: escapes[m.group(1)], f)
+            for f in line.split("\t")
+        ]
+        for line in payload.removesuffix("\n").split("\n")
+    ]
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "escaped"])
+def test_copy_text_reads_back_as_the_values(plain: bool) -> None:
+    """Each column as it stands (nothing to escape in it) or escaped value by value."""
+    texts = ["+8613500000000", "x"] if plain else ["您好\t客户\\N\n", "\r", ""]
+    lists: list[tuple[str, ...]] = (
+        [(), ("客户", "1.00")] if plain else [('a "q"', "b\\", "\x01\t"), ("",), ()]
+    )
+    shared = [None, 0, 1.5, "bulk", "\\N"]
+    payload = copy_text.payload(
+        [copy_text.text_column(texts), copy_text.json_list_column(lists)], shared
+    )
+    assert read_copy(payload) == [
+        [t, json.dumps(list(v), ensure_ascii=False), None, "0", "1.5", "bulk", "\\N"]
+        for t, v in zip(texts, lists, strict=True)
+    ]
+    assert copy_text.text_column([None, None]) == ["\\N", "\\N"]
+    assert read_copy(copy_text.payload([copy_text.text_column([None, "a\tb"])], [])) == [
+        [None],
+        ["a\tb"],
+    ]
 
 
 def test_json_strings_writes_what_the_encoder_writes() -> None:

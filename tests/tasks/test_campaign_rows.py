@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from sqlalchemy import select
 
 from store.schema import Notification
+from tasks.campaigns import intake
 from tasks.campaigns.intake import CampaignSpec, Imported, import_campaign
 from tasks.runtime import Runtime
 
@@ -86,3 +88,41 @@ def test_a_one_column_file_skips_its_blank_lines(runtime: Runtime) -> None:
     result, rows = imported(runtime, spec, "mobile\n13800138000\n \n\n13900139000\n")
     assert (result.total, result.rejected) == (2, 0)
     assert [row[2] for row in rows] == [[], []]
+
+
+def test_rows_are_numbered_and_refused_alike_in_chunks_passed_whole_or_row_by_row(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of three: the first and the last pass whole, the second holds a bad row and
+    a blank line and is checked row by row; numbers and refusals are the file's."""
+    monkeypatch.setattr(intake, "CHUNK", 3)
+    spec = CampaignSpec(provider="jumdata", template="1001", options={"playTimes": "2"})
+    text = "\n".join(
+        [
+            "mobile,name,amount",
+            "13800138000,张三,1.00",  # row 2
+            "13900139000,李四,2.00",  # row 3
+            "15000150000,王五,3.00",  # row 4
+            "10012345678,赵六,4.00",  # row 5: no such number
+            "",  # row 6: blank
+            "13600136000,钱七,5.00",  # row 7
+            "13500135000,孙八,6.00",  # row 8
+            "13400134000,周九,7.00",  # row 9
+            "13300133000,吴十,8.00",  # row 10
+            "13200132000,,9.00",  # row 11: an empty variable
+        ]
+    )
+    result, rows = imported(runtime, spec, text)
+    assert (result.total, result.rejected) == (7, 2)
+    assert [(e["row"], e["field"]) for e in result.errors] == [(5, "to"), (11, "params[0]")]
+    assert rows == sorted(
+        [
+            ("+8613800138000", None, ["张三", "1.00"]),
+            ("+8613900139000", None, ["李四", "2.00"]),
+            ("+8615000150000", None, ["王五", "3.00"]),
+            ("+8613600136000", None, ["钱七", "5.00"]),
+            ("+8613500135000", None, ["孙八", "6.00"]),
+            ("+8613400134000", None, ["周九", "7.00"]),
+            ("+8613300133000", None, ["吴十", "8.00"]),
+        ]
+    )
