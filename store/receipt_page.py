@@ -2,12 +2,14 @@
 stored and applied by a few statements over it.
 
 A report page holds a thousand receipts. What stays per receipt in Python is one tuple
-to stage (``COPY`` on PostgreSQL through psycopg 3, ``executemany`` on SQLite) and one
-for each notification it moves; the look-up of the notifications the page names, the
+to stage (``COPY`` on PostgreSQL through psycopg 3, ``executemany`` on SQLite) and, on
+SQLite, one for each notification it moves; the look-up of the notifications the page names, the
 insert of the new receipts and the compare-and-set of the notifications are one
 statement each over the staged rows, with a text that is the same for every page.
 Bound ``IN`` lists of a thousand values, a row object per result row and a JSON
 serializer per event were most of a page's cost (``bench/reports.py``, cProfile).
+On PostgreSQL those statements and the events' insert are one (:func:`store`), a
+data-modifying ``WITH`` that SQLite does not have.
 
 Both tables are the connection's own (``TEMPORARY``): another connection never sees
 them, and on PostgreSQL their rows go at commit. Each batch empties them first, so
@@ -110,6 +112,84 @@ _MOVE_SQLITE = text(
     " (SELECT m.source, m.version FROM receipt_moves m WHERE m.nid = notifications.id)"
     " RETURNING id, version"
 )
+
+
+_DELIVERED, _UNDELIVERED, _UNKNOWN = (
+    Status.DELIVERED.value,
+    Status.UNDELIVERED.value,
+    Status.UNKNOWN.value,
+)
+#: the reason ``store.receipts`` gives a receipt's move, in SQL over a named row ``m``
+_REASON = "CASE WHEN m.delivered THEN NULL ELSE 'receipt:' || coalesce(m.code, 'None') END"
+#: PostgreSQL: the page stored, applied and reported by one statement. The receipts
+#: not stored before are inserted; the notifications they name are moved by a
+#: compare-and-set against the status and version the statement's own snapshot read
+#: (a row another writer changed meanwhile is rechecked on its newest version, fails
+#: the test and stays); each moved row gets its event from the update's own
+#: ``RETURNING``. One round trip a page, where reading, staging the moves, updating and
+#: copying the events were four, with a row each way in Python (``bench/reports.py``).
+#: What comes back: a moved row (id, new version, source status, new status), or a
+#: reference whose receipt was stored before (id NULL), applied as it was stored.
+#: Two fences keep each look-up on its index, one probe a staged row: the lateral
+#: sub-select's ``OFFSET 0`` (flattened, it becomes a hash of every ``sent`` row of
+#: the provider, rebuilt for each page), and the update's ``id = ANY(ARRAY(…))``
+#: (without it, a scan of every notification): together most of a page's time.
+_STORE = text(
+    "WITH named AS (SELECT p.ref, p.delivered, p.code, p.message, p.detail,"  # noqa: S608
+    " n.id AS nid, n.status AS source, n.version FROM receipt_page p LEFT JOIN LATERAL"
+    " (SELECT id, status, version FROM notifications WHERE provider = :provider"
+    f" AND provider_ref = p.ref AND coalesce(status, '') IN ({_AWAITING_SQL}) OFFSET 0) n ON true),"
+    " ins AS (INSERT INTO receipts (provider, provider_ref, delivered, code, message, detail,"
+    " received_at, applied_at, notification_id)"
+    " SELECT :provider, ref, delivered, code, message, detail, :now,"
+    " CASE WHEN nid IS NULL THEN NULL ELSE :now END, nid FROM named"
+    " ON CONFLICT (provider, provider_ref) DO NOTHING RETURNING provider_ref),"
+    " moved AS (UPDATE notifications SET"
+    f" status = CASE WHEN m.delivered THEN '{_DELIVERED}' ELSE '{_UNDELIVERED}' END,"
+    f" reason = CASE WHEN m.source = '{_UNKNOWN}' THEN 'repaired: ' ||"
+    f" coalesce({_REASON}, 'receipt:delivered') || ' after unknown' ELSE {_REASON} END,"
+    " updated_at = :now, next_attempt_at = NULL, version = notifications.version + 1"
+    " FROM named m JOIN ins ON ins.provider_ref = m.ref"
+    " WHERE notifications.id = ANY(ARRAY(SELECT nid FROM named WHERE nid IS NOT NULL))"
+    " AND notifications.id = m.nid AND notifications.status = m.source"
+    " AND notifications.version = m.version"
+    " RETURNING notifications.id, notifications.version, m.source, notifications.status,"
+    " notifications.reason, m.code, m.message),"
+    " ev AS (INSERT INTO events (notification_id, at, from_status, to_status, reason, detail)"
+    " SELECT id, :now, source, status, reason, CASE WHEN source = "
+    f"'{_UNKNOWN}' THEN json_build_object('code', code, 'message', message, 'repaired',"
+    f" '{_UNKNOWN}') ELSE json_build_object('code', code, 'message', message) END"
+    " FROM moved)"
+    " SELECT id, version, source, status, NULL AS ref FROM moved"
+    " UNION ALL SELECT NULL, NULL, NULL, NULL, m.ref FROM named m"
+    " WHERE m.nid IS NOT NULL AND NOT EXISTS"
+    " (SELECT 1 FROM ins WHERE ins.provider_ref = m.ref)"
+)
+
+
+class Stored(NamedTuple):
+    """What :func:`store` did with a staged page."""
+
+    #: (id, new version, source status, new status) of each notification moved
+    moved: list[tuple[int, int, str, str]]
+    #: the references that name a movable notification but whose receipt was stored
+    #: before: applied as stored (``store.receipts``)
+    stored_before: list[str]
+
+
+def store(conn: Connection, provider: str, now: float) -> Stored:
+    """PostgreSQL: the staged page stored, its notifications moved and their events
+    written, by one statement (:data:`_STORE`)."""
+    moved: list[tuple[int, int, str, str]] = []
+    stored_before: list[str] = []
+    for nid, version, source, status, ref in tuples(
+        conn.execute(_STORE, {"provider": provider, "now": now})
+    ):
+        if nid is None:
+            stored_before.append(ref)
+        else:
+            moved.append((nid, version, source, status))
+    return Stored(moved, stored_before)
 
 
 class Found(NamedTuple):

@@ -101,8 +101,9 @@ class ReceiptStore:
         A provider's receipts are staged and written set-based (``store.receipt_page``):
         the ``sent`` (or ``unknown``) notifications they name are read, the new receipts
         stored already marked applied to them, and those notifications moved by one
-        compare-and-set. A receipt stored before (a repeat) is applied as it was stored,
-        if it is still pending.
+        compare-and-set (on PostgreSQL all of it, events included, one statement). A
+        receipt stored before (a repeat) is applied as it was stored, if it is still
+        pending.
         """
         first: dict[tuple[str, str], NewReceipt] = {}
         for receipt in receipts:  # one reference twice in a batch: the first is stored
@@ -133,6 +134,8 @@ class ReceiptStore:
                 for r in receipts
             ],
         )
+        if conn.dialect.name == "postgresql":
+            return self._store_in_one(conn, provider, now)
         named = page.found(conn, provider)
         # A writer between our look-up and this insert (PostgreSQL; SQLite writers are
         # serialised) makes its row win and ours a no-op; the notification still moves
@@ -149,9 +152,29 @@ class ReceiptStore:
             else:
                 stored_before.append(found.ref)
         applied = self._move(conn, moves, now)
-        stored_before = list(dict.fromkeys(stored_before))
-        for start in range(0, len(stored_before), IN_LIST_LIMIT):
-            chunk = stored_before[start : start + IN_LIST_LIMIT]
+        return applied + self._apply_stored(conn, provider, list(dict.fromkeys(stored_before)), now)
+
+    def _store_in_one(self, conn: Connection, provider: str, now: float) -> list[Applied]:
+        """PostgreSQL: the staged page stored, applied and its events written by one
+        statement (``store.receipt_page.store``); then the webhook outbox rows for the
+        rows that moved, and the receipts stored before applied as they were stored."""
+        stored = page.store(conn, provider, now)
+        applied = [
+            Applied(nid, _STATUS[source], _STATUS[to]) for nid, _, source, to in stored.moved
+        ]
+        record_notification_events(
+            conn, [(nid, _STATUS[to], version) for nid, version, _, to in stored.moved], now
+        )
+        refs = list(dict.fromkeys(stored.stored_before))  # a reference naming two rows
+        return applied + self._apply_stored(conn, provider, refs, now)
+
+    def _apply_stored(
+        self, conn: Connection, provider: str, refs: Sequence[str], now: float
+    ) -> list[Applied]:
+        """Receipts among ``refs`` stored before and still pending, applied as stored."""
+        applied: list[Applied] = []
+        for start in range(0, len(refs), IN_LIST_LIMIT):
+            chunk = refs[start : start + IN_LIST_LIMIT]
             applied += self._apply_rows(conn, self._matches(conn, provider, chunk), now)
         return applied
 

@@ -20,10 +20,18 @@ import contextlib
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 from redis.exceptions import LockError
 
-from providers.base import MissingCredentials, Provider, Reply, ReportPage, UnreadableReply
+from providers.base import (
+    Call,
+    MissingCredentials,
+    Provider,
+    Reply,
+    ReportPage,
+    UnreadableReply,
+)
 from providers.http import Failure
 from store import NewReceipt
 from store.availability import probe_store, store_away
@@ -55,58 +63,67 @@ def pull_reports(rt: Runtime) -> int:
     return stored
 
 
+class Pulled(NamedTuple):
+    """A page pulled and journalled: its journal id, and its reading (None: unreadable,
+    marked so in the journal)."""
+
+    pull_id: int
+    page: ReportPage | None
+
+
 def _pull(rt: Runtime, name: str, provider: Provider) -> int:
     """Pull pages while they come back non-empty, each journalled before it is read.
 
-    The next page is requested as soon as this one is known to hold reports (journalled
-    and read), and fetched while this one's receipts are stored: the round trip to the
-    provider and its encoding of the page overlap our writing (``bench/reports.py``).
-    The order that matters is kept: a page is journalled, and committed, before it is
-    parsed. What the overlap changes is how long a fetched page waits for its journal
-    row — this page's storing, tens of milliseconds — which is how long a crash could
-    lose it; a crash between a pull and its journal could always lose it.
+    A helper thread pulls each page, journals it (committed) and reads it; this one
+    stores. The next page is asked for as soon as this one is known to hold reports, so
+    the round trip to the provider, the journal's commit and the parse of the next page
+    overlap the storing of this one (``bench/reports.py``). The order that matters is
+    kept within each page: pulled, journalled and committed, then parsed. A page pulled
+    while the one before is being stored is journalled then too, not after it: a store
+    that fails leaves it in the journal for the next run (:func:`_replay_journal`).
     """
     page_size = rt.settings.apispace_report_page
     stored = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{name}") as fetcher:
         try:
-            pending: Future[Reply | Failure] | None = fetcher.submit(
-                rt.transport.perform, provider.report_call(page_size)
-            )
+            call = provider.report_call(page_size)
         except MissingCredentials as exc:
             log.warning("%s reports not pulled: %s", name, exc)
             return 0
+        pending: Future[Pulled | None] | None = fetcher.submit(_pull_one, rt, name, provider, call)
         pages = 0
         while pending is not None:
-            answer = pending.result()
+            pulled = pending.result()
             pending = None
             pages += 1
-            if isinstance(answer, Failure):
-                _log_failure(name, answer)
+            if pulled is None:
                 break
-            pull_id = _journal(rt, name, answer)
-            page = _read(rt, name, provider, pull_id, answer)
+            page = pulled.page
             if page is not None and page.size > 0 and pages < MAX_PAGES:
-                pending = fetcher.submit(rt.transport.perform, provider.report_call(page_size))
+                pending = fetcher.submit(
+                    _pull_one, rt, name, provider, provider.report_call(page_size)
+                )
             if page is None:
                 continue
             try:
-                stored += _store(rt, name, pull_id, page)
+                stored += _store(rt, name, pulled.pull_id, page)
             except Exception:
-                if pending is not None:  # already pulled: journal it before giving up
-                    _journal_only(rt, name, pending.result())
+                if pending is not None:  # already asked for: journalled (or said lost)
+                    with contextlib.suppress(Exception):
+                        pending.result()
                 raise
     return stored
 
 
-def _journal_only(rt: Runtime, name: str, answer: Reply | Failure) -> None:
-    """A page pulled while storing the one before failed: journalled for the next run
-    to parse (:func:`_replay_journal`), or, if even that fails, reported lost."""
+def _pull_one(rt: Runtime, name: str, provider: Provider, call: Call) -> Pulled | None:
+    """One page pulled, journalled and committed, then read; None when the pull failed
+    (said in the log)."""
+    answer = rt.transport.perform(call)
     if isinstance(answer, Failure):
         _log_failure(name, answer)
-        return
-    with contextlib.suppress(Exception):  # _journal has said what is lost
-        _journal(rt, name, answer)
+        return None
+    pull_id = _journal(rt, name, answer)
+    return Pulled(pull_id, _read(rt, name, provider, pull_id, answer))
 
 
 def _journal(rt: Runtime, name: str, answer: Reply) -> int:
