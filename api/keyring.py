@@ -145,6 +145,8 @@ class KeyRing:
         self._grants: dict[str, Grant] = dict(self._env)
         self._version: bytes | None = None
         self._loaded_at = 0.0
+        #: the last reload failed (its warning is said; the next success says it is over)
+        self._stale = False
         self._used: dict[str, float] = {}
         self._touched_at = time.monotonic()
         self._stop = threading.Event()
@@ -192,10 +194,17 @@ class KeyRing:
         try:
             records = self._store.active()
         except SQLAlchemyError as exc:
-            log.warning(
-                "could not reload the API keys (%s): keeping those known", type(exc).__name__
-            )
+            if not self._stale:  # once an outage, not once a second while Redis is away too
+                log.warning(
+                    "could not reload the API keys (%s): keeping those known until the store"
+                    " answers",
+                    type(exc).__name__,
+                )
+            self._stale = True
             return False
+        if self._stale:
+            log.info("the API keys are reloaded: the store answers again")
+            self._stale = False
         self._grants = self._env | {r.digest: stored_grant(r) for r in records}
         self._version, self._loaded_at = version, now
         return True

@@ -4,6 +4,7 @@ the store cannot be read, and picks up again once it can."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -55,3 +56,26 @@ def test_while_the_store_cannot_be_read_the_known_keys_stay(
     keys.revoke("billing")
     announce(runtime.redis)
     wait_until(lambda: ring.grant(bearer(key)) is None, 5, what="the ring reloads")
+
+
+def test_a_store_that_cannot_be_read_is_said_once_and_its_return_once(
+    runtime: Runtime, ring: KeyRing, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the store stays unreadable, every due reload fails: the first says so, the
+    others keep quiet (with Redis away as well, one is due every second); the first that
+    succeeds says the outage is over."""
+    with runtime.db.write() as conn:
+        conn.execute(text("ALTER TABLE api_keys RENAME TO api_keys_away"))
+    with caplog.at_level(logging.INFO, logger="api.keyring"):
+        for _ in range(3):
+            announce(runtime.redis)
+            assert not ring.refresh()
+        with runtime.db.write() as conn:
+            conn.execute(text("ALTER TABLE api_keys_away RENAME TO api_keys"))
+        announce(runtime.redis)
+        assert ring.refresh()
+    said = [(r.levelname, r.getMessage().split(" (")[0]) for r in caplog.records]
+    assert said == [
+        ("WARNING", "could not reload the API keys"),
+        ("INFO", "the API keys are reloaded: the store answers again"),
+    ]
