@@ -111,11 +111,9 @@ def stopped(system: System, campaign_id: int) -> int:
 
 
 def fan_out_now(system: System) -> dict[str, int]:
-    """One campaign fan-out (what beat runs), on the system's clock, under beat's lock.
-
-    ``fan_out`` reads ``time.time()`` when beat runs it, not the clock tests can move
-    (scheduler/clock.py); until it reads ``rt.redis_now()``, a test that moves the clock
-    runs this pass itself — the same code, given the system's now."""
+    """One campaign fan-out (what beat runs), on the system's clock, under beat's lock:
+    a test that moves the clock runs the pass itself rather than wait for beat's turn
+    (beat's own pass reads the same clock and may still come first)."""
 
     rt = system.runtime
     with rt.redis.lock(FANOUT_LOCK, timeout=60, blocking_timeout=60):
@@ -251,7 +249,10 @@ def test_a_campaign_with_a_start_time_waits_for_it_then_runs(make_system, tmp_pa
     assert placed(system) == 0 and view(system, campaign_id)["status"] == "scheduled"
 
     system.advance_to(start)
-    assert fan_out_now(system)["started"] == 1
+    # started once, by this pass or by beat's (the same pass on the same clock, every
+    # 0.5 s: under load it may come first)
+    started = fan_out_now(system)["started"]
+    assert started == 1 or view(system, campaign_id)["status"] != "scheduled"
     # completed once every row is sent; then the receipts (0.2 s on) — the event to wait
     # on before reading the final counts (the command's own start-up is no such wait)
     seen = wait_until(
