@@ -125,6 +125,9 @@ def _detail(row: str, source: str, json_object: str) -> str:
 #: sub-select's ``OFFSET 0`` (flattened, it becomes a hash of every ``sent`` row of
 #: the provider, rebuilt for each page), and the update's ``id = ANY(ARRAY(…))``
 #: (without it, a scan of every notification): together most of a page's time.
+#: The receipts are inserted in reference order: two pages stored at once that share
+#: references wait on each other's inserts in one order, never in a circle
+#: (``tasks.reports`` stores two pages at once).
 _STORE = text(
     "WITH named AS (SELECT p.ref, p.delivered, p.code, p.message, p.detail,"  # noqa: S608
     " n.id AS nid, n.status AS source, n.version FROM receipt_page p LEFT JOIN LATERAL"
@@ -133,7 +136,7 @@ _STORE = text(
     " ins AS (INSERT INTO receipts (provider, provider_ref, delivered, code, message, detail,"
     " received_at, applied_at, notification_id)"
     " SELECT :provider, ref, delivered, code, message, detail, :now,"
-    " CASE WHEN nid IS NULL THEN NULL ELSE :now END, nid FROM named"
+    " CASE WHEN nid IS NULL THEN NULL ELSE :now END, nid FROM named ORDER BY ref"
     " ON CONFLICT (provider, provider_ref) DO NOTHING RETURNING provider_ref),"
     f" moved AS (UPDATE notifications SET status = {_to_status('m')},"
     f" reason = {_reason('m', 'm.source')},"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -46,6 +47,8 @@ MAX_PAGES = 100
 POLL_LOCK = "nq:lock:poll-reports"
 #: longer than MAX_PAGES pulls can take; a crashed poller frees the lock after it
 POLL_LOCK_TTL = 600
+#: pages a PostgreSQL store applies at once (:func:`_pull`)
+PG_LANES = 2
 
 
 def pull_reports(rt: Runtime) -> int:
@@ -72,46 +75,66 @@ class Pulled(NamedTuple):
 
 
 def _pull(rt: Runtime, name: str, provider: Provider) -> int:
-    """Pull pages while they come back non-empty, each journalled before it is read.
+    """Pull pages while they come back non-empty, each journalled before it is stored.
 
-    A helper thread pulls each page, journals it (committed) and reads it; this one
-    stores. The next page is asked for as soon as this one is known to hold reports, so
-    the round trip to the provider, the journal's commit and the parse of the next page
-    overlap the storing of this one (``bench/reports.py``). The order that matters is
-    kept within each page: pulled, journalled and committed, then stored. A page pulled
-    while the one before is being stored is journalled then too, not after it: a store
-    that fails leaves it in the journal for the next run (:func:`_replay_journal`).
+    A helper thread pulls each page, reads it and journals it (committed); store lanes
+    store them. The next page is asked for as soon as this one is known to hold
+    reports, so the round trip to the provider, the parse and the journal's commit of
+    the next page overlap the storing of this one (``bench/reports.py``). The order that
+    matters is kept within each page: pulled, journalled and committed, then stored. A
+    page pulled while the one before is being stored is journalled then too, not after
+    it: a store that fails leaves it in the journal for the next run
+    (:func:`_replay_journal`), and the run raises once every page begun has ended.
+
+    PostgreSQL stores :data:`PG_LANES` pages at once, each in its own transaction:
+    most of a page's time is the server's (the statement, its index updates, the
+    commit), which a second page's staging and statement overlap. Two pages that name
+    one call are what two pullers storing at once already meet (the unique key makes
+    the later insert wait and skip, and only the insert that won moves the row), and
+    each page inserts its receipts in reference order, so two lanes never wait on each
+    other in a circle. SQLite serialises its writers: one lane.
     """
     page_size = rt.settings.apispace_report_page
+    lanes = 1 if rt.db.is_sqlite else PG_LANES
     stored = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{name}") as fetcher:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{name}") as fetcher,
+        ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"store-{name}") as storers,
+    ):
         try:
             call = provider.report_call(page_size)
         except MissingCredentials as exc:
             log.warning("%s reports not pulled: %s", name, exc)
             return 0
         pending: Future[Pulled | None] | None = fetcher.submit(_pull_one, rt, name, provider, call)
+        storing: deque[Future[int]] = deque()
         pages = 0
-        while pending is not None:
-            pulled = pending.result()
-            pending = None
-            pages += 1
-            if pulled is None:
-                break
-            page = pulled.page
-            if page is not None and page.size > 0 and pages < MAX_PAGES:
-                pending = fetcher.submit(
-                    _pull_one, rt, name, provider, provider.report_call(page_size)
-                )
-            if page is None:
-                continue
-            try:
-                stored += _store(rt, name, pulled.pull_id, page)
-            except Exception:
-                if pending is not None:  # already asked for: journalled (or said lost)
+        try:
+            while pending is not None:
+                pulled = pending.result()
+                pending = None
+                pages += 1
+                if pulled is None:
+                    break
+                page = pulled.page
+                if page is not None and page.size > 0 and pages < MAX_PAGES:
+                    pending = fetcher.submit(
+                        _pull_one, rt, name, provider, provider.report_call(page_size)
+                    )
+                if page is None:
+                    continue
+                while len(storing) >= lanes:
+                    stored += storing.popleft().result()
+                storing.append(storers.submit(_store, rt, name, pulled.pull_id, page))
+            while storing:
+                stored += storing.popleft().result()
+        except BaseException:
+            # a page already asked for is journalled (or said lost), a store begun ends
+            for begun in [pending, *storing]:
+                if begun is not None:
                     with contextlib.suppress(Exception):
-                        pending.result()
-                raise
+                        begun.result()
+            raise
     return stored
 
 
