@@ -26,6 +26,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -236,14 +237,19 @@ class Stored(NamedTuple):
 
 def page_json(rows: Sequence[PageRow]) -> str:
     """The page as one JSON array of rows, each an object by column, encoded by one
-    call (a row's detail a JSON-able mapping or None)."""
+    call (a row's detail a JSON-able mapping or None).
+
+    orjson: 0.5 ms a page of a thousand, where the standard library's C encoder took
+    2.5 ms, a fifth of the client's CPU under the GIL on PostgreSQL (py-spy ``--gil``).
+    What it cannot encode (a detail that is a Mapping but not a dict, a key that is not
+    text) goes to the standard encoder, which says what it refuses."""
     objects = [
         {"ref": ref, "delivered": delivered, "code": code, "message": message, "detail": detail}
         for ref, delivered, code, message, detail in rows
     ]
     try:
-        return _to_json(objects)
-    except TypeError:  # a detail that is a Mapping but not a dict
+        return orjson.dumps(objects).decode()
+    except TypeError:
         for row in objects:
             row["detail"] = None if row["detail"] is None else dict(row["detail"])
         return _to_json(objects)
