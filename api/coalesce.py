@@ -3,38 +3,41 @@ written is written together by the next one (store/group_commit.py holds the que
 the one-by-one retry of a failed group; here its leader is a drainer task of the event
 loop and its followers wait on futures). :class:`GroupWriter` serves any write that
 answers per payload (the receipt pushes, api/callbacks.py); :class:`EnqueueCoalescer`
-serves single enqueues, which are also published before they are answered.
+serves single enqueues.
 
-One store-and-publish per request would pay, per request, a transaction, a
-``BEGIN IMMEDIATE`` on SQLite's single writer, a dispatch message and its task-sent
-event, and a thread hand-off: a fixed cost per call, not per notification (the batch
-route stores ~9,000 a second; ``bench/api.py``). So the requests of one moment share
-one call: no timer, no added wait — a request that finds nothing running starts a call
-at once; those that arrive meanwhile form the next call. Each caller still gets its own
-answer, and only after the row is committed and the dispatch published. The answers are
-the ones sequential calls would give: ``enqueue_many`` validates each request on its
+One store per request would pay, per request, a transaction, a ``BEGIN IMMEDIATE`` on
+SQLite's single writer and a thread hand-off: a fixed cost per call, not per
+notification (the batch route stores ~9,000 a second; ``bench/api.py``). So the
+requests of one moment share one call: no timer, no added wait — a request that finds
+nothing running starts a call at once; those that arrive meanwhile form the next call.
+Each caller still gets its own answer, and only after its row is committed. The answers
+are the ones sequential calls would give: ``enqueue_many`` validates each request on its
 own, and an idempotency key repeated within one call answers the later request with the
 first one's id.
 
 If the shared call fails (a database error), each of its requests is tried again on
 its own, so one request's failure is never another's.
 
-Publishing is gathered (``tasks/publish.py``, as for ``enqueue()``): a call returns once
-its rows are committed and hands their ids to the process's publisher, which sends what
-arrived within ``NOTIFYQ_PUBLISH_LINGER`` (10 ms) as one ``dispatch(ids)`` message of up
-to ``NOTIFYQ_DISPATCH_BATCH`` ids. The requests of a call are answered when their ids
-are out — so an answer still means *committed and published* — but the next call is
-stored meanwhile, not after: the groups of one linger leave in one message, and a
-worker pays one ``sending`` and one outcome write per message, not per group (with
-workers running, their writes and the API's share SQLite's one writer).
+Publishing is gathered (``tasks/publish.py``, as for ``enqueue()``): a call hands its
+committed ids to the process's publisher, which sends what arrived within
+``NOTIFYQ_PUBLISH_LINGER`` as one ``dispatch(ids)`` message of up to
+``NOTIFYQ_DISPATCH_BATCH`` ids, and the requests are answered at the commit, as
+``enqueue()`` returns: a 202 means *committed*, and the sweeper re-drives an id whose
+message never left (a crash between the commit and the publish, Redis away), as for
+any lost hand-off. Answering only once the ids were out made every post wait out the
+linger: 16 clients posting one at a time were held to ~600 posts a second, and a
+linger long enough to fill a worker's messages was out of reach. Answered at the
+commit, the posts stop waiting for the linger, and a longer linger makes bigger
+messages, so a worker pays one ``sending`` and one outcome write, and Celery its
+per-message cost, for more notifications (``bench/api.py --e2e-only``; the README's
+figures). Codes do not linger at all (tasks/publish.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Generic, TypeVar
 
@@ -51,14 +54,11 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 Result = Enqueued | InvalidRequest
-#: ``(requests, then)``: store and hand off; ``then()`` once their ids are published
-EnqueueMany = Callable[[Sequence[SendRequest], Callable[[], None]], list[Result]]
+#: ``(requests, then=…)``: store and hand the ids to the publisher; ``then()`` once out
+EnqueueMany = Callable[..., list[Result]]
 
 #: at most this many requests in one transaction (a few ms of writing on SQLite)
 MAX_GROUP = 500
-#: answer anyway after this long without word from the publisher (the rows are committed
-#: and stamped: the sweeper re-drives any id whose message never left)
-PUBLISH_WAIT = 5.0
 
 
 class LoopGroups(Generic[P, R]):
@@ -127,8 +127,11 @@ class GroupWriter(LoopGroups[P, R]):
             settle(answer, outcome)
 
 
-class EnqueueCoalescer(LoopGroups[SendRequest, Result]):
-    """Per event loop (one per app): ``await enqueue(request)`` from any request handler."""
+class EnqueueCoalescer(GroupWriter[SendRequest, Result]):
+    """Per event loop (one per app): ``await enqueue(request)`` from any request handler.
+
+    ``fails_all``: an error that every request of a group would meet on its own (the
+    store or Redis away), answered to all at once instead of retried one by one."""
 
     def __init__(
         self,
@@ -137,82 +140,17 @@ class EnqueueCoalescer(LoopGroups[SendRequest, Result]):
         *,
         fails_all: Callable[[Exception], bool] | None = None,
     ) -> None:
-        """``fails_all``: an error that every request of a group would meet on its own
-        (the store or Redis away), answered to all at once instead of retried one by one."""
-        super().__init__(max_group)
-        self._enqueue_many = enqueue_many
-        self._fails_all = fails_all
+        store = partial(enqueue_many, then=_published)
+        super().__init__(store, what="enqueues", max_group=max_group, fails_all=fails_all)
 
     async def enqueue(self, request: SendRequest) -> Result:
-        """This request's answer, once it is committed and published (or refused)."""
+        """This request's answer, once it is committed (or refused)."""
         return await self.submit(request)
 
-    async def _run(self, group: list[tuple[SendRequest, asyncio.Future[Result]]]) -> None:
-        published = _Published(asyncio.get_running_loop())
 
-        def attempt(requests: list[SendRequest]) -> list[Result]:  # a pool thread
-            results = self._enqueue_many(requests, published.heard)
-            published.calls += 1
-            return results
-
-        requests = [request for request, _ in group]
-        settled = await run_in_threadpool(
-            partial(write_group, fails_all=self._fails_all), attempt, requests, what="enqueues"
-        )
-        answered = [(waiting, s) for (_, waiting), s in zip(group, settled, strict=True)]
-        for waiting, failed in answered:
-            if failed.error is not None:
-                settle(waiting, failed)
-
-        def answer(_: object = None) -> None:
-            for waiting, stored in answered:
-                if stored.error is None:
-                    settle(waiting, stored)
-
-        # answered once published; the drainer goes on to store the next group meanwhile
-        published.then(answer)
-
-
-class _Published:
-    """When every ``enqueue_many`` call of one group has heard from the publisher.
-
-    ``calls`` is counted in the pool thread that writes the group, and read once that
-    write has been awaited; what the publisher says arrives on the event loop's thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[None] = loop.create_future()
-        #: ``enqueue_many`` calls that returned: each calls ``then`` exactly once
-        self.calls = 0
-        self._heard = 0
-        self._expected: int | None = None  # known once the group is written
-
-    def heard(self) -> None:
-        """``then`` of one call (the publisher's thread)."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(self._hear)
-
-    def _hear(self) -> None:
-        self._heard += 1
-        self._check()
-
-    def then(self, answer: Callable[[object], None]) -> None:
-        """``answer`` once every call that returned is published, or after
-        ``PUBLISH_WAIT``."""
-        self._expected = self.calls
-        self._future.add_done_callback(answer)
-        self._check()
-        if not self._future.done():
-            self._loop.call_later(PUBLISH_WAIT, _resolve, self._future)
-
-    def _check(self) -> None:
-        if self._expected is not None and self._heard >= self._expected:
-            _resolve(self._future)
-
-
-def _resolve(published: asyncio.Future[None]) -> None:
-    if not published.done():
-        published.set_result(None)
+def _published() -> None:
+    """The publisher's word that a group's ids are out: nobody waits for it (the answer
+    went at the commit; a lost publish is the sweeper's)."""
 
 
 def settle(answer: asyncio.Future[R], settled: Settled[R]) -> None:

@@ -26,10 +26,9 @@ One machine, one private Redis, SQLite (the default store; PostgreSQL with
             this client) — on a shared machine, where the CPU goes is steadier than
             how fast it went.
 
-Each request is validated, stored (committed) and published before it is answered (a
-single post's id in one dispatch message with the others of its
-``NOTIFYQ_PUBLISH_LINGER``: api/coalesce.py), so a figure here is *accepted and durable*
-per second. The issue names no baseline for
+Each request is validated and stored (committed) before it is answered, its id then
+published in one dispatch message with the others of its ``NOTIFYQ_PUBLISH_LINGER``
+(api/coalesce.py), so a figure here is *accepted and durable* per second. The issue names no baseline for
 the API, so the two are compared with each other. The client shares the machine's
 cores with the server; it is kept lean (bench/http1.py) so that its CPU is not what
 is measured.
@@ -177,9 +176,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_process(stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of each process of ``stack`` still running, by its name."""
-    return {p.name: cpu_seconds(p.process.pid) for p in stack.procs if p.alive()}
+def cpu_by_process(stack: Stack, redis_url: str) -> dict[str, float]:
+    """CPU seconds so far of each process of ``stack`` still running, by its name, and
+    of the servers under them: this run's redis-server and every PostgreSQL process
+    (the machine's server: another client's work there counts too, so it is named as
+    the server's, not this run's)."""
+    cpu = {p.name: cpu_seconds(p.process.pid) for p in stack.procs if p.alive()}
+    port = redis_url.rsplit(":", 1)[1].split("/", 1)[0]
+    cpu["redis"] = cpu["postgres"] = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            name = Path(command[0].decode()).name
+            if name.startswith("redis-server") and f":{port}".encode() in b" ".join(command):
+                cpu["redis"] += cpu_seconds(int(proc.name))
+            elif name == "postgres" or command[0].startswith(b"postgres:"):
+                cpu["postgres"] += cpu_seconds(int(proc.name))
+    return cpu
 
 
 def push_failures(sandbox: str) -> int:
@@ -316,7 +331,7 @@ def end_to_end(
                 stack.beat()
             spied = next(p for p in stack.procs if p.name == spy_on) if spy_path else api
             spy.on(spied.process.pid, spy_path)
-            cpu_before, own_before = cpu_by_process(stack), time.process_time()
+            cpu_before, own_before = cpu_by_process(stack, redis_url), time.process_time()
             started = time.time()
             phase = asyncio.run(
                 drive(
@@ -345,7 +360,7 @@ def end_to_end(
                 )
             cpu = {
                 name: seconds - cpu_before.get(name, 0.0)
-                for name, seconds in cpu_by_process(stack).items()
+                for name, seconds in cpu_by_process(stack, redis_url).items()
             }
             cpu["client"] = time.process_time() - own_before
             busy = time.time() - started

@@ -234,7 +234,7 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(50, ge=1, le=1000)
     #: seconds ``enqueue()`` gathers committed ids before publishing them as one dispatch
     #: message (tasks/publish.py); 0 publishes each call's id at once
-    publish_linger: float = Field(0.01, ge=0, le=1.0)
+    publish_linger: float = Field(0.03, ge=0, le=1.0)
     #: keep at most this many dispatch messages waiting in the broker for campaigns
     release_high_water: int = Field(2000, ge=10)
     #: seconds of campaign work kept in the broker, from the throughput measured

@@ -30,7 +30,20 @@ from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Connection, Enum, Row, Table, any_, bindparam
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Enum,
+    Row,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from store import copy_text
@@ -59,6 +72,32 @@ def among(
     if conn.dialect.name != "postgresql":
         return column.in_(list(values))
     return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+def probed(
+    conn: Connection,
+    columns: Sequence[ColumnElement[Any]],
+    key: ColumnElement[Any],
+    values: Sequence[Any],
+    *conditions: ColumnElement[bool],
+) -> Select[Any]:
+    """``SELECT columns WHERE key IN (values) AND conditions``, each value one index
+    probe on PostgreSQL whatever the planner believes.
+
+    A store's tables are young before autovacuum first analyzes them (a new store's
+    first minute, or the minute after a large import): without statistics the planner
+    takes ``provider = 'ihuyi' AND provider_ref = ANY(…)`` for one row either way and
+    keeps only the provider as the index's condition, so every receipt of the provider
+    is read for each batch, more as the table grows. Here each value is looked up by a
+    ``LATERAL`` subquery over ``unnest`` of the one array (``OFFSET 0`` keeps it apart),
+    an equality on every column of the key's index."""
+    if conn.dialect.name != "postgresql":
+        return select(*columns).where(key.in_(list(values)), *conditions)
+    # each value once: a value given twice must not find its rows twice, as IN would not
+    array = bindparam(None, list(dict.fromkeys(values)), type_=ARRAY(key.type))
+    given = func.unnest(array).table_valued("value").render_derived(name="given")
+    each = select(*columns).where(key == given.c.value, *conditions).offset(0).lateral()
+    return select(*each.c).select_from(given.join(each, true()))
 
 
 #: rows from which a PostgreSQL (psycopg) insert without a conflict clause is a COPY

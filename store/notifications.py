@@ -489,7 +489,11 @@ def _compare_and_set(columns: Sequence[str]) -> Any:
         .where(
             and_(
                 N.c.id == bindparam("b_id"),
-                N.c.status == bindparam("b_from"),
+                # the status is a filter, never an index's condition: planned without
+                # statistics (a young store), ``status = 'queued'`` on the status
+                # index looked as cheap as the primary key and read every queued row
+                # for each write (578,000 index entries for 2,000 sends)
+                unindexed(N.c.status) == bindparam("b_from"),
                 N.c.version == bindparam("b_version"),
             )
         )

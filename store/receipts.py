@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from store import receipt_page as page
-from store.bulk import IN_LIST_LIMIT, among, tuples
+from store.bulk import IN_LIST_LIMIT, probed, tuples
 from store.db import Database
 from store.notifications import (
     Applied,
@@ -158,9 +158,12 @@ class ReceiptStore:
         row)."""
         sent: dict[str, list[Open]] = {}
         rows = conn.execute(
-            select(N.c.id, N.c.provider_ref, N.c.status, N.c.version).where(
+            probed(
+                conn,
+                (N.c.id, N.c.provider_ref, N.c.status, N.c.version),
+                N.c.provider_ref,
+                refs,
                 N.c.provider == provider,
-                among(conn, N.c.provider_ref, refs),
                 unindexed(N.c.status).in_([s.value for s in AWAITING]),
             )
         )
@@ -219,9 +222,12 @@ class ReceiptStore:
         that no index serves it; the transition checks it again under the write lock.
         """
         receipts = conn.execute(
-            select(R.c.id, R.c.provider_ref, R.c.delivered, R.c.code, R.c.message).where(
+            probed(
+                conn,
+                (R.c.id, R.c.provider_ref, R.c.delivered, R.c.code, R.c.message),
+                R.c.provider_ref,
+                refs,
                 R.c.provider == provider,
-                among(conn, R.c.provider_ref, refs),
                 R.c.applied_at.is_(None),
             )
         ).all()

@@ -13,7 +13,7 @@ that calling it in a loop or from many threads costs about what ``enqueue_many``
   after *its* row is committed, with the answer a call of its own would have given.
 - **Gathered publishing.** The committed ids go to this process's
   :class:`~tasks.publish.DispatchPublisher`, which publishes what arrived within
-  ``NOTIFYQ_PUBLISH_LINGER`` (10 ms) as one ``dispatch(ids)`` message of up to
+  ``NOTIFYQ_PUBLISH_LINGER`` (30 ms; codes do not linger) as one ``dispatch(ids)`` message of up to
   ``NOTIFYQ_DISPATCH_BATCH`` ids, so single enqueues become batched dispatch tasks.
   ``enqueue()`` does not wait for that publish: its promise is the commit, and a publish
   lost after it (a crash, Redis away) is re-driven by the sweeper.
@@ -21,10 +21,9 @@ that calling it in a loop or from many threads costs about what ``enqueue_many``
 ``enqueue_many`` publishes before it returns — unless it is given
 ``then``: then its ids go the same gathered way as ``enqueue()``'s, and ``then()`` is
 called once they are out. The HTTP API's own group commit (``api/coalesce.py``) uses
-that: a single ``POST /v1/notifications`` is answered after its row is committed and its
-id published, but its id leaves in one message with those of the other
-requests of the same ``NOTIFYQ_PUBLISH_LINGER``, and the API stores the next group while
-that message waits.
+that: a single ``POST /v1/notifications`` is answered once its row is committed, as
+``enqueue()`` returns, and its id leaves in one message with those of the other
+requests of the same ``NOTIFYQ_PUBLISH_LINGER``.
 """
 
 from __future__ import annotations

@@ -80,9 +80,9 @@ def publish_by_priority(
 class DispatchPublisher:
     """Gathers committed ids for up to ``linger`` seconds and publishes them together.
 
-    The latency trade-off: a notification enqueued alone waits up to ``linger`` (10 ms by
-    default, ``NOTIFYQ_PUBLISH_LINGER``) before its dispatch message leaves — against a
-    provider call of ~200 ms that is noise — and in exchange a producer calling
+    The latency trade-off: a notification enqueued alone waits up to ``linger`` (30 ms by
+    default, ``NOTIFYQ_PUBLISH_LINGER``; a code not at all) before its dispatch message
+    leaves — against a provider call of ~200 ms that is noise — and in exchange a producer calling
     ``enqueue()`` in a loop, or from many threads, sends one message per ``linger``
     instead of one per notification. A full batch leaves at once, without waiting out
     the linger. The caller never waits for the publish (its promise is the commit).
@@ -248,8 +248,11 @@ def gather_dispatch(
     """Hand committed ``ids`` (all of class ``priority``) to this process's publisher of
     that class; publishes now if ``linger`` ≤ 0.
 
-    ``then()`` is called exactly once, when the ids are out or their publish failed."""
-    if linger <= 0:
+    ``then()`` is called exactly once, when the ids are out or their publish failed.
+
+    Codes (``urgent``) never linger: they are few, and a login code's wait is the
+    product; the linger is for the classes whose messages it fills."""
+    if linger <= 0 or Priority(priority) is Priority.URGENT:
         try:
             publish_dispatch(app, ids, batch=batch, priority=priority)
         finally:

@@ -173,10 +173,11 @@ def assert_no_leaks(text: str, numbers: Sequence[str] = ("13800138000",)) -> Non
         assert re.sub(r"\D", "", number) not in digits, "a full phone number reached a log"
 
 
-def dispatch_messages(client: redis.Redis) -> list[list[int]]:
-    """The ids of every dispatch message waiting in the broker's queue, newest first."""
+def dispatch_messages(client: redis.Redis, queue: str = DISPATCH_QUEUE) -> list[list[int]]:
+    """The ids of every dispatch message waiting in the broker's ``queue`` (the normal
+    class's unless told), newest first."""
     out = []
-    for raw in client.lrange(DISPATCH_QUEUE, 0, -1):
+    for raw in client.lrange(queue, 0, -1):
         message = json.loads(raw)
         assert message["headers"]["task"] == "notifyq.dispatch"
         out.append(json.loads(base64.b64decode(message["body"]))[0][0])

@@ -34,6 +34,7 @@ from config.settings import Settings
 from providers.registry import NAMES
 from scheduler.deferred import KEY as DEFERRED_KEY
 from store.schema import Base
+from tasks.publish import flush_dispatch
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from worker.queues import DISPATCH_QUEUE
@@ -107,7 +108,10 @@ class Api:
         return f"Api({self.runtime.db.url.get_backend_name()})"
 
     def footprint(self) -> dict[str, int]:
-        """Rows in every table of the ledger, dispatch messages and deferred entries."""
+        """Rows in every table of the ledger, dispatch messages and deferred entries
+        (once this process's publisher has sent what it gathered: a post is answered at
+        its commit, its id leaves within the linger)."""
+        flush_dispatch()
         with self.runtime.db.read() as conn:
             counts = {
                 table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()

@@ -18,6 +18,7 @@ import redis
 
 from api.app import create_app
 from store import Change, Expect, Status
+from tasks.publish import flush_dispatch
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS, embedded_settings
 from tests.services import free_port
@@ -37,7 +38,10 @@ def broker(redis_url: str) -> redis.Redis:
 
 
 def dispatched(broker: redis.Redis) -> list[list[int]]:
-    """The id lists of the dispatch messages waiting in the broker, oldest first."""
+    """The id lists of the dispatch messages waiting in the broker, oldest first, once
+    this process's publisher has sent what it gathered (a single post is answered at its
+    commit; its id leaves within the linger)."""
+    flush_dispatch()
     ids = []
     for raw in reversed(broker.lrange(DISPATCH_QUEUE, 0, -1)):  # LPUSHed: newest first
         message = json.loads(raw)
