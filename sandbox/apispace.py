@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -283,7 +284,10 @@ class ApispaceEmulator:
         self.sandbox.ledger.add(VOICE, "report", None, code, False, count=len(pulled))
         if fault == "timeout":
             await self.sandbox.hold()  # popped and gone: the client never sees them
-        return JSONResponse({"code": code, "data": pulled})
+        # the same compact JSON JSONResponse writes, by orjson: a page of a thousand
+        # reports in 0.4 ms, not 2.4 ms of this emulator's CPU on the machine whose
+        # ingest bench/reports.py times (a real provider encodes on its own servers)
+        return Response(orjson.dumps({"code": code, "data": pulled}), media_type="application/json")
 
     async def seed(self, request: Request) -> Response:
         """A control: file ``count`` reports for the seeded call ids from ``start`` on."""
