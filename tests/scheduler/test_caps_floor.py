@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from scheduler.caps import CapLimiter, Decision, cap_key, decode_log
+from scheduler.caps import CapLimiter, Decision, cap_slot, decode_log
 from scheduler.caps_floor import LINEAGE_KEY, CapFloor, PastCall
 from scheduler.limits import parse_caps
 
@@ -54,7 +54,7 @@ def test_a_new_lineage_counts_the_calls_the_store_recorded_before_it(
     assert refused.retry_at == pytest.approx(T - 3 * 3600 + 30 + DAY)  # the oldest leaves
     assert [numbers for numbers, _ in ledger.asked] == [[("jumdata", NUMBER)]]
     assert ledger.asked[0][1] <= T - DAY  # the whole window was asked for
-    assert client.get(cap_key("jumdata", NUMBER)) is None  # nothing recorded
+    assert client.hget(*cap_slot("jumdata", NUMBER)) is None  # nothing recorded
 
 
 def test_an_attempt_of_the_new_lineage_counts_once_though_the_store_records_it_too(
@@ -117,7 +117,7 @@ def test_a_provider_the_store_does_not_record_trusts_its_log(client: redis.Redis
     caps = limiter(client, ledger)
     assert caps.hit("verify", NUMBER, THREE_A_DAY, at=T).allowed
     assert ledger.asked == [] and client.exists(LINEAGE_KEY) == 0
-    _, logged = decode_log(client.get(cap_key("verify", NUMBER)))
+    _, logged = decode_log(client.hget(*cap_slot("verify", NUMBER)))
     assert logged == [round(T * 1000)]
 
 
