@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from scheduler.caps import CapLimiter, Decision, cap_slot, decode_log
+from scheduler.caps import CapLimiter, Decision, cap_slot, decode_log, legacy_key
 from scheduler.caps_floor import LINEAGE_KEY, CapFloor, PastCall
 from scheduler.limits import parse_caps
+from tests.scheduler.test_caps import pack
 
 NUMBER = "+8613800138000"
 DAY = 86400.0
@@ -125,3 +126,23 @@ def test_without_a_floor_the_caps_never_read_the_lineage(client: redis.Redis) ->
     caps = CapLimiter(client, margin=0)
     assert caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T).allowed
     assert client.exists(LINEAGE_KEY) == 0
+
+
+def test_an_old_layout_key_counts_as_the_log_does_while_the_store_counts_what_came_before(
+    client: redis.Redis,
+) -> None:
+    """Across the switch to buckets, while a lineage is young: the number's key of the old
+    layout counts like its log (attempts since the lineage began), the store's calls
+    like the floor (those before): each attempt once, none missed."""
+    replid = client.info("replication")["master_replid"]
+    began_ms = round((T - 1800) * 1000)
+    client.set(LINEAGE_KEY, f"{replid} {began_ms}")
+    before, since = T - 7200, T - 600  # the store has both calls; the old key both too
+    ledger = Ledger(PastCall(before, before + 5), PastCall(since, since + 5))
+    packed = pack([round(before * 1000), round(since * 1000)])
+    client.set(legacy_key("jumdata", NUMBER), packed, px=60_000)
+    caps = limiter(client, ledger)
+    assert caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T).allowed  # 2 before it, not 4
+    fourth = caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T + 10)
+    assert (fourth.allowed, fourth.cap) == (False, "3/day")
+    assert fourth.retry_at == pytest.approx(before + 5 + DAY)
