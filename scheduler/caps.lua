@@ -104,7 +104,7 @@ local raw = redis.call('HGET', KEYS[1], field)
 if not raw and legacy == '' and not floor_calls then
   -- the common case, a number with nothing recorded: every cap (amount >= 1) passes
   redis.call('HSET', KEYS[1], field, struct.pack('>I6', stamp))
-  -- the bucket grew: now and then (the stamp's low digits), drop what no cap can use
+  -- the bucket grew: on one stamp in SWEEP_ONE_IN, drop what no cap can use there
   if stamp % SWEEP_ONE_IN == 0 then caps_sweep(KEYS[1], now, longest) end
   return stamp
 end
