@@ -288,15 +288,20 @@ class CapLimiter:
 
     # -- the old layout, while its keys may hold attempts that count ----------------------
 
-    def _legacy_open(self, caps: Sequence[Cap]) -> bool:
+    def _legacy_open(self, caps: Sequence[Cap], *, mark: bool = True) -> bool:
         """Whether a key of the old layout may still hold an attempt inside ``caps``'
         longest window: keys that were there when the buckets first ran, for that
         window (plus FLOOR_SLACK for clocks that disagree) after. They are written no
         more (old workers stop before new ones start), so reading them outside the
-        script, without its atomicity, reads what the script would."""
+        script, without its atomicity, reads what the script would. Without ``mark``
+        (a reader: ``caps show``) the switch is not marked: old keys are read while
+        no process has marked it."""
         switched = self._switched_ms
         if switched is None:
-            switched = self._switched_ms = layout_switch(self.client)
+            found = layout_switch(self.client, mark=mark)
+            if found is None:
+                return True
+            switched = self._switched_ms = found
         if not switched:
             return False
         now = self.clock.now() if self.clock is not None else time.time()
@@ -400,7 +405,7 @@ class CapLimiter:
             seconds, micros = cast(tuple[int, int], self.client.time())
             now = seconds + micros / 1_000_000
         blocked_ms, attempts_ms = decode_log(raw)
-        if caps and self._legacy_open(caps):
+        if caps and self._legacy_open(caps, mark=False):
             old = cast(bytes | None, self.client.get(legacy_key(provider, number)))
             old_blocked_ms, old_attempts_ms = decode_log(old)
             blocked_ms = max(blocked_ms, old_blocked_ms)
@@ -493,18 +498,21 @@ class CapState:
         return max(moments)
 
 
-def layout_switch(client: Redis) -> int:
+def layout_switch(client: Redis, *, mark: bool = True) -> int | None:
     """When the buckets first ran on this Redis (ms, its clock), if keys of the old layout
     were there then; else 0. The first process to ask looks for such keys (one SCAN,
     stopping at the first) and sets LAYOUT_KEY once (NX): every process reads the same
-    answer from then on, and a Redis that never held the old layout never reads it."""
+    answer from then on, and a Redis that never held the old layout never reads it.
+    Without ``mark``, None while nothing is marked (and nothing is written)."""
     marked = cast(bytes | None, client.get(LAYOUT_KEY))
+    if marked is None and not mark:
+        return None
     if marked is None:
         seconds, micros = cast(tuple[int, int], client.time())
         found = next(iter(client.scan_iter(match=LEGACY_PATTERN, count=1000)), None)
-        mark = f"{seconds * 1000 + micros // 1000} {int(found is not None)}"
-        marked = cast(bytes | None, client.set(LAYOUT_KEY, mark, nx=True, get=True))
-        marked = marked or mark.encode()
+        value = f"{seconds * 1000 + micros // 1000} {int(found is not None)}"
+        marked = cast(bytes | None, client.set(LAYOUT_KEY, value, nx=True, get=True))
+        marked = marked or value.encode()
     switched, old_keys = marked.split()
     return int(switched) if old_keys == b"1" else 0
 

@@ -350,6 +350,9 @@ def test_attempts_in_a_key_of_the_old_layout_count_until_their_window_ends(
     blocked = "+8613800138001"
     client.set(legacy_key("ihuyi", blocked), pack([now_ms - 99_000], now_ms + 600_000), px=600_000)
     caps = CapLimiter(client, margin=0)  # a process started after the switch
+    # caps show, before any decision: reads the old key, marks nothing (it only reads)
+    assert CapLimiter(client, margin=0).state("ihuyi", NUMBER, IHUYI).windows[1].used == 3
+    assert client.exists(LAYOUT_KEY) == 0
     fourth = caps.hit("ihuyi", NUMBER, IHUYI)
     assert (fourth.allowed, fourth.cap) == (False, "3/minute")
     assert fourth.retry_at == (earlier[0] + 60_000) / 1000
