@@ -165,6 +165,10 @@ end
 -- never record earlier than the last attempt: if Redis's clock stepped back, the log
 -- stays ordered and the attempt counts for longer, never for less
 if n > 0 and log[n] > stamp then stamp = log[n] end
+-- nor, while in doubt, before the lineage began: the log counts only its attempts since,
+-- and the store's floor was read before this one was made, so an attempt stamped earlier
+-- (a caller's clock behind the one that began the lineage) would count nowhere
+if floor_calls and stamp < floor_calls.began then stamp = floor_calls.began end
 n = n + 1
 log[n] = stamp
 

@@ -146,3 +146,21 @@ def test_an_old_layout_key_counts_as_the_log_does_while_the_store_counts_what_ca
     fourth = caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T + 10)
     assert (fourth.allowed, fourth.cap) == (False, "3/day")
     assert fourth.retry_at == pytest.approx(before + 5 + DAY)
+
+
+def test_an_attempt_is_never_recorded_before_the_lineage_began(client: redis.Redis) -> None:
+    """Callers' clocks (a simulated one, read before the call) may be behind the call
+    that began the lineage: an attempt stamped before it would be neither in the log
+    since nor in the floor read before it, and so count nowhere. It is recorded at the
+    lineage's beginning instead, and the next one waits a second from there."""
+    replid = client.info("replication")["master_replid"]
+    began_ms = round(T * 1000)
+    client.set(LINEAGE_KEY, f"{replid} {began_ms}")
+    caps = limiter(client, Ledger())
+    rules = parse_caps("1/second;3/day")
+    first = caps.hit("jumdata", NUMBER, rules, at=T - 0.005)
+    assert first.allowed and first.stamp_ms == began_ms
+    again = caps.hit("jumdata", NUMBER, rules, at=T - 0.004)
+    assert (again.allowed, again.cap) == (False, "1/second")
+    assert again.retry_at == pytest.approx(T + 1)
+    assert caps.refund("jumdata", NUMBER, first)  # the stamp it was told is the one kept
