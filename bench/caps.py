@@ -4,7 +4,7 @@ One run, one Redis (a private ``redis-server`` started here on a free port, no
 persistence, unless ``--redis-url`` is given: then only this run's own keys are
 touched), the three ihuyi caps (``1/second;3/minute;10/day``) over distinct numbers.
 Round r is every number's r-th attempt, seconds apart, so each is allowed and recorded
-(the write path; round 1 meets empty keys, rounds 2 and 3 decode and re-pack a log, as
+(the write path; round 1 meets empty fields, rounds 2 and 3 decode and re-pack a log, as
 a code's resends do; a 4th round inside a minute would be refused by 3/minute):
 
 - **ours**: ``CapLimiter.hit``, one EVALSHA per decision; and ``CapLimiter.hit_many``
@@ -38,11 +38,12 @@ costs stays what it is; ``cpu_vs_evalsha`` is the headline ratio in CPU.
 Memory: ``INFO memory`` ``used_memory`` before and after ``--memory-numbers`` numbers
 each take ``--attempts`` attempts through the real script (1 s + margin apart, as the
 1/second cap allows), divided by the count, on an emptied database (so the key tables'
-growth is counted too); plus ``MEMORY USAGE`` of one key. Resends a minute apart
-would make the value 12 bytes rather than 10: the same 32-byte allocation. The
-quick run uses 25,000 numbers so that Redis's key tables are as full as with the full
-run's 100,000 (both fill 76% of a power-of-two table): the same figure, not a smaller
-count's larger share of empty buckets.
+growth is counted too: the buckets' keys and hashes, every byte the numbers cost);
+plus ``MEMORY USAGE`` and encoding of one bucket (a hash holding one field a number,
+scheduler/caps.py). Resends a minute apart would make a value 12 bytes rather than 10.
+The quick run's 25,000 numbers put ~6 in each of the 4,096 buckets a provider, so each
+bucket's own ~100 B weighs more than at the full run's 100,000 (~24 a bucket): the
+quick figure is the larger, the honest one for a small deployment.
 
 The last line printed is one JSON object (``decisions_per_s``, ``vs_limits``,
 ``vs_evalsha``, ``bytes_per_number`` and the raw figures).
@@ -76,7 +77,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.settings import Settings
-from scheduler.caps import CapCheck, CapLimiter, cap_key
+from scheduler.caps import BUCKETS, CapCheck, CapLimiter, cap_slot
 from scheduler.caps_floor import LINEAGE_KEY, CapFloor
 from scheduler.limits import parse_caps
 
@@ -226,16 +227,18 @@ class Bench:
             all(hit(item, number) for item in items)
 
     def bare_single(self, numbers: list[str]) -> None:
-        # the very call hit makes: the raw EVALSHA command, one key
+        # the very call hit makes: the raw EVALSHA command, one key (the bucket), the field
         execute, sha, args = self.client.execute_command, self.trivial.sha, self.args
         provider = self.provider
         for number in numbers:
-            execute("EVALSHA", sha, 1, *[cap_key(provider, number)], *args)
+            key, field = cap_slot(provider, number)
+            execute("EVALSHA", sha, 1, key, field, *args)
 
     def bare_single_script(self, numbers: list[str]) -> None:
         script, args, provider = self.trivial, self.args, self.provider
         for number in numbers:
-            script(keys=[cap_key(provider, number)], args=args)
+            key, field = cap_slot(provider, number)
+            script(keys=[key], args=[field, *args])
 
     def bare_pipelined(self, numbers: list[str]) -> None:
         # the very calls hit_many makes: plain EVALSHA in a non-transactional pipeline
@@ -243,7 +246,8 @@ class Bench:
         for start in range(0, len(numbers), BATCH):
             pipe = client.pipeline(transaction=False)
             for number in numbers[start : start + BATCH]:
-                pipe.evalsha(sha, 1, cap_key(provider, number), *args)
+                key, field = cap_slot(provider, number)
+                pipe.evalsha(sha, 1, key, field, *args)
             pipe.execute(raise_on_error=False)
 
     def clean(self) -> None:
@@ -317,10 +321,12 @@ class Bench:
             if not attempt:
                 after_first = self.used_memory()
         after = self.used_memory()
-        key = cap_key(self.provider, numbers[0])
-        value = self.client.get(key) or b""
+        key, field = cap_slot(self.provider, numbers[0])
+        value = self.client.hget(key, field) or b""
         usage = int(self.client.memory_usage(key, samples=0) or 0)
-        ttl = int(self.client.pttl(key))
+        fields = int(self.client.hlen(key))
+        encoding = self.client.object("encoding", key)
+        buckets = sum(1 for _ in self.client.scan_iter(match=f"nq:cap:{self.provider}:*"))
         # limits, one decision on one number: its three lists, for comparison
         self.clean()
         self.limits_moving(numbers[:1])
@@ -335,10 +341,13 @@ class Bench:
             "memory_numbers": len(numbers),
             "attempts_per_number": attempts,
             "attempts_recorded": allowed,
-            "memory_usage_one_key": usage,
+            "memory_usage_one_bucket": usage,
+            "fields_in_that_bucket": fields,
+            "bucket_encoding": encoding.decode() if isinstance(encoding, bytes) else encoding,
+            "buckets_used": buckets,
+            "buckets": BUCKETS,
             "value_bytes": len(value),
-            "key_bytes": len(key),
-            "ttl_ms": ttl,
+            "field_bytes": len(field),
             "limits_memory_usage_one_number_1_attempt": limits_usage,
         }
 
@@ -392,9 +401,11 @@ def report(figures: dict[str, Any]) -> None:
         f"memory: {memory['memory_numbers']:,} numbers × {memory['attempts_per_number']} "
         f"attempts ({memory['attempts_recorded']:,} recorded): "
         f"{figures['bytes_per_number']:.1f} bytes a number (used_memory delta / count; "
-        f"{memory['bytes_per_number_1_attempt']:.1f} after the first attempt); one key: "
-        f"MEMORY USAGE {memory['memory_usage_one_key']} B (key {memory['key_bytes']} B, "
-        f"value {memory['value_bytes']} B, TTL {memory['ttl_ms']} ms); limits' three lists "
+        f"{memory['bytes_per_number_1_attempt']:.1f} after the first attempt); "
+        f"{memory['buckets_used']:,} of {memory['buckets']:,} buckets; one bucket: MEMORY "
+        f"USAGE {memory['memory_usage_one_bucket']} B for {memory['fields_in_that_bucket']} "
+        f"numbers ({memory['bucket_encoding']}; field {memory['field_bytes']} digits, "
+        f"value {memory['value_bytes']} B); limits' three lists "
         f"for one number: MEMORY USAGE {memory['limits_memory_usage_one_number_1_attempt']} B"
     )
     console.print(

@@ -1,5 +1,6 @@
 """``notifyq caps show NUMBER``: what the per-number caps hold for one number, read from
-Redis and decoded (the key is a packed binary string: scheduler/caps_codec.lua)."""
+Redis and decoded (the number's field of its provider's bucket is a packed binary
+string: scheduler/caps_codec.lua; while keys of the old layout may count, those too)."""
 
 from __future__ import annotations
 

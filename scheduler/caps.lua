@@ -1,14 +1,18 @@
 -- Check every per-number cap of one provider for one number and, only if all pass,
--- record the attempt. One key per (provider, number); Redis's own clock. Redis >= 7.0
--- (SET with both NX and GET).
+-- record the attempt. A number's log is one field of one of the provider's bucket
+-- hashes (scheduler/caps.py says why: memory); Redis's own clock. Redis >= 7.0.
 --
--- KEYS[1]  the number's log, one string (layout and a worked example: caps_codec.lua)
--- KEYS[2]  this Redis's lineage mark (only when ARGV[3] is not ""): see "lineage" below
--- ARGV[1]  the longest window in ms: the key's TTL, past which no attempt matters
--- ARGV[2]  "" for Redis's clock, or the time in µs (tests drive a simulated clock)
--- ARGV[3]  "" to trust the log as it is; "?" to check the lineage, no floor given; or k,
+-- KEYS[1]  the number's bucket: a hash, one packed log a field (caps_codec.lua)
+-- KEYS[2]  this Redis's lineage mark (only when ARGV[5] is not ""): see "lineage" below
+-- ARGV[1]  the number's field in the bucket (its digits)
+-- ARGV[2]  the longest window in ms, past which no attempt matters
+-- ARGV[3]  "" for Redis's clock, or the time in µs (tests drive a simulated clock)
+-- ARGV[4]  "" or the packed log of the number's key of the old layout (one key a
+--          number, read by the caller while such keys may still hold attempts): its
+--          attempts and block count as the log's own, and it is never written
+-- ARGV[5]  "" to trust the log as it is; "?" to check the lineage, no floor given; or k,
 --          the number of the store's past calls that follow as the floor
--- ARGV[4..3+2k]  the floor: pairs started_ms, ended_ms (0: still calling) of the calls
+-- ARGV[6..5+2k]  the floor: pairs started_ms, ended_ms (0: still calling) of the calls
 --          the store recorded for this number, oldest first
 -- then pairs: window_ms, amount, one pair per cap (each window already widened by the
 --          caller's margin for arrival jitter at the provider)
@@ -33,8 +37,14 @@
 -- an attempt is recorded at the time rounded UP, so an attempt never looks older than
 -- it is and a cap never frees early, even with no margin (1 ms early, rounding down).
 -- At most max(amount) attempts are kept, and none older than the longest window.
+--
+-- Memory: buckets have no TTL. A field whose every attempt is older than the longest
+-- window (and no block standing) counts for nothing; such fields are dropped by
+-- caps_sweep (caps_stale.lua): here, on one new field in SWEEP_ONE_IN, over this
+-- bucket, and from beat over every bucket in turn (tasks/maintenance.py).
 
 --#include caps_codec
+--#include caps_stale
 
 -- Speed: the script's own Lua costs as much as its Redis commands, so the common path
 -- reads each argument once, turns strings into numbers by arithmetic (`s + 0`, ~50 ns
@@ -44,7 +54,7 @@
 local floor, ceil = math.floor, math.ceil
 
 local micros
-local at = ARGV[2]
+local at = ARGV[3]
 if at == '' then
   local t = redis.call('TIME')
   micros = t[1] * 1000000 + t[2]
@@ -53,14 +63,15 @@ else
 end
 local now = floor(micros / 1000)
 local stamp = ceil(micros / 1000)
-local longest = ARGV[1] + 0
+local longest = ARGV[2] + 0
+local field = ARGV[1]
 
-local first_cap = 4
+local first_cap = 6
 local floor_calls = nil
-local lineage = ARGV[3]
+local lineage = ARGV[5]
 if lineage ~= '' then
   local given = tonumber(lineage)
-  if given then first_cap = 4 + 2 * given end
+  if given then first_cap = 6 + 2 * given end
   -- a plain search, not a pattern: the id is 40 characters after its label
   local info = redis.call('INFO', 'replication')
   local from = string.find(info, 'master_replid:', 1, true) + 14
@@ -78,7 +89,7 @@ if lineage ~= '' then
       return {now, began, -1}
     end
     floor_calls = {began = began}
-    for i = 4, first_cap - 1, 2 do
+    for i = 6, first_cap - 1, 2 do
       if tonumber(ARGV[i]) < began then
         local ended = tonumber(ARGV[i + 1])
         if ended == 0 then ended = stamp end
@@ -88,30 +99,42 @@ if lineage ~= '' then
   end
 end
 
-local raw
-if floor_calls then
-  raw = redis.call('GET', KEYS[1])
-else
-  -- the common case, a number with nothing recorded: every cap (amount >= 1) passes,
-  -- and the one command that finds the key empty records the attempt (NX: a log
-  -- already there is left as it is and returned, to be decided on below)
-  raw = redis.call('SET', KEYS[1], struct.pack('>I6', stamp), 'PX', longest, 'NX', 'GET')
-  if not raw then return stamp end
+local legacy = ARGV[4]
+local raw = redis.call('HGET', KEYS[1], field)
+if not raw and legacy == '' and not floor_calls then
+  -- the common case, a number with nothing recorded: every cap (amount >= 1) passes
+  redis.call('HSET', KEYS[1], field, struct.pack('>I6', stamp))
+  -- the bucket grew: on one stamp in SWEEP_ONE_IN, drop what no cap can use there
+  if stamp % SWEEP_ONE_IN == 0 then caps_sweep(KEYS[1], now, longest) end
+  return stamp
 end
 
 local blocked, log, n = caps_decode(raw)
-if blocked > now then
-  return {now, blocked, 0}
+-- what the decision reads: this log, merged with the old layout's while given
+local past, p, held = log, n, blocked
+if legacy ~= '' then
+  local old_blocked, old_log, old_n = caps_decode(legacy)
+  if old_blocked > held then held = old_blocked end
+  if old_n > 0 then
+    past = {}
+    for i = 1, n do past[i] = log[i] end
+    for i = 1, old_n do past[n + i] = old_log[i] end
+    table.sort(past)
+    p = n + old_n
+  end
+end
+if held > now then
+  return {now, held, 0}
 end
 
 -- what the caps count: the log, or while in doubt the floor and the log since the
 -- lineage began
-local seen, m = log, n
+local seen, m = past, p
 if floor_calls then
   seen = {}
   for i = 1, #floor_calls do seen[i] = floor_calls[i] end
-  for i = 1, n do
-    if log[i] >= floor_calls.began then seen[#seen + 1] = log[i] end
+  for i = 1, p do
+    if past[i] >= floor_calls.began then seen[#seen + 1] = past[i] end
   end
   table.sort(seen)
   m = #seen
@@ -142,6 +165,10 @@ end
 -- never record earlier than the last attempt: if Redis's clock stepped back, the log
 -- stays ordered and the attempt counts for longer, never for less
 if n > 0 and log[n] > stamp then stamp = log[n] end
+-- nor, while in doubt, before the lineage began: the log counts only its attempts since,
+-- and the store's floor was read before this one was made, so an attempt stamped earlier
+-- (a caller's clock behind the one that began the lineage) would count nowhere
+if floor_calls and stamp < floor_calls.began then stamp = floor_calls.began end
 n = n + 1
 log[n] = stamp
 
@@ -158,5 +185,5 @@ if first == 1 and blocked == 0 and n > 1 then
 else
   value = caps_encode(log, first, n)
 end
-redis.call('SET', KEYS[1], value, 'PX', longest)
+redis.call('HSET', KEYS[1], field, value)
 return stamp

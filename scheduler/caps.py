@@ -1,8 +1,8 @@
-"""Per-number caps: a strategy (``caps.lua``) over a store (one Redis key per number).
+"""Per-number caps: a strategy (``caps.lua``) over a store (one hash field per number).
 
 Every cap of a provider is checked and the attempt recorded in ONE script call, on
 Redis's clock, so any number of workers agree and no two can both take the last slot.
-Windows slide (a log of the last attempts, not fixed buckets): "3/minute" means at most
+Windows slide (a log of the last attempts, not fixed intervals): "3/minute" means at most
 3 in any 60 s, and a refusal says exactly when the tightest cap frees.
 
 An attempt recorded by a copy of a task that then does not send (it lost the race to
@@ -10,38 +10,53 @@ mark the row ``sending``, or its request could not leave in time) is taken back 
 :meth:`CapLimiter.refund`, so a duplicate never pushes the real send out by a window.
 
 Memory: the log is packed into one string per number (a 6-byte time, then each later
-attempt as a varint of milliseconds after the one before; layout in ``caps_codec.lua``) with
-a TTL of the longest window (plus the margin). Three attempts, each within 35 minutes of
-the one before, take 12 bytes and fit Redis's smallest string allocation, so an active
-number costs about 150 bytes of Redis in all and an inactive one nothing
-(``bench/caps.py`` measures it).
+attempt as a varint of milliseconds after the one before; layout in ``caps_codec.lua``),
+and the strings of a provider's numbers are the fields of ``BUCKETS`` hashes: a number
+is one field of the bucket ``crc32(digits) % BUCKETS``. ``bench/caps.py`` measures
+39 bytes of Redis a number with three attempts (25,000 numbers, ~6 a bucket; 29 B at
+100,000, ~24 a bucket), against 148 B for a key a number, the layout before.
 
-Where those 150 bytes go (Redis 7.0, jemalloc; ``used_memory`` over 25,000 numbers):
-the key's table entry (24 B, a 32-byte allocation), the key's name (28 characters,
-32 B), the value's object with the log embedded (32 B), the entry in the table of
-expiring keys (32 B) and a slot in each table (8 B at ~76% fill, ~21 B together); the
-log itself is 10 of them. A key of 8 binary bytes still costs 133 B, a key without a
-TTL 90 B with nothing to bound it. Fewer bytes take many numbers to a key: as fields
-of hashes small enough to stay listpacks (a field costs its length + 2 bytes) a number
-costs 25-36 B (12 to 48 numbers a hash), 75 B once a hash outgrows
-``hash-max-listpack-entries`` (512) and becomes a table. Redis 7.0 has no per-field
-TTL, so such a hash keeps its own fields' expiry (each log holds its times: stale
-fields dropped when the hash is written) and pays one more command a write for the
-hash's TTL.
+Why buckets (Redis 7.0, jemalloc; ``used_memory`` over 25,000 numbers). A key a number
+cost ~150 B, of which the log was 10: the key's table entry (24 B, a 32-byte
+allocation), the key's name (28 characters, 32 B), the value's object (32 B), the entry
+in the table of expiring keys (32 B) and a slot in each table (~21 B). A binary key
+still cost 133 B, a key without a TTL 90 B. A field of a small hash (a listpack, up to
+``hash-max-listpack-entries``, 512, and values up to 64 bytes) costs its bytes and 2
+more: the digits as an 8-byte integer (10 B) and the log (12 B), so ~22 B, plus the
+bucket's own ~100 B shared by its numbers. A bucket past 512 fields (some 2 million
+numbers active within the longest window), or holding a log over 64 bytes (a cap of
+more than ~20 attempts), becomes a table: ~75 B a number, still half the old layout.
 
-Key layout: ``nq:cap:<provider>:{<digits>}``; the hash tag keeps the key on one slot
-per number should the caps move to a Redis Cluster. The key is per E.164 number: the
-caller normalises (``+86 138…``, ``86138…`` and ``138…`` are one number only after
-normalisation; this module does not guess). A key of up to 30 characters (ihuyi or
-apispace and a Chinese mobile number) fits Redis's 32-byte allocation; a longer one
-costs 16 bytes more.
+No TTL: Redis 7.0 has none per field, and a TTL on the bucket would cost a command a
+decision (a prototype measured +4 µs of Redis) yet bound nothing while any of its
+numbers is active. A field whose newest attempt is older than the longest window (and
+no block standing) counts for nothing in any decision, so it may go at any time:
+``caps_stale.lua`` drops such fields, from ``caps.lua`` on one new field in 256 (over
+that bucket) and from beat's maintenance sweep over every bucket in turn
+(:meth:`CapLimiter.sweep`, a slice each sweep: every bucket in ~11 minutes). Memory thus
+holds the numbers active within the longest window plus that round, as the TTLs did.
+
+Key layout: ``nq:cap:<provider>:{b<k>}``, field the number's digits; the hash tag is
+the bucket, so each script call touches one key and one slot, on a Redis Cluster too.
+The key is per E.164 number: the caller normalises (``+86 138…``, ``86138…`` and
+``138…`` are one number only after normalisation; this module does not guess).
+
+The layout before (``nq:cap:<provider>:{<digits>}``, a string a number with the longest
+window as TTL): no process writes it any more, so what it holds can only expire. For one
+longest window after the buckets first ran on a Redis that held such keys
+(``LAYOUT_KEY``), each decision also reads the number's old key (one GET, pipelined for
+a batch, outside the script: the two keys are on different slots) and the script counts
+its attempts and block as the log's own: no number goes over its caps across the
+switch. Old workers must be stopped before new ones start (README, Operations).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from zlib import crc32
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -54,6 +69,21 @@ from scheduler.clock import Clock
 from scheduler.limits import Cap
 
 PROVIDER_BLOCK = "provider-block"
+#: buckets a provider's numbers are spread over. Fixed, not a setting: every process
+#: must put a number in the same bucket, and a changed count would split each number's
+#: attempts between two fields (a second layout change, as LAYOUT_KEY handles). 4,096
+#: keeps a bucket a listpack (``hash-max-listpack-entries``, 512 by default) up to ~2
+#: million numbers active within the longest window, and a bucket's own ~100 B shared
+#: by ~6 numbers at 25,000 (module docstring)
+BUCKETS = 4096
+#: when the buckets first ran on this Redis, and whether keys of the old layout were
+#: there then: ``"<ms> <1|0>"``, set once (NX), read once a process
+LAYOUT_KEY = "nq:caps:layout"
+#: keys of the old layout (digits in the hash tag; a bucket's tag starts with "b")
+LEGACY_PATTERN = "nq:cap:*:{[0-9]*}"
+#: buckets swept a provider each maintenance turn (tasks/maintenance.py): every bucket
+#: in BUCKETS / SWEEP_SLICE turns (64: ~11 minutes at the 10 s sweep interval)
+SWEEP_SLICE = 64
 #: one script call: its keys and its arguments
 _Call = tuple[list[str], Sequence[Any]]
 #: seconds before a window that the floor also reads: a call that started then may have
@@ -85,7 +115,17 @@ class CapCheck:
     caps: Sequence[Cap]
 
 
-def cap_key(provider: str, number: str) -> str:
+def cap_slot(provider: str, number: str) -> tuple[str, str]:
+    """Where a number's log lives: its provider's bucket ``crc32(digits) % BUCKETS``
+    (the hash tag is the bucket: one slot a bucket on a Redis Cluster), and its field
+    there, the digits (which a listpack keeps as an 8-byte integer)."""
+    digits = number.lstrip("+")
+    return f"nq:cap:{provider}:{{b{crc32(digits.encode()) % BUCKETS}}}", digits
+
+
+def legacy_key(provider: str, number: str) -> str:
+    """The number's key of the old layout (one key a number, until 2026-12): read, never
+    written, for one longest window after the buckets first ran (see LAYOUT_KEY)."""
     return f"nq:cap:{provider}:{{{number.lstrip('+')}}}"
 
 
@@ -114,6 +154,10 @@ class CapLimiter:
         self._hit = scripts.load(client, "caps")
         self._block = scripts.load(client, "caps_block")
         self._refund = scripts.load(client, "caps_refund")
+        self._sweep = scripts.load(client, "caps_sweep")
+        #: when the buckets first ran, in ms, if keys of the old layout were there then
+        #: (0: none were; None: not read yet): read once (LAYOUT_KEY), on first use
+        self._switched_ms: int | None = None
         #: what the last replies said (epoch s): when the lineage began (None: not in
         #: doubt), and the time; a hint only, to send the floor with the first call
         #: while in doubt: the script decides whether it is
@@ -141,16 +185,22 @@ class CapLimiter:
         return self._shape(caps).longest_ms
 
     def _args(
-        self, caps: Sequence[Cap], at_us: int | None = None, floor: Sequence[int | str] = ("",)
+        self,
+        caps: Sequence[Cap],
+        at_us: int | None = None,
+        floor: Sequence[int | str] = ("",),
+        legacy: bytes = b"",
     ) -> Sequence[int | str | bytes]:
-        """The longest window (the key's TTL), the clock ("" = Redis's), the floor (see
-        caps.lua), then (window, amount) per cap, in ms, each window widened by the
-        margin here so the script does no more than it must. On Redis's clock with no
-        floor (the common call), the list made once, already encoded."""
+        """After the field: the longest window, the clock ("" = Redis's), the old
+        layout's log, the floor (see caps.lua), then (window, amount) per cap, in ms,
+        each window widened by the margin here so the script does no more than it must.
+        On Redis's clock with no floor nor old log (the common call), the list made
+        once, already encoded."""
         shape = self._shape(caps)
-        if at_us is None and floor == ("",):
+        if at_us is None and floor == ("",) and not legacy:
             return shape.plain
-        return [shape.longest_ms, "" if at_us is None else at_us, *floor, *shape.pairs]
+        clock = "" if at_us is None else at_us
+        return [shape.longest_ms, clock, legacy, *floor, *shape.pairs]
 
     def hit(
         self, provider: str, number: str, caps: Sequence[Cap], *, at: float | None = None
@@ -162,10 +212,11 @@ class CapLimiter:
         if at is None and self.clock is not None:
             at = self.clock.now()
         at_us = None if at is None else round(at * 1_000_000)
-        if self.floor is None or not self.floor.covers(provider):
+        if (self.floor is None or not self.floor.covers(provider)) and not self._legacy_open(caps):
             # one EVALSHA, no pipeline: the cheapest round trip for a single decision
-            keys = [cap_key(provider, number)]
-            return _decision(self._evalsha(self._hit, keys, self._args(caps, at_us)), caps)
+            key, field = cap_slot(provider, number)
+            args = self._args(caps, at_us)
+            return _decision(self._evalsha(self._hit, (key,), (field, *args)), caps)
         return self._decide([CapCheck(provider, number, caps)], at_us)[0]
 
     def refund(self, provider: str, number: str, decision: Decision) -> bool:
@@ -173,7 +224,8 @@ class CapLimiter:
         stamp = decision.stamp_ms
         if stamp is None:
             return False
-        return bool(self._evalsha(self._refund, [cap_key(provider, number)], (stamp,)))
+        key, field = cap_slot(provider, number)
+        return bool(self._evalsha(self._refund, (key,), (field, stamp)))
 
     def hit_many(self, checks: Sequence[CapCheck]) -> list[Decision]:
         """Many numbers in one round trip; each number's check is still its own atomic call.
@@ -200,14 +252,20 @@ class CapLimiter:
                 if self._seen_now * 1000 < self._began * 1000 + self._longest_ms(check.caps)
             ]
             floors = self._floors(checks, likely, self._seen_now)
-        calls = [self._call(check, at_us, floors.get(i)) for i, check in enumerate(checks)]
+        legacy = self._legacy_logs(checks)
+        calls = [
+            self._call(check, at_us, floors.get(i), legacy.get(i, b""))
+            for i, check in enumerate(checks)
+        ]
         replies = self._evalsha_many(calls)
         doubted = [i for i, reply in enumerate(replies) if _in_doubt(reply)]
         if doubted:
             self._began = int(replies[doubted[0]][1]) / 1000
             now = int(replies[doubted[0]][0]) / 1000
             floors.update(self._floors(checks, doubted, now))
-            again = self._evalsha_many([self._call(checks[i], at_us, floors[i]) for i in doubted])
+            again = self._evalsha_many(
+                [self._call(checks[i], at_us, floors[i], legacy.get(i, b"")) for i in doubted]
+            )
             for i, reply in zip(doubted, again, strict=True):
                 replies[i] = reply
         decisions = [
@@ -219,12 +277,46 @@ class CapLimiter:
                 self._began = None
         return decisions
 
-    def _call(self, check: CapCheck, at_us: int | None, floor: list[int] | None) -> _Call:
-        keys = [cap_key(check.provider, check.number)]
+    def _call(
+        self, check: CapCheck, at_us: int | None, floor: list[int] | None, legacy: bytes
+    ) -> _Call:
+        key, field = cap_slot(check.provider, check.number)
         if self.floor is None or not self.floor.covers(check.provider):
-            return keys, self._args(check.caps, at_us)
-        keys.append(LINEAGE_KEY)
-        return keys, self._args(check.caps, at_us, ["?"] if floor is None else floor)
+            return [key], (field, *self._args(check.caps, at_us, legacy=legacy))
+        floor_arg: Sequence[int | str] = ["?"] if floor is None else floor
+        return [key, LINEAGE_KEY], (field, *self._args(check.caps, at_us, floor_arg, legacy))
+
+    # -- the old layout, while its keys may hold attempts that count ----------------------
+
+    def _legacy_open(self, caps: Sequence[Cap], *, mark: bool = True) -> bool:
+        """Whether a key of the old layout may still hold an attempt inside ``caps``'
+        longest window: keys that were there when the buckets first ran, for that
+        window (plus FLOOR_SLACK for clocks that disagree) after. They are written no
+        more (old workers stop before new ones start), so reading them outside the
+        script, without its atomicity, reads what the script would. Without ``mark``
+        (a reader: ``caps show``) the switch is not marked: old keys are read while
+        no process has marked it."""
+        switched = self._switched_ms
+        if switched is None:
+            found = layout_switch(self.client, mark=mark)
+            if found is None:
+                return True
+            switched = self._switched_ms = found
+        if not switched:
+            return False
+        now = self.clock.now() if self.clock is not None else time.time()
+        return now * 1000 < switched + self._longest_ms(caps) + FLOOR_SLACK * 1000
+
+    def _legacy_logs(self, checks: Sequence[CapCheck]) -> dict[int, bytes]:
+        """The old layout's log of each check that may still have one (one round trip
+        for them all; each GET goes to its own key's node on a cluster)."""
+        todo = [i for i, check in enumerate(checks) if self._legacy_open(check.caps)]
+        if not todo:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for i in todo:
+            pipe.get(legacy_key(checks[i].provider, checks[i].number))
+        return {i: raw for i, raw in zip(todo, pipe.execute(), strict=True) if raw}
 
     def _floors(
         self, checks: Sequence[CapCheck], indices: Sequence[int], now: float
@@ -286,11 +378,11 @@ class CapLimiter:
         """:meth:`refund` for many attempts in one round trip (each still its own script
         call on its own key)."""
         todo = [(check, decision.stamp_ms) for check, decision in taken]
-        calls = [
-            ([cap_key(check.provider, check.number)], [stamp])
-            for check, stamp in todo
-            if stamp is not None
-        ]
+        calls: list[_Call] = []
+        for check, stamp in todo:
+            if stamp is not None:
+                key, field = cap_slot(check.provider, check.number)
+                calls.append(([key], [field, stamp]))
         replies = iter(self._evalsha_many(calls, self._refund))
         return [bool(next(replies)) if stamp is not None else False for _, stamp in todo]
 
@@ -303,15 +395,21 @@ class CapLimiter:
         return self.hit_many([check for check, _ in taken])
 
     def state(self, provider: str, number: str, caps: Sequence[Cap]) -> CapState:
-        """What the caps hold for one number now, decoded from its key (read only): for
-        an operator asking why a number waits (``notifyq caps show``)."""
-        raw = cast(bytes | None, self.client.get(cap_key(provider, number)))
+        """What the caps hold for one number now, decoded from its field (and, while it
+        may still count, its key of the old layout), read only: for an operator asking
+        why a number waits (``notifyq caps show``)."""
+        raw = cast(bytes | None, self.client.hget(*cap_slot(provider, number)))
         if self.clock is not None:
             now = self.clock.now()
         else:
             seconds, micros = cast(tuple[int, int], self.client.time())
             now = seconds + micros / 1_000_000
         blocked_ms, attempts_ms = decode_log(raw)
+        if caps and self._legacy_open(caps, mark=False):
+            old = cast(bytes | None, self.client.get(legacy_key(provider, number)))
+            old_blocked_ms, old_attempts_ms = decode_log(old)
+            blocked_ms = max(blocked_ms, old_blocked_ms)
+            attempts_ms = sorted(attempts_ms + old_attempts_ms)
         now_ms = now * 1000
         windows = []
         for cap in caps:
@@ -332,8 +430,26 @@ class CapLimiter:
     def block(self, provider: str, number: str, seconds: float) -> float:
         """The provider refused this number for a cap: try nothing before now + seconds."""
         ms = max(1, round(seconds * 1000))
-        until = self._evalsha(self._block, [cap_key(provider, number)], (ms,))
+        key, field = cap_slot(provider, number)
+        until = self._evalsha(self._block, (key,), (field, ms))
         return int(until) / 1000
+
+    def sweep(self, provider: str, caps: Sequence[Cap], turn: int) -> int:
+        """Drop the stale fields (caps_stale.lua) of ``provider``'s buckets in slice
+        ``turn`` (SWEEP_SLICE of them, every bucket once in BUCKETS / SWEEP_SLICE turns),
+        one script call a bucket, in one round trip. Beat's maintenance calls it each
+        turn (tasks/maintenance.py): a bucket no decision writes is emptied too, so
+        memory holds only numbers active within the longest window (plus one round of
+        turns). Returns how many fields went."""
+        if not caps:
+            return 0
+        clock = "" if self.clock is None else round(self.clock.now() * 1_000_000)
+        first = turn * SWEEP_SLICE % BUCKETS
+        args = (self._longest_ms(caps), clock)
+        calls: list[_Call] = [
+            ([f"nq:cap:{provider}:{{b{k}}}"], args) for k in range(first, first + SWEEP_SLICE)
+        ]
+        return sum(int(gone) for gone in self._evalsha_many(calls, self._sweep))
 
 
 @dataclass(frozen=True)
@@ -352,7 +468,7 @@ class _Shape:
         for cap in caps:
             pairs += [cap.window * 1000 + margin_ms, cap.amount]
         longest = max(pairs[::2])
-        plain = (str(longest).encode(), b"", b"", *(str(p).encode() for p in pairs))
+        plain = (str(longest).encode(), b"", b"", b"", *(str(p).encode() for p in pairs))
         return cls(longest, tuple(pairs), plain)
 
 
@@ -382,8 +498,27 @@ class CapState:
         return max(moments)
 
 
+def layout_switch(client: Redis, *, mark: bool = True) -> int | None:
+    """When the buckets first ran on this Redis (ms, its clock), if keys of the old layout
+    were there then; else 0. The first process to ask looks for such keys (one SCAN,
+    stopping at the first) and sets LAYOUT_KEY once (NX): every process reads the same
+    answer from then on, and a Redis that never held the old layout never reads it.
+    Without ``mark``, None while nothing is marked (and nothing is written)."""
+    marked = cast(bytes | None, client.get(LAYOUT_KEY))
+    if marked is None and not mark:
+        return None
+    if marked is None:
+        seconds, micros = cast(tuple[int, int], client.time())
+        found = next(iter(client.scan_iter(match=LEGACY_PATTERN, count=1000)), None)
+        value = f"{seconds * 1000 + micros // 1000} {int(found is not None)}"
+        marked = cast(bytes | None, client.set(LAYOUT_KEY, value, nx=True, get=True))
+        marked = marked or value.encode()
+    switched, old_keys = marked.split()
+    return int(switched) if old_keys == b"1" else 0
+
+
 def decode_log(raw: bytes | None) -> tuple[int, list[int]]:
-    """A number's key → (blocked until, in ms or 0; its attempts in ms, oldest first).
+    """A number's field → (blocked until, in ms or 0; its attempts in ms, oldest first).
 
     The same reading as ``caps_decode`` in caps_codec.lua (its header has the layout
     and a worked example): an optional 0xFF + 6-byte block, a 6-byte base time, then

@@ -1,15 +1,17 @@
 -- The provider itself refused a number for a cap (ihuyi 4080/4081/4082, jumdata's
--- block): remember that nothing may be tried before now + ARGV[1] ms, keeping the log.
+-- block): remember that nothing may be tried before now + ARGV[2] ms, keeping the log.
 --
--- KEYS[1]  the number's log (layout in caps.lua)
--- ARGV[1]  block duration in ms
--- Returns the "blocked until" time in ms (a longer block already in place stands).
+-- KEYS[1]  the number's bucket (a hash of packed logs, caps_codec.lua)
+-- ARGV[1]  the number's field in the bucket
+-- ARGV[2]  block duration in ms
+-- Returns the "blocked until" time in ms (a longer block already in place stands). The
+-- field stays while the block does: caps_stale.lua keeps a field whose block stands.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local blocked_until = now + tonumber(ARGV[1])
+local blocked_until = now + tonumber(ARGV[2])
 
-local raw = redis.call('GET', KEYS[1])
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local rest = ''
 if raw then
   if string.byte(raw, 1) == 255 then
@@ -21,10 +23,5 @@ if raw then
   end
 end
 
--- the key lives until the block ends, and no shorter than the log needs
-local keep_for = blocked_until - now
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > keep_for then keep_for = ttl end
-redis.call('SET', KEYS[1], string.char(255) .. struct.pack('>I6', blocked_until) .. rest,
-  'PX', keep_for)
+redis.call('HSET', KEYS[1], ARGV[1], string.char(255) .. struct.pack('>I6', blocked_until) .. rest)
 return blocked_until

@@ -13,7 +13,8 @@
 --   01 9A DC 5B E0 00 | E8 07 | C8 DC 03
 --   base 0x019ADC5BE000 = 1764633600000; 1000 = 0x3E8 → E8 07 (0x68|0x80, 0x07);
 --   61000 = 0xEE48 → C8 DC 03 (0x48|0x80, 0x5C|0x80, 0x03). 11 bytes.
--- `notifyq caps show NUMBER` decodes a live key the same way (scheduler/caps.py).
+-- A number's log is one field of its provider's bucket hash (scheduler/caps.py);
+-- `notifyq caps show NUMBER` decodes a live one the same way.
 
 -- raw → blocked_until (ms, or 0), log (array of ms, oldest first), n
 local function caps_decode(raw)

@@ -3,16 +3,17 @@
 -- copy had it), or its request could not leave in time. Without this, a duplicate
 -- would push the real send out by a whole window.
 --
--- KEYS[1]  the number's log (caps_codec.lua)
--- ARGV[1]  the stamp caps.lua returned when it recorded the attempt
+-- KEYS[1]  the number's bucket (a hash of packed logs, caps_codec.lua)
+-- ARGV[1]  the number's field in the bucket
+-- ARGV[2]  the stamp caps.lua returned when it recorded the attempt
 -- Returns 1 if an attempt at that stamp was found and removed, else 0 (already aged
--- out, or the key was lost: nothing to take back). A provider's block is kept.
+-- out, or the field was lost: nothing to take back). A provider's block is kept.
 
 --#include caps_codec
 
-local raw = redis.call('GET', KEYS[1])
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
-local stamp = tonumber(ARGV[1])
+local stamp = tonumber(ARGV[2])
 local blocked, log, n = caps_decode(raw)
 local found = 0
 for i = n, 1, -1 do
@@ -25,10 +26,10 @@ n = n - 1
 local header = ''
 if blocked > 0 then header = string.char(255) .. struct.pack('>I6', blocked) end
 if n == 0 and header == '' then
-  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[1], ARGV[1])
   return 1
 end
 local body = ''
 if n > 0 then body = caps_encode(log, 1, n) end
-redis.call('SET', KEYS[1], header .. body, 'KEEPTTL')
+redis.call('HSET', KEYS[1], ARGV[1], header .. body)
 return 1

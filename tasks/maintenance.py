@@ -11,7 +11,9 @@
   again — dispatch is idempotent, so a false alarm costs one no-op task; receipts
   that arrived before their notification was recorded are applied; ``sent`` rows
   whose receipt never came within ``NOTIFYQ_RECEIPT_TIMEOUT`` end ``unknown`` with a
-  reason that says so (a receipt that still comes repairs them).
+  reason that says so (a receipt that still comes repairs them); and the per-number
+  caps' buckets of one slice, each provider's, lose the fields no cap can use any more
+  (:func:`sweep_caps`).
 
 Every "too old" is measured on Redis's clock (``rt.redis_now()``), the clock every
 ``sending`` stamp is written on, so hosts whose clocks disagree agree on what is stuck.
@@ -25,12 +27,13 @@ import logging
 from collections.abc import Sequence
 
 from scheduler.deferred import pump
+from scheduler.limits import parse_caps
 from store import Applied, Change, Expect, Status
 from tasks.alone import alone
 from tasks.dispatch import resolve_stuck_sending
 from tasks.publish import publish_by_priority
 from tasks.runtime import Runtime, get_runtime
-from tasks.verifications import expire_due
+from tasks.verifications import CAP_NAMESPACE, expire_due
 from worker.app import celery
 
 log = logging.getLogger(__name__)
@@ -95,7 +98,20 @@ def sweep_once(rt: Runtime, *, now: float | None = None) -> dict[str, int]:
         "redriven": len(lost),
         "receipts": len(matched),
         "receipt_timeouts": len(expired),
+        "caps_swept": sweep_caps(rt, now=now),  # last: a caps Redis away stops nothing else
     }
+
+
+def sweep_caps(rt: Runtime, *, now: float) -> int:
+    """The caps' buckets have no TTL (scheduler/caps.py says why): each sweep drops the
+    stale fields of one slice of every namespace's buckets, the slice chosen by the
+    time, so every bucket is swept once in ``BUCKETS / SWEEP_SLICE`` sweeps (~11 min at
+    10 s) and a second sweeper in the same turn only repeats a no-op. Returns how many
+    fields went."""
+    turn = int(now // rt.settings.sweep_interval)
+    namespaces = {name: policy.caps for name, policy in rt.policies.items()}
+    namespaces[CAP_NAMESPACE] = parse_caps(rt.settings.verify_caps)
+    return sum(rt.caps.sweep(name, caps, turn) for name, caps in namespaces.items() if caps)
 
 
 def end_unreceipted(rt: Runtime, *, now: float, limit: int = 5000) -> list[Applied]:

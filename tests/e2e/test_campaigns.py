@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from scheduler.caps import cap_key
+from scheduler.caps import cap_slot
 from store.schema import Event
 from store.status import Status
 from tasks.campaigns.control import cancel, progress
@@ -73,7 +73,7 @@ def view(system: System, campaign_id: int) -> dict:
 
 def admitted_at(system: System, national: str) -> float:
     """When this number's one call was admitted: its cap log's stamp (Redis's clock)."""
-    raw = system.runtime.redis.get(cap_key("ihuyi", f"+86{national}"))
+    raw = system.runtime.redis.hget(*cap_slot("ihuyi", f"+86{national}"))
     assert raw, f"no cap log for {national}"
     (stamp,), _ = unpack(raw)
     return stamp / 1000

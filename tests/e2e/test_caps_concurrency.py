@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import pytest
 
-from scheduler.caps import cap_key
+from scheduler.caps import cap_slot
 from store import Status
 from tasks.enqueue import enqueue_many
 from tasks.requests import SendRequest
@@ -83,7 +83,7 @@ def frees_at(times: list[float], margin: float = 0.0) -> float:
 
 def admissions(system: System, national: str) -> list[float]:
     """The attempts our cap log holds for this number (epoch s, Redis's clock, ms)."""
-    raw = system.runtime.redis.get(cap_key("ihuyi", f"+86{national}"))
+    raw = system.runtime.redis.hget(*cap_slot("ihuyi", f"+86{national}"))
     times_ms, blocked = unpack(raw) if raw else ([], None)
     assert blocked is None, "the provider never blocked a number"
     return [t / 1000 for t in times_ms]

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from scheduler.caps import cap_key
+from scheduler.caps import cap_slot
 from scheduler.clock import Clock
 from store import Status
 from tasks.enqueue import enqueue
@@ -99,7 +99,7 @@ def test_jumdata_never_attempts_a_fourth_call_in_a_day(make_system) -> None:
     # The wait is the day's first admission (our cap log, Redis's clock, whole ms) plus a
     # day plus the cap margin; the admission came after the enqueue and before its arrival.
     margin = system.settings.cap_margin
-    raw = system.runtime.redis.get(cap_key("jumdata", "+8613800138000"))
+    raw = system.runtime.redis.hget(*cap_slot("jumdata", "+8613800138000"))
     admitted, blocked = unpack(raw)
     assert len(admitted) == 3 and blocked is None
     frees = admitted[0] / 1000 + 86400 + margin

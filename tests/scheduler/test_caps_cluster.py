@@ -2,8 +2,9 @@
 and a runtime whose caps live on a cluster or behind a Sentinel (NOTIFYQ_CAPS_REDIS_URL).
 
 docs/capacity.md says the per-number caps can be sharded across a Redis Cluster: every
-script touches one key, ``nq:cap:<provider>:{<digits>}``, whose hash tag puts all of a
-number's state on one slot. This proves it: numbers spread over all three nodes, each
+script touches one key, the number's bucket ``nq:cap:<provider>:{b<k>}``, whose hash tag
+puts all of a number's state on one slot. This proves it: numbers spread over all three
+nodes, each
 decision is the one a single Redis gives (caps, exact retry time, refund, the provider's
 block, re-admission), and the pipelined ``hit_many`` that dispatch uses routes each
 number's EVALSHA to its own node in one call.
@@ -22,7 +23,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from config.settings import Settings
-from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, cap_key
+from scheduler.caps import PROVIDER_BLOCK, CapCheck, CapLimiter, cap_slot, legacy_key
 from scheduler.limits import parse_caps
 from tasks.runtime import Runtime
 from tests.conftest import TEST_CREDENTIALS
@@ -142,12 +143,34 @@ def test_numbers_spread_over_every_node_and_each_decides_as_on_one_redis(
         assert again.cap == "1/second" and again.retry_at is not None
         assert 0 < again.retry_at - before.now <= 1.001
 
-    owners = {client.get_node_from_key(cap_key("ihuyi", n)).port for n in numbers}
+    owners = {client.get_node_from_key(cap_slot("ihuyi", n)[0]).port for n in numbers}
     assert owners == {node.port for node in client.get_primaries()}  # all three hold caps
-    for n in numbers:  # each number's whole state is one key, on the node of its slot
-        node = client.get_node_from_key(cap_key("ihuyi", n))
+    for n in numbers:  # each number's whole state is one field, on the node of its slot
+        node = client.get_node_from_key(cap_slot("ihuyi", n)[0])
         with redis.Redis(host="127.0.0.1", port=node.port) as direct:
-            assert direct.exists(cap_key("ihuyi", n)) == 1
+            assert direct.hexists(*cap_slot("ihuyi", n))
+
+
+def test_keys_of_the_old_layout_count_on_a_cluster_and_the_sweep_runs_per_node(
+    client: RedisCluster,
+) -> None:
+    """The old layout's key and the number's bucket are on different slots: the old log
+    is read outside the script and handed to it, so nothing crosses a slot."""
+    caps = CapLimiter(client, margin=0)  # type: ignore[arg-type]
+    seconds, micros = client.time()  # type: ignore[misc]
+    now_ms = seconds * 1000 + micros // 1000
+    old = now_ms - 30_000
+    client.set(legacy_key("ihuyi", number(1)), (old).to_bytes(6, "big") + bytes([0, 0]), px=60_000)
+    assert client.keyslot(legacy_key("ihuyi", number(1))) != client.keyslot(
+        cap_slot("ihuyi", number(1))[0]
+    )
+    refused = caps.hit("ihuyi", number(1), IHUYI)
+    assert (refused.allowed, refused.cap) == (False, "3/minute")
+    assert refused.retry_at == (old + 60_000) / 1000
+    (batched,) = caps.hit_many([CapCheck("ihuyi", number(1), IHUYI)])
+    assert batched.cap == "3/minute"
+    assert caps.hit("ihuyi", number(2), IHUYI).allowed
+    assert caps.sweep("ihuyi", IHUYI, 0) == 0  # one script a bucket, each on its node
 
 
 def test_hit_many_pipelines_across_slots_and_refund_and_block_touch_one_slot(
@@ -234,7 +257,10 @@ def test_a_runtime_keeps_its_caps_on_the_cluster_named_by_a_cluster_url(
         assert all(d.allowed for d in rt.caps.hit_many(checks))
         assert not any(d.allowed for d in rt.caps.hit_many(checks))
         assert not redis.Redis.from_url(redis_url).keys("nq:cap:*")  # none on the broker
-        held = sum(len(redis.Redis(host="127.0.0.1", port=p).keys("nq:cap:*")) for p in cluster)
+        held = 0
+        for port in cluster:
+            node = redis.Redis(host="127.0.0.1", port=port)
+            held += sum(node.hlen(key) for key in node.keys("nq:cap:*"))
         assert held == len(checks)
     finally:
         rt.close()
@@ -257,6 +283,6 @@ def test_a_runtime_finds_the_caps_master_through_a_sentinel(
         again = rt.caps.hit("ihuyi", number(1), IHUYI)
         assert first.allowed and not again.allowed and again.cap == "1/second"
         direct = redis.Redis.from_url(master.url)
-        assert direct.exists(cap_key("ihuyi", number(1))) == 1  # on the master it named
+        assert direct.hexists(*cap_slot("ihuyi", number(1)))  # on the master it named
     finally:
         rt.close()

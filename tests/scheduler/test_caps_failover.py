@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from scheduler.caps import cap_key, decode_log
+from scheduler.caps import cap_slot, decode_log
 from store import NewNotification
 from tasks.dispatch import dispatch_ids
 from tests.conftest import System
@@ -111,7 +111,7 @@ def test_no_number_goes_beyond_its_caps_after_a_replica_that_missed_its_last_cal
     promoted = redis.Redis.from_url(caps_redis.replica.url)
     for provider in CAPS:
         for number in NUMBERS:  # the third call of each is gone with the master
-            _, logged = decode_log(promoted.get(cap_key(provider, number)))
+            _, logged = decode_log(promoted.hget(*cap_slot(provider, number)))
             assert len(logged) == 2, (provider, number, logged)
 
     after = _round(system) + _round(system)

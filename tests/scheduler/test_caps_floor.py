@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from scheduler.caps import CapLimiter, Decision, cap_key, decode_log
+from scheduler.caps import CapLimiter, Decision, cap_slot, decode_log, legacy_key
 from scheduler.caps_floor import LINEAGE_KEY, CapFloor, PastCall
 from scheduler.limits import parse_caps
+from tests.scheduler.test_caps import pack
 
 NUMBER = "+8613800138000"
 DAY = 86400.0
@@ -54,7 +55,7 @@ def test_a_new_lineage_counts_the_calls_the_store_recorded_before_it(
     assert refused.retry_at == pytest.approx(T - 3 * 3600 + 30 + DAY)  # the oldest leaves
     assert [numbers for numbers, _ in ledger.asked] == [[("jumdata", NUMBER)]]
     assert ledger.asked[0][1] <= T - DAY  # the whole window was asked for
-    assert client.get(cap_key("jumdata", NUMBER)) is None  # nothing recorded
+    assert client.hget(*cap_slot("jumdata", NUMBER)) is None  # nothing recorded
 
 
 def test_an_attempt_of_the_new_lineage_counts_once_though_the_store_records_it_too(
@@ -117,7 +118,7 @@ def test_a_provider_the_store_does_not_record_trusts_its_log(client: redis.Redis
     caps = limiter(client, ledger)
     assert caps.hit("verify", NUMBER, THREE_A_DAY, at=T).allowed
     assert ledger.asked == [] and client.exists(LINEAGE_KEY) == 0
-    _, logged = decode_log(client.get(cap_key("verify", NUMBER)))
+    _, logged = decode_log(client.hget(*cap_slot("verify", NUMBER)))
     assert logged == [round(T * 1000)]
 
 
@@ -125,3 +126,41 @@ def test_without_a_floor_the_caps_never_read_the_lineage(client: redis.Redis) ->
     caps = CapLimiter(client, margin=0)
     assert caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T).allowed
     assert client.exists(LINEAGE_KEY) == 0
+
+
+def test_an_old_layout_key_counts_as_the_log_does_while_the_store_counts_what_came_before(
+    client: redis.Redis,
+) -> None:
+    """Across the switch to buckets, while a lineage is young: the number's key of the old
+    layout counts like its log (attempts since the lineage began), the store's calls
+    like the floor (those before): each attempt once, none missed."""
+    replid = client.info("replication")["master_replid"]
+    began_ms = round((T - 1800) * 1000)
+    client.set(LINEAGE_KEY, f"{replid} {began_ms}")
+    before, since = T - 7200, T - 600  # the store has both calls; the old key both too
+    ledger = Ledger(PastCall(before, before + 5), PastCall(since, since + 5))
+    packed = pack([round(before * 1000), round(since * 1000)])
+    client.set(legacy_key("jumdata", NUMBER), packed, px=60_000)
+    caps = limiter(client, ledger)
+    assert caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T).allowed  # 2 before it, not 4
+    fourth = caps.hit("jumdata", NUMBER, THREE_A_DAY, at=T + 10)
+    assert (fourth.allowed, fourth.cap) == (False, "3/day")
+    assert fourth.retry_at == pytest.approx(before + 5 + DAY)
+
+
+def test_an_attempt_is_never_recorded_before_the_lineage_began(client: redis.Redis) -> None:
+    """Callers' clocks (a simulated one, read before the call) may be behind the call
+    that began the lineage: an attempt stamped before it would be neither in the log
+    since nor in the floor read before it, and so count nowhere. It is recorded at the
+    lineage's beginning instead, and the next one waits a second from there."""
+    replid = client.info("replication")["master_replid"]
+    began_ms = round(T * 1000)
+    client.set(LINEAGE_KEY, f"{replid} {began_ms}")
+    caps = limiter(client, Ledger())
+    rules = parse_caps("1/second;3/day")
+    first = caps.hit("jumdata", NUMBER, rules, at=T - 0.005)
+    assert first.allowed and first.stamp_ms == began_ms
+    again = caps.hit("jumdata", NUMBER, rules, at=T - 0.004)
+    assert (again.allowed, again.cap) == (False, "1/second")
+    assert again.retry_at == pytest.approx(T + 1)
+    assert caps.refund("jumdata", NUMBER, first)  # the stamp it was told is the one kept

@@ -21,7 +21,7 @@ from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from scheduler.caps import CapLimiter, cap_key
+from scheduler.caps import CapLimiter, cap_slot
 from scheduler.limits import parse_caps
 
 RULES = "1/second;3/minute"
@@ -87,7 +87,7 @@ def within_caps(times_us: list[int]) -> bool:
 def test_no_margin_never_lets_a_call_through_before_the_reference_does(
     caps: CapLimiter, client: redis.Redis, steps: list[int]
 ) -> None:
-    client.delete(cap_key("ihuyi", NUMBER))
+    client.hdel(*cap_slot("ihuyi", NUMBER))
     rules = parse_caps(RULES)
     reference = Reference()
     at = START_US
@@ -117,7 +117,7 @@ def test_no_margin_never_lets_a_call_through_before_the_reference_does(
                 assert round(ours.retry_at * 1e6) - at <= 1_000, (ours, at)  # whole µs
             # the two histories now differ: check what we have, then start both afresh
             assert within_caps(allowed_at)
-            client.delete(cap_key("ihuyi", NUMBER))
+            client.hdel(*cap_slot("ihuyi", NUMBER))
             reference = Reference()
             allowed_at = []
     assert within_caps(allowed_at)
