@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import redis
+import redis.sentinel
 
 from harness.supervise import NOTIFYQ, Proc, RedisServer, Stack, free_port, wait_until
 
@@ -108,10 +109,12 @@ class Replicated:
         self.replica.process.send_signal(signal.SIGCONT)
         asker = redis.Redis(host="127.0.0.1", port=self.sentinel_port)
         promoted = redis.Redis.from_url(self.replica.url)
+        sentinel = redis.sentinel.Sentinel([("127.0.0.1", self.sentinel_port)])
         wait_until(
             lambda: (
                 _names(asker, self.service, self.replica.port)
                 and promoted.execute_command("ROLE")[0] == b"master"
+                and _serves(sentinel, self.service, self.replica.port)
             ),
             timeout,
             interval=0.2,
@@ -174,6 +177,17 @@ def _sentinel(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _serves(sentinel: redis.sentinel.Sentinel, service: str, port: int) -> bool:
+    """Whether a client asking the Sentinel (as redis-py's pools do: the master's state
+    read and checked, not only its address) is given ``port``: just after a promotion
+    the Sentinel may name the new master while still flagging it down, and a client
+    then finds no master at all."""
+    try:
+        return sentinel.discover_master(service)[1] == port
+    except (redis.ConnectionError, redis.sentinel.MasterNotFoundError):
+        return False
 
 
 def _names(asker: redis.Redis, service: str, port: int) -> bool:
